@@ -1,0 +1,87 @@
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use runtime::KafkaArgs;
+use schemas::Resource;
+use url::Url;
+
+/// A Mobaro API key; redacted in `Debug`.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.to_string()))
+    }
+}
+
+/// Consumes raw webhooks, fetches the full record of the resources configured for
+/// enrichment from Mobaro's API, and produces one enriched record per event.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "enricher", version)]
+pub struct Config {
+    /// Base URL of Mobaro's customer API.
+    #[arg(long, env = "MOBARO_API_URL", default_value = "https://app.mobaro.com/api/customers/")]
+    pub api_url: Url,
+
+    /// Mobaro API key, sent as `x-api-key`.
+    #[arg(long, env = "MOBARO_API_KEY", hide_env_values = true)]
+    pub api_key: ApiKey,
+
+    /// Path of a record under the base URL. `{collection}` is the resource's
+    /// lower-case plural (`results`), `{id}` the URL-encoded objectId, `{id_tail}`
+    /// the URL-encoded part after the last `/` (`123-A` of `results/123-A`).
+    #[arg(long, env = "MOBARO_API_PATH_TEMPLATE", default_value = "{collection}/{id}")]
+    pub path_template: String,
+
+    /// Resources whose full record is fetched; the others pass through as events.
+    #[arg(long = "enrich", env = "ENRICH_RESOURCES", value_delimiter = ',', default_value = "Results,Users")]
+    pub enrich: Vec<Resource>,
+
+    /// Timeout of one API request.
+    #[arg(long, env = "MOBARO_API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub api_timeout: Duration,
+
+    /// Attempts per record before it goes to the dead-letter topic.
+    #[arg(long, env = "MOBARO_API_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// First retry delay; doubles per attempt, with jitter.
+    #[arg(long, env = "MOBARO_API_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub backoff: Duration,
+
+    /// Topic of raw webhooks to consume.
+    #[arg(long, env = "RAW_TOPIC", default_value = schemas::topics::RAW)]
+    pub raw_topic: String,
+
+    /// Topic receiving enriched records.
+    #[arg(long, env = "ENRICHED_TOPIC", default_value = schemas::topics::ENRICHED)]
+    pub enriched_topic: String,
+
+    /// Topic receiving events that could not be enriched, with the reason.
+    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = schemas::topics::DEAD_LETTER)]
+    pub dead_letter_topic: String,
+
+    /// Consumer group id; instances sharing it split the raw topic's partitions.
+    #[arg(long, env = "ENRICHER_GROUP_ID", default_value = "mobaro-enricher")]
+    pub group_id: String,
+
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "ENRICHER_OPS_LISTEN", default_value = "0.0.0.0:8081")]
+    pub ops_listen: SocketAddr,
+
+    /// Create missing topics at start-up.
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}

@@ -1,0 +1,87 @@
+//! `enricher`: turns thin webhook events into full records from Mobaro's API.
+
+mod client;
+mod config;
+mod enrichment;
+
+use std::time::Duration;
+
+use rdkafka::producer::Producer;
+use tokio_util::sync::CancellationToken;
+
+pub use client::{FetchError, Fetched, MobaroClient, RetryPolicy};
+pub use config::{ApiKey, Config};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnricherError {
+    #[error(transparent)]
+    Kafka(#[from] runtime::KafkaError),
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {
+    let readiness = runtime::Readiness::default();
+    if config.create_topics {
+        runtime::ensure_topics(
+            &config.kafka,
+            &[&config.raw_topic, &config.enriched_topic, &config.dead_letter_topic],
+        )
+        .await?;
+    }
+    let consumer = config
+        .kafka
+        .client_config(&[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("auto.commit.interval.ms", "1000"),
+        ])?
+        .create()?;
+    let producer: rdkafka::producer::FutureProducer = config
+        .kafka
+        .client_config(&[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+        ])?
+        .create()?;
+    let client = MobaroClient::new(
+        config.api_url.clone(),
+        config.api_key.clone(),
+        config.path_template.clone(),
+        config.api_timeout,
+        RetryPolicy {
+            max_attempts: config.max_attempts,
+            first_backoff: config.backoff,
+            max_backoff: config.backoff * 16,
+        },
+    )?;
+    runtime::watch_broker(config.kafka.client_config(&[])?, readiness.clone(), shutdown.clone());
+    let ops = tokio::spawn(runtime::serve(
+        config.ops_listen,
+        runtime::ops_router(readiness.clone()),
+        shutdown.clone(),
+    ));
+    tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, "enricher starting");
+    let enrichment = enrichment::Enrichment {
+        consumer,
+        producer: producer.clone(),
+        client,
+        config,
+        readiness,
+    };
+    enrichment.run(shutdown.clone()).await?;
+    if let Err(error) = producer.flush(Duration::from_secs(10)) {
+        tracing::error!(%error, "flushing producer at shutdown");
+    }
+    shutdown.cancel();
+    if let Ok(Err(error)) = ops.await {
+        tracing::warn!(%error, "operations endpoint failed");
+    }
+    tracing::info!("enricher stopped");
+    Ok(())
+}

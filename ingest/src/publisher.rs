@@ -1,0 +1,85 @@
+//! Produces verified webhooks to the raw topic and waits for the broker's ack.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use runtime::KafkaArgs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("producer queue is full")]
+    QueueFull,
+    #[error("broker did not acknowledge within {0:?}")]
+    Timeout(Duration),
+    #[error("broker rejected the event: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// A record for the raw topic: key objectId, value the original body.
+pub struct RawRecord<'a> {
+    pub key: &'a str,
+    pub body: &'a [u8],
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    ack_timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(kafka: &KafkaArgs, topic: &str, ack_timeout: Duration) -> Result<Self, KafkaError> {
+        let producer = kafka
+            .client_config(&[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("linger.ms", "2"),
+                ("message.timeout.ms", "30000"),
+            ])
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
+            .create()?;
+        Ok(Publisher {
+            producer,
+            topic: topic.to_string(),
+            ack_timeout,
+        })
+    }
+
+    /// Resolves once the broker acknowledged the record (`acks=all`).
+    pub async fn publish(&self, record: RawRecord<'_>) -> Result<(), PublishError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        let delivery = self
+            .producer
+            .send_result(
+                FutureRecord::to(&self.topic)
+                    .key(record.key)
+                    .payload(record.body)
+                    .headers(headers),
+            )
+            .map_err(|(error, _)| match error {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+                other => PublishError::Kafka(other),
+            })?;
+        match tokio::time::timeout(self.ack_timeout, delivery).await {
+            Err(_) => Err(PublishError::Timeout(self.ack_timeout)),
+            Ok(Err(_cancelled)) => Err(PublishError::Kafka(KafkaError::Canceled)),
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err((error, _)))) => Err(PublishError::Kafka(error)),
+        }
+    }
+
+    /// Waits for every queued record to be acknowledged, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

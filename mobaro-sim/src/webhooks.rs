@@ -1,0 +1,139 @@
+//! Sends webhooks the way Mobaro does: a thin JSON body, signed with
+//! HMAC-SHA256 in `X-Webhook-Signature`, retried when the receiver fails.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::Sha256;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Encoding {
+    /// Lowercase hex.
+    Hex,
+    /// Uppercase hex.
+    UpperHex,
+    /// Padded standard base64.
+    Base64,
+    /// `sha256=` followed by lowercase hex.
+    PrefixedHex,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// The receiver's webhook URL.
+    #[arg(long, env = "MOBARO_SIM_WEBHOOK_URL", default_value = "http://127.0.0.1:8080/webhooks/mobaro")]
+    pub url: String,
+    /// Secret to sign with; unsigned when absent.
+    #[arg(long, env = "MOBARO_SIM_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// How the signature is written.
+    #[arg(long, value_enum, default_value = "hex")]
+    pub encoding: Encoding,
+    /// Webhooks to send; 0 sends until interrupted.
+    #[arg(long, default_value_t = 100)]
+    pub count: u64,
+    /// Webhooks per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Resources to send, comma separated, as Mobaro names them.
+    #[arg(long, value_delimiter = ',', default_value = "Users,Locations,Results,Assignments,Notes,Downtimes")]
+    pub resources: Vec<String>,
+    /// Distinct objects per resource, so that updates repeat on the same objects.
+    #[arg(long, default_value_t = 20)]
+    pub objects: u32,
+    /// Random seed, for a repeatable sequence.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print each body sent and the receiver's status on stdout, one JSON per line.
+    #[arg(long)]
+    pub print: bool,
+}
+
+fn sign(secret: &str, body: &[u8], encoding: Encoding) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let mac = mac.finalize().into_bytes();
+    match encoding {
+        Encoding::Hex => hex::encode(mac),
+        Encoding::UpperHex => hex::encode_upper(mac),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(mac),
+        Encoding::PrefixedHex => format!("sha256={}", hex::encode(mac)),
+    }
+}
+
+fn collection(resource: &str) -> String {
+    resource.to_lowercase()
+}
+
+fn body(rng: &mut StdRng, args: &SendArgs) -> String {
+    let resource = &args.resources[rng.random_range(0..args.resources.len())];
+    let event = match rng.random_range(0..20) {
+        0..=3 => "Created",
+        4 => "Deleted",
+        _ => "Updated",
+    };
+    let object = rng.random_range(0..args.objects.max(1));
+    let tag = ["A", "B", "C"][object as usize % 3];
+    let object_id = format!("{}/{}-{tag}", collection(resource), 1000 + object);
+    let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    serde_json::json!({
+        "resource": resource,
+        "event": event,
+        "objectId": object_id,
+        "timestamp": timestamp,
+    })
+    .to_string()
+}
+
+/// Sends webhooks at the configured rate; a failed delivery is retried a few
+/// times with backoff, as Mobaro does. Returns (delivered, failed).
+pub async fn send(args: SendArgs) -> anyhow::Result<(u64, u64)> {
+    anyhow::ensure!(!args.resources.is_empty(), "no resources to send");
+    anyhow::ensure!(args.rate > 0.0, "rate must be positive");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    let (mut delivered, mut failed) = (0, 0);
+    let mut sent = 0;
+    while args.count == 0 || sent < args.count {
+        ticker.tick().await;
+        sent += 1;
+        let body = body(&mut rng, &args);
+        let mut status = None;
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            let mut request = client
+                .post(&args.url)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            if let Some(secret) = &args.secret {
+                request = request.header("X-Webhook-Signature", sign(secret, body.as_bytes(), args.encoding));
+            }
+            match request.send().await {
+                Ok(response) => {
+                    status = Some(response.status().as_u16());
+                    if !response.status().is_server_error() {
+                        break;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "delivery failed"),
+            }
+        }
+        match status {
+            Some(code) if (200..300).contains(&code) => delivered += 1,
+            _ => failed += 1,
+        }
+        if args.print {
+            println!("{}", serde_json::json!({"body": body, "status": status}));
+        }
+    }
+    Ok((delivered, failed))
+}

@@ -1,0 +1,13 @@
+//! Runtime plumbing shared by `ingest`, `enricher` and `sink`, so that none of
+//! them carries its own copy: Kafka client configuration and topic creation,
+//! logging, the operations endpoints and shutdown on signals.
+
+mod kafka;
+mod ops;
+mod shutdown;
+mod telemetry;
+
+pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
+pub use ops::{ops_router, serve, watch_broker, Readiness};
+pub use shutdown::shutdown_on_signal;
+pub use telemetry::{init_tracing, prometheus};

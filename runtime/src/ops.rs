@@ -1,0 +1,129 @@
+//! `/healthz`, `/readyz` and `/metrics`, served beside each stage's work.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::prometheus;
+
+/// Named readiness conditions; the stage is ready when every one holds.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    conditions: Arc<Mutex<Vec<(String, Result<(), String>)>>>,
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Readiness {
+    pub fn set(&self, name: &str, state: Result<(), String>) {
+        let mut conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        match conditions.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = state,
+            None => conditions.push((name.to_string(), state)),
+        }
+    }
+
+    /// A standing remark shown in `/readyz`'s body (e.g. an insecure setting).
+    pub fn note(&self, note: impl Into<String>) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(note.into());
+    }
+
+    pub fn is_ready(&self) -> bool {
+        let conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        conditions.iter().all(|(_, state)| state.is_ok())
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        let checks: serde_json::Map<String, serde_json::Value> = conditions
+            .iter()
+            .map(|(name, state)| {
+                let value = match state {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => e.clone(),
+                };
+                (name.clone(), value.into())
+            })
+            .collect();
+        let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        serde_json::json!({
+            "ready": conditions.iter().all(|(_, s)| s.is_ok()),
+            "checks": checks,
+            "notes": notes,
+        })
+    }
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness.report()))
+}
+
+/// The operations routes, to be merged into a stage's router or served alone.
+pub fn ops_router(readiness: Readiness) -> Router {
+    let handle = prometheus();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(move || async move { handle.render() }))
+        .with_state(readiness)
+}
+
+/// Serves `router` on `addr` until `shutdown` is cancelled.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving operations endpoints");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Keeps the `broker` readiness condition up to date by asking for cluster
+/// metadata every few seconds.
+pub fn watch_broker(config: ClientConfig, readiness: Readiness, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let consumer: BaseConsumer = match config.create() {
+            Ok(c) => c,
+            Err(e) => {
+                readiness.set("broker", Err(e.to_string()));
+                return;
+            }
+        };
+        let consumer = Arc::new(consumer);
+        loop {
+            let probe = consumer.clone();
+            let state = tokio::task::spawn_blocking(move || {
+                probe
+                    .fetch_metadata(None, Duration::from_secs(3))
+                    .map(|_| ())
+                    .map_err(|e| format!("broker unreachable: {e}"))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            readiness.set("broker", state);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    });
+}

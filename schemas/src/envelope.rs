@@ -1,0 +1,72 @@
+//! The enriched record: what `enricher` produces and `sink` writes, one per webhook.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{EventId, EventKind, Resource, WebhookEvent};
+
+/// What the enricher learned about the record behind the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchStatus {
+    /// Fetched from the API; `record` holds the full JSON.
+    Found,
+    /// The API answered 404: the record was deleted after the event was sent.
+    NotFound,
+    /// A `Deleted` event: nothing to fetch.
+    Deleted,
+    /// The resource is not configured for enrichment; the event stands alone.
+    NotFetched,
+}
+
+impl FetchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchStatus::Found => "found",
+            FetchStatus::NotFound => "not_found",
+            FetchStatus::Deleted => "deleted",
+            FetchStatus::NotFetched => "not_fetched",
+        }
+    }
+}
+
+/// One webhook event with, when fetched, the full record from Mobaro's API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichedRecord {
+    pub event_id: EventId,
+    pub resource: Resource,
+    pub event: EventKind,
+    pub object_id: String,
+    pub event_timestamp: DateTime<Utc>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    pub status: FetchStatus,
+    /// The full JSON the API returned, untouched, so no field Mobaro adds is lost.
+    pub record: Option<serde_json::Value>,
+}
+
+impl EnrichedRecord {
+    pub fn new(
+        event: &WebhookEvent,
+        received_at: Option<DateTime<Utc>>,
+        status: FetchStatus,
+    ) -> Self {
+        EnrichedRecord {
+            event_id: event.event_id(),
+            resource: event.resource,
+            event: event.event,
+            object_id: event.object_id.clone(),
+            event_timestamp: event.timestamp,
+            received_at,
+            fetched_at: None,
+            status,
+            record: None,
+        }
+    }
+
+    pub fn with_record(mut self, record: serde_json::Value, fetched_at: DateTime<Utc>) -> Self {
+        self.record = Some(record);
+        self.fetched_at = Some(fetched_at);
+        self
+    }
+}

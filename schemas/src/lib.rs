@@ -1,0 +1,15 @@
+//! The data contract between `ingest`, `enricher` and `sink`.
+//!
+//! Stages share nothing but this crate: the webhook event as Mobaro documents it,
+//! the enriched-record envelope, the Kafka topic and header names, and the Arrow
+//! schemas of the lake's tables.
+
+mod envelope;
+mod event;
+pub mod headers;
+mod tables;
+pub mod topics;
+
+pub use envelope::{EnrichedRecord, FetchStatus};
+pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
+pub use tables::{table_for, Table, TableError};

@@ -1,0 +1,70 @@
+//! `sink`: enriched records to Hive-partitioned Parquet in an object store.
+
+mod batch;
+mod config;
+mod consumption;
+mod encoding;
+mod lake;
+
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use encoding::{encode, Compression};
+pub use lake::{Lake, LakeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Kafka(#[from] runtime::KafkaError),
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Consumption(#[from] consumption::ConsumptionError),
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
+    let lake = Lake::open(&config.lake_url)?;
+    let readiness = runtime::Readiness::default();
+    if config.create_topics {
+        runtime::ensure_topics(&config.kafka, &[&config.enriched_topic, &config.dead_letter_topic])
+            .await?;
+    }
+    let consumer = config
+        .kafka
+        .client_config(&[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ])?
+        .create()?;
+    let producer = config
+        .kafka
+        .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
+        .create()?;
+    runtime::watch_broker(config.kafka.client_config(&[])?, readiness.clone(), shutdown.clone());
+    let ops_shutdown = CancellationToken::new();
+    let ops = tokio::spawn(runtime::serve(
+        config.ops_listen,
+        runtime::ops_router(readiness.clone()),
+        ops_shutdown.clone(),
+    ));
+    tracing::info!(lake = lake.describe(), topic = %config.enriched_topic, "sink starting");
+    let result = consumption::Consumption {
+        consumer,
+        producer,
+        lake,
+        config,
+        readiness,
+    }
+    .run(shutdown)
+    .await;
+    ops_shutdown.cancel();
+    if let Ok(Err(error)) = ops.await {
+        tracing::warn!(%error, "operations endpoint failed");
+    }
+    tracing::info!("sink stopped");
+    Ok(result?)
+}
