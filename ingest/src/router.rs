@@ -145,3 +145,93 @@ async fn accept(state: &AppState, request_headers: &HeaderMap, body: &[u8]) -> R
     metrics::histogram!("ingest_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok(event_id.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::signature::{sign, Secret};
+
+    const BODY: &str = r#"{"resource":"Results","event":"Created","objectId":"results/1-A","timestamp":"2025-01-27T10:12:44Z"}"#;
+
+    /// A router whose broker never answers: nothing here may reach it but the
+    /// 503 case.
+    fn app() -> Router {
+        let kafka = runtime::KafkaArgs {
+            brokers: "127.0.0.1:9".into(),
+            options: vec![],
+            topic_partitions: 1,
+            topic_replication: 1,
+        };
+        let state = Arc::new(AppState {
+            verifier: Verifier::new(vec![Secret::new("s")], vec![]),
+            accept_unsigned: false,
+            publisher: Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer"),
+        });
+        router(state, 1024)
+    }
+
+    async fn post(body: &str, signature: Option<String>) -> Response {
+        let mut request = Request::post(WEBHOOK_PATH).header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header(SIGNATURE_HEADER, signature);
+        }
+        app()
+            .oneshot(request.body(Body::from(body.to_string())).expect("request"))
+            .await
+            .expect("infallible")
+    }
+
+    fn signed(body: &str) -> Option<String> {
+        Some(hex::encode(sign(b"s", body.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn missing_or_wrong_signatures_get_401() {
+        assert_eq!(post(BODY, None).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(post(BODY, Some("00".repeat(32))).await.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn verified_bodies_that_are_not_the_documented_json_get_400() {
+        for body in ["{}", "not json", r#"{"resource":"Results"}"#] {
+            assert_eq!(post(body, signed(body)).await.status(), StatusCode::BAD_REQUEST, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_resource_or_event_names_get_422() {
+        for body in [BODY.replace("Results", "Widgets"), BODY.replace("Created", "Exploded")] {
+            let status = post(&body, signed(&body)).await.status();
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_get_413() {
+        let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(2048));
+        assert_eq!(post(&body, signed(&body)).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn unreachable_broker_gets_503_with_retry_after_within_the_deadline() {
+        let started = std::time::Instant::now();
+        let response = post(BODY, signed(BODY)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn other_paths_and_methods_get_404_and_405() {
+        let get = Request::get(WEBHOOK_PATH).body(Body::empty()).expect("request");
+        assert_eq!(app().oneshot(get).await.expect("ok").status(), StatusCode::METHOD_NOT_ALLOWED);
+        let other = Request::post("/elsewhere").body(Body::empty()).expect("request");
+        assert_eq!(app().oneshot(other).await.expect("ok").status(), StatusCode::NOT_FOUND);
+    }
+}

@@ -1,1 +1,202 @@
+//! Test harness: the services the suite runs against, the pipeline's binaries
+//! as child processes, and the independent Parquet reader (DuckDB).
+//!
+//! `scripts/test` starts a broker and an S3 server and exports their addresses;
+//! a test run without them fails and says so instead of passing silently.
 
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStore;
+
+const HOW_TO_RUN: &str = "the end-to-end tests need a Kafka-protocol broker and an S3-compatible server: run them with `scripts/test`, which installs and starts both (or export KAFKA_BROKERS, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, LAKE_TEST_BUCKET and LAKE_PYTHON for services of your own)";
+
+/// Addresses of the services the suite runs against.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub brokers: String,
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub python: PathBuf,
+}
+
+fn required(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("{name} is not set: {HOW_TO_RUN}"),
+    }
+}
+
+impl Services {
+    pub fn from_env() -> Services {
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            required(name);
+        }
+        Services {
+            brokers: required("KAFKA_BROKERS"),
+            s3_endpoint: required("AWS_ENDPOINT_URL"),
+            s3_bucket: required("LAKE_TEST_BUCKET"),
+            python: PathBuf::from(required("LAKE_PYTHON")),
+        }
+    }
+
+    /// The S3 bucket as an object store, with the environment's credentials.
+    pub fn bucket(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(&self.s3_bucket)
+            .with_endpoint(&self.s3_endpoint)
+            .with_allow_http(true)
+            .build()?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// A name no other test run uses, for topics, groups and prefixes.
+pub fn unique(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{label}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A binary of this workspace, built by `cargo build --workspace --bins`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process, killed when dropped; its output goes to a log file.
+pub struct Process {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], logs: &Path) -> anyhow::Result<Process> {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(binary(name.split('#').next().unwrap_or(name)))
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Process {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    /// Sends SIGINT and waits for a clean exit.
+    pub fn interrupt(mut self, within: Duration) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited with {status}; log: {}", self.name, self.log.display());
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not stop within {within:?}; log: {}", self.name, self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `url` answers 200.
+pub async fn wait_until_ready(url: &str, within: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} not ready within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Copies every object under `prefix` into `dir`, keeping relative paths.
+pub async fn download(store: &dyn ObjectStore, prefix: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let prefix = object_store::path::Path::from(prefix);
+    let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+    let mut files = vec![];
+    for object in objects {
+        let relative = object
+            .location
+            .prefix_match(&prefix)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .unwrap_or_default();
+        let target = dir.join(relative);
+        std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+        let bytes = store.get(&object.location).await?.bytes().await?;
+        std::fs::write(&target, &bytes)?;
+        files.push(target);
+    }
+    Ok(files)
+}
+
+/// Runs a SQL query in DuckDB (the independent reader) and returns the rows as
+/// JSON objects.
+pub fn duckdb(python: &Path, sql: &str) -> anyhow::Result<Vec<BTreeMap<String, serde_json::Value>>> {
+    const SCRIPT: &str = r#"
+import duckdb, json, sys
+result = duckdb.sql(sys.argv[1])
+names = [c for c in result.columns]
+print(json.dumps([dict(zip(names, row)) for row in result.fetchall()], default=str))
+"#;
+    let output = Command::new(python).args(["-c", SCRIPT, sql]).output()?;
+    if !output.status.success() {
+        bail!("duckdb failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}

@@ -1,0 +1,276 @@
+//! The whole pipeline on a real broker and a real S3 server: signed webhooks go
+//! in over HTTP, Parquet files come out, and DuckDB reads them back.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use end_to_end::{duckdb, download, free_port, unique, wait_until_ready, Process, Services};
+use serde_json::Value;
+
+const SECRET: &str = "e2e-webhook-secret";
+const API_KEY: &str = "e2e-api-key";
+
+struct Pipeline {
+    sim: Process,
+    ingest: Process,
+    enricher: Process,
+    sink: Process,
+    api: String,
+    webhook_url: String,
+    prefix: String,
+}
+
+async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::Result<Pipeline> {
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    let ingest_addr = format!("127.0.0.1:{}", free_port());
+    let enricher_ops = format!("127.0.0.1:{}", free_port());
+    let sink_ops = format!("127.0.0.1:{}", free_port());
+    let raw = format!("{run}.raw");
+    let enriched = format!("{run}.enriched");
+    let dead_letter = format!("{run}.deadletter");
+    let prefix = format!("{run}/lake");
+    let lake_url = format!("s3://{}/{prefix}", services.s3_bucket);
+    let api_url = format!("http://{api_addr}/api/customers/");
+    let enricher_group = format!("{run}-enricher");
+    let sink_group = format!("{run}-sink");
+    let kafka = [
+        ("KAFKA_BROKERS", services.brokers.as_str()),
+        ("RAW_TOPIC", raw.as_str()),
+        ("ENRICHED_TOPIC", enriched.as_str()),
+        ("DEAD_LETTER_TOPIC", dead_letter.as_str()),
+    ];
+    let with = |extra: &[(&'static str, &str)]| -> Vec<(&str, String)> {
+        kafka
+            .iter()
+            .chain(extra.iter())
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect()
+    };
+    let env = |pairs: &Vec<(&str, String)>| -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    };
+    let start = |name: &str, args: &[&str], pairs: Vec<(String, String)>| {
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Process::start(name, args, &borrowed, logs)
+    };
+
+    let sim = start("mobaro-sim", &["serve", "--listen", &api_addr, "--api-key", API_KEY], vec![])?;
+    let ingest = start(
+        "ingest",
+        &[],
+        env(&with(&[("INGEST_LISTEN", &ingest_addr), ("MOBARO_WEBHOOK_SECRETS", SECRET)])),
+    )?;
+    let enricher = start(
+        "enricher",
+        &[],
+        env(&with(&[
+            ("MOBARO_API_URL", &api_url),
+            ("MOBARO_API_KEY", API_KEY),
+            ("ENRICHER_GROUP_ID", &enricher_group),
+            ("ENRICHER_OPS_LISTEN", &enricher_ops),
+        ])),
+    )?;
+    let sink = start(
+        "sink",
+        &[],
+        env(&with(&[
+            ("LAKE_URL", &lake_url),
+            ("SINK_GROUP_ID", &sink_group),
+            ("SINK_OPS_LISTEN", &sink_ops),
+            ("SINK_MAX_FILE_AGE", "2s"),
+        ])),
+    )?;
+    for url in [
+        format!("http://{api_addr}/sim/stats"),
+        format!("http://{ingest_addr}/readyz"),
+        format!("http://{enricher_ops}/readyz"),
+        format!("http://{sink_ops}/readyz"),
+    ] {
+        wait_until_ready(&url, Duration::from_secs(30)).await?;
+    }
+    Ok(Pipeline {
+        sim,
+        ingest,
+        enricher,
+        sink,
+        api: format!("http://{api_addr}/api/customers"),
+        webhook_url: format!("http://{ingest_addr}/webhooks/mobaro"),
+        prefix,
+    })
+}
+
+/// Sends webhooks with the simulator; returns the bodies, all answered 202.
+fn send_webhooks(url: &str, count: u32, resources: &str) -> anyhow::Result<Vec<Value>> {
+    let output = std::process::Command::new(end_to_end::binary("mobaro-sim"))
+        .args(["send", "--url", url, "--secret", SECRET, "--resources", resources])
+        .args(["--count", &count.to_string(), "--rate", "40", "--objects", "4", "--print"])
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "sending failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut bodies = vec![];
+    for line in String::from_utf8(output.stdout)?.lines() {
+        let sent: Value = serde_json::from_str(line)?;
+        ensure!(sent["status"] == 202, "webhook not accepted: {sent}");
+        bodies.push(serde_json::from_str(sent["body"].as_str().context("body")?)?);
+    }
+    Ok(bodies)
+}
+
+/// Downloads the lake until the `events` table holds `expected` distinct events.
+async fn wait_for_lake(services: &Services, prefix: &str, dir: &Path, expected: usize) -> anyhow::Result<()> {
+    let store = services.bucket()?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let files = download(store.as_ref(), prefix, dir).await?;
+        if files.iter().any(|f| f.starts_with(dir.join("events"))) {
+            let rows = duckdb(
+                &services.python,
+                &format!(
+                    "SELECT count(DISTINCT event_id) AS n FROM read_parquet('{}/events/*/*.parquet', hive_partitioning = true)",
+                    dir.display()
+                ),
+            )?;
+            if rows[0]["n"] == expected {
+                return Ok(());
+            }
+        }
+        ensure!(Instant::now() < deadline, "lake did not receive {expected} events in time");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn api_record(api: &str, collection: &str, id: &str) -> anyhow::Result<Value> {
+    let url = format!("{api}/{collection}/{}", id.replace('/', "%2F"));
+    Ok(reqwest::Client::new()
+        .get(url)
+        .header("x-api-key", API_KEY)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+fn table(dir: &Path, name: &str) -> String {
+    format!("read_parquet('{}/{name}/*/*.parquet', hive_partitioning = true)", dir.display())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Result<()> {
+    let services = Services::from_env();
+    let run = unique("e2e");
+    let logs = tempfile::Builder::new().prefix("e2e-logs-").tempdir()?.keep();
+    eprintln!("logs in {}", logs.display());
+    let pipeline = start_pipeline(&services, &run, &logs).await?;
+
+    let bodies = send_webhooks(&pipeline.webhook_url, 30, "Results,Users,Locations")?;
+    let lake = tempfile::tempdir()?;
+    wait_for_lake(&services, &pipeline.prefix, lake.path(), bodies.len()).await?;
+
+    // Every table read back by DuckDB, with Hive partitioning and declared types.
+    let types = duckdb(
+        &services.python,
+        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {})", table(lake.path(), "results")),
+    )?;
+    let type_of = |name: &str| {
+        types
+            .iter()
+            .find(|r| r["column_name"] == name)
+            .map(|r| r["column_type"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(type_of("event_timestamp").as_deref(), Some("TIMESTAMP WITH TIME ZONE"));
+    assert_eq!(type_of("score").as_deref(), Some("DOUBLE"));
+    assert_eq!(type_of("dt").as_deref(), Some("DATE"));
+    assert!(type_of("values").is_some_and(|t| t.starts_with("STRUCT(question VARCHAR")));
+
+    // Every webhook is in `events`, once, as sent.
+    let events = duckdb(
+        &services.python,
+        &format!("SELECT resource, event, object_id, status FROM {}", table(lake.path(), "events")),
+    )?;
+    assert_eq!(events.len(), bodies.len());
+    let sent: BTreeSet<(String, String, String)> = bodies
+        .iter()
+        .map(|b| (b["resource"].to_string(), b["event"].to_string(), b["objectId"].to_string()))
+        .collect();
+    let stored: BTreeSet<(String, String, String)> = events
+        .iter()
+        .map(|e| (e["resource"].to_string(), e["event"].to_string(), e["object_id"].to_string()))
+        .collect();
+    assert_eq!(sent, stored);
+
+    // Results and Users carry the simulator's full records; Locations pass through.
+    let mut checked = 0;
+    for (collection, typed_column, pointer) in [
+        ("results", "checklist_name", "/checklist/name"),
+        ("users", "email", "/email"),
+    ] {
+        let rows = duckdb(
+            &services.python,
+            &format!(
+                "SELECT object_id, event, status, record_json, {typed_column} AS typed FROM {}",
+                table(lake.path(), collection)
+            ),
+        )?;
+        assert!(!rows.is_empty(), "no {collection} rows");
+        for row in rows {
+            let id = row["object_id"].as_str().context("object_id")?;
+            if row["event"] == "Deleted" {
+                assert_eq!(row["status"], "deleted");
+                assert!(row["record_json"].is_null());
+                continue;
+            }
+            assert_eq!(row["status"], "found", "{row:?}");
+            let expected = api_record(&pipeline.api, collection, id).await?;
+            let stored: Value = serde_json::from_str(row["record_json"].as_str().context("record_json")?)?;
+            assert_eq!(stored, expected, "{collection} {id}");
+            assert_eq!(Some(&row["typed"]), expected.pointer(pointer));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "too few enriched records checked: {checked}");
+    let locations = duckdb(
+        &services.python,
+        &format!("SELECT status, record_json FROM {}", table(lake.path(), "locations")),
+    )?;
+    assert!(!locations.is_empty());
+    for row in locations {
+        assert!(row["status"] == "not_fetched" || row["status"] == "deleted", "{row:?}");
+        assert!(row["record_json"].is_null());
+    }
+
+    // The parquet crate reads every file too, and finds the provenance metadata.
+    for file in walk(lake.path())? {
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(&file)?)?;
+        let metadata = parquet::file::reader::FileReader::metadata(&reader).file_metadata();
+        let keys: Vec<&str> = metadata
+            .key_value_metadata()
+            .map(|kv| kv.iter().map(|k| k.key.as_str()).collect())
+            .unwrap_or_default();
+        assert!(keys.contains(&"mobaro_lake.first_offset"), "{}", file.display());
+    }
+
+    let Pipeline { sim, ingest, enricher, sink, .. } = pipeline;
+    for process in [ingest, enricher, sink, sim] {
+        process.interrupt(Duration::from_secs(30))?;
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = vec![];
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
