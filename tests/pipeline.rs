@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use end_to_end::{duckdb, download, free_port, unique, wait_until_ready, Process, Services};
+use end_to_end::{download, duckdb, free_port, unique, wait_until_ready, Process, Services};
 use serde_json::Value;
 
 const SECRET: &str = "e2e-webhook-secret";
@@ -49,18 +49,31 @@ async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::
             .collect()
     };
     let env = |pairs: &Vec<(&str, String)>| -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     };
     let start = |name: &str, args: &[&str], pairs: Vec<(String, String)>| {
-        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let borrowed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         Process::start(name, args, &borrowed, logs)
     };
 
-    let sim = start("mobaro-sim", &["serve", "--listen", &api_addr, "--api-key", API_KEY], vec![])?;
+    let sim = start(
+        "mobaro-sim",
+        &["serve", "--listen", &api_addr, "--api-key", API_KEY],
+        vec![],
+    )?;
     let ingest = start(
         "ingest",
         &[],
-        env(&with(&[("INGEST_LISTEN", &ingest_addr), ("MOBARO_WEBHOOK_SECRETS", SECRET)])),
+        env(&with(&[
+            ("INGEST_LISTEN", &ingest_addr),
+            ("MOBARO_WEBHOOK_SECRETS", SECRET),
+        ])),
     )?;
     let enricher = start(
         "enricher",
@@ -104,8 +117,24 @@ async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::
 /// Sends webhooks with the simulator; returns the bodies, all answered 202.
 fn send_webhooks(url: &str, count: u32, resources: &str) -> anyhow::Result<Vec<Value>> {
     let output = std::process::Command::new(end_to_end::binary("mobaro-sim"))
-        .args(["send", "--url", url, "--secret", SECRET, "--resources", resources])
-        .args(["--count", &count.to_string(), "--rate", "40", "--objects", "4", "--print"])
+        .args([
+            "send",
+            "--url",
+            url,
+            "--secret",
+            SECRET,
+            "--resources",
+            resources,
+        ])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--rate",
+            "40",
+            "--objects",
+            "4",
+            "--print",
+        ])
         .output()?;
     ensure!(
         output.status.success(),
@@ -116,13 +145,20 @@ fn send_webhooks(url: &str, count: u32, resources: &str) -> anyhow::Result<Vec<V
     for line in String::from_utf8(output.stdout)?.lines() {
         let sent: Value = serde_json::from_str(line)?;
         ensure!(sent["status"] == 202, "webhook not accepted: {sent}");
-        bodies.push(serde_json::from_str(sent["body"].as_str().context("body")?)?);
+        bodies.push(serde_json::from_str(
+            sent["body"].as_str().context("body")?,
+        )?);
     }
     Ok(bodies)
 }
 
 /// Downloads the lake until the `events` table holds `expected` distinct events.
-async fn wait_for_lake(services: &Services, prefix: &str, dir: &Path, expected: usize) -> anyhow::Result<()> {
+async fn wait_for_lake(
+    services: &Services,
+    prefix: &str,
+    dir: &Path,
+    expected: usize,
+) -> anyhow::Result<()> {
     let store = services.bucket()?;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -139,7 +175,10 @@ async fn wait_for_lake(services: &Services, prefix: &str, dir: &Path, expected: 
                 return Ok(());
             }
         }
-        ensure!(Instant::now() < deadline, "lake did not receive {expected} events in time");
+        ensure!(
+            Instant::now() < deadline,
+            "lake did not receive {expected} events in time"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -157,14 +196,20 @@ async fn api_record(api: &str, collection: &str, id: &str) -> anyhow::Result<Val
 }
 
 fn table(dir: &Path, name: &str) -> String {
-    format!("read_parquet('{}/{name}/*/*.parquet', hive_partitioning = true)", dir.display())
+    format!(
+        "read_parquet('{}/{name}/*/*.parquet', hive_partitioning = true)",
+        dir.display()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Result<()> {
     let services = Services::from_env();
     let run = unique("e2e");
-    let logs = tempfile::Builder::new().prefix("e2e-logs-").tempdir()?.keep();
+    let logs = tempfile::Builder::new()
+        .prefix("e2e-logs-")
+        .tempdir()?
+        .keep();
     eprintln!("logs in {}", logs.display());
     let pipeline = start_pipeline(&services, &run, &logs).await?;
 
@@ -175,7 +220,10 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
     // Every table read back by DuckDB, with Hive partitioning and declared types.
     let types = duckdb(
         &services.python,
-        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {})", table(lake.path(), "results")),
+        &format!(
+            "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {})",
+            table(lake.path(), "results")
+        ),
     )?;
     let type_of = |name: &str| {
         types
@@ -183,7 +231,10 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
             .find(|r| r["column_name"] == name)
             .map(|r| r["column_type"].as_str().unwrap_or_default().to_string())
     };
-    assert_eq!(type_of("event_timestamp").as_deref(), Some("TIMESTAMP WITH TIME ZONE"));
+    assert_eq!(
+        type_of("event_timestamp").as_deref(),
+        Some("TIMESTAMP WITH TIME ZONE")
+    );
     assert_eq!(type_of("score").as_deref(), Some("DOUBLE"));
     assert_eq!(type_of("dt").as_deref(), Some("DATE"));
     assert!(type_of("values").is_some_and(|t| t.starts_with("STRUCT(question VARCHAR")));
@@ -191,16 +242,31 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
     // Every webhook is in `events`, once, as sent.
     let events = duckdb(
         &services.python,
-        &format!("SELECT resource, event, object_id, status FROM {}", table(lake.path(), "events")),
+        &format!(
+            "SELECT resource, event, object_id, status FROM {}",
+            table(lake.path(), "events")
+        ),
     )?;
     assert_eq!(events.len(), bodies.len());
     let sent: BTreeSet<(String, String, String)> = bodies
         .iter()
-        .map(|b| (b["resource"].to_string(), b["event"].to_string(), b["objectId"].to_string()))
+        .map(|b| {
+            (
+                b["resource"].to_string(),
+                b["event"].to_string(),
+                b["objectId"].to_string(),
+            )
+        })
         .collect();
     let stored: BTreeSet<(String, String, String)> = events
         .iter()
-        .map(|e| (e["resource"].to_string(), e["event"].to_string(), e["object_id"].to_string()))
+        .map(|e| {
+            (
+                e["resource"].to_string(),
+                e["event"].to_string(),
+                e["object_id"].to_string(),
+            )
+        })
         .collect();
     assert_eq!(sent, stored);
 
@@ -227,7 +293,8 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
             }
             assert_eq!(row["status"], "found", "{row:?}");
             let expected = api_record(&pipeline.api, collection, id).await?;
-            let stored: Value = serde_json::from_str(row["record_json"].as_str().context("record_json")?)?;
+            let stored: Value =
+                serde_json::from_str(row["record_json"].as_str().context("record_json")?)?;
             assert_eq!(stored, expected, "{collection} {id}");
             assert_eq!(Some(&row["typed"]), expected.pointer(pointer));
             checked += 1;
@@ -236,26 +303,44 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
     assert!(checked >= 2, "too few enriched records checked: {checked}");
     let locations = duckdb(
         &services.python,
-        &format!("SELECT status, record_json FROM {}", table(lake.path(), "locations")),
+        &format!(
+            "SELECT status, record_json FROM {}",
+            table(lake.path(), "locations")
+        ),
     )?;
     assert!(!locations.is_empty());
     for row in locations {
-        assert!(row["status"] == "not_fetched" || row["status"] == "deleted", "{row:?}");
+        assert!(
+            row["status"] == "not_fetched" || row["status"] == "deleted",
+            "{row:?}"
+        );
         assert!(row["record_json"].is_null());
     }
 
     // The parquet crate reads every file too, and finds the provenance metadata.
     for file in walk(lake.path())? {
-        let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(&file)?)?;
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+            std::fs::File::open(&file)?,
+        )?;
         let metadata = parquet::file::reader::FileReader::metadata(&reader).file_metadata();
         let keys: Vec<&str> = metadata
             .key_value_metadata()
             .map(|kv| kv.iter().map(|k| k.key.as_str()).collect())
             .unwrap_or_default();
-        assert!(keys.contains(&"mobaro_lake.first_offset"), "{}", file.display());
+        assert!(
+            keys.contains(&"mobaro_lake.first_offset"),
+            "{}",
+            file.display()
+        );
     }
 
-    let Pipeline { sim, ingest, enricher, sink, .. } = pipeline;
+    let Pipeline {
+        sim,
+        ingest,
+        enricher,
+        sink,
+        ..
+    } = pipeline;
     for process in [ingest, enricher, sink, sim] {
         process.interrupt(Duration::from_secs(30))?;
     }

@@ -15,7 +15,11 @@ use crate::config::ApiKey;
 
 /// Everything but RFC 3986's unreserved characters is encoded, `/` included, so
 /// an id like `users/112899-C` stays one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// What the API said about a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +89,9 @@ impl RetryPolicy {
             .saturating_mul(1 << attempt.min(16))
             .min(self.max_backoff);
         let low = ceiling / 2;
-        low + ceiling.saturating_sub(low).mul_f64(rand::rng().random::<f64>())
+        low + ceiling
+            .saturating_sub(low)
+            .mul_f64(rand::rng().random::<f64>())
     }
 }
 
@@ -144,7 +150,11 @@ impl MobaroClient {
         self.base.join(path.trim_start_matches('/'))
     }
 
-    pub async fn fetch(&self, resource: Resource, object_id: &str) -> Result<(Fetched, u32), FetchError> {
+    pub async fn fetch(
+        &self,
+        resource: Resource,
+        object_id: &str,
+    ) -> Result<(Fetched, u32), FetchError> {
         let url = self.record_url(resource, object_id)?;
         let started = Instant::now();
         let mut attempt = 0;
@@ -207,11 +217,9 @@ impl MobaroClient {
                 })),
             },
             StatusCode::NOT_FOUND => Ok(Ok(Fetched::NotFound)),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Ok(Err(FetchError::Unauthorized {
-                    status: status.as_u16(),
-                }))
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(FetchError::Unauthorized {
+                status: status.as_u16(),
+            })),
             s if s == StatusCode::TOO_MANY_REQUESTS
                 || s == StatusCode::REQUEST_TIMEOUT
                 || s.is_server_error() =>
@@ -257,11 +265,17 @@ mod tests {
         let url = client("{collection}/{id}")
             .record_url(Resource::Users, "users/112899-C")
             .expect("url");
-        assert_eq!(url.as_str(), "https://app.mobaro.com/api/customers/users/users%2F112899-C");
+        assert_eq!(
+            url.as_str(),
+            "https://app.mobaro.com/api/customers/users/users%2F112899-C"
+        );
         let url = client("{collection}/{id_tail}")
             .record_url(Resource::Results, "results/12 3-A")
             .expect("url");
-        assert_eq!(url.as_str(), "https://app.mobaro.com/api/customers/results/12%203-A");
+        assert_eq!(
+            url.as_str(),
+            "https://app.mobaro.com/api/customers/results/12%203-A"
+        );
     }
 
     #[test]
@@ -270,9 +284,17 @@ mod tests {
         for attempt in 0..10 {
             let delay = policy.delay(attempt, None);
             assert!(delay <= policy.max_backoff);
-            assert!(delay >= (policy.first_backoff * (1 << attempt.min(3))).min(policy.max_backoff) / 2);
+            assert!(
+                delay >= (policy.first_backoff * (1 << attempt.min(3))).min(policy.max_backoff) / 2
+            );
         }
-        assert_eq!(policy.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
-        assert_eq!(policy.delay(0, Some(Duration::from_secs(300))), policy.max_backoff);
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(300))),
+            policy.max_backoff
+        );
     }
 }

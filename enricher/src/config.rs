@@ -29,7 +29,11 @@ impl std::str::FromStr for ApiKey {
 #[command(name = "enricher", version)]
 pub struct Config {
     /// Base URL of Mobaro's customer API.
-    #[arg(long, env = "MOBARO_API_URL", default_value = "https://app.mobaro.com/api/customers/")]
+    #[arg(
+        long,
+        env = "MOBARO_API_URL",
+        default_value = "https://app.mobaro.com/api/customers/"
+    )]
     pub api_url: Url,
 
     /// Mobaro API key, sent as `x-api-key`.
@@ -39,11 +43,20 @@ pub struct Config {
     /// Path of a record under the base URL. `{collection}` is the resource's
     /// lower-case plural (`results`), `{id}` the URL-encoded objectId, `{id_tail}`
     /// the URL-encoded part after the last `/` (`123-A` of `results/123-A`).
-    #[arg(long, env = "MOBARO_API_PATH_TEMPLATE", default_value = "{collection}/{id}")]
+    #[arg(
+        long,
+        env = "MOBARO_API_PATH_TEMPLATE",
+        default_value = "{collection}/{id}"
+    )]
     pub path_template: String,
 
     /// Resources whose full record is fetched; the others pass through as events.
-    #[arg(long = "enrich", env = "ENRICH_RESOURCES", value_delimiter = ',', default_value = "Results,Users")]
+    #[arg(
+        long = "enrich",
+        env = "ENRICH_RESOURCES",
+        value_delimiter = ',',
+        default_value = "Results,Users"
+    )]
     pub enrich: Vec<Resource>,
 
     /// Timeout of one API request.

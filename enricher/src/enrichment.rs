@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use std::sync::Arc;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -36,7 +38,7 @@ enum Outcome {
 }
 
 pub struct Enrichment {
-    pub consumer: StreamConsumer,
+    pub consumer: Arc<StreamConsumer>,
     pub producer: FutureProducer,
     pub client: MobaroClient,
     pub config: Config,
@@ -45,6 +47,7 @@ pub struct Enrichment {
 
 const PAUSE_START: Duration = Duration::from_secs(2);
 const PAUSE_MAX: Duration = Duration::from_secs(60);
+const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Enrichment {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), rdkafka::error::KafkaError> {
@@ -73,12 +76,8 @@ impl Enrichment {
             }
             self.consumer.store_offset_from_message(&message)?;
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset,
-            )) => {}
-            Err(error) => tracing::warn!(%error, "final offset commit failed"),
+        if let Err(error) = runtime::commit(&self.consumer, None, COMMIT_DEADLINE).await {
+            tracing::warn!(%error, "final offset commit failed; the uncommitted events will be enriched again");
         }
         Ok(())
     }
@@ -194,7 +193,10 @@ impl Enrichment {
         let mut headers = OwnedHeaders::new();
         if let Some(original) = message.headers() {
             for h in original.iter() {
-                headers = headers.insert(Header { key: h.key, value: h.value });
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
             }
         }
         for (key, value) in [
@@ -207,7 +209,10 @@ impl Enrichment {
             (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
             (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
         ] {
-            headers = headers.insert(Header { key, value: Some(value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
         }
         let topic = self.config.dead_letter_topic.clone();
         let payload = message.payload().unwrap_or_default();

@@ -27,11 +27,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     if config.create_topics {
         runtime::ensure_topics(
             &config.kafka,
-            &[&config.raw_topic, &config.enriched_topic, &config.dead_letter_topic],
+            &[
+                &config.raw_topic,
+                &config.enriched_topic,
+                &config.dead_letter_topic,
+            ],
         )
         .await?;
     }
-    let consumer = config
+    let consumer: rdkafka::consumer::StreamConsumer = config
         .kafka
         .client_config(&[
             ("group.id", config.group_id.as_str()),
@@ -60,7 +64,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
             max_backoff: config.backoff * 16,
         },
     )?;
-    runtime::watch_broker(config.kafka.client_config(&[])?, readiness.clone(), shutdown.clone());
+    runtime::watch_broker(
+        config.kafka.client_config(&[])?,
+        readiness.clone(),
+        shutdown.clone(),
+    );
     let ops = tokio::spawn(runtime::serve(
         config.ops_listen,
         runtime::ops_router(readiness.clone()),
@@ -68,7 +76,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     ));
     tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, "enricher starting");
     let enrichment = enrichment::Enrichment {
-        consumer,
+        consumer: std::sync::Arc::new(consumer),
         producer: producer.clone(),
         client,
         config,

@@ -17,7 +17,12 @@ pub struct Config {
 
     /// Webhook secrets, comma separated: one per Mobaro webhook, or old and new
     /// during a rotation. Never logged.
-    #[arg(long = "webhook-secret", env = "MOBARO_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "webhook-secret",
+        env = "MOBARO_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub webhook_secrets: Vec<String>,
 
     /// File with one webhook secret per line (blank lines and `#` comments skipped).
@@ -31,7 +36,11 @@ pub struct Config {
 
     /// Signature encodings to accept (hex, HEX, base64); default all. Pin it once
     /// the `ingest_signature_matches_total` metric shows what Mobaro sends.
-    #[arg(long = "signature-form", env = "INGEST_SIGNATURE_FORMS", value_delimiter = ',')]
+    #[arg(
+        long = "signature-form",
+        env = "INGEST_SIGNATURE_FORMS",
+        value_delimiter = ','
+    )]
     pub signature_forms: Vec<SignatureForm>,
 
     /// Topic receiving verified webhooks.

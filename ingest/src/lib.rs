@@ -45,7 +45,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Inge
         runtime::ensure_topics(&config.kafka, &[&config.raw_topic]).await?;
     }
     let publisher = Publisher::new(&config.kafka, &config.raw_topic, config.ack_timeout)?;
-    runtime::watch_broker(config.kafka.client_config(&[])?, readiness.clone(), shutdown.clone());
+    runtime::watch_broker(
+        config.kafka.client_config(&[])?,
+        readiness.clone(),
+        shutdown.clone(),
+    );
 
     let state = Arc::new(AppState {
         accept_unsigned: secrets.is_empty(),

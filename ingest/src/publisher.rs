@@ -67,7 +67,9 @@ impl Publisher {
                     .headers(headers),
             )
             .map_err(|(error, _)| match error {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    PublishError::QueueFull
+                }
                 other => PublishError::Kafka(other),
             })?;
         match tokio::time::timeout(self.ack_timeout, delivery).await {

@@ -115,7 +115,11 @@ async fn receive(
     }
 }
 
-async fn accept(state: &AppState, request_headers: &HeaderMap, body: &[u8]) -> Result<String, Rejection> {
+async fn accept(
+    state: &AppState,
+    request_headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Rejection> {
     let signature_form = if state.accept_unsigned {
         "unsigned"
     } else {
@@ -194,19 +198,29 @@ mod tests {
     #[tokio::test]
     async fn missing_or_wrong_signatures_get_401() {
         assert_eq!(post(BODY, None).await.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(post(BODY, Some("00".repeat(32))).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            post(BODY, Some("00".repeat(32))).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     #[tokio::test]
     async fn verified_bodies_that_are_not_the_documented_json_get_400() {
         for body in ["{}", "not json", r#"{"resource":"Results"}"#] {
-            assert_eq!(post(body, signed(body)).await.status(), StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(
+                post(body, signed(body)).await.status(),
+                StatusCode::BAD_REQUEST,
+                "{body}"
+            );
         }
     }
 
     #[tokio::test]
     async fn unknown_resource_or_event_names_get_422() {
-        for body in [BODY.replace("Results", "Widgets"), BODY.replace("Created", "Exploded")] {
+        for body in [
+            BODY.replace("Results", "Widgets"),
+            BODY.replace("Created", "Exploded"),
+        ] {
             let status = post(&body, signed(&body)).await.status();
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         }
@@ -215,7 +229,10 @@ mod tests {
     #[tokio::test]
     async fn bodies_over_the_limit_get_413() {
         let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(2048));
-        assert_eq!(post(&body, signed(&body)).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            post(&body, signed(&body)).await.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[tokio::test]
@@ -229,9 +246,19 @@ mod tests {
 
     #[tokio::test]
     async fn other_paths_and_methods_get_404_and_405() {
-        let get = Request::get(WEBHOOK_PATH).body(Body::empty()).expect("request");
-        assert_eq!(app().oneshot(get).await.expect("ok").status(), StatusCode::METHOD_NOT_ALLOWED);
-        let other = Request::post("/elsewhere").body(Body::empty()).expect("request");
-        assert_eq!(app().oneshot(other).await.expect("ok").status(), StatusCode::NOT_FOUND);
+        let get = Request::get(WEBHOOK_PATH)
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            app().oneshot(get).await.expect("ok").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let other = Request::post("/elsewhere")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            app().oneshot(other).await.expect("ok").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -157,11 +157,15 @@ impl Verifier {
             _ => (candidate, false),
         };
         let form = if text.len() == 2 * MAC_LEN
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             SignatureForm::LowerHex
         } else if text.len() == 2 * MAC_LEN
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
         {
             SignatureForm::UpperHex
         } else {
@@ -200,10 +204,19 @@ mod tests {
     fn all_forms(mac: &[u8]) -> Vec<(String, Matched)> {
         let mut forms = vec![];
         for form in SignatureForm::ALL {
-            forms.push((form.encode(mac), Matched { form, prefixed: false }));
+            forms.push((
+                form.encode(mac),
+                Matched {
+                    form,
+                    prefixed: false,
+                },
+            ));
             forms.push((
                 format!("sha256={}", form.encode(mac)),
-                Matched { form, prefixed: true },
+                Matched {
+                    form,
+                    prefixed: true,
+                },
             ));
         }
         forms
@@ -246,7 +259,9 @@ mod tests {
     #[test]
     fn no_secret_verifies_nothing() {
         let v = verifier(&[]);
-        assert!(v.verify(b"{}", Some(&hex::encode(sign(b"", b"{}")))).is_err());
+        assert!(v
+            .verify(b"{}", Some(&hex::encode(sign(b"", b"{}"))))
+            .is_err());
     }
 
     proptest! {

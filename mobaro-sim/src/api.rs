@@ -20,7 +20,12 @@ pub struct ApiArgs {
     #[arg(long, env = "MOBARO_SIM_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
     /// The API key clients must send in `x-api-key`.
-    #[arg(long, env = "MOBARO_API_KEY", default_value = "sim-api-key", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MOBARO_API_KEY",
+        default_value = "sim-api-key",
+        hide_env_values = true
+    )]
     pub api_key: String,
     /// Delay added to every API answer, to model a slow API.
     #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
@@ -58,7 +63,11 @@ async fn fetch(
     }
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(state.args.api_key.as_str()) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "Unauthorized"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unauthorized"})),
+        )
+            .into_response();
     }
     match records::record(&collection, &id) {
         Some(record) => Json(record).into_response(),

@@ -16,17 +16,35 @@ pub const COLLECTIONS: [&str; 6] = [
     "downtimes",
 ];
 
-const FIRST: [&str; 8] = ["Ava", "Noah", "Mia", "Liam", "Emma", "Lucas", "Sofie", "Oliver"];
-const LAST: [&str; 8] = ["Hansen", "Smith", "Jensen", "Garcia", "Nielsen", "Brown", "Larsen", "Miller"];
+const FIRST: [&str; 8] = [
+    "Ava", "Noah", "Mia", "Liam", "Emma", "Lucas", "Sofie", "Oliver",
+];
+const LAST: [&str; 8] = [
+    "Hansen", "Smith", "Jensen", "Garcia", "Nielsen", "Brown", "Larsen", "Miller",
+];
 const RIDES: [&str; 8] = [
-    "Dragon Coaster", "Log Flume", "Ferris Wheel", "Haunted Mine", "Sky Swing", "Bumper Cars",
-    "Wave Pool", "Carousel",
+    "Dragon Coaster",
+    "Log Flume",
+    "Ferris Wheel",
+    "Haunted Mine",
+    "Sky Swing",
+    "Bumper Cars",
+    "Wave Pool",
+    "Carousel",
 ];
 const CHECKLISTS: [&str; 4] = [
-    "Daily Opening Inspection", "Weekly Brake Check", "Restraint Test", "Closing Walkthrough",
+    "Daily Opening Inspection",
+    "Weekly Brake Check",
+    "Restraint Test",
+    "Closing Walkthrough",
 ];
 const GROUPS: [&str; 4] = ["Operators", "Maintenance", "Supervisors", "Lifeguards"];
-const REASONS: [&str; 4] = ["Weather", "Technical fault", "Guest incident", "Planned maintenance"];
+const REASONS: [&str; 4] = [
+    "Weather",
+    "Technical fault",
+    "Guest incident",
+    "Planned maintenance",
+];
 
 fn seed(collection: &str, id: &str) -> u64 {
     // FNV-1a: stable across runs and platforms, unlike the std hasher.
@@ -43,7 +61,11 @@ fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
 }
 
 fn ref_id(rng: &mut StdRng, collection: &str) -> String {
-    format!("{collection}/{}-{}", rng.random_range(1..99_999), pick(rng, &["A", "B", "C"]))
+    format!(
+        "{collection}/{}-{}",
+        rng.random_range(1..99_999),
+        pick(rng, &["A", "B", "C"])
+    )
 }
 
 fn instant(rng: &mut StdRng, base: DateTime<Utc>, max_minutes: i64) -> DateTime<Utc> {

@@ -25,7 +25,11 @@ pub enum Encoding {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SendArgs {
     /// The receiver's webhook URL.
-    #[arg(long, env = "MOBARO_SIM_WEBHOOK_URL", default_value = "http://127.0.0.1:8080/webhooks/mobaro")]
+    #[arg(
+        long,
+        env = "MOBARO_SIM_WEBHOOK_URL",
+        default_value = "http://127.0.0.1:8080/webhooks/mobaro"
+    )]
     pub url: String,
     /// Secret to sign with; unsigned when absent.
     #[arg(long, env = "MOBARO_SIM_SECRET", hide_env_values = true)]
@@ -40,7 +44,11 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 50.0)]
     pub rate: f64,
     /// Resources to send, comma separated, as Mobaro names them.
-    #[arg(long, value_delimiter = ',', default_value = "Users,Locations,Results,Assignments,Notes,Downtimes")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "Users,Locations,Results,Assignments,Notes,Downtimes"
+    )]
     pub resources: Vec<String>,
     /// Distinct objects per resource, so that updates repeat on the same objects.
     #[arg(long, default_value_t = 20)]
@@ -115,7 +123,10 @@ pub async fn send(args: SendArgs) -> anyhow::Result<(u64, u64)> {
                 .header("content-type", "application/json")
                 .body(body.clone());
             if let Some(secret) = &args.secret {
-                request = request.header("X-Webhook-Signature", sign(secret, body.as_bytes(), args.encoding));
+                request = request.header(
+                    "X-Webhook-Signature",
+                    sign(secret, body.as_bytes(), args.encoding),
+                );
             }
             match request.send().await {
                 Ok(response) => {

@@ -16,14 +16,21 @@ pub enum KafkaError {
     #[error("kafka client: {0}")]
     Client(#[from] RdKafkaError),
     #[error("creating topic {topic}: {code}")]
-    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 /// Broker address and librdkafka properties, shared by every stage.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma separated.
-    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "localhost:9092"
+    )]
     pub brokers: String,
 
     /// Extra librdkafka property as key=value (repeatable; env: comma separated),

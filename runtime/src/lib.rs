@@ -3,11 +3,13 @@
 //! logging, the operations endpoints and shutdown on signals.
 
 mod kafka;
+mod offsets;
 mod ops;
 mod shutdown;
 mod telemetry;
 
 pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
+pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};
 pub use shutdown::shutdown_on_signal;
 pub use telemetry::{init_tracing, prometheus};

@@ -188,7 +188,9 @@ mod tests {
 
     #[test]
     fn names_match_case_insensitively_and_ids_ignore_casing() {
-        let shouted = DOCUMENTED.replace("Users", "USERS").replace("Updated", "updated");
+        let shouted = DOCUMENTED
+            .replace("Users", "USERS")
+            .replace("Updated", "updated");
         let event = WebhookEvent::from_json(shouted.as_bytes()).expect("parses");
         assert_eq!(event.resource, Resource::Users);
         let original = WebhookEvent::from_json(DOCUMENTED.as_bytes()).expect("parses");

@@ -118,7 +118,11 @@ const USERS: &[Column] = &[
 
 const RESULTS: &[Column] = &[
     ID,
-    col("checklist_id", Utf8, Record(&["/checklist/id", "/checklist"])),
+    col(
+        "checklist_id",
+        Utf8,
+        Record(&["/checklist/id", "/checklist"]),
+    ),
     col("checklist_name", Utf8, Record(&["/checklist/name"])),
     LOCATION_ID,
     col("location_name", Utf8, Record(&["/location/name"])),
@@ -129,8 +133,16 @@ const RESULTS: &[Column] = &[
     col("status", Utf8, Record(&["/status"])),
     col("score", Float64, Record(&["/score"])),
     col("started_at", Timestamp, Record(&["/started", "/startedAt"])),
-    col("answered_at", Timestamp, Record(&["/answered", "/answeredAt"])),
-    col("submitted_at", Timestamp, Record(&["/submitted", "/submittedAt"])),
+    col(
+        "answered_at",
+        Timestamp,
+        Record(&["/answered", "/answeredAt"]),
+    ),
+    col(
+        "submitted_at",
+        Timestamp,
+        Record(&["/submitted", "/submittedAt"]),
+    ),
     col("values", Kind::ResultValues, Source::ResultValues),
 ];
 
@@ -165,8 +177,16 @@ const DOWNTIMES: &[Column] = &[
     ID,
     LOCATION_ID,
     col("reason", Utf8, Record(&["/reason/name", "/reason"])),
-    col("started_at", Timestamp, Record(&["/start", "/started", "/startedAt"])),
-    col("ended_at", Timestamp, Record(&["/end", "/ended", "/endedAt"])),
+    col(
+        "started_at",
+        Timestamp,
+        Record(&["/start", "/started", "/startedAt"]),
+    ),
+    col(
+        "ended_at",
+        Timestamp,
+        Record(&["/end", "/ended", "/endedAt"]),
+    ),
     CREATED,
     UPDATED,
 ];
@@ -233,10 +253,7 @@ impl Table {
     /// Builds one Arrow batch of this table from enriched records.
     pub fn to_batch(self, records: &[&EnrichedRecord]) -> Result<RecordBatch, TableError> {
         let columns = self.columns();
-        let arrays: Vec<ArrayRef> = columns
-            .iter()
-            .map(|c| build_column(c, records))
-            .collect();
+        let arrays: Vec<ArrayRef> = columns.iter().map(|c| build_column(c, records)).collect();
         Ok(RecordBatch::try_new(self.schema(), arrays)?)
     }
 }
@@ -433,7 +450,9 @@ fn build_result_values(records: &[&EnrichedRecord]) -> ArrayRef {
         };
         for value in values {
             let entry = builder.values();
-            let question = value.pointer("/question/id").or_else(|| value.pointer("/question"));
+            let question = value
+                .pointer("/question/id")
+                .or_else(|| value.pointer("/question"));
             entry
                 .field_builder::<StringBuilder>(0)
                 .expect("question is utf8")
@@ -494,7 +513,10 @@ mod tests {
                 Table::Events => "Users",
                 Table::Records(r) => r.as_str(),
             };
-            let odd = record(resource, json!({"id": 7, "values": "nope", "userGroups": {}, "created": 3}));
+            let odd = record(
+                resource,
+                json!({"id": 7, "values": "nope", "userGroups": {}, "created": 3}),
+            );
             let empty = record(resource, json!({}));
             let batch = table.to_batch(&[&odd, &empty]).expect("builds");
             assert_eq!(batch.num_rows(), 2);

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use std::sync::Arc;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -28,12 +30,15 @@ pub enum ConsumptionError {
 }
 
 pub struct Consumption {
-    pub consumer: StreamConsumer,
+    pub consumer: Arc<StreamConsumer>,
     pub producer: FutureProducer,
     pub lake: Lake,
     pub config: Config,
     pub readiness: Readiness,
 }
+
+const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
+const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 enum FlushReason {
@@ -89,7 +94,15 @@ impl Consumption {
                 }
             }
         }
-        self.flush(&mut batches, FlushReason::Shutdown, &CancellationToken::new())
+        // Give the last flush a bounded time: with the store down it would
+        // otherwise retry forever. What it cannot write stays uncommitted.
+        let deadline = CancellationToken::new();
+        let expire = deadline.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHUTDOWN_FLUSH_DEADLINE).await;
+            expire.cancel();
+        });
+        self.flush(&mut batches, FlushReason::Shutdown, &deadline)
             .await
     }
 
@@ -130,7 +143,10 @@ impl Consumption {
             (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
             (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
         ] {
-            headers = headers.insert(Header { key, value: Some(value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
         }
         loop {
             let mut record = FutureRecord::to(&self.config.dead_letter_topic)
@@ -172,21 +188,39 @@ impl Consumption {
                 Offset::Offset(batch.last_offset + 1),
             )?;
         }
-        self.consumer.commit(&commits, CommitMode::Sync)?;
         batches.clear();
+        // Commits are cumulative: if this one fails, the next one covers it; a
+        // restart before that replays the range (at-least-once).
+        if let Err(error) = runtime::commit(&self.consumer, Some(commits), COMMIT_DEADLINE).await {
+            tracing::warn!(%error, "offset commit failed");
+        }
         metrics::gauge!("sink_buffered_rows").set(0.0);
         Ok(())
     }
 
-    async fn write(&self, batch: &Batch, reason: FlushReason, shutdown: &CancellationToken) -> bool {
+    async fn write(
+        &self,
+        batch: &Batch,
+        reason: FlushReason,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let topic = &self.config.enriched_topic;
         for plan in batch.files() {
             let name = batch.object_name(topic, &plan);
             let metadata = vec![
                 ("mobaro_lake.topic".to_string(), topic.clone()),
-                ("mobaro_lake.partition".to_string(), batch.partition.to_string()),
-                ("mobaro_lake.first_offset".to_string(), batch.first_offset.to_string()),
-                ("mobaro_lake.last_offset".to_string(), batch.last_offset.to_string()),
+                (
+                    "mobaro_lake.partition".to_string(),
+                    batch.partition.to_string(),
+                ),
+                (
+                    "mobaro_lake.first_offset".to_string(),
+                    batch.first_offset.to_string(),
+                ),
+                (
+                    "mobaro_lake.last_offset".to_string(),
+                    batch.last_offset.to_string(),
+                ),
             ];
             let bytes = match encode(plan.table, &plan.records, self.config.compression, metadata) {
                 Ok(bytes) => bytes,
@@ -203,8 +237,10 @@ impl Consumption {
                 let started = Instant::now();
                 match self.lake.create(&path, bytes.clone()).await {
                     Ok(created) => {
-                        metrics::histogram!("sink_put_seconds").record(started.elapsed().as_secs_f64());
-                        metrics::counter!("sink_files_total", "reason" => reason.as_str()).increment(1);
+                        metrics::histogram!("sink_put_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        metrics::counter!("sink_files_total", "reason" => reason.as_str())
+                            .increment(1);
                         metrics::counter!("sink_file_bytes_total").increment(size as u64);
                         metrics::counter!("sink_rows_total").increment(plan.records.len() as u64);
                         self.readiness.set("object_store", Ok(()));

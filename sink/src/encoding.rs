@@ -33,7 +33,9 @@ impl FromStr for Compression {
             "zstd" => Ok(Compression::Zstd),
             "snappy" => Ok(Compression::Snappy),
             "none" | "uncompressed" => Ok(Compression::None),
-            other => Err(format!("unknown compression {other:?} (zstd, snappy or none)")),
+            other => Err(format!(
+                "unknown compression {other:?} (zstd, snappy or none)"
+            )),
         }
     }
 }

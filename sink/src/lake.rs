@@ -136,13 +136,23 @@ mod tests {
         let path = lake.path("users/dt=2025-01-01/a.parquet");
         assert!(lake.create(&path, "one".into()).await.expect("writes"));
         assert!(!lake.create(&path, "two".into()).await.expect("no error"));
-        let stored = lake.store().get(&path).await.expect("get").bytes().await.expect("bytes");
+        let stored = lake
+            .store()
+            .get(&path)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         assert_eq!(&stored[..], b"one");
     }
 
     #[test]
     fn rejects_unknown_schemes() {
-        assert!(matches!(Lake::open("ftp://x/y"), Err(LakeError::InvalidUrl { .. })));
+        assert!(matches!(
+            Lake::open("ftp://x/y"),
+            Err(LakeError::InvalidUrl { .. })
+        ));
         let lake = Lake::open("memory:///some/prefix").expect("opens");
         assert_eq!(lake.path("t/x.parquet").as_ref(), "some/prefix/t/x.parquet");
     }

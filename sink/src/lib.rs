@@ -28,10 +28,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     let lake = Lake::open(&config.lake_url)?;
     let readiness = runtime::Readiness::default();
     if config.create_topics {
-        runtime::ensure_topics(&config.kafka, &[&config.enriched_topic, &config.dead_letter_topic])
-            .await?;
+        runtime::ensure_topics(
+            &config.kafka,
+            &[&config.enriched_topic, &config.dead_letter_topic],
+        )
+        .await?;
     }
-    let consumer = config
+    let consumer: rdkafka::consumer::StreamConsumer = config
         .kafka
         .client_config(&[
             ("group.id", config.group_id.as_str()),
@@ -44,7 +47,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         .kafka
         .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
         .create()?;
-    runtime::watch_broker(config.kafka.client_config(&[])?, readiness.clone(), shutdown.clone());
+    runtime::watch_broker(
+        config.kafka.client_config(&[])?,
+        readiness.clone(),
+        shutdown.clone(),
+    );
     let ops_shutdown = CancellationToken::new();
     let ops = tokio::spawn(runtime::serve(
         config.ops_listen,
@@ -53,7 +60,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     ));
     tracing::info!(lake = lake.describe(), topic = %config.enriched_topic, "sink starting");
     let result = consumption::Consumption {
-        consumer,
+        consumer: std::sync::Arc::new(consumer),
         producer,
         lake,
         config,

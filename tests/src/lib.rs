@@ -99,7 +99,12 @@ pub struct Process {
 }
 
 impl Process {
-    pub fn start(name: &str, args: &[&str], env: &[(&str, &str)], logs: &Path) -> anyhow::Result<Process> {
+    pub fn start(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        logs: &Path,
+    ) -> anyhow::Result<Process> {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(binary(name.split('#').next().unwrap_or(name)))
@@ -125,12 +130,20 @@ impl Process {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 if !status.success() {
-                    bail!("{} exited with {status}; log: {}", self.name, self.log.display());
+                    bail!(
+                        "{} exited with {status}; log: {}",
+                        self.name,
+                        self.log.display()
+                    );
                 }
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} did not stop within {within:?}; log: {}", self.name, self.log.display());
+                bail!(
+                    "{} did not stop within {within:?}; log: {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -166,7 +179,11 @@ pub async fn wait_until_ready(url: &str, within: Duration) -> anyhow::Result<()>
 }
 
 /// Copies every object under `prefix` into `dir`, keeping relative paths.
-pub async fn download(store: &dyn ObjectStore, prefix: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub async fn download(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
     let prefix = object_store::path::Path::from(prefix);
     let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
     let mut files = vec![];
@@ -174,7 +191,12 @@ pub async fn download(store: &dyn ObjectStore, prefix: &str, dir: &Path) -> anyh
         let relative = object
             .location
             .prefix_match(&prefix)
-            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .unwrap_or_default();
         let target = dir.join(relative);
         std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
@@ -187,7 +209,10 @@ pub async fn download(store: &dyn ObjectStore, prefix: &str, dir: &Path) -> anyh
 
 /// Runs a SQL query in DuckDB (the independent reader) and returns the rows as
 /// JSON objects.
-pub fn duckdb(python: &Path, sql: &str) -> anyhow::Result<Vec<BTreeMap<String, serde_json::Value>>> {
+pub fn duckdb(
+    python: &Path,
+    sql: &str,
+) -> anyhow::Result<Vec<BTreeMap<String, serde_json::Value>>> {
     const SCRIPT: &str = r#"
 import duckdb, json, sys
 result = duckdb.sql(sys.argv[1])

@@ -1,0 +1,80 @@
+# Shared by scripts/up and scripts/test: installs the local services into a
+# per-user cache (outside the checkout, so fresh clones reuse it) and starts them.
+
+LAKE_CACHE="${MOBARO_LAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mobaro-lake}"
+TOOLS="$LAKE_CACHE/tools"
+VENV="$LAKE_CACHE/venv"
+TANSU_VERSION=0.6.0
+S3S_FS_VERSION=0.14.1
+DUCKDB_VERSION=2.0.1
+SERVICE_PIDS=()
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_tools() {
+  mkdir -p "$TOOLS"
+  if [ ! -x "$TOOLS/bin/tansu" ]; then
+    log "installing tansu $TANSU_VERSION (Kafka-compatible broker; first time only, several minutes)"
+    cargo install --locked --quiet --root "$TOOLS" tansu --version "$TANSU_VERSION" --features dynostore,libsql
+  fi
+  if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+    log "installing s3s-fs $S3S_FS_VERSION (S3-compatible server; first time only)"
+    cargo install --locked --quiet --root "$TOOLS" s3s-fs --version "$S3S_FS_VERSION" --features binary
+  fi
+  if ! "$VENV/bin/python" -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null; then
+    log "installing DuckDB $DUCKDB_VERSION for Python into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() { # port name logfile
+  for _ in $(seq 1 150); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "$2 did not start listening on port $1; its log:" >&2
+  tail -n 30 "$3" >&2
+  return 1
+}
+
+stop_services() {
+  local pid
+  for pid in "${SERVICE_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${SERVICE_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  SERVICE_PIDS=()
+}
+
+# Starts tansu on a free loopback port; exports KAFKA_BROKERS.
+start_broker() { # workdir [storage url, default in memory]
+  local port; port=$(free_port)
+  "$TOOLS/bin/tansu" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "${2:-memory://tansu/}" >"$1/broker.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for_port "$port" broker "$1/broker.log"
+  export KAFKA_BROKERS="127.0.0.1:$port"
+  log "broker (tansu) at $KAFKA_BROKERS"
+}
+
+# Starts s3s-fs on a free loopback port serving $1/s3; exports the AWS variables.
+start_s3() { # workdir bucket
+  local port; port=$(free_port)
+  mkdir -p "$1/s3/$2"
+  export AWS_ACCESS_KEY_ID=lake-test-access AWS_SECRET_ACCESS_KEY=lake-test-secret AWS_REGION=us-east-1
+  "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
+    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$1/s3" >"$1/s3.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for_port "$port" s3s-fs "$1/s3.log"
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+  log "S3 server (s3s-fs) at $AWS_ENDPOINT_URL, bucket $2"
+}
