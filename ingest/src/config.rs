@@ -11,6 +11,9 @@ use crate::signature::{Secret, SignatureForm};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "ingest", version)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on for webhooks and the operations endpoints.
     #[arg(long, env = "INGEST_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -56,12 +59,86 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Header that every genuine request carries with the value of
+    /// `--shared-token` (Mobaro's "Additional headers"), e.g. `X-Mobaro-Token`.
+    #[arg(long, env = "INGEST_SHARED_TOKEN_HEADER", requires = "shared_token")]
+    pub shared_token_header: Option<String>,
+
+    /// The shared token's value; compared in constant time, never logged.
+    #[arg(
+        long,
+        env = "INGEST_SHARED_TOKEN",
+        hide_env_values = true,
+        requires = "shared_token_header"
+    )]
+    pub shared_token: Option<String>,
+
+    /// Request headers copied into the Kafka record as `http.<name>`
+    /// (comma separated).
+    #[arg(
+        long = "forward-header",
+        env = "INGEST_FORWARD_HEADERS",
+        value_delimiter = ','
+    )]
+    pub forward_headers: Vec<String>,
+
+    /// Topic keeping rejected requests for inspection and `ingest replay`.
+    #[arg(long, env = "QUARANTINE_TOPIC", default_value = schemas::topics::QUARANTINE)]
+    pub quarantine_topic: String,
+
+    /// Quarantine writes per second, so that a flood cannot fill the broker.
+    #[arg(long, env = "INGEST_QUARANTINE_RATE", default_value_t = 20.0)]
+    pub quarantine_rate: f64,
+
+    /// Quarantine writes allowed at once above the rate.
+    #[arg(long, env = "INGEST_QUARANTINE_BURST", default_value_t = 200)]
+    pub quarantine_burst: u32,
+
+    /// Bytes of a rejected body kept in quarantine.
+    #[arg(long, env = "INGEST_QUARANTINE_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub quarantine_body_bytes: usize,
+
+    /// Longest time for one request, body upload included.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Requests handled at once; more are answered 503 at once.
+    #[arg(long, env = "INGEST_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// PEM certificate chain; with `--tls-key`, serve HTTPS (Mobaro asks for it).
+    #[arg(long, env = "INGEST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "INGEST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Create missing topics at start-up.
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_topics: bool,
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Re-verify quarantined requests with the current secrets and publish those
+    /// that now pass to the raw topic; prints what was replayed and what not.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// Only replay requests quarantined for these reasons (comma separated),
+    /// e.g. `bad_signature,missing_signature`.
+    #[arg(long, value_delimiter = ',')]
+    pub reason: Vec<String>,
+
+    /// Report what would be replayed without publishing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl Config {

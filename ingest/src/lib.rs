@@ -3,17 +3,30 @@
 
 mod config;
 mod publisher;
+mod quarantine;
+mod replay;
 mod router;
 pub mod signature;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 
-pub use config::Config;
+pub use config::{Command, Config, ReplayArgs};
 pub use publisher::{PublishError, Publisher};
-pub use router::{router, AppState, Rejection, SIGNATURE_HEADER, WEBHOOK_PATH};
+pub use quarantine::{QuarantinedRequest, RateLimit};
+pub use replay::{replay, ReplayReport};
+pub use router::{
+    router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, SIGNATURE_HEADER,
+    WEBHOOK_PATH,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -21,19 +34,31 @@ pub enum IngestError {
     NoSecret,
     #[error("reading webhook secrets: {0}")]
     Secrets(#[source] std::io::Error),
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
-    #[error("creating kafka producer: {0}")]
+    #[error("kafka client: {0}")]
     Producer(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("loading tls certificate or key: {0}")]
+    Tls(#[source] std::io::Error),
     #[error("serving http: {0}")]
     Serve(#[source] std::io::Error),
 }
 
-/// Runs the receiver until `shutdown` is cancelled, then finishes the requests
-/// in flight and flushes the producer.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), IngestError> {
+fn header_name(name: &str) -> Result<HeaderName, IngestError> {
+    HeaderName::try_from(name.trim()).map_err(|_| IngestError::HeaderName(name.to_string()))
+}
+
+/// Builds the application from its configuration: verification, the producer,
+/// quarantine and the request limits.
+pub fn app(
+    config: &Config,
+    readiness: &runtime::Readiness,
+) -> Result<(Router, Arc<AppState>), IngestError> {
     let secrets = config.secrets().map_err(IngestError::Secrets)?;
-    let readiness = runtime::Readiness::default();
     if secrets.is_empty() {
         if !config.insecure_accept_unsigned {
             return Err(IngestError::NoSecret);
@@ -41,29 +66,114 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Inge
         tracing::warn!("no webhook secret configured: accepting unsigned webhooks from anyone");
         readiness.note("insecure: webhook signatures are not verified");
     }
-    if config.create_topics {
-        runtime::ensure_topics(&config.kafka, &[&config.raw_topic]).await?;
+    let token = match (&config.shared_token_header, &config.shared_token) {
+        (Some(name), Some(value)) => Some(SharedToken {
+            header: header_name(name)?,
+            value: value.clone(),
+        }),
+        _ => None,
+    };
+    let quarantine = quarantine::Quarantine {
+        producer: config
+            .kafka
+            .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
+            .create()?,
+        topic: config.quarantine_topic.clone(),
+        limit: RateLimit::new(config.quarantine_rate, config.quarantine_burst),
+        body_limit: config.quarantine_body_bytes,
+        redact: token.iter().map(|t| t.header.to_string()).collect(),
+    };
+    let state = Arc::new(AppState {
+        accept_unsigned: secrets.is_empty(),
+        verifier: signature::Verifier::new(secrets, config.signature_forms.clone()),
+        token,
+        forward_headers: config
+            .forward_headers
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| header_name(h))
+            .collect::<Result<_, _>>()?,
+        max_body_bytes: config.max_body_bytes,
+        publisher: Publisher::new(&config.kafka, &config.raw_topic, config.ack_timeout)?,
+        quarantine: Some(quarantine),
+    });
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            metrics::counter!("ingest_requests_total", "outcome" => "overloaded").increment(1);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+            )
+                .into_response()
+        }))
+        .load_shed()
+        .concurrency_limit(config.max_concurrent_requests);
+    let router = router(state.clone())
+        .layer(limits)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .merge(runtime::ops_router(readiness.clone()));
+    Ok((router, state))
+}
+
+/// Runs the receiver until `shutdown` is cancelled, then finishes the requests
+/// in flight and flushes the producer.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), IngestError> {
+    if let Some(Command::Replay(args)) = &config.command {
+        let report = replay(&config, args).await?;
+        for (outcome, count) in &report.outcomes {
+            println!("{outcome}: {count}");
+        }
+        return Ok(());
     }
-    let publisher = Publisher::new(&config.kafka, &config.raw_topic, config.ack_timeout)?;
+    let readiness = runtime::Readiness::default();
+    if config.create_topics {
+        runtime::ensure_topics(
+            &config.kafka,
+            &[&config.raw_topic, &config.quarantine_topic],
+        )
+        .await?;
+    }
+    let (app, state) = app(&config, &readiness)?;
     runtime::watch_broker(
         config.kafka.client_config(&[])?,
         readiness.clone(),
         shutdown.clone(),
     );
-
-    let state = Arc::new(AppState {
-        accept_unsigned: secrets.is_empty(),
-        verifier: signature::Verifier::new(secrets, config.signature_forms.clone()),
-        publisher: publisher.clone(),
-    });
-    let app = router(state, config.max_body_bytes).merge(runtime::ops_router(readiness));
-    tracing::info!(listen = %config.listen, topic = %config.raw_topic, "ingest starting");
-    runtime::serve(config.listen, app, shutdown)
-        .await
-        .map_err(IngestError::Serve)?;
-    if let Err(error) = publisher.flush(Duration::from_secs(10)) {
-        tracing::error!(%error, "flushing producer at shutdown");
+    tracing::info!(listen = %config.listen, topic = %config.raw_topic, tls = config.tls_cert.is_some(), "ingest starting");
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(IngestError::Tls)?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            axum_server::bind_rustls(config.listen, tls)
+                .handle(handle)
+                .serve(service)
+                .await
+                .map_err(IngestError::Serve)?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(IngestError::Serve)?;
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .map_err(IngestError::Serve)?;
+        }
     }
+    tracing::info!("ingest stopped accepting; flushing");
+    state.flush(Duration::from_secs(10));
     tracing::info!("ingest stopped");
     Ok(())
 }

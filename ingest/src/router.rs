@@ -1,28 +1,41 @@
 //! The HTTP surface: `POST /webhooks/mobaro` plus the operations endpoints.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use schemas::{headers, EventParseError, WebhookEvent};
+use subtle::ConstantTimeEq;
+
+use rdkafka::producer::Producer;
 
 use crate::publisher::{PublishError, Publisher, RawRecord};
+use crate::quarantine::{Quarantine, QuarantinedRequest};
 use crate::signature::{SignatureError, Verifier};
 
 pub const WEBHOOK_PATH: &str = "/webhooks/mobaro";
 pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
+/// Prefix of Kafka headers that carry forwarded request headers.
+pub const FORWARDED_HEADER_PREFIX: &str = "http.";
 
 /// Why a webhook was not accepted; each maps to one status code.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    #[error("shared token header missing or wrong")]
+    BadToken,
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("reading body: {0}")]
+    Unreadable(String),
     #[error(transparent)]
     Malformed(EventParseError),
     #[error(transparent)]
@@ -34,17 +47,22 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
-            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            Rejection::Signature(_) | Rejection::BadToken => StatusCode::UNAUTHORIZED,
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Unreadable(_) | Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             Rejection::Unknown(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    fn outcome(&self) -> &'static str {
+    /// The reason code in metrics and quarantine records.
+    pub fn reason(&self) -> &'static str {
         match self {
             Rejection::Signature(SignatureError::Missing) => "missing_signature",
             Rejection::Signature(SignatureError::Mismatch) => "bad_signature",
+            Rejection::BadToken => "bad_token",
+            Rejection::TooLarge(_) => "too_large",
+            Rejection::Unreadable(_) => "unreadable",
             Rejection::Malformed(_) => "malformed",
             Rejection::Unknown(_) => "unknown_name",
             Rejection::Unavailable(_) => "broker_unavailable",
@@ -66,7 +84,7 @@ impl From<EventParseError> for Rejection {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        let body = Json(serde_json::json!({ "error": self.to_string(), "reason": self.reason() }));
         let mut response = (status, body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
@@ -77,29 +95,84 @@ impl IntoResponse for Rejection {
     }
 }
 
+/// Mobaro's "Additional headers": a header every genuine request carries.
+#[derive(Clone)]
+pub struct SharedToken {
+    pub header: HeaderName,
+    pub value: String,
+}
+
+impl std::fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedToken({}: <redacted>)", self.header)
+    }
+}
+
 pub struct AppState {
     pub verifier: Verifier,
     /// True only when started with the explicit insecure flag and no secret.
     pub accept_unsigned: bool,
+    pub token: Option<SharedToken>,
+    /// Request headers copied into the Kafka record as `http.<name>`.
+    pub forward_headers: Vec<HeaderName>,
+    pub max_body_bytes: usize,
     pub publisher: Publisher,
+    pub quarantine: Option<Quarantine>,
 }
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+impl AppState {
+    /// Waits until every queued record (quarantine included) is acknowledged.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.publisher.flush(timeout) {
+            tracing::error!(%error, "flushing producer");
+        }
+        if let Some(quarantine) = &self.quarantine {
+            if let Err(error) = quarantine.producer.flush(timeout) {
+                tracing::error!(%error, "flushing quarantine producer");
+            }
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, post(receive))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
-async fn receive(
-    State(state): State<Arc<AppState>>,
-    request_headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = accept(&state, &request_headers, &body).await;
+/// Counts requests in flight, also when the client goes away mid-request.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("ingest_requests_in_flight").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("ingest_requests_in_flight").decrement(1.0);
+    }
+}
+
+async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let _in_flight = InFlight::enter();
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let (parts, body) = request.into_parts();
+    let (body, result) = match read_body(body, &parts.headers, state.max_body_bytes).await {
+        Ok(body) => {
+            let result = accept(&state, &parts.headers, &body).await;
+            (body, result)
+        }
+        Err(rejection) => (Vec::new(), Err(rejection)),
+    };
     let outcome = match &result {
         Ok(_) => "accepted",
-        Err(rejection) => rejection.outcome(),
+        Err(rejection) => rejection.reason(),
     };
     metrics::counter!("ingest_requests_total", "outcome" => outcome).increment(1);
     match result {
@@ -109,10 +182,54 @@ async fn receive(
         )
             .into_response(),
         Err(rejection) => {
-            tracing::warn!(outcome, error = %rejection, "webhook rejected");
+            tracing::warn!(outcome, remote = ?remote, error = %rejection, "webhook rejected");
+            if let (Some(quarantine), false) = (
+                &state.quarantine,
+                matches!(rejection, Rejection::Unavailable(_)),
+            ) {
+                quarantine.keep(QuarantinedRequest::new(
+                    rejection.reason(),
+                    rejection.to_string(),
+                    remote,
+                    &parts.headers,
+                    &quarantine.redact,
+                    &body,
+                    quarantine.body_limit,
+                ));
+            }
             rejection.into_response()
         }
     }
+}
+
+/// Reads the body up to `limit` bytes; a declared or actual excess is refused
+/// without reading the rest.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, Rejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Rejection::TooLarge(limit));
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(error) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(Rejection::TooLarge(limit))
+            } else {
+                Err(Rejection::Unreadable(error.to_string()))
+            }
+        }
+    }
+}
+
+fn token_matches(token: &SharedToken, headers: &HeaderMap) -> bool {
+    headers
+        .get(&token.header)
+        .is_some_and(|v| bool::from(v.as_bytes().ct_eq(token.value.as_bytes())))
 }
 
 async fn accept(
@@ -120,6 +237,11 @@ async fn accept(
     request_headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Rejection> {
+    if let Some(token) = &state.token {
+        if !token_matches(token, request_headers) {
+            return Err(Rejection::BadToken);
+        }
+    }
     let signature_form = if state.accept_unsigned {
         "unsigned"
     } else {
@@ -133,17 +255,30 @@ async fn accept(
     let event = WebhookEvent::from_json(body)?;
     let event_id = event.event_id();
     let received_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let forwarded: Vec<(String, String)> = state
+        .forward_headers
+        .iter()
+        .filter_map(|name| {
+            let value = request_headers.get(name)?.to_str().ok()?;
+            Some((
+                format!("{FORWARDED_HEADER_PREFIX}{name}"),
+                value.to_string(),
+            ))
+        })
+        .collect();
+    let mut record_headers = vec![
+        (headers::EVENT_ID, event_id.as_str()),
+        (headers::RECEIVED_AT, received_at.as_str()),
+        (headers::SIGNATURE_FORM, signature_form),
+    ];
+    record_headers.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let started = Instant::now();
     state
         .publisher
         .publish(RawRecord {
             key: &event.object_id,
             body,
-            headers: &[
-                (headers::EVENT_ID, event_id.as_str()),
-                (headers::RECEIVED_AT, &received_at),
-                (headers::SIGNATURE_FORM, signature_form),
-            ],
+            headers: &record_headers,
         })
         .await?;
     metrics::histogram!("ingest_ack_seconds").record(started.elapsed().as_secs_f64());
@@ -166,6 +301,10 @@ mod tests {
     /// A router whose broker never answers: nothing here may reach it but the
     /// 503 case.
     fn app() -> Router {
+        app_with_token(None)
+    }
+
+    fn app_with_token(token: Option<SharedToken>) -> Router {
         let kafka = runtime::KafkaArgs {
             brokers: "127.0.0.1:9".into(),
             options: vec![],
@@ -175,9 +314,13 @@ mod tests {
         let state = Arc::new(AppState {
             verifier: Verifier::new(vec![Secret::new("s")], vec![]),
             accept_unsigned: false,
+            token,
+            forward_headers: vec![],
+            max_body_bytes: 1024,
             publisher: Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer"),
+            quarantine: None,
         });
-        router(state, 1024)
+        router(state)
     }
 
     async fn post(body: &str, signature: Option<String>) -> Response {
@@ -242,6 +385,48 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key(header::RETRY_AFTER));
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_wrong_shared_token_gets_401() {
+        let token = SharedToken {
+            header: HeaderName::from_static("x-mobaro-token"),
+            value: "t0k3n".into(),
+        };
+        for sent in [None, Some("wrong"), Some("t0k3n0"), Some("")] {
+            let mut request =
+                Request::post(WEBHOOK_PATH).header(SIGNATURE_HEADER, signed(BODY).expect("signed"));
+            if let Some(sent) = sent {
+                request = request.header("x-mobaro-token", sent);
+            }
+            let response = app_with_token(Some(token.clone()))
+                .oneshot(request.body(Body::from(BODY)).expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{sent:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn arbitrary_requests_never_panic_or_fail_with_5xx_other_than_503(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            signature in proptest::option::of("[ -~]{0,100}"),
+            sign_it in proptest::prelude::any::<bool>(),
+            content_type in "[ -~]{0,30}",
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let status = runtime.block_on(async {
+                let mut request = Request::post(WEBHOOK_PATH).header("content-type", content_type.as_str());
+                let signature = if sign_it { Some(hex::encode(sign(b"s", &body))) } else { signature };
+                if let Some(signature) = signature {
+                    request = request.header(SIGNATURE_HEADER, signature);
+                }
+                app().oneshot(request.body(Body::from(body.clone())).expect("request")).await.expect("infallible").status()
+            });
+            proptest::prop_assert!(!status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE, "{status}");
+        }
     }
 
     #[tokio::test]

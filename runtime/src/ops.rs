@@ -15,10 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::prometheus;
 
+/// Each condition's name and state: `Err` holds why it does not hold.
+type Conditions = Vec<(String, Result<(), String>)>;
+
 /// Named readiness conditions; the stage is ready when every one holds.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
-    conditions: Arc<Mutex<Vec<(String, Result<(), String>)>>>,
+    conditions: Arc<Mutex<Conditions>>,
     notes: Arc<Mutex<Vec<String>>>,
 }
 

@@ -6,3 +6,5 @@ pub const RAW: &str = "mobaro.webhooks.raw";
 pub const ENRICHED: &str = "mobaro.records.enriched";
 /// Inputs a stage could not process, with the reason in the headers.
 pub const DEAD_LETTER: &str = "mobaro.deadletter";
+/// Webhooks `ingest` rejected, kept for inspection and replay.
+pub const QUARANTINE: &str = "mobaro.webhooks.quarantine";

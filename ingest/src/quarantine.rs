@@ -1,0 +1,208 @@
+//! Requests rejected for signature, shape or size reasons are kept in a
+//! quarantine topic, so an operator can see what Mobaro actually sent and replay
+//! it once the configuration is fixed (`ingest replay`).
+//!
+//! Writes never delay the response and are rate-limited, so that a flood of
+//! junk cannot fill the broker; what the limit turns away is counted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::router::SIGNATURE_HEADER;
+
+/// Headers whose values are credentials; never stored.
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-api-key",
+];
+const REDACTED: &str = "<redacted>";
+
+/// One quarantined request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedRequest {
+    /// Machine-readable reason: `missing_signature`, `bad_signature`,
+    /// `bad_token`, `malformed`, `unknown_name`, `too_large`.
+    pub reason: String,
+    pub error: String,
+    pub received_at: DateTime<Utc>,
+    pub remote_addr: Option<String>,
+    /// Request headers; credentials and the shared token are redacted.
+    pub headers: BTreeMap<String, String>,
+    /// The signature as sent. An HMAC tag reveals nothing about the secret, and
+    /// replay needs it to verify the body again.
+    pub signature: Option<String>,
+    /// The body, base64, cut at the configured bound.
+    pub body_base64: String,
+    pub body_bytes: usize,
+    pub body_truncated: bool,
+}
+
+impl QuarantinedRequest {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        reason: &str,
+        error: String,
+        remote_addr: Option<SocketAddr>,
+        headers: &HeaderMap,
+        redact: &[String],
+        body: &[u8],
+        body_limit: usize,
+    ) -> Self {
+        let kept = &body[..body.len().min(body_limit)];
+        QuarantinedRequest {
+            reason: reason.to_string(),
+            error,
+            received_at: Utc::now(),
+            remote_addr: remote_addr.map(|a| a.to_string()),
+            headers: headers
+                .iter()
+                .map(|(name, value)| {
+                    let name = name.as_str().to_ascii_lowercase();
+                    let secret = SECRET_HEADERS.contains(&name.as_str())
+                        || redact.iter().any(|r| r.eq_ignore_ascii_case(&name))
+                        || name == SIGNATURE_HEADER;
+                    let value = if secret {
+                        REDACTED.to_string()
+                    } else {
+                        String::from_utf8_lossy(value.as_bytes()).into_owned()
+                    };
+                    (name, value)
+                })
+                .collect(),
+            signature: headers
+                .get(SIGNATURE_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            body_base64: base64::engine::general_purpose::STANDARD.encode(kept),
+            body_bytes: body.len(),
+            body_truncated: kept.len() < body.len(),
+        }
+    }
+
+    pub fn body(&self) -> Result<Vec<u8>, base64::DecodeError> {
+        base64::engine::general_purpose::STANDARD.decode(&self.body_base64)
+    }
+}
+
+/// A token bucket: `rate` per second, up to `burst` at once.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    pub fn new(rate: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        RateLimit {
+            rate,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    pub fn try_acquire(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = &mut *state;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct Quarantine {
+    pub producer: FutureProducer,
+    pub topic: String,
+    pub limit: RateLimit,
+    pub body_limit: usize,
+    /// Extra header names to redact (the shared-token header).
+    pub redact: Vec<String>,
+}
+
+impl Quarantine {
+    /// Queues the record and returns at once; the outcome is logged.
+    pub fn keep(&self, request: QuarantinedRequest) {
+        if !self.limit.try_acquire() {
+            metrics::counter!("ingest_quarantine_total", "outcome" => "rate_limited").increment(1);
+            return;
+        }
+        let value = serde_json::to_vec(&request).expect("quarantine records serialize");
+        let record = FutureRecord::to(&self.topic)
+            .key(request.reason.as_str())
+            .payload(&value);
+        match self.producer.send_result(record) {
+            Ok(delivery) => {
+                tokio::spawn(async move {
+                    let outcome =
+                        match tokio::time::timeout(Duration::from_secs(30), delivery).await {
+                            Ok(Ok(Ok(_))) => "stored",
+                            _ => "failed",
+                        };
+                    if outcome == "failed" {
+                        tracing::warn!(reason = %request.reason, "quarantine write failed");
+                    }
+                    metrics::counter!("ingest_quarantine_total", "outcome" => outcome).increment(1);
+                });
+            }
+            Err((error, _)) => {
+                tracing::warn!(%error, "quarantine write not queued");
+                metrics::counter!("ingest_quarantine_total", "outcome" => "failed").increment(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_and_bodies_bounded() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer x".parse().expect("value"));
+        headers.insert("x-shared-token", "t0k3n".parse().expect("value"));
+        headers.insert(SIGNATURE_HEADER, "abc".parse().expect("value"));
+        headers.insert("user-agent", "Mobaro".parse().expect("value"));
+        let request = QuarantinedRequest::new(
+            "bad_signature",
+            "no".into(),
+            None,
+            &headers,
+            &["X-Shared-Token".to_string()],
+            b"0123456789",
+            4,
+        );
+        let text = serde_json::to_string(&request).expect("json");
+        assert!(
+            !text.contains("Bearer") && !text.contains("t0k3n"),
+            "{text}"
+        );
+        assert_eq!(request.headers["user-agent"], "Mobaro");
+        assert_eq!(request.signature.as_deref(), Some("abc"));
+        assert_eq!(request.body().expect("b64"), b"0123");
+        assert!(request.body_truncated);
+        assert_eq!(request.body_bytes, 10);
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_refuses() {
+        let limit = RateLimit::new(0.001, 3);
+        assert_eq!((0..10).filter(|_| limit.try_acquire()).count(), 3);
+    }
+}

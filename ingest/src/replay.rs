@@ -1,0 +1,129 @@
+//! `ingest replay`: quarantined requests re-verified with the current
+//! configuration and published to the raw topic when they now pass.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use schemas::{headers, WebhookEvent};
+
+use crate::config::{Config, ReplayArgs};
+use crate::publisher::{Publisher, RawRecord};
+use crate::quarantine::QuarantinedRequest;
+use crate::signature::Verifier;
+use crate::IngestError;
+
+/// What a replay did, per outcome.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub replayed: u64,
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+const POLL: Duration = Duration::from_secs(5);
+
+/// Reads the quarantine topic from its start to its end as of now.
+pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, IngestError> {
+    let secrets = config.secrets().map_err(IngestError::Secrets)?;
+    let verifier = Verifier::new(secrets, config.signature_forms.clone());
+    let publisher = Publisher::new(&config.kafka, &config.raw_topic, Duration::from_secs(30))?;
+    let consumer: BaseConsumer = config
+        .kafka
+        .client_config(&[
+            ("group.id", "mobaro-ingest-replay"),
+            ("enable.auto.commit", "false"),
+        ])?
+        .create()?;
+    let topic = config.quarantine_topic.as_str();
+    let metadata = consumer.fetch_metadata(Some(topic), POLL)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, POLL)?;
+        if high > low {
+            ends.insert(partition, high);
+            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut report = ReplayReport::default();
+    let mut tally = |outcome: &str| *report.outcomes.entry(outcome.to_string()).or_default() += 1;
+    let mut replayed = 0;
+    while !ends.is_empty() {
+        let Some(message) = consumer.poll(POLL) else {
+            continue;
+        };
+        let message = message?;
+        if message.offset() + 1 >= ends.get(&message.partition()).copied().unwrap_or(0) {
+            ends.remove(&message.partition());
+        }
+        let Ok(request) =
+            serde_json::from_slice::<QuarantinedRequest>(message.payload().unwrap_or_default())
+        else {
+            tally("unreadable_record");
+            continue;
+        };
+        if !args.reason.is_empty() && !args.reason.contains(&request.reason) {
+            tally("skipped_reason");
+            continue;
+        }
+        if request.body_truncated {
+            tally("body_truncated");
+            continue;
+        }
+        let Ok(body) = request.body() else {
+            tally("unreadable_record");
+            continue;
+        };
+        let matched = if verifier.has_secrets() {
+            match verifier.verify(&body, request.signature.as_deref()) {
+                Ok(matched) => matched.label(),
+                Err(_) => {
+                    tally("still_bad_signature");
+                    continue;
+                }
+            }
+        } else {
+            "unsigned"
+        };
+        let event = match WebhookEvent::from_json(&body) {
+            Ok(event) => event,
+            Err(_) => {
+                tally("still_unparsable");
+                continue;
+            }
+        };
+        if args.dry_run {
+            tally("would_replay");
+            continue;
+        }
+        let event_id = event.event_id();
+        let received_at = request
+            .received_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true);
+        let replayed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        publisher
+            .publish(RawRecord {
+                key: &event.object_id,
+                body: &body,
+                headers: &[
+                    (headers::EVENT_ID, event_id.as_str()),
+                    (headers::RECEIVED_AT, &received_at),
+                    (headers::SIGNATURE_FORM, matched),
+                    ("replayed_at", &replayed_at),
+                ],
+            })
+            .await?;
+        replayed += 1;
+        tally("replayed");
+    }
+    report.replayed = replayed;
+    Ok(report)
+}
