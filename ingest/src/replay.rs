@@ -23,6 +23,8 @@ pub struct ReplayReport {
 }
 
 const POLL: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_secs(2);
+const MAX_IDLE_POLLS: u32 = 3;
 
 /// Reads the quarantine topic from its start to its end as of now.
 pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, IngestError> {
@@ -47,20 +49,36 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, POLL)?;
+        tracing::debug!(partition, low, high, "quarantine partition");
+        // Every partition is read: a broker may report a watermark short.
+        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
         if high > low {
             ends.insert(partition, high);
-            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
         }
     }
     consumer.assign(&assignment)?;
     let mut report = ReplayReport::default();
     let mut tally = |outcome: &str| *report.outcomes.entry(outcome.to_string()).or_default() += 1;
     let mut replayed = 0;
-    while !ends.is_empty() {
-        let Some(message) = consumer.poll(POLL) else {
+    // The high watermarks bound the read; a short idle poll after reaching them
+    // picks up records a broker reported late, and idleness ends it anyway.
+    let mut idle_polls = 0;
+    loop {
+        let wait = if ends.is_empty() { IDLE } else { POLL };
+        let Some(message) = consumer.poll(wait) else {
+            idle_polls += 1;
+            if ends.is_empty() || idle_polls >= MAX_IDLE_POLLS {
+                break;
+            }
             continue;
         };
+        idle_polls = 0;
         let message = message?;
+        tracing::debug!(
+            partition = message.partition(),
+            offset = message.offset(),
+            "quarantined request"
+        );
         if message.offset() + 1 >= ends.get(&message.partition()).copied().unwrap_or(0) {
             ends.remove(&message.partition());
         }

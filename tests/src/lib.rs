@@ -58,6 +58,43 @@ impl Services {
     }
 }
 
+/// The broker binary, for tests that stop and restart a broker of their own.
+pub fn tansu() -> PathBuf {
+    PathBuf::from(required("TANSU_BIN"))
+}
+
+/// Every record of `topic` from its start, until `count` arrived or `within`
+/// passed.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    within: Duration,
+) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + within;
+    let mut records = vec![];
+    while records.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(message)) => records.push(message.detach()),
+            Ok(Err(error)) => bail!("reading {topic}: {error}"),
+            Err(_) => bail!(
+                "only {} of {count} records in {topic} within {within:?}",
+                records.len()
+            ),
+        }
+    }
+    Ok(records)
+}
+
 /// A name no other test run uses, for topics, groups and prefixes.
 pub fn unique(label: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -1,0 +1,321 @@
+//! `ingest` against a real broker: what lands in the raw topic, quarantine and
+//! replay, a broker outage, and HTTPS.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use end_to_end::{free_port, read_topic, tansu, unique, wait_until_ready, Process, Services};
+use hmac::{Hmac, Mac};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::Message;
+use sha2::Sha256;
+
+const SECRET: &str = "ingest-test-secret";
+
+fn sign(secret: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn body(object: &str) -> String {
+    format!(
+        r#"{{"resource":"results","event":"Updated","objectId":"{object}","timestamp":"2025-01-27T10:12:44Z"}}"#
+    )
+}
+
+fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+struct Ingest {
+    process: Process,
+    url: String,
+    raw: String,
+    quarantine: String,
+}
+
+fn start_ingest(brokers: &str, logs: &Path, extra: &[(&str, &str)]) -> anyhow::Result<Ingest> {
+    let run = unique("ingest");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let raw = format!("{run}.raw");
+    let quarantine = format!("{run}.quarantine");
+    let mut env = vec![
+        ("KAFKA_BROKERS", brokers),
+        ("INGEST_LISTEN", addr.as_str()),
+        ("RAW_TOPIC", raw.as_str()),
+        ("QUARANTINE_TOPIC", quarantine.as_str()),
+        ("MOBARO_WEBHOOK_SECRETS", SECRET),
+    ];
+    env.extend_from_slice(extra);
+    let process = Process::start(&format!("ingest#{run}"), &[], &env, logs)?;
+    Ok(Ingest {
+        process,
+        url: format!("http://{addr}"),
+        raw,
+        quarantine,
+    })
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    signature: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(client
+        .post(format!("{url}/webhooks/mobaro"))
+        .header("content-type", "application/json")
+        .header("user-agent", "Mobaro-Webhooks/1.0")
+        .header("X-Webhook-Signature", signature)
+        .body(body.to_string())
+        .send()
+        .await?)
+}
+
+fn logs() -> anyhow::Result<std::path::PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix("ingest-logs-")
+        .tempdir()?
+        .keep();
+    eprintln!("logs in {}", dir.display());
+    Ok(dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepted_webhooks_are_in_the_raw_topic_with_their_headers() -> anyhow::Result<()> {
+    let services = Services::from_env();
+    let logs = logs()?;
+    let ingest = start_ingest(
+        &services.brokers,
+        &logs,
+        &[("INGEST_FORWARD_HEADERS", "user-agent")],
+    )?;
+    wait_until_ready(&format!("{}/readyz", ingest.url), Duration::from_secs(30)).await?;
+    let client = reqwest::Client::new();
+    let body = body("results/77-A");
+    let response = post(
+        &client,
+        &ingest.url,
+        &body,
+        &format!("sha256={}", sign(SECRET, &body).to_uppercase()),
+    )
+    .await?;
+    ensure!(response.status() == 202, "status {}", response.status());
+    let answer: serde_json::Value = response.json().await?;
+    let event_id = answer["event_id"].as_str().context("event_id")?.to_string();
+
+    let records = read_topic(&services.brokers, &ingest.raw, 1, Duration::from_secs(20)).await?;
+    let record = &records[0];
+    assert_eq!(record.key(), Some("results/77-A".as_bytes()));
+    assert_eq!(
+        record.payload(),
+        Some(body.as_bytes()),
+        "the body is stored unchanged"
+    );
+    assert_eq!(header(record, "event_id"), Some(event_id));
+    assert_eq!(
+        header(record, "signature_form").as_deref(),
+        Some("sha256=HEX")
+    );
+    assert_eq!(
+        header(record, "http.user-agent").as_deref(),
+        Some("Mobaro-Webhooks/1.0")
+    );
+    assert!(header(record, "received_at").is_some());
+
+    let metrics = client
+        .get(format!("{}/metrics", ingest.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("ingest_signature_matches_total{form=\"sha256=HEX\"} 1"),
+        "{metrics}"
+    );
+    ingest.process.interrupt(Duration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_requests_are_quarantined_and_replay_publishes_them() -> anyhow::Result<()> {
+    let services = Services::from_env();
+    let logs = logs()?;
+    let ingest = start_ingest(&services.brokers, &logs, &[])?;
+    wait_until_ready(&format!("{}/readyz", ingest.url), Duration::from_secs(30)).await?;
+    let client = reqwest::Client::new();
+    // Signed with a secret this ingest does not know yet (a rotation gone wrong).
+    let body = body("results/88-B");
+    let response = post(&client, &ingest.url, &body, &sign("the-new-secret", &body)).await?;
+    assert_eq!(response.status(), 401);
+    let response = post(
+        &client,
+        &ingest.url,
+        "{not json",
+        &sign(SECRET, "{not json"),
+    )
+    .await?;
+    assert_eq!(response.status(), 400);
+
+    let quarantined = read_topic(
+        &services.brokers,
+        &ingest.quarantine,
+        2,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let mut reasons = vec![];
+    for record in &quarantined {
+        let value: serde_json::Value =
+            serde_json::from_slice(record.payload().context("payload")?)?;
+        assert_eq!(value["headers"]["x-webhook-signature"], "<redacted>");
+        assert!(value["remote_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")));
+        reasons.push(value["reason"].as_str().context("reason")?.to_string());
+    }
+    reasons.sort();
+    assert_eq!(reasons, ["bad_signature", "malformed"]);
+
+    // The operator adds the new secret and replays.
+    let output = std::process::Command::new(end_to_end::binary("ingest"))
+        .arg("replay")
+        .env("KAFKA_BROKERS", &services.brokers)
+        .env("RAW_TOPIC", &ingest.raw)
+        .env("QUARANTINE_TOPIC", &ingest.quarantine)
+        .env("MOBARO_WEBHOOK_SECRETS", format!("{SECRET},the-new-secret"))
+        .output()?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("replayed: 1"), "{report}");
+    assert!(report.contains("still_unparsable: 1"), "{report}");
+    let raw = read_topic(&services.brokers, &ingest.raw, 1, Duration::from_secs(20)).await?;
+    assert_eq!(raw[0].payload(), Some(body.as_bytes()));
+    ingest.process.interrupt(Duration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_broker_gives_503_in_time_and_ingest_recovers_by_itself() -> anyhow::Result<()> {
+    let logs = logs()?;
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let storage = format!("sqlite://{}/broker.db", logs.display());
+    let start_broker = || -> anyhow::Result<std::process::Child> {
+        let log = std::fs::File::create(logs.join(format!("broker-{}.log", unique("b"))))?;
+        Ok(std::process::Command::new(tansu())
+            .args(["broker", "--listener-url", &format!("tcp://{brokers}")])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://{brokers}"),
+                "--storage-engine",
+                &storage,
+            ])
+            .current_dir("/")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?)
+    };
+    let mut broker = start_broker()?;
+    let ingest = start_ingest(&brokers, &logs, &[("INGEST_ACK_TIMEOUT", "1s")])?;
+    wait_until_ready(&format!("{}/readyz", ingest.url), Duration::from_secs(30)).await?;
+    let client = reqwest::Client::new();
+    let first = body("results/1-A");
+    assert_eq!(
+        post(&client, &ingest.url, &first, &sign(SECRET, &first))
+            .await?
+            .status(),
+        202
+    );
+
+    broker.kill()?;
+    broker.wait()?;
+    let second = body("results/2-A");
+    let started = Instant::now();
+    let response = post(&client, &ingest.url, &second, &sign(SECRET, &second)).await?;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut broker = start_broker()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = post(&client, &ingest.url, &second, &sign(SECRET, &second))
+            .await?
+            .status();
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503);
+        ensure!(
+            Instant::now() < deadline,
+            "ingest did not recover after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let result = ingest.process.interrupt(Duration::from_secs(20));
+    broker.kill()?;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_is_served_with_the_configured_certificate() -> anyhow::Result<()> {
+    let services = Services::from_env();
+    let logs = logs()?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let cert = logs.join("cert.pem");
+    let key = logs.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem())?;
+    std::fs::write(&key, certified.signing_key.serialize_pem())?;
+    let (cert_path, key_path) = (cert.display().to_string(), key.display().to_string());
+    let ingest = start_ingest(
+        &services.brokers,
+        &logs,
+        &[
+            ("INGEST_TLS_CERT", cert_path.as_str()),
+            ("INGEST_TLS_KEY", key_path.as_str()),
+        ],
+    )?;
+    let url = ingest.url.replace("http://127.0.0.1", "https://localhost");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(
+            certified.cert.pem().as_bytes(),
+        )?)
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "https endpoint not ready; log: {}",
+            ingest.process.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let body = body("results/3-C");
+    assert_eq!(
+        post(&client, &url, &body, &sign(SECRET, &body))
+            .await?
+            .status(),
+        202
+    );
+    ingest.process.interrupt(Duration::from_secs(20))
+}
