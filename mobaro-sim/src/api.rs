@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -32,24 +32,82 @@ pub struct ApiArgs {
     pub latency: Duration,
 }
 
+/// Faults the API injects, set at run time with `POST /sim/faults`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+pub struct Faults {
+    /// Answer requests with this status instead of the record...
+    pub status: Option<u16>,
+    /// ...this many times (unlimited when absent).
+    pub count: Option<u64>,
+    /// `Retry-After` seconds sent with the injected status.
+    pub retry_after: Option<u64>,
+    /// Ids answered 404, as if deleted.
+    #[serde(default)]
+    pub not_found: Vec<String>,
+    /// Extra delay per request, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
 struct ApiState {
     args: ApiArgs,
     requests: AtomicU64,
+    faults: Mutex<Faults>,
 }
 
 pub fn router(args: ApiArgs) -> Router {
     let state = Arc::new(ApiState {
         args,
         requests: AtomicU64::new(0),
+        faults: Mutex::new(Faults::default()),
     });
     Router::new()
         .route("/api/customers/{collection}/{id}", get(fetch))
         .route("/sim/stats", get(stats))
+        .route("/sim/faults", axum::routing::post(set_faults))
         .with_state(state)
 }
 
 async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     Json(json!({ "requests": state.requests.load(Ordering::Relaxed) }))
+}
+
+async fn set_faults(State(state): State<Arc<ApiState>>, Json(faults): Json<Faults>) -> StatusCode {
+    *state.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    StatusCode::NO_CONTENT
+}
+
+/// The injected answer for this request, if any.
+fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, Duration) {
+    let mut faults = state.faults.lock().unwrap_or_else(|p| p.into_inner());
+    let latency = Duration::from_millis(faults.latency_ms);
+    let full_id = records::canonical_id(collection, id);
+    if faults.not_found.iter().any(|n| *n == full_id || n == id) {
+        return (
+            Some((StatusCode::NOT_FOUND, Json(json!({"message": "Not found"}))).into_response()),
+            latency,
+        );
+    }
+    let Some(status) = faults.status else {
+        return (None, latency);
+    };
+    match faults.count {
+        Some(0) => return (None, latency),
+        Some(n) => faults.count = Some(n - 1),
+        None => {}
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(json!({"message": "injected fault"}))).into_response();
+    if let Some(seconds) = faults.retry_after {
+        response.headers_mut().insert(
+            "retry-after",
+            seconds
+                .to_string()
+                .parse()
+                .expect("digits are a header value"),
+        );
+    }
+    (Some(response), latency)
 }
 
 async fn fetch(
@@ -58,8 +116,13 @@ async fn fetch(
     headers: HeaderMap,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
-    if !state.args.latency.is_zero() {
-        tokio::time::sleep(state.args.latency).await;
+    let (fault, extra_latency) = injected(&state, &collection, &id);
+    let latency = state.args.latency + extra_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(response) = fault {
+        return response;
     }
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(state.args.api_key.as_str()) {
