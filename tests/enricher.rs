@@ -4,22 +4,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use end_to_end::{free_port, read_topic, unique, wait_until_ready, Process, Services};
-use rdkafka::message::{Headers, OwnedMessage};
+use end_to_end::{free_port, header, read_topic, unique, wait_until_ready, Process, Services};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 use serde_json::{json, Value};
 
 const API_KEY: &str = "enricher-test-key";
-
-fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
 
 fn event(resource: &str, kind: &str, object: &str) -> String {
     json!({"resource": resource, "event": kind, "objectId": object, "timestamp": "2025-03-01T08:00:00Z"}).to_string()

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use end_to_end::{free_port, read_topic, tansu, unique, wait_until_ready, Process, Services};
+use end_to_end::{
+    free_port, header, read_topic, tansu, unique, wait_until_ready, Process, Services,
+};
 use hmac::{Hmac, Mac};
-use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use sha2::Sha256;
 
@@ -23,15 +24,6 @@ fn body(object: &str) -> String {
     format!(
         r#"{{"resource":"results","event":"Updated","objectId":"{object}","timestamp":"2025-01-27T10:12:44Z"}}"#
     )
-}
-
-fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 struct Ingest {

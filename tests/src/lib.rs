@@ -95,6 +95,17 @@ pub async fn read_topic(
     Ok(records)
 }
 
+/// A Kafka header's value as text.
+pub fn header(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// A name no other test run uses, for topics, groups and prefixes.
 pub fn unique(label: &str) -> String {
     let nanos = std::time::SystemTime::now()
