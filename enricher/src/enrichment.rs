@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
+use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
-use runtime::Readiness;
+use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
 use schemas::{headers, EnrichedRecord, EventKind, FetchStatus, WebhookEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -163,13 +163,16 @@ impl Enrichment {
         shutdown: &CancellationToken,
     ) -> bool {
         let value = serde_json::to_vec(record).expect("enriched records serialize");
-        let headers = OwnedHeaders::new().insert(Header {
-            key: headers::EVENT_ID,
-            value: Some(record.event_id.as_str()),
-        });
-        let topic = self.config.enriched_topic.clone();
-        self.produce(&topic, message.key(), &value, headers, shutdown)
-            .await
+        let outgoing = Outgoing {
+            topic: &self.config.enriched_topic,
+            key: message.key(),
+            payload: &value,
+            headers: with_headers(
+                OwnedHeaders::new(),
+                &[(headers::EVENT_ID, record.event_id.as_str())],
+            ),
+        };
+        produce_until_acked(&self.producer, outgoing, shutdown).await
     }
 
     async fn dead_letter(
@@ -190,70 +193,27 @@ impl Enrichment {
         let attempts = letter.attempts.to_string();
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = message.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        for (key, value) in [
-            (headers::DLQ_STAGE, "enricher"),
-            (headers::DLQ_ERROR_CLASS, letter.class),
-            (headers::DLQ_ERROR, letter.error.as_str()),
-            (headers::DLQ_HTTP_STATUS, status.as_str()),
-            (headers::DLQ_ATTEMPTS, attempts.as_str()),
-            (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
-            (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
-            (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let topic = self.config.dead_letter_topic.clone();
-        let payload = message.payload().unwrap_or_default();
-        self.produce(&topic, message.key(), payload, headers, shutdown)
-            .await
-    }
-
-    /// Produces until the broker acknowledges; false when shutdown came first.
-    async fn produce(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: OwnedHeaders,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let mut record = FutureRecord::to(topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            let delivery = self.producer.send(record, Duration::from_secs(5));
-            let result = tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                result = delivery => result,
-            };
-            match result {
-                Ok(_) => return true,
-                Err((error, _)) => {
-                    tracing::warn!(%error, topic, retry_in = ?backoff, "produce failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        let original = message.headers().map(|h| h.detach()).unwrap_or_default();
+        let headers = with_headers(
+            original,
+            &[
+                (headers::DLQ_STAGE, "enricher"),
+                (headers::DLQ_ERROR_CLASS, letter.class),
+                (headers::DLQ_ERROR, letter.error.as_str()),
+                (headers::DLQ_HTTP_STATUS, status.as_str()),
+                (headers::DLQ_ATTEMPTS, attempts.as_str()),
+                (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
+                (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
+                (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
+            ],
+        );
+        let outgoing = Outgoing {
+            topic: &self.config.dead_letter_topic,
+            key: message.key(),
+            payload: message.payload().unwrap_or_default(),
+            headers,
+        };
+        produce_until_acked(&self.producer, outgoing, shutdown).await
     }
 }
 

@@ -1,14 +1,3 @@
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    runtime::init_tracing();
-    let config = ingest::Config::parse();
-    match ingest::run(config, runtime::shutdown_on_signal()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    runtime::launch(ingest::run)
 }

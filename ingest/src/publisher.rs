@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use runtime::KafkaArgs;
 
@@ -51,13 +51,10 @@ impl Publisher {
 
     /// Resolves once the broker acknowledged the record (`acks=all`).
     pub async fn publish(&self, record: RawRecord<'_>) -> Result<(), PublishError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(*value),
-            });
-        }
+        let headers = runtime::with_headers(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            record.headers,
+        );
         let delivery = self
             .producer
             .send_result(

@@ -2,13 +2,17 @@
 //! them carries its own copy: Kafka client configuration and topic creation,
 //! logging, the operations endpoints and shutdown on signals.
 
+mod delivery;
 mod kafka;
+mod launch;
 mod offsets;
 mod ops;
 mod shutdown;
 mod telemetry;
 
+pub use delivery::{produce_until_acked, with_headers, Outgoing};
 pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
+pub use launch::launch;
 pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};
 pub use shutdown::shutdown_on_signal;

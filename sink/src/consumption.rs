@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use runtime::Readiness;
+use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
 use schemas::{headers, EnrichedRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -134,36 +134,24 @@ impl Consumption {
     ) -> bool {
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in [
-            (headers::DLQ_STAGE, "sink"),
-            (headers::DLQ_ERROR_CLASS, "undecodable"),
-            (headers::DLQ_ERROR, error),
-            (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
-            (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
-            (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        loop {
-            let mut record = FutureRecord::to(&self.config.dead_letter_topic)
-                .payload(message.payload().unwrap_or_default())
-                .headers(headers.clone());
-            if let Some(key) = message.key() {
-                record = record.key(key);
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                result = self.producer.send(record, Duration::from_secs(5)) => match result {
-                    Ok(_) => return true,
-                    Err((error, _)) => tracing::warn!(%error, "dead-letter produce failed; retrying"),
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        let headers = with_headers(
+            OwnedHeaders::new(),
+            &[
+                (headers::DLQ_STAGE, "sink"),
+                (headers::DLQ_ERROR_CLASS, "undecodable"),
+                (headers::DLQ_ERROR, error),
+                (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
+                (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
+                (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
+            ],
+        );
+        let outgoing = Outgoing {
+            topic: &self.config.dead_letter_topic,
+            key: message.key(),
+            payload: message.payload().unwrap_or_default(),
+            headers,
+        };
+        produce_until_acked(&self.producer, outgoing, shutdown).await
     }
 
     /// Writes every batch, then commits. Retries writes until they succeed; a
