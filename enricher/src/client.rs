@@ -2,11 +2,13 @@
 //! and jitter on 429, 5xx, timeouts and connection errors, honouring
 //! `Retry-After`; no blind retry on 401/403/404.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::Rng;
 use reqwest::StatusCode;
+use runtime::TokenBucket;
 use schemas::Resource;
 use serde_json::Value;
 use url::Url;
@@ -98,6 +100,7 @@ impl RetryPolicy {
 #[derive(Clone)]
 pub struct MobaroClient {
     http: reqwest::Client,
+    limit: Option<Arc<TokenBucket>>,
     base: Url,
     key: ApiKey,
     path_template: String,
@@ -136,7 +139,14 @@ impl MobaroClient {
             key,
             path_template,
             retry,
+            limit: None,
         })
+    }
+
+    /// Every request, retries included, first takes a token from `limit`.
+    pub fn with_rate_limit(mut self, limit: Arc<TokenBucket>) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     pub fn record_url(&self, resource: Resource, object_id: &str) -> Result<Url, url::ParseError> {
@@ -181,6 +191,10 @@ impl MobaroClient {
     }
 
     async fn attempt(&self, url: &Url) -> Result<Result<Fetched, FetchError>, Transient> {
+        if let Some(limit) = &self.limit {
+            let waited = limit.acquire().await;
+            metrics::histogram!("enricher_rate_limit_wait_seconds").record(waited.as_secs_f64());
+        }
         let response = self
             .http
             .get(url.clone())

@@ -71,6 +71,36 @@ pub struct Config {
     #[arg(long, env = "MOBARO_API_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff: Duration,
 
+    /// Records fetched and produced at once. Events of one object are always
+    /// handled one after another, in order.
+    #[arg(long, env = "ENRICHER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Raw events taken from Kafka but not yet produced; above it, consumption
+    /// pauses. Bounds memory.
+    #[arg(long, env = "ENRICHER_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    pub max_in_flight: usize,
+
+    /// API requests per second for this process, retries included; 0 means no
+    /// limit. Mobaro's limit is shared by every key of the account: give each
+    /// enricher instance its share (account budget / instances).
+    #[arg(long, env = "MOBARO_API_RATE_LIMIT", default_value_t = 0.0)]
+    pub api_rate_limit: f64,
+
+    /// Requests allowed at once above the rate.
+    #[arg(long, env = "MOBARO_API_RATE_BURST", default_value_t = 5)]
+    pub api_rate_burst: u32,
+
+    /// Reuse a fetched User for this long (0s: always fetch). Users change
+    /// rarely and are referenced often.
+    #[arg(long, env = "ENRICHER_USER_CACHE_TTL", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub user_cache_ttl: Duration,
+
+    /// At shutdown, how long events in flight may take to finish before the
+    /// rest is left uncommitted (and enriched again after restart).
+    #[arg(long, env = "ENRICHER_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
     /// Topic of raw webhooks to consume.
     #[arg(long, env = "RAW_TOPIC", default_value = schemas::topics::RAW)]
     pub raw_topic: String,

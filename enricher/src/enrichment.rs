@@ -1,27 +1,74 @@
-//! The consume → fetch → produce loop.
+//! Enrichment of raw events, object by object.
 //!
-//! Offsets are stored (and then committed by librdkafka's auto-commit, and
-//! synchronously at shutdown) only after the event's enriched or dead-letter
-//! record was acknowledged by the broker, so a crash replays events instead of
-//! losing them. Duplicates carry the same `event_id`.
+//! Events are queued per objectId. One task at a time works through an
+//! object's queue, in offset order, so an object's records are emitted in the
+//! order its events arrived; different objects proceed in parallel, bounded by
+//! a semaphore. When several events of an object wait for a fetch, one API call
+//! serves them all (coalescing): each still yields its own record.
+//!
+//! An event is reported done (and its offset may then be committed) only after
+//! its enriched or dead-letter record was acknowledged by the broker.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
+use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
-use schemas::{headers, EnrichedRecord, EventKind, FetchStatus, WebhookEvent};
+use schemas::{
+    headers, EnrichedRecord, EventKind, EventParseError, FetchStatus, Resource, WebhookEvent,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::RecordCache;
 use crate::client::{FetchError, Fetched, MobaroClient};
 use crate::config::Config;
 
+const PAUSE_START: Duration = Duration::from_secs(2);
+const PAUSE_MAX: Duration = Duration::from_secs(60);
+
+/// A raw event taken from Kafka.
+pub struct Job {
+    pub message: OwnedMessage,
+    event: Result<WebhookEvent, EventParseError>,
+}
+
+impl Job {
+    pub fn new(message: OwnedMessage) -> Self {
+        let event = WebhookEvent::from_json(message.payload().unwrap_or_default());
+        Job { message, event }
+    }
+
+    /// The queue this job belongs to: its objectId (the Kafka key).
+    pub fn key(&self) -> String {
+        match &self.event {
+            Ok(event) => event.object_id.clone(),
+            Err(_) => String::from_utf8_lossy(self.message.key().unwrap_or_default()).into_owned(),
+        }
+    }
+
+    fn received_at(&self) -> Option<DateTime<Utc>> {
+        let value = self
+            .message
+            .headers()?
+            .iter()
+            .find(|h| h.key == headers::RECEIVED_AT)?
+            .value?;
+        let text = std::str::from_utf8(value).ok()?;
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
 /// Why an event went to the dead-letter topic.
+#[derive(Clone)]
 struct DeadLetter {
     class: &'static str,
     error: String,
@@ -29,103 +76,214 @@ struct DeadLetter {
     attempts: u32,
 }
 
-/// What became of one raw event.
-enum Outcome {
-    Enriched(Box<EnrichedRecord>),
+/// The shared result of one fetch for a group of events.
+enum FetchOutcome {
+    Found(Value, DateTime<Utc>),
+    NotFound,
     DeadLetter(DeadLetter),
-    /// Shutdown arrived while waiting; the event stays uncommitted.
+    /// Stopped while paused; the events stay uncommitted.
     Interrupted,
 }
 
-pub struct Enrichment {
-    pub consumer: Arc<StreamConsumer>,
-    pub producer: FutureProducer,
+/// Everything the per-object tasks share.
+pub struct Enricher {
     pub client: MobaroClient,
+    pub producer: FutureProducer,
     pub config: Config,
     pub readiness: Readiness,
+    pub user_cache: Option<RecordCache>,
+    permits: Semaphore,
+    queues: Mutex<HashMap<String, VecDeque<Job>>>,
+    paused: AtomicBool,
+    /// (partition, offset) of each event whose record the broker acknowledged.
+    done: mpsc::UnboundedSender<(i32, i64)>,
+    /// Cancelled when the drain deadline passes at shutdown.
+    stop: CancellationToken,
 }
 
-const PAUSE_START: Duration = Duration::from_secs(2);
-const PAUSE_MAX: Duration = Duration::from_secs(60);
-const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
-
-impl Enrichment {
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), rdkafka::error::KafkaError> {
-        self.consumer.subscribe(&[&self.config.raw_topic])?;
-        self.readiness.set("mobaro_api", Ok(()));
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = self.consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(m) => m,
-                Err(error) => {
-                    tracing::warn!(%error, "consumer error");
-                    continue;
-                }
-            };
-            let outcome = self.enrich(&message, &shutdown).await;
-            let delivered = match outcome {
-                Outcome::Interrupted => break,
-                Outcome::Enriched(record) => self.emit(&message, &record, &shutdown).await,
-                Outcome::DeadLetter(letter) => self.dead_letter(&message, letter, &shutdown).await,
-            };
-            if !delivered {
-                break;
-            }
-            self.consumer.store_offset_from_message(&message)?;
+impl Enricher {
+    pub fn new(
+        client: MobaroClient,
+        producer: FutureProducer,
+        config: Config,
+        readiness: Readiness,
+        done: mpsc::UnboundedSender<(i32, i64)>,
+        stop: CancellationToken,
+    ) -> Self {
+        let user_cache =
+            (!config.user_cache_ttl.is_zero()).then(|| RecordCache::new(config.user_cache_ttl));
+        Enricher {
+            client,
+            producer,
+            permits: Semaphore::new(config.concurrency.max(1)),
+            config,
+            readiness,
+            user_cache,
+            queues: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+            done,
+            stop,
         }
-        if let Err(error) = runtime::commit(&self.consumer, None, COMMIT_DEADLINE).await {
-            tracing::warn!(%error, "final offset commit failed; the uncommitted events will be enriched again");
-        }
-        Ok(())
     }
 
-    async fn enrich(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Outcome {
-        let payload = message.payload().unwrap_or_default();
-        let event = match WebhookEvent::from_json(payload) {
-            Ok(event) => event,
-            Err(error) => {
-                return Outcome::DeadLetter(DeadLetter {
-                    class: "unparsable",
-                    error: error.to_string(),
-                    status: None,
-                    attempts: 0,
-                })
-            }
-        };
-        let received_at = header(message, headers::RECEIVED_AT)
-            .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
-            .map(|t| t.with_timezone(&Utc));
-        if event.event == EventKind::Deleted {
-            return self.enriched(&event, received_at, FetchStatus::Deleted);
+    /// True while the API refuses the key: consumption should pause.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Queues a job behind the earlier events of its object, starting a task
+    /// for the object when none is working on it.
+    pub fn enqueue(self: &Arc<Self>, job: Job) {
+        let key = job.key();
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let start = !queues.contains_key(&key);
+        queues.entry(key.clone()).or_default().push_back(job);
+        if start {
+            let enricher = Arc::clone(self);
+            tokio::spawn(async move { enricher.work_through(key).await });
         }
-        if !self.config.enrich.contains(&event.resource) {
-            return self.enriched(&event, received_at, FetchStatus::NotFetched);
+    }
+
+    fn needs_fetch(&self, job: &Job) -> Option<Resource> {
+        let event = job.event.as_ref().ok()?;
+        (event.event != EventKind::Deleted && self.config.enrich.contains(&event.resource))
+            .then_some(event.resource)
+    }
+
+    /// The next jobs of `key` to handle together: every waiting event that
+    /// needs the same fetch, or a single job that needs none. Removes the queue
+    /// when it is empty, ending the task.
+    fn next_group(&self, key: &str) -> Option<Vec<Job>> {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = queues.get_mut(key)?;
+        let Some(first) = queue.pop_front() else {
+            queues.remove(key);
+            return None;
+        };
+        let mut group = vec![];
+        if let Some(resource) = self.needs_fetch(&first) {
+            group.push(first);
+            while queue
+                .front()
+                .is_some_and(|next| self.needs_fetch(next) == Some(resource))
+            {
+                group.extend(queue.pop_front());
+            }
+        } else {
+            group.push(first);
+        }
+        Some(group)
+    }
+
+    async fn work_through(self: Arc<Self>, key: String) {
+        while let Some(group) = self.next_group(&key) {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return;
+            };
+            if !self.handle(group).await {
+                // Stopped: the rest of this object's events stay uncommitted.
+                self.queues
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                return;
+            }
+        }
+    }
+
+    /// Handles a group (events sharing one fetch, or a single event needing
+    /// none); false when stopped before every record was delivered.
+    async fn handle(&self, group: Vec<Job>) -> bool {
+        let fetched = match (self.needs_fetch(&group[0]), &group[0].event) {
+            (Some(resource), Ok(event)) => {
+                if group.len() > 1 {
+                    metrics::counter!("enricher_coalesced_events_total")
+                        .increment(group.len() as u64 - 1);
+                }
+                match self.fetch(resource, &event.object_id).await {
+                    FetchOutcome::Interrupted => return false,
+                    outcome => Some(outcome),
+                }
+            }
+            _ => None,
+        };
+        for job in &group {
+            let delivered = match (&job.event, &fetched) {
+                (Err(error), _) => {
+                    let letter = DeadLetter {
+                        class: "unparsable",
+                        error: error.to_string(),
+                        status: None,
+                        attempts: 0,
+                    };
+                    self.dead_letter(job, letter).await
+                }
+                (Ok(_), Some(FetchOutcome::DeadLetter(letter))) => {
+                    self.dead_letter(job, letter.clone()).await
+                }
+                (Ok(event), fetched) => {
+                    let record = match fetched {
+                        Some(FetchOutcome::Found(value, at)) => {
+                            EnrichedRecord::new(event, job.received_at(), FetchStatus::Found)
+                                .with_record(value.clone(), *at)
+                        }
+                        Some(_) => {
+                            EnrichedRecord::new(event, job.received_at(), FetchStatus::NotFound)
+                        }
+                        None if event.event == EventKind::Deleted => {
+                            EnrichedRecord::new(event, job.received_at(), FetchStatus::Deleted)
+                        }
+                        None => {
+                            EnrichedRecord::new(event, job.received_at(), FetchStatus::NotFetched)
+                        }
+                    };
+                    metrics::counter!("enricher_events_total", "outcome" => record.status.as_str())
+                        .increment(1);
+                    self.emit(job, &record).await
+                }
+            };
+            if !delivered {
+                return false;
+            }
+            let _ = self
+                .done
+                .send((job.message.partition(), job.message.offset()));
+        }
+        true
+    }
+
+    async fn fetch(&self, resource: Resource, object_id: &str) -> FetchOutcome {
+        let cache = self
+            .user_cache
+            .as_ref()
+            .filter(|_| resource == Resource::Users);
+        if let Some(value) = cache.and_then(|c| c.get(object_id)) {
+            metrics::counter!("enricher_cache_hits_total").increment(1);
+            return FetchOutcome::Found(value, Utc::now());
         }
         let mut pause = PAUSE_START;
         loop {
-            match self.client.fetch(event.resource, &event.object_id).await {
+            match self.client.fetch(resource, object_id).await {
                 Ok((Fetched::Found(value), _)) => {
-                    self.readiness.set("mobaro_api", Ok(()));
-                    let record = EnrichedRecord::new(&event, received_at, FetchStatus::Found)
-                        .with_record(value, Utc::now());
-                    metrics::counter!("enricher_events_total", "outcome" => "found").increment(1);
-                    return Outcome::Enriched(Box::new(record));
+                    self.resume();
+                    if let Some(cache) = cache {
+                        cache.put(object_id, &value);
+                    }
+                    return FetchOutcome::Found(value, Utc::now());
                 }
                 Ok((Fetched::NotFound, _)) => {
-                    self.readiness.set("mobaro_api", Ok(()));
-                    return self.enriched(&event, received_at, FetchStatus::NotFound);
+                    self.resume();
+                    return FetchOutcome::NotFound;
                 }
                 Err(error @ FetchError::Unauthorized { .. }) => {
                     // A bad key fails every event alike: stop and wait for a fix
                     // rather than dead-letter the whole stream.
                     tracing::error!(%error, retry_in = ?pause, "enrichment paused");
                     self.readiness.set("mobaro_api", Err(error.to_string()));
+                    self.paused.store(true, Ordering::Relaxed);
                     metrics::counter!("enricher_paused_total").increment(1);
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Outcome::Interrupted,
+                        _ = self.stop.cancelled() => return FetchOutcome::Interrupted,
                         _ = tokio::time::sleep(pause) => {}
                     }
                     pause = (pause * 2).min(PAUSE_MAX);
@@ -135,7 +293,7 @@ impl Enrichment {
                         FetchError::Exhausted { attempts, .. } => *attempts,
                         _ => 1,
                     };
-                    return Outcome::DeadLetter(DeadLetter {
+                    return FetchOutcome::DeadLetter(DeadLetter {
                         class: error.class(),
                         status: error.status(),
                         error: error.to_string(),
@@ -146,41 +304,29 @@ impl Enrichment {
         }
     }
 
-    fn enriched(
-        &self,
-        event: &WebhookEvent,
-        received_at: Option<DateTime<Utc>>,
-        status: FetchStatus,
-    ) -> Outcome {
-        metrics::counter!("enricher_events_total", "outcome" => status.as_str()).increment(1);
-        Outcome::Enriched(Box::new(EnrichedRecord::new(event, received_at, status)))
+    fn resume(&self) {
+        if self.paused.swap(false, Ordering::Relaxed) {
+            tracing::info!("mobaro api accepts the key again; enrichment resumed");
+        }
+        self.readiness.set("mobaro_api", Ok(()));
     }
 
-    async fn emit(
-        &self,
-        message: &BorrowedMessage<'_>,
-        record: &EnrichedRecord,
-        shutdown: &CancellationToken,
-    ) -> bool {
+    async fn emit(&self, job: &Job, record: &EnrichedRecord) -> bool {
         let value = serde_json::to_vec(record).expect("enriched records serialize");
         let outgoing = Outgoing {
             topic: &self.config.enriched_topic,
-            key: message.key(),
+            key: job.message.key(),
             payload: &value,
             headers: with_headers(
                 OwnedHeaders::new(),
                 &[(headers::EVENT_ID, record.event_id.as_str())],
             ),
         };
-        produce_until_acked(&self.producer, outgoing, shutdown).await
+        produce_until_acked(&self.producer, outgoing, &self.stop).await
     }
 
-    async fn dead_letter(
-        &self,
-        message: &BorrowedMessage<'_>,
-        letter: DeadLetter,
-        shutdown: &CancellationToken,
-    ) -> bool {
+    async fn dead_letter(&self, job: &Job, letter: DeadLetter) -> bool {
+        let message = &job.message;
         tracing::warn!(
             class = letter.class,
             error = %letter.error,
@@ -193,9 +339,8 @@ impl Enrichment {
         let attempts = letter.attempts.to_string();
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
-        let original = message.headers().map(|h| h.detach()).unwrap_or_default();
         let headers = with_headers(
-            original,
+            message.headers().cloned().unwrap_or_default(),
             &[
                 (headers::DLQ_STAGE, "enricher"),
                 (headers::DLQ_ERROR_CLASS, letter.class),
@@ -213,15 +358,6 @@ impl Enrichment {
             payload: message.payload().unwrap_or_default(),
             headers,
         };
-        produce_until_acked(&self.producer, outgoing, shutdown).await
+        produce_until_acked(&self.producer, outgoing, &self.stop).await
     }
-}
-
-fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }

@@ -1,8 +1,11 @@
 //! `enricher`: turns thin webhook events into full records from Mobaro's API.
 
+mod cache;
 mod client;
 mod config;
+mod consumption;
 mod enrichment;
+mod offsets;
 
 use std::time::Duration;
 
@@ -53,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
             ("linger.ms", "5"),
         ])?
         .create()?;
-    let client = MobaroClient::new(
+    let mut client = MobaroClient::new(
         config.api_url.clone(),
         config.api_key.clone(),
         config.path_template.clone(),
@@ -64,6 +67,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
             max_backoff: config.backoff * 16,
         },
     )?;
+    if config.api_rate_limit > 0.0 {
+        let limit = runtime::TokenBucket::new(config.api_rate_limit, config.api_rate_burst);
+        client = client.with_rate_limit(std::sync::Arc::new(limit));
+    }
     runtime::watch_broker(
         config.kafka.client_config(&[])?,
         readiness.clone(),
@@ -74,15 +81,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         runtime::ops_router(readiness.clone()),
         shutdown.clone(),
     ));
-    tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, "enricher starting");
-    let enrichment = enrichment::Enrichment {
+    tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, concurrency = config.concurrency, "enricher starting");
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    readiness.set("mobaro_api", Ok(()));
+    let consumption = consumption::Consumption {
         consumer: std::sync::Arc::new(consumer),
-        producer: producer.clone(),
-        client,
-        config,
-        readiness,
+        done: done_rx,
+        stop: stop.clone(),
+        topic: config.raw_topic.clone(),
+        max_in_flight: config.max_in_flight.max(1),
+        drain_timeout: config.drain_timeout,
+        enricher: std::sync::Arc::new(enrichment::Enricher::new(
+            client,
+            producer.clone(),
+            config,
+            readiness,
+            done_tx,
+            stop,
+        )),
     };
-    enrichment.run(shutdown.clone()).await?;
+    consumption.run(shutdown.clone()).await?;
     if let Err(error) = producer.flush(Duration::from_secs(10)) {
         tracing::error!(%error, "flushing producer at shutdown");
     }

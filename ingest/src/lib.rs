@@ -21,7 +21,7 @@ use tower::ServiceBuilder;
 
 pub use config::{Command, Config, ReplayArgs};
 pub use publisher::{PublishError, Publisher};
-pub use quarantine::{QuarantinedRequest, RateLimit};
+pub use quarantine::QuarantinedRequest;
 pub use replay::{replay, ReplayReport};
 pub use router::{
     router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, SIGNATURE_HEADER,
@@ -79,7 +79,7 @@ pub fn app(
             .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
             .create()?,
         topic: config.quarantine_topic.clone(),
-        limit: RateLimit::new(config.quarantine_rate, config.quarantine_burst),
+        limit: runtime::TokenBucket::new(config.quarantine_rate, config.quarantine_burst),
         body_limit: config.quarantine_body_bytes,
         redact: token.iter().map(|t| t.header.to_string()).collect(),
     };

@@ -7,8 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -93,43 +92,10 @@ impl QuarantinedRequest {
     }
 }
 
-/// A token bucket: `rate` per second, up to `burst` at once.
-#[derive(Debug)]
-pub struct RateLimit {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl RateLimit {
-    pub fn new(rate: f64, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        RateLimit {
-            rate,
-            burst,
-            state: Mutex::new((burst, Instant::now())),
-        }
-    }
-
-    pub fn try_acquire(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = &mut *state;
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 pub struct Quarantine {
     pub producer: FutureProducer,
     pub topic: String,
-    pub limit: RateLimit,
+    pub limit: runtime::TokenBucket,
     pub body_limit: usize,
     /// Extra header names to redact (the shared-token header).
     pub redact: Vec<String>,
@@ -198,11 +164,5 @@ mod tests {
         assert_eq!(request.body().expect("b64"), b"0123");
         assert!(request.body_truncated);
         assert_eq!(request.body_bytes, 10);
-    }
-
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_refuses() {
-        let limit = RateLimit::new(0.001, 3);
-        assert_eq!((0..10).filter(|_| limit.try_acquire()).count(), 3);
     }
 }

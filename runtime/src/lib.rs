@@ -7,6 +7,7 @@ mod kafka;
 mod launch;
 mod offsets;
 mod ops;
+mod rate_limit;
 mod shutdown;
 mod telemetry;
 
@@ -15,5 +16,6 @@ pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
 pub use launch::launch;
 pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};
+pub use rate_limit::TokenBucket;
 pub use shutdown::shutdown_on_signal;
 pub use telemetry::{init_tracing, prometheus};
