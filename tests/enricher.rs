@@ -58,60 +58,105 @@ fn by_object(records: &[OwnedMessage]) -> anyhow::Result<Vec<(String, Value)>> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> anyhow::Result<()> {
-    let services = Services::from_env();
-    let run = unique("enricher");
-    let logs = tempfile::Builder::new()
-        .prefix("enricher-logs-")
-        .tempdir()?
-        .keep();
-    eprintln!("logs in {}", logs.display());
-    let api_addr = format!("127.0.0.1:{}", free_port());
-    let ops_addr = format!("127.0.0.1:{}", free_port());
-    let sim_url = format!("http://{api_addr}");
-    let (raw, enriched, dead) = (
-        format!("{run}.raw"),
-        format!("{run}.enriched"),
-        format!("{run}.dead"),
-    );
-    let _sim = Process::start(
-        "mobaro-sim",
-        &["serve", "--listen", &api_addr, "--api-key", API_KEY],
-        &[],
-        &logs,
-    )?;
-    let api_url = format!("{sim_url}/api/customers/");
-    let group = format!("{run}-group");
-    let enricher = Process::start(
-        "enricher",
-        &[],
-        &[
-            ("KAFKA_BROKERS", &services.brokers),
-            ("RAW_TOPIC", &raw),
-            ("ENRICHED_TOPIC", &enriched),
-            ("DEAD_LETTER_TOPIC", &dead),
+/// A simulator and topics of one test; enrichers started against them.
+struct Setup {
+    services: Services,
+    logs: std::path::PathBuf,
+    sim_url: String,
+    _sim: Process,
+    raw: String,
+    enriched: String,
+    dead: String,
+    group: String,
+}
+
+impl Setup {
+    fn new(sim_args: &[&str]) -> anyhow::Result<Setup> {
+        let services = Services::from_env();
+        let run = unique("enricher");
+        let logs = tempfile::Builder::new()
+            .prefix("enricher-logs-")
+            .tempdir()?
+            .keep();
+        eprintln!("logs in {}", logs.display());
+        let api_addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["serve", "--listen", &api_addr, "--api-key", API_KEY];
+        args.extend_from_slice(sim_args);
+        let sim = Process::start("mobaro-sim", &args, &[], &logs)?;
+        Ok(Setup {
+            services,
+            sim_url: format!("http://{api_addr}"),
+            _sim: sim,
+            raw: format!("{run}.raw"),
+            enriched: format!("{run}.enriched"),
+            dead: format!("{run}.dead"),
+            group: format!("{run}-group"),
+            logs,
+        })
+    }
+
+    /// Starts an enricher; returns it and its operations address.
+    async fn enricher(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Process, String)> {
+        let ops_addr = format!("127.0.0.1:{}", free_port());
+        let api_url = format!("{}/api/customers/", self.sim_url);
+        let mut env = vec![
+            ("KAFKA_BROKERS", self.services.brokers.as_str()),
+            ("RAW_TOPIC", &self.raw),
+            ("ENRICHED_TOPIC", &self.enriched),
+            ("DEAD_LETTER_TOPIC", &self.dead),
             ("MOBARO_API_URL", &api_url),
             ("MOBARO_API_KEY", API_KEY),
             ("MOBARO_API_MAX_ATTEMPTS", "2"),
             ("MOBARO_API_BACKOFF", "50ms"),
-            ("ENRICHER_GROUP_ID", &group),
+            ("ENRICHER_GROUP_ID", &self.group),
             ("ENRICHER_OPS_LISTEN", &ops_addr),
-        ],
-        &logs,
-    )?;
-    wait_until_ready(&format!("{sim_url}/sim/stats"), Duration::from_secs(20)).await?;
-    wait_until_ready(
-        &format!("http://{ops_addr}/readyz"),
-        Duration::from_secs(30),
-    )
-    .await?;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &services.brokers)
-        .create()?;
+        ];
+        env.extend_from_slice(extra);
+        let enricher = Process::start(&format!("enricher#{}", unique("e")), &[], &env, &self.logs)?;
+        wait_until_ready(
+            &format!("{}/sim/stats", self.sim_url),
+            Duration::from_secs(20),
+        )
+        .await?;
+        wait_until_ready(
+            &format!("http://{ops_addr}/readyz"),
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok((enricher, ops_addr))
+    }
+
+    fn producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.services.brokers)
+            .set("linger.ms", "5")
+            .create()?)
+    }
+
+    async fn api_requests(&self) -> anyhow::Result<u64> {
+        let stats: Value = reqwest::get(format!("{}/sim/stats", self.sim_url))
+            .await?
+            .json()
+            .await?;
+        stats["requests"].as_u64().context("requests")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> anyhow::Result<()> {
+    let setup = Setup::new(&[])?;
+    let (enricher, ops_addr) = setup.enricher(&[]).await?;
+    let (services, sim_url, raw, enriched, dead) = (
+        &setup.services,
+        &setup.sim_url,
+        &setup.raw,
+        &setup.enriched,
+        &setup.dead,
+    );
+    let producer = setup.producer()?;
 
     // Found, not found, deleted, passed through, and unparsable.
-    faults(&sim_url, json!({"not_found": ["results/404-A"]})).await?;
+    faults(sim_url, json!({"not_found": ["results/404-A"]})).await?;
     produce(
         &producer,
         &raw,
@@ -140,9 +185,9 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
         &event("Notes", "Created", "notes/7-C"),
     )
     .await?;
-    produce(&producer, &raw, "junk", "{\"resource\":").await?;
+    produce(&producer, raw, "junk", "{\"resource\":").await?;
     let records =
-        by_object(&read_topic(&services.brokers, &enriched, 4, Duration::from_secs(30)).await?)?;
+        by_object(&read_topic(&services.brokers, enriched, 4, Duration::from_secs(30)).await?)?;
     let status = |id: &str| {
         records
             .iter()
@@ -163,7 +208,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
         user["resource"], "Users",
         "names are stored in canonical casing"
     );
-    let dead_letters = read_topic(&services.brokers, &dead, 1, Duration::from_secs(30)).await?;
+    let dead_letters = read_topic(&services.brokers, dead, 1, Duration::from_secs(30)).await?;
     assert_eq!(
         header(&dead_letters[0], "dlq_error_class").as_deref(),
         Some("unparsable")
@@ -174,7 +219,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     );
 
     // Retries exhausted on 503: dead-lettered with the reason, then it moves on.
-    faults(&sim_url, json!({"status": 503})).await?;
+    faults(sim_url, json!({"status": 503})).await?;
     produce(
         &producer,
         &raw,
@@ -182,7 +227,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
         &event("Results", "Updated", "results/9-A"),
     )
     .await?;
-    let dead_letters = read_topic(&services.brokers, &dead, 2, Duration::from_secs(30)).await?;
+    let dead_letters = read_topic(&services.brokers, dead, 2, Duration::from_secs(30)).await?;
     let exhausted = dead_letters
         .iter()
         .find(|m| header(m, "dlq_error_class").as_deref() == Some("exhausted"))
@@ -192,7 +237,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     assert_eq!(exhausted.key(), Some("results/9-A".as_bytes()));
 
     // A refused key pauses: not ready, nothing emitted, nothing dead-lettered...
-    faults(&sim_url, json!({"status": 401})).await?;
+    faults(sim_url, json!({"status": 401})).await?;
     produce(
         &producer,
         &raw,
@@ -216,19 +261,19 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        read_topic(&services.brokers, &enriched, 5, Duration::from_secs(3))
+        read_topic(&services.brokers, enriched, 5, Duration::from_secs(3))
             .await
             .is_err()
     );
     assert!(
-        read_topic(&services.brokers, &dead, 3, Duration::from_secs(1))
+        read_topic(&services.brokers, dead, 3, Duration::from_secs(1))
             .await
             .is_err()
     );
     // ...and resumes by itself once the key works again.
-    faults(&sim_url, json!({})).await?;
+    faults(sim_url, json!({})).await?;
     let records =
-        by_object(&read_topic(&services.brokers, &enriched, 5, Duration::from_secs(60)).await?)?;
+        by_object(&read_topic(&services.brokers, enriched, 5, Duration::from_secs(60)).await?)?;
     assert!(records
         .iter()
         .any(|(o, v)| o == "results/10-A" && v["status"] == "found"));
@@ -239,4 +284,172 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     .await?;
     assert!(enricher.log_text().contains("enrichment paused"));
     enricher.interrupt(Duration::from_secs(20))
+}
+
+/// Reads `topic` from its start until `done` holds for what arrived, or fails
+/// after `within`.
+async fn read_until(
+    brokers: &str,
+    topic: &str,
+    within: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> anyhow::Result<Vec<OwnedMessage>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + within;
+    let mut records = vec![];
+    while !done(&records) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(message) => records.push(message?.detach()),
+            Err(_) => anyhow::bail!(
+                "{topic}: condition not met within {within:?} ({} records)",
+                records.len()
+            ),
+        }
+    }
+    Ok(records)
+}
+
+fn timestamped(object: &str, second: u32) -> String {
+    json!({"resource": "Results", "event": "Updated", "objectId": object,
+           "timestamp": format!("2025-03-01T08:{:02}:{:02}Z", second / 60, second % 60)})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_of_one_object_stay_in_order_and_waiting_events_share_a_fetch() -> anyhow::Result<()>
+{
+    let setup = Setup::new(&["--latency", "20ms"])?;
+    let (enricher, _) = setup.enricher(&[("ENRICHER_CONCURRENCY", "8")]).await?;
+    let producer = setup.producer()?;
+    let (objects, updates) = (10, 20);
+    for second in 0..updates {
+        for object in 0..objects {
+            let id = format!("results/{object}-A");
+            produce(&producer, &setup.raw, &id, &timestamped(&id, second)).await?;
+        }
+    }
+    let total = (objects * updates) as usize;
+    let records = read_topic(
+        &setup.services.brokers,
+        &setup.enriched,
+        total,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    for (object, value) in by_object(&records)? {
+        assert_eq!(value["status"], "found");
+        let timestamp = value["event_timestamp"]
+            .as_str()
+            .context("timestamp")?
+            .to_string();
+        if let Some(previous) = last.insert(object.clone(), timestamp.clone()) {
+            assert!(
+                previous < timestamp,
+                "{object}: {previous} emitted before {timestamp}"
+            );
+        }
+    }
+    let calls = setup.api_requests().await?;
+    eprintln!(
+        "{total} events, {calls} API calls: {:.3} calls per event",
+        calls as f64 / total as f64
+    );
+    assert!(
+        calls * 2 < total as u64,
+        "waiting events did not share fetches: {calls} calls"
+    );
+    enricher.interrupt(Duration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_rate_limit_holds_within_five_percent() -> anyhow::Result<()> {
+    let setup = Setup::new(&[])?;
+    let rate = 25.0;
+    let (enricher, _) = setup
+        .enricher(&[
+            ("MOBARO_API_RATE_LIMIT", "25"),
+            ("MOBARO_API_RATE_BURST", "1"),
+            ("ENRICHER_CONCURRENCY", "16"),
+        ])
+        .await?;
+    let producer = setup.producer()?;
+    for object in 0..500 {
+        let id = format!("results/{object}-B");
+        produce(&producer, &setup.raw, &id, &timestamped(&id, 0)).await?;
+    }
+    while setup.api_requests().await? < 5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (start, started) = (setup.api_requests().await?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (end, elapsed) = (setup.api_requests().await?, started.elapsed());
+    let achieved = (end - start) as f64 / elapsed.as_secs_f64();
+    eprintln!("configured {rate}/s, achieved {achieved:.2}/s over {elapsed:?}");
+    assert!(
+        (achieved - rate).abs() <= rate * 0.05,
+        "achieved {achieved:.2}/s"
+    );
+    enricher.interrupt(Duration::from_secs(40))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_enricher_loses_nothing_after_restart() -> anyhow::Result<()> {
+    let setup = Setup::new(&["--latency", "10ms"])?;
+    let fast_rebalance = (
+        "KAFKA_OPTIONS",
+        "session.timeout.ms=6000,heartbeat.interval.ms=500",
+    );
+    let (first, _) = setup
+        .enricher(&[fast_rebalance, ("ENRICHER_CONCURRENCY", "8")])
+        .await?;
+    let producer = setup.producer()?;
+    let total = 300;
+    let mut sent = std::collections::BTreeSet::new();
+    for object in 0..total {
+        let id = format!("results/{object}-C");
+        let body = timestamped(&id, 1);
+        produce(&producer, &setup.raw, &id, &body).await?;
+        sent.insert(id);
+    }
+    read_until(
+        &setup.services.brokers,
+        &setup.enriched,
+        Duration::from_secs(30),
+        |r| r.len() >= 50,
+    )
+    .await?;
+    drop(first); // SIGKILL, mid-stream
+    let (second, _) = setup.enricher(&[fast_rebalance]).await?;
+    let records = read_until(
+        &setup.services.brokers,
+        &setup.enriched,
+        Duration::from_secs(120),
+        |records| {
+            let seen: std::collections::BTreeSet<&str> = records
+                .iter()
+                .filter_map(|r| r.key())
+                .filter_map(|k| std::str::from_utf8(k).ok())
+                .collect();
+            seen.len() >= total
+        },
+    )
+    .await?;
+    let distinct: std::collections::BTreeSet<String> =
+        by_object(&records)?.into_iter().map(|(o, _)| o).collect();
+    assert_eq!(distinct, sent, "every raw event is enriched at least once");
+    eprintln!(
+        "{} records for {total} events: {} duplicates after kill -9",
+        records.len(),
+        records.len() - total
+    );
+    second.interrupt(Duration::from_secs(20))
 }
