@@ -159,28 +159,28 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     faults(sim_url, json!({"not_found": ["results/404-A"]})).await?;
     produce(
         &producer,
-        &raw,
+        raw,
         "results/404-A",
         &event("Results", "Updated", "results/404-A"),
     )
     .await?;
     produce(
         &producer,
-        &raw,
+        raw,
         "results/5-A",
         &event("Results", "Deleted", "results/5-A"),
     )
     .await?;
     produce(
         &producer,
-        &raw,
+        raw,
         "users/6-B",
         &event("users", "Created", "users/6-B"),
     )
     .await?;
     produce(
         &producer,
-        &raw,
+        raw,
         "notes/7-C",
         &event("Notes", "Created", "notes/7-C"),
     )
@@ -222,7 +222,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     faults(sim_url, json!({"status": 503})).await?;
     produce(
         &producer,
-        &raw,
+        raw,
         "results/9-A",
         &event("Results", "Updated", "results/9-A"),
     )
@@ -240,7 +240,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     faults(sim_url, json!({"status": 401})).await?;
     produce(
         &producer,
-        &raw,
+        raw,
         "results/10-A",
         &event("Results", "Updated", "results/10-A"),
     )
