@@ -3,9 +3,10 @@
 //! is durable in the enriched or dead-letter topic.
 //!
 //! Stored offsets are committed by librdkafka's auto-commit and, at shutdown,
-//! synchronously with a deadline. Consumption pauses (the partitions, not the
-//! poll loop, so the consumer stays in its group) while too many events are in
-//! flight or the API refuses the key.
+//! synchronously with a deadline. While too many events are in flight, the loop
+//! stops taking messages until half of them finished. While the API refuses the
+//! key, the partitions are paused (not the poll loop, which could stall longer
+//! than `max.poll.interval.ms` and lose the group membership).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,18 +38,23 @@ impl Consumption {
         self.consumer.subscribe(&[&self.topic])?;
         let mut tracker = OffsetTracker::default();
         let mut paused = false;
+        let mut full = false;
         loop {
-            let should_pause =
-                tracker.in_flight() >= self.max_in_flight || self.enricher.is_paused();
-            if should_pause != paused {
-                self.set_paused(should_pause);
-                paused = should_pause;
+            if self.enricher.is_paused() != paused {
+                paused = !paused;
+                self.set_paused(paused);
             }
+            let in_flight = tracker.in_flight();
+            full = if full {
+                in_flight > self.max_in_flight / 2
+            } else {
+                in_flight >= self.max_in_flight
+            };
             metrics::gauge!("enricher_events_in_flight").set(tracker.in_flight() as f64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some((partition, offset)) = self.done.recv() => self.complete(&mut tracker, partition, offset),
-                message = self.consumer.recv() => match message {
+                message = self.consumer.recv(), if !full => match message {
                     Ok(message) => {
                         tracker.begin(message.partition(), message.offset());
                         self.enricher.enqueue(Job::new(message.detach()));

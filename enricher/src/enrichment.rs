@@ -2,8 +2,8 @@
 //!
 //! Events are queued per objectId. One task at a time works through an
 //! object's queue, in offset order, so an object's records are emitted in the
-//! order its events arrived; different objects proceed in parallel, bounded by
-//! a semaphore. When several events of an object wait for a fetch, one API call
+//! order its events arrived; different objects proceed in parallel, with the
+//! API calls in flight bounded by a semaphore. When several events of an object wait for a fetch, one API call
 //! serves them all (coalescing): each still yields its own record.
 //!
 //! An event is reported done (and its offset may then be committed) only after
@@ -23,7 +23,7 @@ use schemas::{
     headers, EnrichedRecord, EventKind, EventParseError, FetchStatus, Resource, WebhookEvent,
 };
 use serde_json::Value;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::RecordCache;
@@ -175,12 +175,30 @@ impl Enricher {
         Some(group)
     }
 
+    fn head_needs_fetch(&self, key: &str) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues
+            .get(key)
+            .and_then(VecDeque::front)
+            .is_some_and(|job| self.needs_fetch(job).is_some())
+    }
+
     async fn work_through(self: Arc<Self>, key: String) {
-        while let Some(group) = self.next_group(&key) {
-            let Ok(_permit) = self.permits.acquire().await else {
+        loop {
+            // Wait for an API slot before taking the group, so that every event
+            // that arrived meanwhile shares the fetch.
+            let permit = if self.head_needs_fetch(&key) {
+                match self.permits.acquire().await {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return,
+                }
+            } else {
+                None
+            };
+            let Some(group) = self.next_group(&key) else {
                 return;
             };
-            if !self.handle(group).await {
+            if !self.handle(group, permit).await {
                 // Stopped: the rest of this object's events stay uncommitted.
                 self.queues
                     .lock()
@@ -193,14 +211,17 @@ impl Enricher {
 
     /// Handles a group (events sharing one fetch, or a single event needing
     /// none); false when stopped before every record was delivered.
-    async fn handle(&self, group: Vec<Job>) -> bool {
+    async fn handle(&self, group: Vec<Job>, permit: Option<SemaphorePermit<'_>>) -> bool {
         let fetched = match (self.needs_fetch(&group[0]), &group[0].event) {
             (Some(resource), Ok(event)) => {
                 if group.len() > 1 {
                     metrics::counter!("enricher_coalesced_events_total")
                         .increment(group.len() as u64 - 1);
                 }
-                match self.fetch(resource, &event.object_id).await {
+                let outcome = self.fetch(resource, &event.object_id).await;
+                // The permits bound concurrent API calls; producing needs none.
+                drop(permit);
+                match outcome {
                     FetchOutcome::Interrupted => return false,
                     outcome => Some(outcome),
                 }
