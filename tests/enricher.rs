@@ -283,6 +283,29 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     )
     .await?;
     assert!(enricher.log_text().contains("enrichment paused"));
+
+    // With the API healthy again, the operator replays the exhausted event.
+    let output = std::process::Command::new(end_to_end::binary("enricher"))
+        .args(["replay-dead-letters", "--class", "exhausted"])
+        .env("KAFKA_BROKERS", &services.brokers)
+        .env("RAW_TOPIC", raw)
+        .env("DEAD_LETTER_TOPIC", dead)
+        .output()?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        report.contains("replayed: 1") && report.contains("skipped_class: 1"),
+        "{report}"
+    );
+    let records =
+        by_object(&read_topic(&services.brokers, enriched, 6, Duration::from_secs(30)).await?)?;
+    assert!(records
+        .iter()
+        .any(|(o, v)| o == "results/9-A" && v["status"] == "found"));
     enricher.interrupt(Duration::from_secs(20))
 }
 

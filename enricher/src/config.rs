@@ -23,11 +23,34 @@ impl std::str::FromStr for ApiKey {
     }
 }
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Put the events the enricher dead-lettered back on the raw topic, to be
+    /// enriched again (after an API outage, or a fixed path template); prints a
+    /// count per outcome. Events replayed twice deduplicate on `event_id`.
+    ReplayDeadLetters(ReplayArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// Only replay these error classes (comma separated): exhausted,
+    /// permanent, unparsable, invalid_url.
+    #[arg(long, value_delimiter = ',')]
+    pub class: Vec<String>,
+
+    /// Report what would be replayed without publishing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Consumes raw webhooks, fetches the full record of the resources configured for
 /// enrichment from Mobaro's API, and produces one enriched record per event.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "enricher", version)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Base URL of Mobaro's customer API.
     #[arg(
         long,
@@ -37,7 +60,12 @@ pub struct Config {
     pub api_url: Url,
 
     /// Mobaro API key, sent as `x-api-key`.
-    #[arg(long, env = "MOBARO_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MOBARO_API_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub api_key: ApiKey,
 
     /// Path of a record under the base URL. `{collection}` is the resource's

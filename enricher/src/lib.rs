@@ -6,6 +6,7 @@ mod config;
 mod consumption;
 mod enrichment;
 mod offsets;
+mod replay;
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
 pub use client::{FetchError, Fetched, MobaroClient, RetryPolicy};
-pub use config::{ApiKey, Config};
+pub use config::{ApiKey, Command, Config, ReplayArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnricherError {
@@ -23,9 +24,20 @@ pub enum EnricherError {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("no Mobaro API key: set MOBARO_API_KEY")]
+    NoApiKey,
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {
+    if let Some(Command::ReplayDeadLetters(args)) = &config.command {
+        for (outcome, count) in replay::replay(&config, args).await? {
+            println!("{outcome}: {count}");
+        }
+        return Ok(());
+    }
+    if config.api_key.0.trim().is_empty() {
+        return Err(EnricherError::NoApiKey);
+    }
     let readiness = runtime::Readiness::default();
     if config.create_topics {
         runtime::ensure_topics(

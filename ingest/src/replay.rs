@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use schemas::{headers, WebhookEvent};
 
 use crate::config::{Config, ReplayArgs};
@@ -22,66 +21,20 @@ pub struct ReplayReport {
     pub outcomes: BTreeMap<String, u64>,
 }
 
-const POLL: Duration = Duration::from_secs(5);
-const IDLE: Duration = Duration::from_secs(2);
-const MAX_IDLE_POLLS: u32 = 3;
-
-/// Reads the quarantine topic from its start to its end as of now.
+/// Replays the quarantine topic from its start to its end as of now.
 pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, IngestError> {
     let secrets = config.secrets().map_err(IngestError::Secrets)?;
     let verifier = Verifier::new(secrets, config.signature_forms.clone());
     let publisher = Publisher::new(&config.kafka, &config.raw_topic, Duration::from_secs(30))?;
-    let consumer: BaseConsumer = config
-        .kafka
-        .client_config(&[
-            ("group.id", "mobaro-ingest-replay"),
-            ("enable.auto.commit", "false"),
-        ])?
-        .create()?;
-    let topic = config.quarantine_topic.as_str();
-    let metadata = consumer.fetch_metadata(Some(topic), POLL)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, POLL)?;
-        tracing::debug!(partition, low, high, "quarantine partition");
-        // Every partition is read: a broker may report a watermark short.
-        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
-        if high > low {
-            ends.insert(partition, high);
-        }
-    }
-    consumer.assign(&assignment)?;
+    let kafka = config.kafka.clone();
+    let topic = config.quarantine_topic.clone();
+    let records = tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, &topic))
+        .await
+        .expect("the reader does not panic")?;
     let mut report = ReplayReport::default();
     let mut tally = |outcome: &str| *report.outcomes.entry(outcome.to_string()).or_default() += 1;
     let mut replayed = 0;
-    // The high watermarks bound the read; a short idle poll after reaching them
-    // picks up records a broker reported late, and idleness ends it anyway.
-    let mut idle_polls = 0;
-    loop {
-        let wait = if ends.is_empty() { IDLE } else { POLL };
-        let Some(message) = consumer.poll(wait) else {
-            idle_polls += 1;
-            if ends.is_empty() || idle_polls >= MAX_IDLE_POLLS {
-                break;
-            }
-            continue;
-        };
-        idle_polls = 0;
-        let message = message?;
-        tracing::debug!(
-            partition = message.partition(),
-            offset = message.offset(),
-            "quarantined request"
-        );
-        if message.offset() + 1 >= ends.get(&message.partition()).copied().unwrap_or(0) {
-            ends.remove(&message.partition());
-        }
+    for message in &records {
         let Ok(request) =
             serde_json::from_slice::<QuarantinedRequest>(message.payload().unwrap_or_default())
         else {

@@ -10,6 +10,7 @@ mod ops;
 mod rate_limit;
 mod shutdown;
 mod telemetry;
+mod topic_reader;
 
 pub use delivery::{produce_until_acked, with_headers, Outgoing};
 pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
@@ -19,3 +20,4 @@ pub use ops::{ops_router, serve, watch_broker, Readiness};
 pub use rate_limit::TokenBucket;
 pub use shutdown::shutdown_on_signal;
 pub use telemetry::{init_tracing, prometheus};
+pub use topic_reader::read_topic_to_end;
