@@ -97,8 +97,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     readiness.set("mobaro_api", Ok(()));
+    let consumer = std::sync::Arc::new(consumer);
+    runtime::report_lag(consumer.clone(), "enricher", shutdown.clone());
     let consumption = consumption::Consumption {
-        consumer: std::sync::Arc::new(consumer),
+        consumer,
         done: done_rx,
         stop: stop.clone(),
         topic: config.raw_topic.clone(),

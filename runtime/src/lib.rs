@@ -4,6 +4,7 @@
 
 mod delivery;
 mod kafka;
+mod lag;
 mod launch;
 mod offsets;
 mod ops;
@@ -14,6 +15,7 @@ mod topic_reader;
 
 pub use delivery::{produce_until_acked, with_headers, Outgoing};
 pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
+pub use lag::report_lag;
 pub use launch::launch;
 pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};

@@ -59,8 +59,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         ops_shutdown.clone(),
     ));
     tracing::info!(lake = lake.describe(), topic = %config.enriched_topic, "sink starting");
+    let consumer = std::sync::Arc::new(consumer);
+    runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
     let result = consumption::Consumption {
-        consumer: std::sync::Arc::new(consumer),
+        consumer,
         producer,
         lake,
         config,
