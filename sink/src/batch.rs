@@ -14,6 +14,9 @@ pub struct Batch {
     pub last_offset: i64,
     pub records: Vec<EnrichedRecord>,
     pub opened_at: Instant,
+    /// Replaying a range a crashed flush announced: the batch must end exactly
+    /// here, whatever the size and age limits say.
+    pub cut_at: Option<i64>,
 }
 
 /// One Parquet file of a batch.
@@ -31,6 +34,7 @@ impl Batch {
             last_offset: offset,
             records: Vec::new(),
             opened_at: Instant::now(),
+            cut_at: None,
         }
     }
 

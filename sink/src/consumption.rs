@@ -1,19 +1,21 @@
 //! The consume → buffer → write → commit loop.
 //!
-//! Records are buffered per partition. A flush writes every file of every
-//! buffered batch with create-only puts, and only then commits each partition's
-//! offset past its batch, synchronously. A crash before the commit replays the
-//! range; the replay produces the same object names, which already exist.
+//! Records are buffered per partition as a contiguous offset range. A flush of
+//! a partition's batch first records a flush intent for its range, then writes
+//! every file of the batch with create-only puts, and only then commits the
+//! partition's offset past the range, synchronously. A crash before the commit
+//! replays the range: the intent makes the replayed batch end at the same
+//! offset, so its files have the same names and already exist.
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
 use schemas::{headers, EnrichedRecord};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::Batch;
 use crate::config::Config;
 use crate::encoding::encode;
+use crate::intents::Intents;
 use crate::lake::Lake;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +32,34 @@ pub enum ConsumptionError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
+/// Notes the partitions a rebalance takes away, for the loop to drop their
+/// unwritten batches: the new owner consumes them again from the last commit.
+#[derive(Debug, Clone, Default)]
+pub struct SinkContext {
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+impl SinkContext {
+    fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+pub type SinkConsumer = StreamConsumer<SinkContext>;
+
 pub struct Consumption {
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<SinkConsumer>,
     pub producer: FutureProducer,
     pub lake: Lake,
     pub config: Config,
@@ -45,6 +74,8 @@ enum FlushReason {
     Rows,
     Age,
     Shutdown,
+    /// The batch reached the end of a range announced by an earlier flush.
+    Replay,
 }
 
 impl FlushReason {
@@ -53,23 +84,61 @@ impl FlushReason {
             FlushReason::Rows => "rows",
             FlushReason::Age => "age",
             FlushReason::Shutdown => "shutdown",
+            FlushReason::Replay => "replay",
         }
     }
+}
+
+/// What the loop holds: unwritten batches and the announced ranges still to
+/// replay, per partition.
+#[derive(Default)]
+struct Buffer {
+    batches: BTreeMap<i32, Batch>,
+    announced: BTreeMap<i32, VecDeque<(i64, i64)>>,
+}
+
+impl Buffer {
+    fn rows(&self) -> usize {
+        self.batches.values().map(|b| b.records.len()).sum()
+    }
+}
+
+/// Where a batch starting at `offset` must end so that its range matches the
+/// announced ranges: at the end of the range holding `offset`, or just before
+/// the next announced range. Ranges already passed are dropped.
+fn cut_for(announced: &mut VecDeque<(i64, i64)>, offset: i64) -> Option<i64> {
+    while announced.front().is_some_and(|(_, last)| *last < offset) {
+        announced.pop_front();
+    }
+    let (first, last) = *announced.front()?;
+    Some(if first <= offset { last } else { first - 1 })
 }
 
 impl Consumption {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.config.enriched_topic])?;
         self.readiness.set("object_store", Ok(()));
-        let mut batches: BTreeMap<i32, Batch> = BTreeMap::new();
+        let intents = Intents::new(self.lake.clone(), &self.config.enriched_topic);
+        let mut buffer = Buffer::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            for partition in self.consumer.context().take_revoked() {
+                if let Some(batch) = buffer.batches.remove(&partition) {
+                    tracing::info!(
+                        partition,
+                        rows = batch.records.len(),
+                        "partition revoked; its unwritten batch is left to the new owner"
+                    );
+                }
+                buffer.announced.remove(&partition);
+            }
+            metrics::gauge!("sink_buffered_rows").set(buffer.rows() as f64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let oldest = batches.values().map(|b| b.opened_at).min();
-                    if oldest.is_some_and(|t| t.elapsed() >= self.config.max_file_age) {
-                        self.flush(&mut batches, FlushReason::Age, &shutdown).await?;
+                    let expired = buffer.batches.values().any(|b| b.cut_at.is_none() && b.opened_at.elapsed() >= self.config.max_file_age);
+                    if expired {
+                        self.flush_all(&mut buffer, &intents, FlushReason::Age, &shutdown).await?;
                     }
                 }
                 message = self.consumer.recv() => {
@@ -82,14 +151,18 @@ impl Consumption {
                     };
                     let record = self.decode(&message, &shutdown).await;
                     let Some(record) = record else { break };
-                    batches
-                        .entry(message.partition())
-                        .or_insert_with(|| Batch::new(message.partition(), message.offset()))
-                        .push(message.offset(), record);
-                    let rows: usize = batches.values().map(|b| b.records.len()).sum();
-                    metrics::gauge!("sink_buffered_rows").set(rows as f64);
-                    if rows >= self.config.max_file_rows {
-                        self.flush(&mut batches, FlushReason::Rows, &shutdown).await?;
+                    let (partition, offset) = (message.partition(), message.offset());
+                    if !buffer.batches.contains_key(&partition) {
+                        let mut batch = Batch::new(partition, offset);
+                        batch.cut_at = self.replay_cut(&mut buffer, &intents, partition, offset, &shutdown).await;
+                        buffer.batches.insert(partition, batch);
+                    }
+                    let batch = buffer.batches.get_mut(&partition).expect("inserted above");
+                    batch.push(offset, record);
+                    if batch.cut_at == Some(offset) {
+                        self.flush(&mut buffer, &intents, partition, FlushReason::Replay, &shutdown).await?;
+                    } else if buffer.rows() >= self.config.max_file_rows {
+                        self.flush_all(&mut buffer, &intents, FlushReason::Rows, &shutdown).await?;
                     }
                 }
             }
@@ -102,8 +175,45 @@ impl Consumption {
             tokio::time::sleep(SHUTDOWN_FLUSH_DEADLINE).await;
             expire.cancel();
         });
-        self.flush(&mut batches, FlushReason::Shutdown, &deadline)
+        self.flush_all(&mut buffer, &intents, FlushReason::Shutdown, &deadline)
             .await
+    }
+
+    /// Where a batch starting at `offset` must end to repeat an announced
+    /// range, loading the partition's intents on its first batch.
+    async fn replay_cut(
+        &self,
+        buffer: &mut Buffer,
+        intents: &Intents,
+        partition: i32,
+        offset: i64,
+        shutdown: &CancellationToken,
+    ) -> Option<i64> {
+        if let Entry::Vacant(vacant) = buffer.announced.entry(partition) {
+            let mut backoff = Duration::from_millis(500);
+            let ranges = loop {
+                match intents.from(partition, offset).await {
+                    Ok(ranges) => break ranges,
+                    Err(error) => {
+                        tracing::warn!(%error, partition, retry_in = ?backoff, "reading flush intents failed");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break vec![],
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            };
+            if !ranges.is_empty() {
+                tracing::info!(
+                    partition,
+                    ?ranges,
+                    "replaying announced ranges with their original boundaries"
+                );
+            }
+            vacant.insert(ranges.into());
+        }
+        cut_for(buffer.announced.get_mut(&partition)?, offset)
     }
 
     /// The enriched record in `message`; `Some(None)` when it was dead-lettered,
@@ -154,36 +264,103 @@ impl Consumption {
         produce_until_acked(&self.producer, outgoing, shutdown).await
     }
 
-    /// Writes every batch, then commits. Retries writes until they succeed; a
-    /// cancelled `shutdown` abandons the flush without committing.
-    async fn flush(
+    /// Flushes every batch that is not bound to an announced range.
+    async fn flush_all(
         &self,
-        batches: &mut BTreeMap<i32, Batch>,
+        buffer: &mut Buffer,
+        intents: &Intents,
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<(), ConsumptionError> {
-        if batches.is_empty() {
-            return Ok(());
-        }
-        let mut commits = TopicPartitionList::new();
-        for batch in batches.values() {
-            if !self.write(batch, reason, shutdown).await {
-                return Ok(());
+        let partitions: Vec<i32> = buffer
+            .batches
+            .values()
+            .filter(|b| b.cut_at.is_none())
+            .map(|b| b.partition)
+            .collect();
+        for partition in partitions {
+            if !self
+                .flush(buffer, intents, partition, reason, shutdown)
+                .await?
+            {
+                break;
             }
-            commits.add_partition_offset(
-                &self.config.enriched_topic,
-                batch.partition,
-                Offset::Offset(batch.last_offset + 1),
-            )?;
         }
-        batches.clear();
-        // Commits are cumulative: if this one fails, the next one covers it; a
-        // restart before that replays the range (at-least-once).
-        if let Err(error) = runtime::commit(&self.consumer, Some(commits), COMMIT_DEADLINE).await {
-            tracing::warn!(%error, "offset commit failed");
-        }
-        metrics::gauge!("sink_buffered_rows").set(0.0);
         Ok(())
+    }
+
+    /// Announces, writes and commits one partition's batch. Retries writes
+    /// until they succeed; a cancelled `shutdown` abandons the flush without
+    /// committing (false).
+    async fn flush(
+        &self,
+        buffer: &mut Buffer,
+        intents: &Intents,
+        partition: i32,
+        reason: FlushReason,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, ConsumptionError> {
+        let Some(batch) = buffer.batches.get(&partition) else {
+            return Ok(true);
+        };
+        let (first, last) = (batch.first_offset, batch.last_offset);
+        if !self
+            .retry("recording flush intent", shutdown, || {
+                intents.record(partition, first, last)
+            })
+            .await
+        {
+            return Ok(false);
+        }
+        if !self.write(batch, reason, shutdown).await {
+            return Ok(false);
+        }
+        buffer.batches.remove(&partition);
+        if let Some(announced) = buffer.announced.get_mut(&partition) {
+            announced.retain(|(_, end)| *end > last);
+        }
+        let mut commit = TopicPartitionList::new();
+        commit.add_partition_offset(
+            &self.config.enriched_topic,
+            partition,
+            Offset::Offset(last + 1),
+        )?;
+        // Commits are cumulative: if this one fails, the next one covers it; a
+        // restart before that replays the range into the same file names.
+        match runtime::commit(&self.consumer, Some(commit), COMMIT_DEADLINE).await {
+            Ok(()) => {
+                let intents = intents.clone();
+                tokio::spawn(async move { intents.forget_below(partition, last + 1).await });
+            }
+            Err(error) => tracing::warn!(%error, partition, "offset commit failed"),
+        }
+        Ok(true)
+    }
+
+    /// Runs `attempt` until it succeeds (false if `shutdown` came first).
+    async fn retry<F, Fut>(&self, what: &str, shutdown: &CancellationToken, attempt: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), crate::lake::LakeError>>,
+    {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match attempt().await {
+                Ok(()) => {
+                    self.readiness.set("object_store", Ok(()));
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "{what} failed");
+                    self.readiness.set("object_store", Err(error.to_string()));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 
     async fn write(
@@ -220,33 +397,38 @@ impl Consumption {
             };
             let path = self.lake.path(&name);
             let size = bytes.len();
-            let mut backoff = Duration::from_millis(500);
-            loop {
+            let rows = plan.records.len();
+            let put = || async {
                 let started = Instant::now();
-                match self.lake.create(&path, bytes.clone()).await {
-                    Ok(created) => {
-                        metrics::histogram!("sink_put_seconds")
-                            .record(started.elapsed().as_secs_f64());
-                        metrics::counter!("sink_files_total", "reason" => reason.as_str())
-                            .increment(1);
-                        metrics::counter!("sink_file_bytes_total").increment(size as u64);
-                        metrics::counter!("sink_rows_total").increment(plan.records.len() as u64);
-                        self.readiness.set("object_store", Ok(()));
-                        tracing::info!(path = %path, rows = plan.records.len(), bytes = size, created, reason = reason.as_str(), "file written");
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, path = %path, retry_in = ?backoff, "write failed");
-                        self.readiness.set("object_store", Err(error.to_string()));
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return false,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
+                let created = self.lake.create(&path, bytes.clone()).await?;
+                metrics::histogram!("sink_put_seconds").record(started.elapsed().as_secs_f64());
+                metrics::counter!("sink_files_total", "reason" => reason.as_str()).increment(1);
+                metrics::counter!("sink_file_bytes_total").increment(size as u64);
+                metrics::counter!("sink_rows_total").increment(rows as u64);
+                tracing::info!(path = %path, rows, bytes = size, created, reason = reason.as_str(), "file written");
+                Ok(())
+            };
+            if !self.retry("writing a file", shutdown, put).await {
+                return false;
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replayed_batches_end_where_the_announced_ranges_end() {
+        let mut announced = VecDeque::from([(10, 19), (20, 34)]);
+        assert_eq!(cut_for(&mut announced, 10), Some(19));
+        assert_eq!(cut_for(&mut announced, 20), Some(34));
+        assert_eq!(cut_for(&mut announced, 35), None);
+        assert!(announced.is_empty());
+        // A batch starting before an announced range stops just short of it.
+        let mut announced = VecDeque::from([(50, 60)]);
+        assert_eq!(cut_for(&mut announced, 40), Some(49));
     }
 }

@@ -4,6 +4,7 @@ mod batch;
 mod config;
 mod consumption;
 mod encoding;
+mod intents;
 mod lake;
 
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         )
         .await?;
     }
-    let consumer: rdkafka::consumer::StreamConsumer = config
+    let consumer: consumption::SinkConsumer = config
         .kafka
         .client_config(&[
             ("group.id", config.group_id.as_str()),
@@ -42,7 +43,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
         ])?
-        .create()?;
+        .create_with_context(consumption::SinkContext::default())?;
     let producer = config
         .kafka
         .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?

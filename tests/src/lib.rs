@@ -58,6 +58,11 @@ impl Services {
     }
 }
 
+/// The S3 server binary, for tests that stop and restart a server of their own.
+pub fn s3s_fs() -> PathBuf {
+    PathBuf::from(required("S3S_FS_BIN"))
+}
+
 /// The broker binary, for tests that stop and restart a broker of their own.
 pub fn tansu() -> PathBuf {
     PathBuf::from(required("TANSU_BIN"))

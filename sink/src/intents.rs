@@ -1,0 +1,107 @@
+//! Flush intents: before a batch's files are written, an empty object named by
+//! its offset range is created under `_sink_intents/{topic}/{partition}/`.
+//!
+//! After a crash between writing and committing, the restarted sink (or the
+//! instance that took the partition over) finds the intent and cuts its batch
+//! at exactly the same offsets, so the files it writes have exactly the same
+//! names: the create-only puts find them done, and no row is written twice.
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::lake::{Lake, LakeError};
+
+const DIRECTORY: &str = "_sink_intents";
+
+#[derive(Debug, Clone)]
+pub struct Intents {
+    lake: Lake,
+    topic: String,
+}
+
+impl Intents {
+    pub fn new(lake: Lake, topic: &str) -> Self {
+        Intents {
+            lake,
+            topic: topic.to_string(),
+        }
+    }
+
+    fn directory(&self, partition: i32) -> Path {
+        self.lake
+            .path(&format!("{DIRECTORY}/{}/{partition}", self.topic))
+    }
+
+    /// Records the intent to write `[first, last]`; idempotent.
+    pub async fn record(&self, partition: i32, first: i64, last: i64) -> Result<(), LakeError> {
+        let path = self
+            .directory(partition)
+            .child(format!("{first:020}+{last:020}"));
+        self.lake
+            .create(&path, bytes::Bytes::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// Ranges with an intent that end at or after `from`, in offset order.
+    pub async fn from(&self, partition: i32, from: i64) -> Result<Vec<(i64, i64)>, LakeError> {
+        let prefix = self.directory(partition);
+        let objects: Vec<_> = self.lake.store().list(Some(&prefix)).try_collect().await?;
+        let mut ranges: Vec<(i64, i64)> = objects
+            .iter()
+            .filter_map(|o| parse(o.location.filename()?))
+            .filter(|(_, last)| *last >= from)
+            .collect();
+        ranges.sort_unstable();
+        Ok(ranges)
+    }
+
+    /// Deletes intents of ranges wholly below `offset` (committed); best effort.
+    pub async fn forget_below(&self, partition: i32, offset: i64) {
+        let prefix = self.directory(partition);
+        let Ok(objects) = self
+            .lake
+            .store()
+            .list(Some(&prefix))
+            .try_collect::<Vec<_>>()
+            .await
+        else {
+            return;
+        };
+        for object in objects {
+            let done = object
+                .location
+                .filename()
+                .and_then(parse)
+                .is_some_and(|(_, last)| last < offset);
+            if done {
+                let _ = self.lake.store().delete(&object.location).await;
+            }
+        }
+    }
+}
+
+fn parse(name: &str) -> Option<(i64, i64)> {
+    let (first, last) = name.split_once('+')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn intents_are_listed_in_order_and_forgotten_once_committed() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        let intents = Intents::new(lake, "t");
+        intents.record(1, 10, 19).await.expect("records");
+        intents.record(1, 0, 9).await.expect("records");
+        intents.record(1, 0, 9).await.expect("idempotent");
+        intents.record(2, 0, 4).await.expect("records");
+        assert_eq!(intents.from(1, 0).await.expect("lists"), [(0, 9), (10, 19)]);
+        assert_eq!(intents.from(1, 10).await.expect("lists"), [(10, 19)]);
+        intents.forget_below(1, 10).await;
+        assert_eq!(intents.from(1, 0).await.expect("lists"), [(10, 19)]);
+    }
+}
