@@ -7,6 +7,7 @@ mod ingest;
 mod load;
 mod processes;
 mod report;
+mod sink;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +48,20 @@ enum Bench {
         #[arg(long, default_value = "BENCHMARKS.md")]
         report: PathBuf,
     },
+    /// Records per second through the sink's JSON → Arrow → Parquet (zstd) →
+    /// object store path on one core, against DuckDB with one thread writing
+    /// the same records to Parquet.
+    Sink {
+        /// Enriched Result records to write.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// Python with the duckdb package.
+        #[arg(long, env = "LAKE_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        /// Report file whose `sink` section is replaced.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        report: PathBuf,
+    },
     /// The baseline: a bare axum endpoint answering 202 (run by `bench ingest`).
     Baseline {
         #[arg(long)]
@@ -75,5 +90,10 @@ async fn main() -> anyhow::Result<()> {
             report,
         } => ingest::run(connections, duration, &brokers, &report).await,
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
+        Bench::Sink {
+            records,
+            python,
+            report,
+        } => sink::run(records, &python, &report).await,
     }
 }

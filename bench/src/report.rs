@@ -106,3 +106,27 @@ pub fn enricher(
     );
     text
 }
+
+pub fn sink(
+    records: usize,
+    record_bytes: usize,
+    ours: (Duration, u64),
+    duckdb: (Duration, u64),
+) -> String {
+    let rate = |d: Duration| records as f64 / d.as_secs_f64();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "{records} enriched Result records of about {record_bytes} bytes of JSON each (with `values`), one core, best of three.\n\n\
+| path | records/s | time | Parquet size |\n|---|---|---|---|\n\
+| sink: JSON → Arrow → Parquet (zstd) → object store (local) | {:.0} | {:.2} s | {:.1} MiB |\n\
+| DuckDB, 1 thread: COPY (SELECT * FROM read_json_auto) TO parquet (zstd) | {:.0} | {:.2} s | {:.1} MiB |\n\n\
+**Ratio sink / DuckDB: {:.2}** (target ≥ 1.0).\n",
+        rate(ours.0),
+        ours.0.as_secs_f64(),
+        mib(ours.1),
+        rate(duckdb.0),
+        duckdb.0.as_secs_f64(),
+        mib(duckdb.1),
+        rate(ours.0) / rate(duckdb.0),
+    )
+}
