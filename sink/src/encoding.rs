@@ -67,6 +67,11 @@ pub fn encode(
         .set_compression(compression.parquet())
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
+        // Unique per row: a dictionary only costs time before it falls back,
+        // and min/max of whole JSON documents help no query.
+        .set_column_dictionary_enabled("record_json".into(), false)
+        .set_column_statistics_enabled("record_json".into(), EnabledStatistics::None)
+        .set_column_dictionary_enabled("event_id".into(), false)
         .set_max_row_group_size(ROW_GROUP_ROWS)
         .set_created_by(concat!("mobaro-lake sink ", env!("CARGO_PKG_VERSION")).to_string())
         .set_key_value_metadata(Some(
