@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use end_to_end::{free_port, header, read_topic, unique, wait_until_ready, Process, Services};
+use end_to_end::{
+    free_port, header, log_dir, read_topic, read_until, run_binary, unique, wait_until_ready,
+    Process, Services,
+};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -74,11 +77,7 @@ impl Setup {
     fn new(sim_args: &[&str]) -> anyhow::Result<Setup> {
         let services = Services::from_env();
         let run = unique("enricher");
-        let logs = tempfile::Builder::new()
-            .prefix("enricher-logs-")
-            .tempdir()?
-            .keep();
-        eprintln!("logs in {}", logs.display());
+        let logs = log_dir("enricher-logs-")?;
         let api_addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec!["serve", "--listen", &api_addr, "--api-key", API_KEY];
         args.extend_from_slice(sim_args);
@@ -285,18 +284,15 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     assert!(enricher.log_text().contains("enrichment paused"));
 
     // With the API healthy again, the operator replays the exhausted event.
-    let output = std::process::Command::new(end_to_end::binary("enricher"))
-        .args(["replay-dead-letters", "--class", "exhausted"])
-        .env("KAFKA_BROKERS", &services.brokers)
-        .env("RAW_TOPIC", raw)
-        .env("DEAD_LETTER_TOPIC", dead)
-        .output()?;
-    let report = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_binary(
+        "enricher",
+        &["replay-dead-letters", "--class", "exhausted"],
+        &[
+            ("KAFKA_BROKERS", &services.brokers),
+            ("RAW_TOPIC", raw),
+            ("DEAD_LETTER_TOPIC", dead),
+        ],
+    )?;
     assert!(
         report.contains("replayed: 1") && report.contains("skipped_class: 1"),
         "{report}"
@@ -307,37 +303,6 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
         .iter()
         .any(|(o, v)| o == "results/9-A" && v["status"] == "found"));
     enricher.interrupt(Duration::from_secs(20))
-}
-
-/// Reads `topic` from its start until `done` holds for what arrived, or fails
-/// after `within`.
-async fn read_until(
-    brokers: &str,
-    topic: &str,
-    within: Duration,
-    done: impl Fn(&[OwnedMessage]) -> bool,
-) -> anyhow::Result<Vec<OwnedMessage>> {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let deadline = Instant::now() + within;
-    let mut records = vec![];
-    while !done(&records) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(message) => records.push(message?.detach()),
-            Err(_) => anyhow::bail!(
-                "{topic}: condition not met within {within:?} ({} records)",
-                records.len()
-            ),
-        }
-    }
-    Ok(records)
 }
 
 fn timestamped(object: &str, second: u32) -> String {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    free_port, header, read_topic, tansu, unique, wait_until_ready, Process, Services,
+    free_port, header, log_dir, read_topic, run_binary, tansu, unique, wait_until_ready, Process,
+    Services,
 };
 use hmac::{Hmac, Mac};
 use rdkafka::Message;
@@ -71,19 +72,10 @@ async fn post(
         .await?)
 }
 
-fn logs() -> anyhow::Result<std::path::PathBuf> {
-    let dir = tempfile::Builder::new()
-        .prefix("ingest-logs-")
-        .tempdir()?
-        .keep();
-    eprintln!("logs in {}", dir.display());
-    Ok(dir)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_webhooks_are_in_the_raw_topic_with_their_headers() -> anyhow::Result<()> {
     let services = Services::from_env();
-    let logs = logs()?;
+    let logs = log_dir("ingest-logs-")?;
     let ingest = start_ingest(
         &services.brokers,
         &logs,
@@ -138,7 +130,7 @@ async fn accepted_webhooks_are_in_the_raw_topic_with_their_headers() -> anyhow::
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_requests_are_quarantined_and_replay_publishes_them() -> anyhow::Result<()> {
     let services = Services::from_env();
-    let logs = logs()?;
+    let logs = log_dir("ingest-logs-")?;
     let ingest = start_ingest(&services.brokers, &logs, &[])?;
     wait_until_ready(&format!("{}/readyz", ingest.url), Duration::from_secs(30)).await?;
     let client = reqwest::Client::new();
@@ -176,19 +168,17 @@ async fn rejected_requests_are_quarantined_and_replay_publishes_them() -> anyhow
     assert_eq!(reasons, ["bad_signature", "malformed"]);
 
     // The operator adds the new secret and replays.
-    let output = std::process::Command::new(end_to_end::binary("ingest"))
-        .arg("replay")
-        .env("KAFKA_BROKERS", &services.brokers)
-        .env("RAW_TOPIC", &ingest.raw)
-        .env("QUARANTINE_TOPIC", &ingest.quarantine)
-        .env("MOBARO_WEBHOOK_SECRETS", format!("{SECRET},the-new-secret"))
-        .output()?;
-    let report = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let secrets = format!("{SECRET},the-new-secret");
+    let report = run_binary(
+        "ingest",
+        &["replay"],
+        &[
+            ("KAFKA_BROKERS", &services.brokers),
+            ("RAW_TOPIC", &ingest.raw),
+            ("QUARANTINE_TOPIC", &ingest.quarantine),
+            ("MOBARO_WEBHOOK_SECRETS", &secrets),
+        ],
+    )?;
     assert!(report.contains("replayed: 1"), "{report}");
     assert!(report.contains("still_unparsable: 1"), "{report}");
     let raw = read_topic(&services.brokers, &ingest.raw, 1, Duration::from_secs(20)).await?;
@@ -198,7 +188,7 @@ async fn rejected_requests_are_quarantined_and_replay_publishes_them() -> anyhow
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_broker_gives_503_in_time_and_ingest_recovers_by_itself() -> anyhow::Result<()> {
-    let logs = logs()?;
+    let logs = log_dir("ingest-logs-")?;
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
     let storage = format!("sqlite://{}/broker.db", logs.display());
@@ -266,7 +256,7 @@ async fn a_stopped_broker_gives_503_in_time_and_ingest_recovers_by_itself() -> a
 #[tokio::test(flavor = "multi_thread")]
 async fn https_is_served_with_the_configured_certificate() -> anyhow::Result<()> {
     let services = Services::from_env();
-    let logs = logs()?;
+    let logs = log_dir("ingest-logs-")?;
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let cert = logs.join("cert.pem");
     let key = logs.join("key.pem");

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use end_to_end::{download, duckdb, free_port, unique, wait_until_ready, Process, Services};
+use end_to_end::{
+    download, duckdb, free_port, log_dir, unique, wait_until_ready, Process, Services,
+};
 use serde_json::Value;
 
 const SECRET: &str = "e2e-webhook-secret";
@@ -206,11 +208,7 @@ fn table(dir: &Path, name: &str) -> String {
 async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Result<()> {
     let services = Services::from_env();
     let run = unique("e2e");
-    let logs = tempfile::Builder::new()
-        .prefix("e2e-logs-")
-        .tempdir()?
-        .keep();
-    eprintln!("logs in {}", logs.display());
+    let logs = log_dir("e2e-logs-")?;
     let pipeline = start_pipeline(&services, &run, &logs).await?;
 
     let bodies = send_webhooks(&pipeline.webhook_url, 30, "Results,Users,Locations")?;

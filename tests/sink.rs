@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use end_to_end::{
-    download, duckdb, free_port, s3s_fs, unique, wait_until_ready, Process, Services,
+    download, duckdb, free_port, log_dir, s3s_fs, unique, wait_until_ready, Process, Services,
 };
 use object_store::ObjectStore;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -29,11 +29,7 @@ struct Setup {
 impl Setup {
     fn new() -> anyhow::Result<Setup> {
         let run = unique("sink");
-        let logs = tempfile::Builder::new()
-            .prefix("sink-logs-")
-            .tempdir()?
-            .keep();
-        eprintln!("logs in {}", logs.display());
+        let logs = log_dir("sink-logs-")?;
         Ok(Setup {
             services: Services::from_env(),
             logs,

@@ -122,16 +122,7 @@ impl Consumption {
         let mut buffer = Buffer::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            for partition in self.consumer.context().take_revoked() {
-                if let Some(batch) = buffer.batches.remove(&partition) {
-                    tracing::info!(
-                        partition,
-                        rows = batch.records.len(),
-                        "partition revoked; its unwritten batch is left to the new owner"
-                    );
-                }
-                buffer.announced.remove(&partition);
-            }
+            self.drop_revoked(&mut buffer);
             metrics::gauge!("sink_buffered_rows").set(buffer.rows() as f64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -149,9 +140,19 @@ impl Consumption {
                             continue;
                         }
                     };
+                    // A rebalance inside `recv` may have revoked partitions, and
+                    // handed one back from its last commit, before this message.
+                    self.drop_revoked(&mut buffer);
+                    let (partition, offset) = (message.partition(), message.offset());
+                    if buffer.batches.get(&partition).is_some_and(|b| offset <= b.last_offset) {
+                        // Consumption rewound (a seek or a missed rebalance): the
+                        // buffered range will be delivered again.
+                        tracing::info!(partition, offset, "partition rewound; its unwritten batch is dropped");
+                        buffer.batches.remove(&partition);
+                        buffer.announced.remove(&partition);
+                    }
                     let record = self.decode(&message, &shutdown).await;
                     let Some(record) = record else { break };
-                    let (partition, offset) = (message.partition(), message.offset());
                     if !buffer.batches.contains_key(&partition) {
                         let mut batch = Batch::new(partition, offset);
                         batch.cut_at = self.replay_cut(&mut buffer, &intents, partition, offset, &shutdown).await;
@@ -177,6 +178,21 @@ impl Consumption {
         });
         self.flush_all(&mut buffer, &intents, FlushReason::Shutdown, &deadline)
             .await
+    }
+
+    /// Drops the unwritten batches of revoked partitions: their offsets were
+    /// not committed, so the next owner consumes them again.
+    fn drop_revoked(&self, buffer: &mut Buffer) {
+        for partition in self.consumer.context().take_revoked() {
+            if let Some(batch) = buffer.batches.remove(&partition) {
+                tracing::info!(
+                    partition,
+                    rows = batch.records.len(),
+                    "partition revoked; its unwritten batch is left to the next owner"
+                );
+            }
+            buffer.announced.remove(&partition);
+        }
     }
 
     /// Where a batch starting at `offset` must end to repeat an announced

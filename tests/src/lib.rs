@@ -76,6 +76,17 @@ pub async fn read_topic(
     count: usize,
     within: Duration,
 ) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    read_until(brokers, topic, within, |records| records.len() >= count).await
+}
+
+/// Reads `topic` from its start until `done` holds for what arrived, or fails
+/// after `within`.
+pub async fn read_until(
+    brokers: &str,
+    topic: &str,
+    within: Duration,
+    done: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool,
+) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -86,18 +97,40 @@ pub async fn read_topic(
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + within;
     let mut records = vec![];
-    while records.len() < count {
+    while !done(&records) {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(message)) => records.push(message.detach()),
-            Ok(Err(error)) => bail!("reading {topic}: {error}"),
+            Ok(message) => records.push(message?.detach()),
             Err(_) => bail!(
-                "only {} of {count} records in {topic} within {within:?}",
+                "{topic}: condition not met within {within:?} ({} records)",
                 records.len()
             ),
         }
     }
     Ok(records)
+}
+
+/// A folder for a test's logs, kept after the test and named on stderr.
+pub fn log_dir(prefix: &str) -> anyhow::Result<PathBuf> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?.keep();
+    eprintln!("logs in {}", dir.display());
+    Ok(dir)
+}
+
+/// Runs one of this workspace's binaries to completion; its standard output,
+/// or an error with its standard error.
+pub fn run_binary(name: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
+    let output = Command::new(binary(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "{name} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// A Kafka header's value as text.
@@ -253,7 +286,13 @@ pub async fn download(
             .unwrap_or_default();
         let target = dir.join(relative);
         std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
-        let bytes = store.get(&object.location).await?.bytes().await?;
+        // An object listed a moment ago may be gone (the sink deletes flush
+        // intents once committed).
+        let bytes = match store.get(&object.location).await {
+            Ok(result) => result.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        };
         std::fs::write(&target, &bytes)?;
         files.push(target);
     }
