@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use schemas::{EnrichedRecord, Resource, Table};
+use schemas::EnrichedView;
 
 use crate::report;
 
@@ -37,24 +37,27 @@ fn records_file(dir: &Path, count: usize) -> anyhow::Result<(std::path::PathBuf,
     Ok((path, bytes / count))
 }
 
-/// The sink's path, on the current (single) thread.
+/// The sink's path, on the current (single) thread: each line is decoded into
+/// a batch as a consumed message would be (the Result goes to `results` and its
+/// envelope to `events`), then the batch's files are closed and written.
 async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
     let lake = sink::Lake::open(output.to_str().context("utf-8 path")?)?;
     let started = Instant::now();
-    let text = std::fs::read_to_string(input)?;
-    let records: Vec<EnrichedRecord> = text
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let refs: Vec<&EnrichedRecord> = records.iter().collect();
-    let table = Table::Records(Resource::Results);
-    let bytes = sink::encode(table, &refs, sink::Compression::Zstd, vec![])?;
-    let size = bytes.len() as u64;
-    let path = lake.path(&format!(
-        "results/dt=2025-03-01/bench-{}.parquet",
-        started.elapsed().as_nanos()
-    ));
-    lake.create(&path, bytes).await?;
+    let text = std::fs::read(input)?;
+    let mut batch = sink::Batch::new(0, 0, sink::Compression::Zstd);
+    for (offset, line) in text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let record = EnrichedView::from_json(line)?;
+        batch.push(offset as i64, Some(&record), line.len())?;
+    }
+    let mut size = 0;
+    for file in batch.finish("bench")? {
+        size += file.bytes.len() as u64;
+        lake.create(&lake.path(&file.name), file.bytes).await?;
+    }
     Ok((started.elapsed(), size))
 }
 

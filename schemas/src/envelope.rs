@@ -1,7 +1,10 @@
 //! The enriched record: what `enricher` produces and `sink` writes, one per webhook.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::{EventId, EventKind, Resource, WebhookEvent};
 
@@ -68,5 +71,34 @@ impl EnrichedRecord {
         self.record = Some(record);
         self.fetched_at = Some(fetched_at);
         self
+    }
+}
+
+/// An enriched record as the sink reads it: borrowed from the message, with
+/// the fetched record left as its JSON text.
+#[derive(Debug, Deserialize)]
+pub struct EnrichedView<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    pub resource: Resource,
+    pub event: EventKind,
+    #[serde(borrow)]
+    pub object_id: Cow<'a, str>,
+    pub event_timestamp: DateTime<Utc>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    pub status: FetchStatus,
+    #[serde(borrow, default)]
+    pub record: Option<&'a RawValue>,
+}
+
+impl<'a> EnrichedView<'a> {
+    pub fn from_json(payload: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+
+    /// The fetched record's JSON text, exactly as the enricher wrote it.
+    pub fn record_json(&self) -> Option<&'a str> {
+        self.record.map(RawValue::get)
     }
 }

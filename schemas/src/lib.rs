@@ -6,10 +6,11 @@
 
 mod envelope;
 mod event;
+mod extraction;
 pub mod headers;
 mod tables;
 pub mod topics;
 
-pub use envelope::{EnrichedRecord, FetchStatus};
+pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
-pub use tables::{table_for, Table, TableError};
+pub use tables::{table_for, Table, TableBuilder, TableError};

@@ -1,11 +1,11 @@
 //! The lake's tables: their Arrow schemas and how each column is read from an
-//! [`EnrichedRecord`].
+//! enriched record.
 //!
 //! Typed columns are extracted leniently: Mobaro's record shapes are only partly
 //! public, so a missing or mistyped field becomes null, never a failure. The full
-//! fetched JSON is always kept in `record_json`.
+//! fetched JSON is always kept, as the enricher wrote it, in `record_json`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, StringBuilder,
@@ -14,10 +14,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 
-use crate::{EnrichedRecord, Resource};
+use crate::extraction::{Extracted, Scalar, Selector};
+use crate::{EnrichedView, Resource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -39,8 +38,8 @@ enum Source {
     RecordJson,
     /// The first JSON pointer into the fetched record that holds a usable value.
     Record(&'static [&'static str]),
-    /// An array in the record; each element read at the second pointer (or taken
-    /// whole when it is a string).
+    /// An array in the record: each scalar item as it is, each object item by
+    /// the named member.
     RecordList(&'static str, &'static str),
     /// A Result's `values[]`.
     ResultValues,
@@ -108,9 +107,9 @@ const USERS: &[Column] = &[
     col("name", Utf8, Record(&["/name"])),
     col("email", Utf8, Record(&["/email"])),
     col("username", Utf8, Record(&["/username", "/userName"])),
-    col("user_groups", Utf8List, RecordList("/userGroups", "/name")),
-    col("roles", Utf8List, RecordList("/roles", "/name")),
-    col("location_ids", Utf8List, RecordList("/locations", "/id")),
+    col("user_groups", Utf8List, RecordList("/userGroups", "name")),
+    col("roles", Utf8List, RecordList("/roles", "name")),
+    col("location_ids", Utf8List, RecordList("/locations", "id")),
     col("archived", Bool, Record(&["/archived"])),
     CREATED,
     UPDATED,
@@ -200,9 +199,9 @@ pub enum Table {
     Records(Resource),
 }
 
-/// The per-resource table an enriched record belongs in (besides [`Table::Events`]).
-pub fn table_for(record: &EnrichedRecord) -> Table {
-    Table::Records(record.resource)
+/// The per-resource table a record belongs in (besides [`Table::Events`]).
+pub fn table_for(resource: Resource) -> Table {
+    Table::Records(resource)
 }
 
 impl Table {
@@ -214,6 +213,18 @@ impl Table {
         match self {
             Table::Events => "events",
             Table::Records(resource) => resource.collection(),
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Table::Events => 0,
+            Table::Records(resource) => {
+                1 + Resource::ALL
+                    .iter()
+                    .position(|r| *r == resource)
+                    .expect("every resource is in ALL")
+            }
         }
     }
 
@@ -241,21 +252,305 @@ impl Table {
         columns
     }
 
+    fn layout(self) -> &'static Layout {
+        static LAYOUTS: OnceLock<Vec<Layout>> = OnceLock::new();
+        &LAYOUTS.get_or_init(|| Table::all().map(Layout::new).collect())[self.index()]
+    }
+
     pub fn schema(self) -> SchemaRef {
-        let fields: Vec<Field> = self
-            .columns()
+        self.layout().schema.clone()
+    }
+
+    /// The columns whose values are unique per row, where a dictionary or
+    /// min/max statistics only cost time.
+    pub fn unique_columns() -> &'static [&'static str] {
+        &["event_id", "record_json"]
+    }
+}
+
+/// A table's columns compiled for reading: which slots of the record's
+/// extraction feed each column.
+struct Layout {
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    selector: Selector,
+    slots: Vec<Slots>,
+}
+
+enum Slots {
+    None,
+    Scalars(Vec<usize>),
+    List(usize),
+    Values(usize, ValueSlots),
+}
+
+/// Where a Result value's fields land in its item's extraction.
+#[derive(Clone, Copy)]
+struct ValueSlots {
+    question_id: usize,
+    question: usize,
+    answers: usize,
+    answered: usize,
+}
+
+impl Layout {
+    fn new(table: Table) -> Layout {
+        let columns = table.columns();
+        let mut selector = Selector::default();
+        let slots = columns
+            .iter()
+            .map(|c| match c.source {
+                Record(pointers) => {
+                    Slots::Scalars(pointers.iter().map(|p| selector.scalar(p)).collect())
+                }
+                RecordList(array, member) => Slots::List(selector.list(array, member)),
+                Source::ResultValues => {
+                    let mut item = Selector::default();
+                    let value_slots = ValueSlots {
+                        question_id: item.scalar("/question/id"),
+                        question: item.scalar("/question"),
+                        answers: item.list("/answers", "value"),
+                        answered: item.scalar("/answered"),
+                    };
+                    Slots::Values(selector.nested("/values", item), value_slots)
+                }
+                _ => Slots::None,
+            })
+            .collect();
+        let fields: Vec<Field> = columns
             .iter()
             .map(|c| Field::new(c.name, data_type(c.kind), c.nullable))
             .collect();
-        Arc::new(Schema::new(fields))
+        Layout {
+            schema: Arc::new(Schema::new(fields)),
+            columns,
+            selector,
+            slots,
+        }
+    }
+}
+
+/// Builds a table's Arrow batches one record at a time, straight from the
+/// enriched record's JSON.
+pub struct TableBuilder {
+    layout: &'static Layout,
+    builders: Vec<ColumnBuilder>,
+    rows: usize,
+}
+
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Bool(BooleanBuilder),
+    Float64(Float64Builder),
+    Utf8List(ListBuilder<StringBuilder>),
+    Values(ListBuilder<StructBuilder>),
+}
+
+impl ColumnBuilder {
+    fn new(kind: Kind) -> ColumnBuilder {
+        match kind {
+            Utf8 => ColumnBuilder::Utf8(StringBuilder::new()),
+            Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
+            Float64 => ColumnBuilder::Float64(Float64Builder::new()),
+            Utf8List => ColumnBuilder::Utf8List(ListBuilder::new(StringBuilder::new())),
+            Kind::ResultValues => {
+                let fields = result_value_fields();
+                let entries = StructBuilder::from_fields(fields.clone(), 0);
+                ColumnBuilder::Values(ListBuilder::new(entries).with_field(Arc::new(Field::new(
+                    "item",
+                    DataType::Struct(fields),
+                    true,
+                ))))
+            }
+        }
     }
 
-    /// Builds one Arrow batch of this table from enriched records.
-    pub fn to_batch(self, records: &[&EnrichedRecord]) -> Result<RecordBatch, TableError> {
-        let columns = self.columns();
-        let arrays: Vec<ArrayRef> = columns.iter().map(|c| build_column(c, records)).collect();
-        Ok(RecordBatch::try_new(self.schema(), arrays)?)
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => ArrayBuilder::finish(b),
+            ColumnBuilder::Timestamp(b) => ArrayBuilder::finish(b),
+            ColumnBuilder::Bool(b) => ArrayBuilder::finish(b),
+            ColumnBuilder::Float64(b) => ArrayBuilder::finish(b),
+            ColumnBuilder::Utf8List(b) => ArrayBuilder::finish(b),
+            ColumnBuilder::Values(b) => ArrayBuilder::finish(b),
+        }
     }
+}
+
+impl TableBuilder {
+    pub fn new(table: Table) -> TableBuilder {
+        let layout = table.layout();
+        TableBuilder {
+            layout,
+            builders: layout
+                .columns
+                .iter()
+                .map(|c| ColumnBuilder::new(c.kind))
+                .collect(),
+            rows: 0,
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.layout.schema.clone()
+    }
+
+    /// Rows appended since the last [`TableBuilder::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one row. Reads the record's JSON only for tables with typed columns.
+    pub fn append(&mut self, record: &EnrichedView<'_>) {
+        let layout = self.layout;
+        let json = record.record_json();
+        let extracted = match json {
+            Some(json) if layout.slots.iter().any(|s| !matches!(s, Slots::None)) => {
+                Some(layout.selector.extract(json))
+            }
+            _ => None,
+        };
+        let extracted = extracted.as_ref();
+        for ((column, slots), builder) in layout
+            .columns
+            .iter()
+            .zip(&layout.slots)
+            .zip(&mut self.builders)
+        {
+            match builder {
+                ColumnBuilder::Utf8(b) => match column.source {
+                    EventId => b.append_value(&record.event_id),
+                    Source::Resource => b.append_value(record.resource.as_str()),
+                    Event => b.append_value(record.event.as_str()),
+                    ObjectId => b.append_value(&record.object_id),
+                    Status => b.append_value(record.status.as_str()),
+                    RecordJson => b.append_option(json),
+                    _ => b.append_option(first(extracted, slots, |s| Some(s.text()))),
+                },
+                ColumnBuilder::Timestamp(b) => b.append_option(match column.source {
+                    EventTimestamp => Some(record.event_timestamp.timestamp_micros()),
+                    ReceivedAt => record.received_at.map(|t| t.timestamp_micros()),
+                    FetchedAt => record.fetched_at.map(|t| t.timestamp_micros()),
+                    _ => first(extracted, slots, |s| s.timestamp_micros()),
+                }),
+                ColumnBuilder::Bool(b) => b.append_option(first(extracted, slots, |s| s.boolean())),
+                ColumnBuilder::Float64(b) => {
+                    b.append_option(first(extracted, slots, |s| s.float()))
+                }
+                ColumnBuilder::Utf8List(b) => {
+                    let items = match (extracted, slots) {
+                        (Some(e), Slots::List(slot)) => e.lists[*slot].as_ref(),
+                        _ => None,
+                    };
+                    append_texts(b, items);
+                }
+                ColumnBuilder::Values(b) => {
+                    let values = match (extracted, slots) {
+                        (Some(e), Slots::Values(slot, fields)) => {
+                            e.nested[*slot].as_ref().map(|v| (v, *fields))
+                        }
+                        _ => None,
+                    };
+                    append_values(b, values);
+                }
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The rows appended so far, as one batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, TableError> {
+        let arrays: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
+        self.rows = 0;
+        Ok(RecordBatch::try_new(self.layout.schema.clone(), arrays)?)
+    }
+}
+
+/// The first slot holding a value convertible to the column's type.
+fn first<'e, 'a, T>(
+    extracted: Option<&'e Extracted<'a>>,
+    slots: &Slots,
+    convert: impl Fn(&'e Scalar<'a>) -> Option<T>,
+) -> Option<T> {
+    let (extracted, Slots::Scalars(slots)) = (extracted?, slots) else {
+        return None;
+    };
+    slots
+        .iter()
+        .find_map(|slot| extracted.scalars[*slot].as_ref().and_then(&convert))
+}
+
+fn append_texts(builder: &mut ListBuilder<StringBuilder>, items: Option<&Vec<Option<Scalar<'_>>>>) {
+    match items {
+        Some(items) => {
+            for item in items {
+                builder
+                    .values()
+                    .append_option(item.as_ref().map(|s| s.text()));
+            }
+            builder.append(true);
+        }
+        None => builder.append_null(),
+    }
+}
+
+fn append_values(
+    builder: &mut ListBuilder<StructBuilder>,
+    values: Option<(&Vec<Extracted<'_>>, ValueSlots)>,
+) {
+    let Some((values, slots)) = values else {
+        builder.append_null();
+        return;
+    };
+    for value in values {
+        let entry = builder.values();
+        let question = [slots.question_id, slots.question]
+            .iter()
+            .find_map(|slot| value.scalars[*slot].as_ref().map(|s| s.text()));
+        entry
+            .field_builder::<StringBuilder>(0)
+            .expect("question is utf8")
+            .append_option(question);
+        let answers = entry
+            .field_builder::<ListBuilder<Box<dyn ArrayBuilder>>>(1)
+            .expect("answers is a list");
+        match value.lists[slots.answers].as_ref() {
+            Some(items) => {
+                let strings = answers
+                    .values()
+                    .as_any_mut()
+                    .downcast_mut::<StringBuilder>()
+                    .expect("answers hold utf8");
+                for item in items {
+                    strings.append_option(item.as_ref().map(|s| s.text()));
+                }
+                answers.append(true);
+            }
+            None => answers.append_null(),
+        }
+        entry
+            .field_builder::<TimestampMicrosecondBuilder>(2)
+            .expect("answered_at is a timestamp")
+            .append_option(
+                value.scalars[slots.answered]
+                    .as_ref()
+                    .and_then(Scalar::timestamp_micros),
+            );
+        entry.append(true);
+    }
+    builder.append(true);
 }
 
 fn timestamp_type() -> DataType {
@@ -289,224 +584,16 @@ fn data_type(kind: Kind) -> DataType {
     }
 }
 
-fn micros(ts: &DateTime<Utc>) -> i64 {
-    ts.timestamp_micros()
-}
-
-/// A JSON scalar as text; objects and arrays are not text.
-fn as_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn as_timestamp(value: &Value) -> Option<i64> {
-    let text = value.as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| micros(&t.with_timezone(&Utc)))
-}
-
-fn as_bool(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn as_f64(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-/// `value.pointer(pointer)` without its allocations: the pointers here are
-/// constants without escapes, and this runs for every cell.
-fn lookup<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
-    pointer
-        .split('/')
-        .skip(1)
-        .try_fold(value, |current, token| match current {
-            Value::Object(map) => map.get(token),
-            Value::Array(items) => items.get(token.parse::<usize>().ok()?),
-            _ => None,
-        })
-}
-
-/// The first pointer that yields a usable value of the wanted kind.
-fn first<T>(
-    record: Option<&Value>,
-    pointers: &[&str],
-    convert: impl Fn(&Value) -> Option<T>,
-) -> Option<T> {
-    let record = record?;
-    pointers
-        .iter()
-        .find_map(|p| lookup(record, p).and_then(&convert))
-}
-
-fn list_items(value: Option<&Value>, element: &str) -> Option<Vec<Option<String>>> {
-    let items = value?.as_array()?;
-    Some(
-        items
-            .iter()
-            .map(|item| as_text(item).or_else(|| lookup(item, element).and_then(as_text)))
-            .collect(),
-    )
-}
-
-fn record(r: &EnrichedRecord) -> Option<&Value> {
-    r.record.as_ref()
-}
-
-fn build_column(column: &Column, records: &[&EnrichedRecord]) -> ArrayRef {
-    match column.kind {
-        Utf8 => {
-            let mut builder = StringBuilder::new();
-            for r in records {
-                let value = match column.source {
-                    EventId => Some(r.event_id.to_string()),
-                    Source::Resource => Some(r.resource.as_str().to_string()),
-                    Event => Some(r.event.as_str().to_string()),
-                    ObjectId => Some(r.object_id.clone()),
-                    Status => Some(r.status.as_str().to_string()),
-                    RecordJson => r.record.as_ref().map(|v| v.to_string()),
-                    Record(pointers) => first(record(r), pointers, as_text),
-                    _ => None,
-                };
-                builder.append_option(value);
-            }
-            finish(builder)
-        }
-        Timestamp => {
-            let mut builder = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-            for r in records {
-                let value = match column.source {
-                    EventTimestamp => Some(micros(&r.event_timestamp)),
-                    ReceivedAt => r.received_at.as_ref().map(micros),
-                    FetchedAt => r.fetched_at.as_ref().map(micros),
-                    Record(pointers) => first(record(r), pointers, as_timestamp),
-                    _ => None,
-                };
-                builder.append_option(value);
-            }
-            finish(builder)
-        }
-        Bool => {
-            let mut builder = BooleanBuilder::new();
-            for r in records {
-                builder.append_option(match column.source {
-                    Record(pointers) => first(record(r), pointers, as_bool),
-                    _ => None,
-                });
-            }
-            finish(builder)
-        }
-        Float64 => {
-            let mut builder = Float64Builder::new();
-            for r in records {
-                builder.append_option(match column.source {
-                    Record(pointers) => first(record(r), pointers, as_f64),
-                    _ => None,
-                });
-            }
-            finish(builder)
-        }
-        Utf8List => {
-            let mut builder = ListBuilder::new(StringBuilder::new());
-            for r in records {
-                let items = match column.source {
-                    RecordList(array, element) => {
-                        list_items(record(r).and_then(|v| lookup(v, array)), element)
-                    }
-                    _ => None,
-                };
-                match items {
-                    Some(items) => {
-                        for item in items {
-                            builder.values().append_option(item);
-                        }
-                        builder.append(true);
-                    }
-                    None => builder.append_null(),
-                }
-            }
-            finish(builder)
-        }
-        Kind::ResultValues => build_result_values(records),
-    }
-}
-
-fn build_result_values(records: &[&EnrichedRecord]) -> ArrayRef {
-    let fields = result_value_fields();
-    let struct_builder = StructBuilder::from_fields(fields.clone(), 0);
-    let mut builder = ListBuilder::new(struct_builder).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Struct(fields),
-        true,
-    )));
-    for r in records {
-        let values = r
-            .record
-            .as_ref()
-            .and_then(|v| v.get("values"))
-            .and_then(Value::as_array);
-        let Some(values) = values else {
-            builder.append_null();
-            continue;
-        };
-        for value in values {
-            let entry = builder.values();
-            let question = value.get("question").and_then(|q| q.get("id").or(Some(q)));
-            entry
-                .field_builder::<StringBuilder>(0)
-                .expect("question is utf8")
-                .append_option(question.and_then(as_text));
-            let answers = entry
-                .field_builder::<ListBuilder<Box<dyn ArrayBuilder>>>(1)
-                .expect("answers is a list");
-            match list_items(value.get("answers"), "/value") {
-                Some(items) => {
-                    let strings = answers
-                        .values()
-                        .as_any_mut()
-                        .downcast_mut::<StringBuilder>()
-                        .expect("answers hold utf8");
-                    for item in items {
-                        strings.append_option(item);
-                    }
-                    answers.append(true);
-                }
-                None => answers.append_null(),
-            }
-            entry
-                .field_builder::<TimestampMicrosecondBuilder>(2)
-                .expect("answered_at is a timestamp")
-                .append_option(value.get("answered").and_then(as_timestamp));
-            entry.append(true);
-        }
-        builder.append(true);
-    }
-    finish(builder)
-}
-
-fn finish(mut builder: impl ArrayBuilder) -> ArrayRef {
-    builder.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FetchStatus, WebhookEvent};
-    use serde_json::json;
+    use crate::{EnrichedRecord, FetchStatus, WebhookEvent};
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::TimestampMicrosecondType;
+    use chrono::Utc;
+    use serde_json::{json, Value};
 
-    fn record(resource: &str, body: Value) -> EnrichedRecord {
+    fn payload(resource: &str, body: Value) -> Vec<u8> {
         let event = WebhookEvent::from_json(
             format!(
                 r#"{{"resource":"{resource}","event":"Created","objectId":"x/1-A","timestamp":"2025-01-27T10:12:44Z"}}"#
@@ -514,7 +601,17 @@ mod tests {
             .as_bytes(),
         )
         .expect("parses");
-        EnrichedRecord::new(&event, None, FetchStatus::Found).with_record(body, Utc::now())
+        let record =
+            EnrichedRecord::new(&event, None, FetchStatus::Found).with_record(body, Utc::now());
+        serde_json::to_vec(&record).expect("serializes")
+    }
+
+    fn batch(table: Table, payloads: &[Vec<u8>]) -> RecordBatch {
+        let mut builder = TableBuilder::new(table);
+        for p in payloads {
+            builder.append(&EnrichedView::from_json(p).expect("decodes"));
+        }
+        builder.finish().expect("builds")
     }
 
     #[test]
@@ -524,46 +621,127 @@ mod tests {
                 Table::Events => "Users",
                 Table::Records(r) => r.as_str(),
             };
-            let odd = record(
+            let odd = payload(
                 resource,
-                json!({"id": 7, "values": "nope", "userGroups": {}, "created": 3}),
+                json!({"id": 7, "values": "nope", "userGroups": {}, "created": 3, "location": [1]}),
             );
-            let empty = record(resource, json!({}));
-            let batch = table.to_batch(&[&odd, &empty]).expect("builds");
+            let empty = payload(resource, json!({}));
+            let batch = batch(table, &[odd, empty]);
             assert_eq!(batch.num_rows(), 2);
             assert_eq!(batch.schema(), table.schema());
         }
     }
 
     #[test]
-    fn lookup_agrees_with_json_pointers() {
-        let value = json!({"a": {"b": [1, {"c": "x"}], "id": "y"}, "n": null, "s": "t"});
-        for pointer in [
-            "", "/a", "/a/b", "/a/b/0", "/a/b/1/c", "/a/b/2", "/a/b/x", "/a/id", "/n", "/n/x",
-            "/s/x", "/missing",
-        ] {
-            assert_eq!(lookup(&value, pointer), value.pointer(pointer), "{pointer}");
-        }
+    fn typed_columns_read_their_first_usable_path() {
+        let user = payload(
+            "Users",
+            json!({"id": "users/1-A", "archived": "true", "userName": "ann",
+                   "userGroups": [{"name": "Ops"}, "Rides", {"id": 3}, 4.5],
+                   "created": "2025-01-01T00:00:00.5Z", "extra": {"deep": [1, 2]}}),
+        );
+        let batch = batch(Table::Records(Resource::Users), std::slice::from_ref(&user));
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .expect("column")
+                .as_string::<i32>()
+                .value(0)
+                .to_string()
+        };
+        assert_eq!(text("id"), "users/1-A");
+        assert_eq!(text("username"), "ann");
+        assert!(batch
+            .column_by_name("archived")
+            .expect("archived")
+            .as_boolean()
+            .value(0));
+        let groups = batch
+            .column_by_name("user_groups")
+            .expect("groups")
+            .as_list::<i32>()
+            .value(0);
+        let groups = groups.as_string::<i32>();
+        assert_eq!(groups.len(), 4);
+        assert_eq!(
+            (
+                groups.value(0),
+                groups.value(1),
+                groups.is_null(2),
+                groups.value(3)
+            ),
+            ("Ops", "Rides", true, "4.5")
+        );
+        let created = batch
+            .column_by_name("created_at")
+            .expect("created")
+            .as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(created.value(0), 1_735_689_600_500_000);
+        let view = EnrichedView::from_json(&user).expect("decodes");
+        assert_eq!(
+            text("record_json"),
+            view.record_json().expect("has a record")
+        );
     }
 
     #[test]
     fn result_values_become_a_list_of_structs() {
-        let result = record(
+        let result = payload(
             "Results",
-            json!({"id": "results/1-A", "score": 0.5, "values": [
-                {"question": "elements/1-A", "answers": ["Yes", "No"], "answered": "2025-01-27T10:00:00Z"},
-                {"question": {"id": "elements/2-A"}, "answers": null}
+            json!({"id": "results/1-A", "score": 0.5, "location": {"id": "locations/1-A", "name": "Gate"}, "values": [
+                {"question": "elements/1-A", "answers": ["Yes", {"value": "No"}], "answered": "2025-01-27T10:00:00Z"},
+                {"question": {"id": "elements/2-A"}, "answers": null},
+                "odd"
             ]}),
         );
-        let batch = Table::Records(Resource::Results)
-            .to_batch(&[&result])
-            .expect("builds");
-        let values = batch.column_by_name("values").expect("has values");
-        assert_eq!(values.len(), 1);
-        let list = values
-            .as_any()
-            .downcast_ref::<arrow::array::ListArray>()
-            .expect("list");
-        assert_eq!(list.value(0).len(), 2);
+        let batch = batch(Table::Records(Resource::Results), &[result]);
+        let values = batch
+            .column_by_name("values")
+            .expect("has values")
+            .as_list::<i32>();
+        let entries = values.value(0);
+        let entries = entries.as_struct();
+        assert_eq!(entries.len(), 3);
+        let questions = entries.column(0).as_string::<i32>();
+        assert_eq!(
+            (questions.value(0), questions.value(1), questions.is_null(2)),
+            ("elements/1-A", "elements/2-A", true)
+        );
+        let answers = entries.column(1).as_list::<i32>();
+        let first = answers.value(0);
+        let first = first.as_string::<i32>();
+        assert_eq!((first.value(0), first.value(1)), ("Yes", "No"));
+        assert!(answers.is_null(1));
+        let location = batch
+            .column_by_name("location_id")
+            .expect("location")
+            .as_string::<i32>();
+        assert_eq!(location.value(0), "locations/1-A");
+        let score = batch
+            .column_by_name("score")
+            .expect("score")
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!(score.value(0), 0.5);
+    }
+
+    #[test]
+    fn events_and_unfetched_records_have_null_typed_columns() {
+        let event = WebhookEvent::from_json(
+            br#"{"resource":"Notes","event":"Deleted","objectId":"notes/1-A","timestamp":"2025-01-27T10:12:44Z"}"#,
+        )
+        .expect("parses");
+        let deleted = serde_json::to_vec(&EnrichedRecord::new(&event, None, FetchStatus::Deleted))
+            .expect("serializes");
+        let notes = batch(
+            Table::Records(Resource::Notes),
+            std::slice::from_ref(&deleted),
+        );
+        assert!(notes
+            .column_by_name("record_json")
+            .expect("json")
+            .is_null(0));
+        assert!(notes.column_by_name("id").expect("id").is_null(0));
+        let events = batch(Table::Events, &[deleted]);
+        assert_eq!(events.num_columns(), ENVELOPE.len());
     }
 }

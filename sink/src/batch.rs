@@ -1,80 +1,183 @@
-//! Records buffered for one topic partition, and how they split into files.
+//! Records buffered for one topic partition, already encoding into the files
+//! they will be written as.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use bytes::Bytes;
 use chrono::NaiveDate;
-use schemas::{table_for, EnrichedRecord, Table};
+use schemas::{table_for, EnrichedView, Table};
 
-/// A contiguous offset range of one partition, waiting to be written.
-#[derive(Debug)]
+use crate::encoding::{Compression, EncodingError, ParquetFile};
+
+/// A contiguous offset range of one partition, waiting to be written. Every
+/// record lands in its resource's table and in `events`, in a file per UTC
+/// date of the event.
 pub struct Batch {
     pub partition: i32,
     pub first_offset: i64,
     pub last_offset: i64,
-    pub records: Vec<EnrichedRecord>,
     pub opened_at: Instant,
     /// Replaying a range a crashed flush announced: the batch must end exactly
     /// here, whatever the size and age limits say.
     pub cut_at: Option<i64>,
+    files: BTreeMap<(Table, NaiveDate), ParquetFile>,
+    compression: Compression,
 }
 
-/// One Parquet file of a batch.
-pub struct FilePlan<'a> {
-    pub table: Table,
-    pub date: NaiveDate,
-    pub records: Vec<&'a EnrichedRecord>,
+/// A closed file of a batch, ready to be written.
+pub struct EncodedFile {
+    pub name: String,
+    pub bytes: Bytes,
+    pub rows: usize,
 }
 
 impl Batch {
-    pub fn new(partition: i32, offset: i64) -> Self {
+    pub fn new(partition: i32, offset: i64, compression: Compression) -> Self {
         Batch {
             partition,
             first_offset: offset,
             last_offset: offset,
-            records: Vec::new(),
             opened_at: Instant::now(),
             cut_at: None,
+            files: BTreeMap::new(),
+            compression,
         }
     }
 
     /// Extends the range to `offset`; `record` is None for an offset whose
-    /// message went to the dead-letter topic instead.
-    pub fn push(&mut self, offset: i64, record: Option<EnrichedRecord>) {
+    /// message went to the dead-letter topic instead. `size` is the message's
+    /// payload size.
+    pub fn push(
+        &mut self,
+        offset: i64,
+        record: Option<&EnrichedView<'_>>,
+        size: usize,
+    ) -> Result<(), EncodingError> {
         self.last_offset = offset;
-        self.records.extend(record);
+        let Some(record) = record else {
+            return Ok(());
+        };
+        let date = record.event_timestamp.date_naive();
+        for table in [table_for(record.resource), Table::Events] {
+            let file = match self.files.entry((table, date)) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(ParquetFile::new(table, self.compression)?)
+                }
+            };
+            file.append(record, size)?;
+        }
+        Ok(())
     }
 
-    /// Every record lands in its resource's table and in `events`, partitioned
-    /// by the UTC date of the event.
-    pub fn files(&self) -> Vec<FilePlan<'_>> {
-        let mut groups: BTreeMap<(Table, NaiveDate), Vec<&EnrichedRecord>> = BTreeMap::new();
-        for record in &self.records {
-            let date = record.event_timestamp.date_naive();
-            for table in [table_for(record), Table::Events] {
-                groups.entry((table, date)).or_default().push(record);
-            }
-        }
-        groups
+    /// Rows of the batch's largest file.
+    pub fn most_rows(&self) -> usize {
+        self.files
+            .values()
+            .map(ParquetFile::rows)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Encoded size of the batch's largest file, as its writer measures it.
+    pub fn most_encoded_bytes(&self) -> usize {
+        self.files
+            .values()
+            .map(ParquetFile::encoded_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Memory held by the batch's files.
+    pub fn buffered_bytes(&self) -> usize {
+        self.files.values().map(ParquetFile::buffered_bytes).sum()
+    }
+
+    /// Closes every file of the batch, named after the topic, partition and
+    /// offset range, so a replay of the same range writes the same names.
+    pub fn finish(self, topic: &str) -> Result<Vec<EncodedFile>, EncodingError> {
+        let metadata = vec![
+            ("mobaro_lake.topic".to_string(), topic.to_string()),
+            (
+                "mobaro_lake.partition".to_string(),
+                self.partition.to_string(),
+            ),
+            (
+                "mobaro_lake.first_offset".to_string(),
+                self.first_offset.to_string(),
+            ),
+            (
+                "mobaro_lake.last_offset".to_string(),
+                self.last_offset.to_string(),
+            ),
+        ];
+        let (partition, first, last) = (self.partition, self.first_offset, self.last_offset);
+        self.files
             .into_iter()
-            .map(|((table, date), records)| FilePlan {
-                table,
-                date,
-                records,
+            .map(|((table, date), file)| {
+                let rows = file.rows();
+                Ok(EncodedFile {
+                    name: object_name(topic, partition, first, last, table, date),
+                    bytes: file.finish(metadata.clone())?,
+                    rows,
+                })
             })
             .collect()
     }
+}
 
-    /// The object name: derived only from the topic, partition and offset range,
-    /// so a replay of the same range writes the same name.
-    pub fn object_name(&self, topic: &str, plan: &FilePlan<'_>) -> String {
+/// `{table}/dt={date}/{topic}+{partition}+{first}+{last}.parquet`, offsets
+/// zero-padded so names sort by offset.
+pub fn object_name(
+    topic: &str,
+    partition: i32,
+    first: i64,
+    last: i64,
+    table: Table,
+    date: NaiveDate,
+) -> String {
+    format!(
+        "{}/dt={}/{topic}+{partition}+{first:020}+{last:020}.parquet",
+        table.name(),
+        date.format("%Y-%m-%d"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(offset: i64, resource: &str, day: u32) -> String {
         format!(
-            "{}/dt={}/{topic}+{}+{:020}+{:020}.parquet",
-            plan.table.name(),
-            plan.date.format("%Y-%m-%d"),
-            self.partition,
-            self.first_offset,
-            self.last_offset,
+            r#"{{"event_id":"{offset:032x}","resource":"{resource}","event":"Updated","object_id":"x/{offset}-A","event_timestamp":"2025-03-{day:02}T23:59:59Z","received_at":null,"fetched_at":null,"status":"found","record":{{"id":"x/{offset}-A"}}}}"#
         )
+    }
+
+    #[test]
+    fn records_split_by_table_and_date_under_range_names() {
+        let mut batch = Batch::new(3, 10, Compression::Zstd);
+        for (offset, resource, day) in [(10, "Users", 1), (11, "Results", 1), (12, "Users", 2)] {
+            let text = payload(offset, resource, day);
+            let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");
+            batch
+                .push(offset, Some(&view), text.len())
+                .expect("encodes");
+        }
+        batch.push(13, None, 0).expect("a dead-lettered offset");
+        assert_eq!(batch.most_rows(), 2);
+        let files = batch.finish("mobaro.enriched").expect("closes");
+        let names: Vec<(&str, usize)> = files.iter().map(|f| (f.name.as_str(), f.rows)).collect();
+        let suffix = "mobaro.enriched+3+00000000000000000010+00000000000000000013.parquet";
+        assert_eq!(
+            names,
+            vec![
+                (format!("events/dt=2025-03-01/{suffix}").as_str(), 2),
+                (format!("events/dt=2025-03-02/{suffix}").as_str(), 1),
+                (format!("users/dt=2025-03-01/{suffix}").as_str(), 1),
+                (format!("users/dt=2025-03-02/{suffix}").as_str(), 1),
+                (format!("results/dt=2025-03-01/{suffix}").as_str(), 1),
+            ]
+        );
     }
 }

@@ -21,6 +21,25 @@ pub struct Config {
     #[arg(long, env = "SINK_MAX_FILE_ROWS", default_value_t = 500_000)]
     pub max_file_rows: usize,
 
+    /// Close a file once the Parquet writer measures it at this many bytes
+    /// (accepts KiB, MiB, GiB, KB, MB, GB suffixes).
+    #[arg(long, env = "SINK_MAX_FILE_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
+    pub max_file_bytes: usize,
+
+    /// Memory for buffered records across all partitions. When it is full the
+    /// largest batch is written early; while a write is retried (the store is
+    /// down), consumption waits.
+    #[arg(long, env = "SINK_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_bytes)]
+    pub memory_budget: usize,
+
+    /// Files at least this large are uploaded in parts (multipart upload).
+    #[arg(long, env = "SINK_MULTIPART_THRESHOLD", default_value = "32MiB", value_parser = parse_bytes)]
+    pub multipart_threshold: usize,
+
+    /// Part size of multipart uploads (S3 wants at least 5 MiB).
+    #[arg(long, env = "SINK_MULTIPART_PART_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
+    pub multipart_part_size: usize,
+
     /// Close a file once its oldest record has waited this long.
     #[arg(long, env = "SINK_MAX_FILE_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub max_file_age: Duration,
@@ -51,4 +70,49 @@ pub struct Config {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// A byte count: a plain number, or one with a KB/MB/GB (powers of 1000) or
+/// KiB/MiB/GiB (powers of 1024) suffix.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count such as 64MiB"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_take_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2 GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("5kib"), Ok(5120));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
 }

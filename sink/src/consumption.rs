@@ -17,12 +17,12 @@ use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
-use schemas::{headers, EnrichedRecord};
+use schemas::{headers, EnrichedView};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, EncodedFile};
 use crate::config::Config;
-use crate::encoding::encode;
+use crate::encoding::EncodingError;
 use crate::intents::Intents;
 use crate::lake::Lake;
 
@@ -30,6 +30,8 @@ use crate::lake::Lake;
 pub enum ConsumptionError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
 }
 
 /// Notes the partitions a rebalance takes away, for the loop to drop their
@@ -72,7 +74,10 @@ const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 enum FlushReason {
     Rows,
+    Bytes,
     Age,
+    /// The memory budget was full and this was the largest batch.
+    Memory,
     Shutdown,
     /// The batch reached the end of a range announced by an earlier flush.
     Replay,
@@ -82,7 +87,9 @@ impl FlushReason {
     fn as_str(self) -> &'static str {
         match self {
             FlushReason::Rows => "rows",
+            FlushReason::Bytes => "bytes",
             FlushReason::Age => "age",
+            FlushReason::Memory => "memory",
             FlushReason::Shutdown => "shutdown",
             FlushReason::Replay => "replay",
         }
@@ -98,8 +105,13 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn rows(&self) -> usize {
-        self.batches.values().map(|b| b.records.len()).sum()
+    fn buffered_bytes(&self) -> usize {
+        self.batches.values().map(Batch::buffered_bytes).sum()
+    }
+
+    /// The batches that may end where the loop chooses (not replays).
+    fn free(&self) -> impl Iterator<Item = &Batch> {
+        self.batches.values().filter(|b| b.cut_at.is_none())
     }
 }
 
@@ -123,13 +135,17 @@ impl Consumption {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             self.drop_revoked(&mut buffer);
-            metrics::gauge!("sink_buffered_rows").set(buffer.rows() as f64);
+            metrics::gauge!("sink_buffered_bytes").set(buffer.buffered_bytes() as f64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let expired = buffer.batches.values().any(|b| b.cut_at.is_none() && b.opened_at.elapsed() >= self.config.max_file_age);
-                    if expired {
-                        self.flush_all(&mut buffer, &intents, FlushReason::Age, &shutdown).await?;
+                    let expired: Vec<i32> = buffer
+                        .free()
+                        .filter(|b| b.opened_at.elapsed() >= self.config.max_file_age)
+                        .map(|b| b.partition)
+                        .collect();
+                    for partition in expired {
+                        self.flush(&mut buffer, &intents, partition, FlushReason::Age, &shutdown).await?;
                     }
                 }
                 message = self.consumer.recv() => {
@@ -151,19 +167,36 @@ impl Consumption {
                         buffer.batches.remove(&partition);
                         buffer.announced.remove(&partition);
                     }
-                    let record = self.decode(&message, &shutdown).await;
-                    let Some(record) = record else { break };
+                    let Some(record) = self.decode(&message, &shutdown).await else { break };
                     if !buffer.batches.contains_key(&partition) {
-                        let mut batch = Batch::new(partition, offset);
+                        let mut batch = Batch::new(partition, offset, self.config.compression);
                         batch.cut_at = self.replay_cut(&mut buffer, &intents, partition, offset, &shutdown).await;
                         buffer.batches.insert(partition, batch);
                     }
                     let batch = buffer.batches.get_mut(&partition).expect("inserted above");
-                    batch.push(offset, record);
-                    if batch.cut_at == Some(offset) {
-                        self.flush(&mut buffer, &intents, partition, FlushReason::Replay, &shutdown).await?;
-                    } else if buffer.rows() >= self.config.max_file_rows {
-                        self.flush_all(&mut buffer, &intents, FlushReason::Rows, &shutdown).await?;
+                    let size = message.payload_len();
+                    batch.push(offset, record.as_ref(), size)?;
+                    let reason = if batch.cut_at == Some(offset) {
+                        Some(FlushReason::Replay)
+                    } else if batch.cut_at.is_some() {
+                        None
+                    } else if batch.most_rows() >= self.config.max_file_rows {
+                        Some(FlushReason::Rows)
+                    } else if batch.most_encoded_bytes() >= self.config.max_file_bytes {
+                        Some(FlushReason::Bytes)
+                    } else {
+                        None
+                    };
+                    drop(record);
+                    drop(message);
+                    if let Some(reason) = reason {
+                        self.flush(&mut buffer, &intents, partition, reason, &shutdown).await?;
+                    }
+                    if buffer.buffered_bytes() >= self.config.memory_budget {
+                        let largest = buffer.free().max_by_key(|b| b.buffered_bytes()).map(|b| b.partition);
+                        if let Some(largest) = largest {
+                            self.flush(&mut buffer, &intents, largest, FlushReason::Memory, &shutdown).await?;
+                        }
                     }
                 }
             }
@@ -187,7 +220,8 @@ impl Consumption {
             if let Some(batch) = buffer.batches.remove(&partition) {
                 tracing::info!(
                     partition,
-                    rows = batch.records.len(),
+                    first_offset = batch.first_offset,
+                    last_offset = batch.last_offset,
                     "partition revoked; its unwritten batch is left to the next owner"
                 );
             }
@@ -234,13 +268,13 @@ impl Consumption {
 
     /// The enriched record in `message`; `Some(None)` when it was dead-lettered,
     /// `None` when shutdown interrupted the dead-lettering.
-    async fn decode(
+    async fn decode<'m>(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &'m BorrowedMessage<'_>,
         shutdown: &CancellationToken,
-    ) -> Option<Option<EnrichedRecord>> {
+    ) -> Option<Option<EnrichedView<'m>>> {
         let payload = message.payload().unwrap_or_default();
-        match serde_json::from_slice::<EnrichedRecord>(payload) {
+        match EnrichedView::from_json(payload) {
             Ok(record) => Some(Some(record)),
             Err(error) => {
                 tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "undecodable record dead-lettered");
@@ -288,12 +322,7 @@ impl Consumption {
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<(), ConsumptionError> {
-        let partitions: Vec<i32> = buffer
-            .batches
-            .values()
-            .filter(|b| b.cut_at.is_none())
-            .map(|b| b.partition)
-            .collect();
+        let partitions: Vec<i32> = buffer.free().map(|b| b.partition).collect();
         for partition in partitions {
             if !self
                 .flush(buffer, intents, partition, reason, shutdown)
@@ -307,7 +336,7 @@ impl Consumption {
 
     /// Announces, writes and commits one partition's batch. Retries writes
     /// until they succeed; a cancelled `shutdown` abandons the flush without
-    /// committing (false).
+    /// committing (false), leaving the range to be consumed again.
     async fn flush(
         &self,
         buffer: &mut Buffer,
@@ -316,10 +345,11 @@ impl Consumption {
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<bool, ConsumptionError> {
-        let Some(batch) = buffer.batches.get(&partition) else {
+        let Some(batch) = buffer.batches.remove(&partition) else {
             return Ok(true);
         };
         let (first, last) = (batch.first_offset, batch.last_offset);
+        let files = batch.finish(&self.config.enriched_topic)?;
         if !self
             .retry("recording flush intent", shutdown, || {
                 intents.record(partition, first, last)
@@ -328,10 +358,9 @@ impl Consumption {
         {
             return Ok(false);
         }
-        if !self.write(batch, reason, shutdown).await {
+        if !self.write(files, reason, shutdown).await {
             return Ok(false);
         }
-        buffer.batches.remove(&partition);
         if let Some(announced) = buffer.announced.get_mut(&partition) {
             announced.retain(|(_, end)| *end > last);
         }
@@ -381,47 +410,34 @@ impl Consumption {
 
     async fn write(
         &self,
-        batch: &Batch,
+        files: Vec<EncodedFile>,
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> bool {
-        let topic = &self.config.enriched_topic;
-        for plan in batch.files() {
-            let name = batch.object_name(topic, &plan);
-            let metadata = vec![
-                ("mobaro_lake.topic".to_string(), topic.clone()),
-                (
-                    "mobaro_lake.partition".to_string(),
-                    batch.partition.to_string(),
-                ),
-                (
-                    "mobaro_lake.first_offset".to_string(),
-                    batch.first_offset.to_string(),
-                ),
-                (
-                    "mobaro_lake.last_offset".to_string(),
-                    batch.last_offset.to_string(),
-                ),
-            ];
-            let bytes = match encode(plan.table, &plan.records, self.config.compression, metadata) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    // Encoding is lenient by construction; failing here is a bug.
-                    tracing::error!(%error, name, "encoding failed");
-                    return false;
-                }
-            };
-            let path = self.lake.path(&name);
-            let size = bytes.len();
-            let rows = plan.records.len();
+        for file in files {
+            let path = self.lake.path(&file.name);
+            let (size, rows) = (file.bytes.len(), file.rows);
+            let multipart = size >= self.config.multipart_threshold;
             let put = || async {
                 let started = Instant::now();
-                let created = self.lake.create(&path, bytes.clone()).await?;
+                let created = if multipart {
+                    self.lake
+                        .create_multipart(
+                            &path,
+                            file.bytes.clone(),
+                            self.config.multipart_part_size,
+                        )
+                        .await?
+                } else {
+                    self.lake.create(&path, file.bytes.clone()).await?
+                };
                 metrics::histogram!("sink_put_seconds").record(started.elapsed().as_secs_f64());
                 metrics::counter!("sink_files_total", "reason" => reason.as_str()).increment(1);
                 metrics::counter!("sink_file_bytes_total").increment(size as u64);
                 metrics::counter!("sink_rows_total").increment(rows as u64);
-                tracing::info!(path = %path, rows, bytes = size, created, reason = reason.as_str(), "file written");
+                metrics::histogram!("sink_file_bytes").record(size as f64);
+                metrics::histogram!("sink_file_rows").record(rows as f64);
+                tracing::info!(path = %path, rows, bytes = size, created, multipart, reason = reason.as_str(), "file written");
                 Ok(())
             };
             if !self.retry("writing a file", shutdown, put).await {

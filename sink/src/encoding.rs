@@ -9,7 +9,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use schemas::{EnrichedRecord, Table};
+use schemas::{EnrichedView, Table, TableBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodingError {
@@ -55,33 +55,102 @@ impl Compression {
 /// Rows per row group: large enough for warehouse scans, small enough to bound
 /// the writer's memory.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// A row group is also closed at this encoded size (warehouses read row
+/// groups of 64 to 256 MiB best).
+const ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
+/// Rows are handed from the Arrow builder to the Parquet writer in chunks of
+/// this many rows or input bytes, whichever comes first; the writer's size is
+/// measured at those points.
+const CHUNK_ROWS: usize = 8 * 1024;
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
-pub fn encode(
-    table: Table,
-    records: &[&EnrichedRecord],
-    compression: Compression,
-    metadata: Vec<(String, String)>,
-) -> Result<Bytes, EncodingError> {
-    let batch = table.to_batch(records)?;
-    let properties = WriterProperties::builder()
+fn properties(compression: Compression) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(compression.parquet())
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
-        // Unique per row: a dictionary only costs time before it falls back,
-        // and min/max of whole JSON documents help no query.
-        .set_column_dictionary_enabled("record_json".into(), false)
-        .set_column_statistics_enabled("record_json".into(), EnabledStatistics::None)
-        .set_column_dictionary_enabled("event_id".into(), false)
         .set_max_row_group_size(ROW_GROUP_ROWS)
-        .set_created_by(concat!("mobaro-lake sink ", env!("CARGO_PKG_VERSION")).to_string())
-        .set_key_value_metadata(Some(
-            metadata
-                .into_iter()
-                .map(|(k, v)| KeyValue::new(k, v))
-                .collect(),
-        ))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), table.schema(), Some(properties))?;
-    writer.write(&batch)?;
-    Ok(Bytes::from(writer.into_inner()?))
+        .set_created_by(concat!("mobaro-lake sink ", env!("CARGO_PKG_VERSION")).to_string());
+    // Unique per row: a dictionary only costs time before it falls back, and
+    // min/max of whole JSON documents help no query.
+    for column in Table::unique_columns() {
+        builder = builder
+            .set_column_dictionary_enabled((*column).into(), false)
+            .set_column_statistics_enabled((*column).into(), EnabledStatistics::None);
+    }
+    builder.build()
+}
+
+/// One Parquet file being written: rows go into an Arrow builder, then in
+/// chunks into a Parquet writer that encodes and compresses them in memory.
+pub struct ParquetFile {
+    builder: TableBuilder,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: usize,
+    /// Input bytes in the builder, not yet handed to the writer.
+    pending_bytes: usize,
+}
+
+impl ParquetFile {
+    pub fn new(table: Table, compression: Compression) -> Result<Self, EncodingError> {
+        let builder = TableBuilder::new(table);
+        let writer =
+            ArrowWriter::try_new(Vec::new(), builder.schema(), Some(properties(compression)))?;
+        Ok(ParquetFile {
+            builder,
+            writer,
+            rows: 0,
+            pending_bytes: 0,
+        })
+    }
+
+    /// Appends one record, `size` bytes of input.
+    pub fn append(&mut self, record: &EnrichedView<'_>, size: usize) -> Result<(), EncodingError> {
+        self.builder.append(record);
+        self.rows += 1;
+        self.pending_bytes += size;
+        if self.builder.len() >= CHUNK_ROWS || self.pending_bytes >= CHUNK_BYTES {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<(), EncodingError> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(&self.builder.finish()?)?;
+        self.pending_bytes = 0;
+        if self.writer.in_progress_size() >= ROW_GROUP_BYTES {
+            self.writer.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file's size so far as the writer measures it: row groups written
+    /// plus its estimate of the open one. Rows of the current chunk are not in
+    /// it yet.
+    pub fn encoded_bytes(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    /// Memory held for this file: the encoded bytes, the writer's open pages
+    /// and the input waiting in the builder.
+    pub fn buffered_bytes(&self) -> usize {
+        self.writer.bytes_written() + self.writer.memory_size() + self.pending_bytes
+    }
+
+    /// Closes the file, with `metadata` added to its key-value metadata.
+    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<Bytes, EncodingError> {
+        self.write_pending()?;
+        for (key, value) in metadata {
+            self.writer
+                .append_key_value_metadata(KeyValue::new(key, Some(value)));
+        }
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
 }

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,14 @@ impl Lake {
                     .any(|e| e.starts_with("http://"));
                 if plain_http {
                     builder = builder.with_allow_http(true);
+                }
+                // Create-only writes of multipart uploads: complete a copy with
+                // If-None-Match (AWS S3, MinIO), unless configured otherwise.
+                if builder
+                    .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
+                    .is_none()
+                {
+                    builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
                 }
                 Ok(Lake {
                     store: Arc::new(builder.build()?),
@@ -123,11 +131,44 @@ impl Lake {
             Err(error) => Err(error.into()),
         }
     }
+
+    /// [`Lake::create`] for large objects: uploads in parts of `part_size`
+    /// to a staging name, then copies it to `path` only if `path` does not
+    /// exist, and removes the staging object. The staging name is derived
+    /// from `path`, so a retry after a crash reuses it.
+    pub async fn create_multipart(
+        &self,
+        path: &Path,
+        bytes: bytes::Bytes,
+        part_size: usize,
+    ) -> Result<bool, LakeError> {
+        if self.store.head(path).await.is_ok() {
+            return Ok(false);
+        }
+        let staging = self.path(&format!("{STAGING}/{path}"));
+        let upload = self.store.put_multipart(&staging).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
+        writer.put(bytes);
+        writer.finish().await?;
+        let created = match self.store.copy_if_not_exists(&staging, path).await {
+            Ok(()) => true,
+            Err(object_store::Error::AlreadyExists { .. }) => false,
+            Err(error) => return Err(error.into()),
+        };
+        if let Err(error) = self.store.delete(&staging).await {
+            tracing::warn!(%error, path = %staging, "removing a staged upload failed");
+        }
+        Ok(created)
+    }
 }
+
+/// Where multipart uploads are staged before their create-only copy.
+const STAGING: &str = "_sink_staging";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     #[tokio::test]
     async fn creating_twice_keeps_the_first_object() {
@@ -145,6 +186,40 @@ mod tests {
             .await
             .expect("bytes");
         assert_eq!(&stored[..], b"one");
+    }
+
+    #[tokio::test]
+    async fn multipart_creation_keeps_the_first_object_and_no_staging() {
+        for location in ["memory:///lake", "folder"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let location = if location == "folder" {
+                dir.path().to_str().expect("utf8").to_string()
+            } else {
+                location.to_string()
+            };
+            let lake = Lake::open(&location).expect("opens");
+            let path = lake.path("results/dt=2025-01-01/a.parquet");
+            let big = bytes::Bytes::from(vec![7u8; 300_000]);
+            assert!(lake
+                .create_multipart(&path, big.clone(), 100_000)
+                .await
+                .expect("writes"));
+            assert!(!lake
+                .create_multipart(&path, "two".into(), 100_000)
+                .await
+                .expect("no error"));
+            let stored = lake
+                .store()
+                .get(&path)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            assert_eq!(stored, big);
+            let staged: Vec<_> = lake.store().list(Some(&lake.path(STAGING))).collect().await;
+            assert!(staged.is_empty(), "{location}: {staged:?}");
+        }
     }
 
     #[test]

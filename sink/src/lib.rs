@@ -9,8 +9,10 @@ mod lake;
 
 use tokio_util::sync::CancellationToken;
 
+pub use batch::{object_name, Batch, EncodedFile};
+pub use config::parse_bytes;
 pub use config::Config;
-pub use encoding::{encode, Compression};
+pub use encoding::{Compression, EncodingError, ParquetFile};
 pub use lake::{Lake, LakeError};
 
 #[derive(Debug, thiserror::Error)]
