@@ -9,6 +9,7 @@ use anyhow::ensure;
 use end_to_end::{
     download, duckdb, free_port, log_dir, s3s_fs, unique, wait_until_ready, Process, Services,
 };
+use futures::StreamExt;
 use object_store::ObjectStore;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -33,14 +34,22 @@ impl Setup {
         Ok(Setup {
             services: Services::from_env(),
             logs,
-            topic: format!("{run}.enriched"),
+            // Short names: s3s-fs keeps multipart uploads under file names
+            // derived from the whole key, and file names end at 255 bytes.
+            topic: format!("{run}.e"),
             group: format!("{run}-group"),
-            prefix: format!("{run}/lake"),
+            prefix: run.clone(),
         })
     }
 
-    /// Starts a sink writing to `lake_url` (default: the shared S3 server).
+    /// Starts a sink writing to the shared S3 server unless `extra` says
+    /// otherwise.
     async fn sink(&self, extra: &[(&str, &str)]) -> anyhow::Result<Process> {
+        Ok(self.sink_with_ops(extra).await?.0)
+    }
+
+    /// [`Setup::sink`], with the address of its operations endpoint.
+    async fn sink_with_ops(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Process, String)> {
         let ops = format!("127.0.0.1:{}", free_port());
         let lake_url = format!("s3://{}/{}", self.services.s3_bucket, self.prefix);
         let mut env = vec![
@@ -57,7 +66,24 @@ impl Setup {
         env.extend_from_slice(extra);
         let sink = Process::start(&format!("sink#{}", unique("s")), &[], &env, &self.logs)?;
         wait_until_ready(&format!("http://{ops}/healthz"), Duration::from_secs(30)).await?;
-        Ok(sink)
+        Ok((sink, ops))
+    }
+
+    async fn send(&self, messages: &[(String, String)]) -> anyhow::Result<()> {
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.services.brokers)
+            .set("linger.ms", "5")
+            .create()?;
+        for (key, value) in messages {
+            producer
+                .send(
+                    FutureRecord::to(&self.topic).key(key).payload(value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+        Ok(())
     }
 
     async fn produce(&self, from: usize, to: usize) -> anyhow::Result<()> {
@@ -113,6 +139,20 @@ impl Setup {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// Log text without its colours.
+fn plain(log: &str) -> String {
+    let mut text = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            text.push(c);
+        }
+    }
+    text
 }
 
 fn counts(python: &Path, dir: &Path) -> anyhow::Result<(u64, u64)> {
@@ -179,13 +219,25 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
 async fn two_sinks_sharing_the_partitions_write_every_record_exactly_once() -> anyhow::Result<()> {
     let setup = Setup::new()?;
     let store = setup.services.bucket()?;
-    let first = setup.sink(&[]).await?;
+    // The first instance uploads every file in parts.
+    let first = setup
+        .sink(&[
+            ("SINK_MULTIPART_THRESHOLD", "1"),
+            ("SINK_MULTIPART_PART_SIZE", "5MiB"),
+        ])
+        .await?;
     setup.produce(0, 1500).await?;
     let second = setup.sink(&[]).await?;
     setup.produce(1500, 3000).await?;
     setup.expect_exactly(store.as_ref(), 3000).await?;
+    let multipart = plain(&first.log_text()).matches("multipart=true").count();
     first.interrupt(Duration::from_secs(30))?;
-    second.interrupt(Duration::from_secs(30))
+    second.interrupt(Duration::from_secs(30))?;
+    ensure!(multipart > 0, "the first sink uploaded no file in parts");
+    let staging = object_store::path::Path::from(format!("{}/_sink_staging", setup.prefix));
+    let staged: Vec<_> = store.list(Some(&staging)).collect().await;
+    ensure!(staged.is_empty(), "staged uploads left behind: {staged:?}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,4 +281,271 @@ async fn an_s3_outage_loses_nothing_and_duplicates_nothing() -> anyhow::Result<(
     s3.kill()?;
     result?;
     stopped
+}
+
+/// Enriched records of every resource and outcome, as the enricher writes
+/// them, over two days; returns (key, payload, resource, status) per record.
+fn every_kind_of_record() -> Vec<(String, String, &'static str, &'static str)> {
+    let mut records = vec![];
+    for (r, (resource, collection)) in [
+        ("Users", "users"),
+        ("Locations", "locations"),
+        ("Results", "results"),
+        ("Assignments", "assignments"),
+        ("Notes", "notes"),
+        ("Downtimes", "downtimes"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for i in 0..60 {
+            let id = format!("{collection}/{i}-A");
+            let (status, record) = match i % 20 {
+                0 => ("deleted", serde_json::Value::Null),
+                1 => ("not_found", serde_json::Value::Null),
+                _ => (
+                    "found",
+                    mobaro_sim::records::record(collection, &id).expect("a known collection"),
+                ),
+            };
+            let payload = json!({
+                "event_id": format!("{r:02}{i:030x}"), "resource": resource,
+                "event": if status == "deleted" { "Deleted" } else { "Updated" },
+                "object_id": id, "event_timestamp": format!("2025-03-0{}T23:59:59.5Z", 1 + i % 2),
+                "received_at": "2025-03-01T08:00:00.120Z",
+                "fetched_at": if status == "found" { json!("2025-03-01T08:00:00.250Z") } else { json!(null) },
+                "status": status, "record": record,
+            });
+            records.push((id, payload.to_string(), resource, status));
+        }
+    }
+    records
+}
+
+/// DuckDB's name for an Arrow type of the lake's schemas.
+fn duckdb_type(data_type: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::{DataType, TimeUnit};
+    match data_type {
+        DataType::Utf8 => "VARCHAR".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::List(item) => format!("{}[]", duckdb_type(item.data_type())),
+        DataType::Struct(fields) => format!(
+            "STRUCT({})",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), duckdb_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => panic!("no DuckDB name for {other}"),
+    }
+}
+
+async fn metric(ops: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("http://{ops}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Every table, written to a `file://` lake, read back by the parquet crate
+/// and by DuckDB: the declared column types, one row per record, typed
+/// columns filled, key-value metadata, zstd; and files closed by their
+/// measured encoded size.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> anyhow::Result<()> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use schemas::Table;
+
+    let setup = Setup::new()?;
+    let lake = tempfile::tempdir()?;
+    let lake_url = format!("file://{}", lake.path().display());
+    let dead_letters = format!("{}.deadletter", setup.topic);
+    let (sink, ops) = setup
+        .sink_with_ops(&[
+            ("LAKE_URL", &lake_url),
+            ("SINK_MAX_FILE_ROWS", "100000"),
+            ("SINK_MAX_FILE_BYTES", "8KiB"),
+            ("DEAD_LETTER_TOPIC", &dead_letters),
+        ])
+        .await?;
+    let records = every_kind_of_record();
+    let mut messages: Vec<(String, String)> = records
+        .iter()
+        .map(|(k, p, _, _)| (k.clone(), p.clone()))
+        .collect();
+    messages.insert(100, ("broken".into(), "{\"event_id\": ".into()));
+    setup.send(&messages).await?;
+
+    let expected = records.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counts(&setup.services.python, lake.path())?.0 < expected {
+        ensure!(Instant::now() < deadline, "the lake did not fill");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dead = end_to_end::read_topic(
+        &setup.services.brokers,
+        &dead_letters,
+        1,
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(
+        end_to_end::header(&dead[0], schemas::headers::DLQ_ERROR_CLASS).as_deref()
+            == Some("undecodable"),
+        "the broken message was not dead-lettered with its reason"
+    );
+    let closed_by_size = metric(&ops, "sink_files_total{reason=\"bytes\"}").await?;
+    sink.interrupt(Duration::from_secs(30))?;
+
+    let python = &setup.services.python;
+    for table in Table::all() {
+        let name = table.name();
+        let (resource, wanted) = match table {
+            Table::Events => (None, records.len()),
+            Table::Records(r) => (
+                Some(r),
+                records
+                    .iter()
+                    .filter(|(_, _, res, _)| *res == r.as_str())
+                    .count(),
+            ),
+        };
+        let glob = format!("{}/{name}/*/*.parquet", lake.path().display());
+        // DuckDB: types as declared, one row per record, typed ids read.
+        let described = duckdb(
+            python,
+            &format!("DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"),
+        )?;
+        let schema = table.schema();
+        let mut expected_types: Vec<(String, String)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
+            .collect();
+        expected_types.push(("dt".into(), "DATE".into()));
+        let actual_types: Vec<(String, String)> = described
+            .iter()
+            .map(|row| {
+                (
+                    row["column_name"].as_str().unwrap_or_default().to_string(),
+                    row["column_type"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ensure!(
+            actual_types == expected_types,
+            "{name}: DuckDB reads {actual_types:?}"
+        );
+        let (rows, distinct) = counts_of(python, lake.path(), name)?;
+        ensure!(
+            rows == wanted as u64 && distinct == rows,
+            "{name}: {rows} rows, {distinct} distinct, {wanted} produced"
+        );
+        if let Some(resource) = resource {
+            let found = records
+                .iter()
+                .filter(|(_, _, res, status)| *res == resource.as_str() && *status == "found")
+                .count() as u64;
+            let check = duckdb(
+                python,
+                &format!(
+                    "SELECT count(*) FILTER (WHERE id = object_id AND record_json IS NOT NULL) AS typed, \
+                     count(*) FILTER (WHERE status <> 'found' AND record_json IS NULL AND id IS NULL) AS bare \
+                     FROM read_parquet('{glob}', hive_partitioning = true)"
+                ),
+            )?;
+            let typed = check[0]["typed"].as_u64().unwrap_or(0);
+            let bare = check[0]["bare"].as_u64().unwrap_or(0);
+            ensure!(
+                typed == found && bare == wanted as u64 - found,
+                "{name}: {typed} typed of {found} found, {bare} bare"
+            );
+        }
+        // The parquet crate: the same schema, with where the rows came from.
+        let mut files = 0;
+        for day in ["2025-03-01", "2025-03-02"] {
+            let dir = lake.path().join(name).join(format!("dt={day}"));
+            for entry in std::fs::read_dir(&dir)? {
+                let reader = SerializedFileReader::new(std::fs::File::open(entry?.path())?)?;
+                let metadata = reader.metadata();
+                let arrow_schema = parquet::arrow::parquet_to_arrow_schema(
+                    metadata.file_metadata().schema_descr(),
+                    None,
+                )?;
+                for (read, declared) in arrow_schema.fields().iter().zip(schema.fields()) {
+                    ensure!(
+                        read.name() == declared.name()
+                            && read.data_type().equals_datatype(declared.data_type())
+                            && read.is_nullable() == declared.is_nullable(),
+                        "{name}: {read:?} is not {declared:?}"
+                    );
+                }
+                ensure!(arrow_schema.fields().len() == schema.fields().len());
+                let kv = metadata
+                    .file_metadata()
+                    .key_value_metadata()
+                    .cloned()
+                    .unwrap_or_default();
+                ensure!(
+                    kv.iter().any(|e| e.key == "mobaro_lake.topic"
+                        && e.value.as_deref() == Some(setup.topic.as_str())),
+                    "{name}: no topic in the key-value metadata"
+                );
+                for column in metadata.row_group(0).columns() {
+                    ensure!(
+                        matches!(column.compression(), parquet::basic::Compression::ZSTD(_)),
+                        "{name}: {} is {:?}",
+                        column.column_path(),
+                        column.compression()
+                    );
+                }
+                files += 1;
+            }
+        }
+        ensure!(files >= 2, "{name}: {files} files");
+    }
+    ensure!(
+        closed_by_size > 0.0,
+        "no file was closed by its encoded size"
+    );
+    Ok(())
+}
+
+/// A memory budget smaller than one batch: the largest batch is written early,
+/// again and again, and every record still arrives exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result<()> {
+    let setup = Setup::new()?;
+    let store = setup.services.bucket()?;
+    let (sink, ops) = setup
+        .sink_with_ops(&[
+            ("SINK_MAX_FILE_ROWS", "100000"),
+            ("SINK_MAX_FILE_AGE", "3s"),
+            ("SINK_MEMORY_BUDGET", "48KiB"),
+        ])
+        .await?;
+    setup.produce(0, 1000).await?;
+    let written_early = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metric(&ops, "sink_files_total{reason=\"memory\"}").await? == 0.0 {
+            ensure!(
+                Instant::now() < deadline,
+                "no file was written for the memory budget"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok(())
+    };
+    written_early.await?;
+    // The last records, under the budget, wait for the age limit.
+    setup.expect_exactly(store.as_ref(), 1000).await?;
+    sink.interrupt(Duration::from_secs(30))
 }

@@ -44,7 +44,7 @@ async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
     let lake = sink::Lake::open(output.to_str().context("utf-8 path")?)?;
     let started = Instant::now();
     let text = std::fs::read(input)?;
-    let mut batch = sink::Batch::new(0, 0, sink::Compression::Zstd);
+    let mut batch = sink::Batch::new(0, 0, sink::Compression::Zstd, 8 << 20);
     for (offset, line) in text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())

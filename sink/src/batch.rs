@@ -23,6 +23,7 @@ pub struct Batch {
     pub cut_at: Option<i64>,
     files: BTreeMap<(Table, NaiveDate), ParquetFile>,
     compression: Compression,
+    chunk_bytes: usize,
 }
 
 /// A closed file of a batch, ready to be written.
@@ -33,7 +34,9 @@ pub struct EncodedFile {
 }
 
 impl Batch {
-    pub fn new(partition: i32, offset: i64, compression: Compression) -> Self {
+    /// `chunk_bytes`: input bytes a file takes before its rows are handed to
+    /// the Parquet writer (see [`ParquetFile::new`]).
+    pub fn new(partition: i32, offset: i64, compression: Compression, chunk_bytes: usize) -> Self {
         Batch {
             partition,
             first_offset: offset,
@@ -42,6 +45,7 @@ impl Batch {
             cut_at: None,
             files: BTreeMap::new(),
             compression,
+            chunk_bytes,
         }
     }
 
@@ -63,7 +67,7 @@ impl Batch {
             let file = match self.files.entry((table, date)) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(ParquetFile::new(table, self.compression)?)
+                    entry.insert(ParquetFile::new(table, self.compression, self.chunk_bytes)?)
                 }
             };
             file.append(record, size)?;
@@ -156,7 +160,7 @@ mod tests {
 
     #[test]
     fn records_split_by_table_and_date_under_range_names() {
-        let mut batch = Batch::new(3, 10, Compression::Zstd);
+        let mut batch = Batch::new(3, 10, Compression::Zstd, 1 << 20);
         for (offset, resource, day) in [(10, "Users", 1), (11, "Results", 1), (12, "Users", 2)] {
             let text = payload(offset, resource, day);
             let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::encoding::EncodingError;
 use crate::intents::Intents;
 use crate::lake::Lake;
+use crate::rotation::{FlushReason, Rotation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumptionError {
@@ -71,31 +72,6 @@ pub struct Consumption {
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy)]
-enum FlushReason {
-    Rows,
-    Bytes,
-    Age,
-    /// The memory budget was full and this was the largest batch.
-    Memory,
-    Shutdown,
-    /// The batch reached the end of a range announced by an earlier flush.
-    Replay,
-}
-
-impl FlushReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            FlushReason::Rows => "rows",
-            FlushReason::Bytes => "bytes",
-            FlushReason::Age => "age",
-            FlushReason::Memory => "memory",
-            FlushReason::Shutdown => "shutdown",
-            FlushReason::Replay => "replay",
-        }
-    }
-}
-
 /// What the loop holds: unwritten batches and the announced ranges still to
 /// replay, per partition.
 #[derive(Default)]
@@ -133,19 +109,23 @@ impl Consumption {
         let intents = Intents::new(self.lake.clone(), &self.config.enriched_topic);
         let mut buffer = Buffer::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let rotation = Rotation {
+            max_rows: self.config.max_file_rows,
+            max_bytes: self.config.max_file_bytes,
+            max_age: self.config.max_file_age,
+        };
         loop {
             self.drop_revoked(&mut buffer);
             metrics::gauge!("sink_buffered_bytes").set(buffer.buffered_bytes() as f64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let expired: Vec<i32> = buffer
+                    let due: Vec<(i32, FlushReason)> = buffer
                         .free()
-                        .filter(|b| b.opened_at.elapsed() >= self.config.max_file_age)
-                        .map(|b| b.partition)
+                        .filter_map(|b| Some((b.partition, rotation.due(b.most_rows(), b.most_encoded_bytes(), b.opened_at.elapsed())?)))
                         .collect();
-                    for partition in expired {
-                        self.flush(&mut buffer, &intents, partition, FlushReason::Age, &shutdown).await?;
+                    for (partition, reason) in due {
+                        self.flush(&mut buffer, &intents, partition, reason, &shutdown).await?;
                     }
                 }
                 message = self.consumer.recv() => {
@@ -169,23 +149,17 @@ impl Consumption {
                     }
                     let Some(record) = self.decode(&message, &shutdown).await else { break };
                     if !buffer.batches.contains_key(&partition) {
-                        let mut batch = Batch::new(partition, offset, self.config.compression);
+                        let mut batch = Batch::new(partition, offset, self.config.compression, rotation.chunk_bytes());
                         batch.cut_at = self.replay_cut(&mut buffer, &intents, partition, offset, &shutdown).await;
                         buffer.batches.insert(partition, batch);
                     }
                     let batch = buffer.batches.get_mut(&partition).expect("inserted above");
                     let size = message.payload_len();
                     batch.push(offset, record.as_ref(), size)?;
-                    let reason = if batch.cut_at == Some(offset) {
-                        Some(FlushReason::Replay)
-                    } else if batch.cut_at.is_some() {
-                        None
-                    } else if batch.most_rows() >= self.config.max_file_rows {
-                        Some(FlushReason::Rows)
-                    } else if batch.most_encoded_bytes() >= self.config.max_file_bytes {
-                        Some(FlushReason::Bytes)
-                    } else {
-                        None
+                    let reason = match batch.cut_at {
+                        Some(cut) if cut == offset => Some(FlushReason::Replay),
+                        Some(_) => None,
+                        None => rotation.due(batch.most_rows(), batch.most_encoded_bytes(), batch.opened_at.elapsed()),
                     };
                     drop(record);
                     drop(message);

@@ -59,10 +59,8 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// groups of 64 to 256 MiB best).
 const ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
 /// Rows are handed from the Arrow builder to the Parquet writer in chunks of
-/// this many rows or input bytes, whichever comes first; the writer's size is
-/// measured at those points.
+/// at most this many rows; the writer's size is measured at those points.
 const CHUNK_ROWS: usize = 8 * 1024;
-const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 fn properties(compression: Compression) -> WriterProperties {
     let mut builder = WriterProperties::builder()
@@ -89,10 +87,17 @@ pub struct ParquetFile {
     rows: usize,
     /// Input bytes in the builder, not yet handed to the writer.
     pending_bytes: usize,
+    chunk_bytes: usize,
 }
 
 impl ParquetFile {
-    pub fn new(table: Table, compression: Compression) -> Result<Self, EncodingError> {
+    /// Rows go to the writer in chunks of `chunk_bytes` input bytes (or
+    /// 8192 rows): the writer measures the file at those points.
+    pub fn new(
+        table: Table,
+        compression: Compression,
+        chunk_bytes: usize,
+    ) -> Result<Self, EncodingError> {
         let builder = TableBuilder::new(table);
         let writer =
             ArrowWriter::try_new(Vec::new(), builder.schema(), Some(properties(compression)))?;
@@ -101,6 +106,7 @@ impl ParquetFile {
             writer,
             rows: 0,
             pending_bytes: 0,
+            chunk_bytes,
         })
     }
 
@@ -109,7 +115,7 @@ impl ParquetFile {
         self.builder.append(record);
         self.rows += 1;
         self.pending_bytes += size;
-        if self.builder.len() >= CHUNK_ROWS || self.pending_bytes >= CHUNK_BYTES {
+        if self.builder.len() >= CHUNK_ROWS || self.pending_bytes >= self.chunk_bytes {
             self.write_pending()?;
         }
         Ok(())

@@ -8,6 +8,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+use sha2::Digest;
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +135,9 @@ impl Lake {
 
     /// [`Lake::create`] for large objects: uploads in parts of `part_size`
     /// to a staging name, then copies it to `path` only if `path` does not
-    /// exist, and removes the staging object. The staging name is derived
-    /// from `path`, so a retry after a crash reuses it.
+    /// exist (on S3: a copy completed with If-None-Match), and removes the
+    /// staging object. The staging name is derived from `path`, so a retry
+    /// after a crash reuses it.
     pub async fn create_multipart(
         &self,
         path: &Path,
@@ -145,7 +147,9 @@ impl Lake {
         if self.store.head(path).await.is_ok() {
             return Ok(false);
         }
-        let staging = self.path(&format!("{STAGING}/{path}"));
+        // Short, as some stores bound key lengths; derived from `path`.
+        let digest = sha2::Sha256::digest(path.as_ref().as_bytes());
+        let staging = self.path(&format!("{STAGING}/{}", hex::encode(&digest[..16])));
         let upload = self.store.put_multipart(&staging).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
         writer.put(bytes);

@@ -6,6 +6,7 @@ mod consumption;
 mod encoding;
 mod intents;
 mod lake;
+mod rotation;
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +15,7 @@ pub use config::parse_bytes;
 pub use config::Config;
 pub use encoding::{Compression, EncodingError, ParquetFile};
 pub use lake::{Lake, LakeError};
+pub use rotation::{FlushReason, Rotation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
