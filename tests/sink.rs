@@ -516,6 +516,37 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
         closed_by_size > 0.0,
         "no file was closed by its encoded size"
     );
+
+    // `sink ddl` for DuckDB, then the README's queries on its views.
+    let location = lake.path().display().to_string();
+    let ddl = end_to_end::run_binary(
+        "sink",
+        &["ddl", "--dialect", "duckdb", "--location", &location],
+        &[],
+    )?;
+    let current_users = records
+        .iter()
+        .filter(|(_, _, r, s)| *r == "Users" && *s == "found")
+        .count() as u64;
+    let rows = duckdb(
+        python,
+        &format!(
+            "{ddl}
+            SELECT
+              (SELECT count(*) FROM (SELECT * FROM mobaro_events
+                 QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1)) AS events,
+              (SELECT count(*) FROM (SELECT * FROM mobaro_users
+                 QUALIFY row_number() OVER (PARTITION BY object_id ORDER BY event_timestamp DESC, received_at DESC) = 1)
+               WHERE status = 'found') AS current_users,
+              (SELECT count(*) FROM mobaro_results r, UNNEST(r.values) AS t(v) WHERE v.question IS NOT NULL) AS answers"
+        ),
+    )?;
+    ensure!(
+        rows[0]["events"].as_u64() == Some(expected)
+            && rows[0]["current_users"].as_u64() == Some(current_users)
+            && rows[0]["answers"].as_u64().unwrap_or(0) > 0,
+        "queries over the DDL's views returned {rows:?}"
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! the enriched-record envelope, the Kafka topic and header names, and the Arrow
 //! schemas of the lake's tables.
 
+mod ddl;
 mod envelope;
 mod event;
 mod extraction;
@@ -11,6 +12,7 @@ pub mod headers;
 mod tables;
 pub mod topics;
 
+pub use ddl::{create_table, Dialect};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
 pub use tables::{table_for, Table, TableBuilder, TableError};

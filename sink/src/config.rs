@@ -10,6 +10,9 @@ use crate::encoding::Compression;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "sink", version)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where the lake lives: a folder (`./lake`, `file:///data/lake`), or
     /// `s3://bucket/prefix` with the endpoint and credentials from the usual AWS
     /// variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -70,6 +73,30 @@ pub struct Config {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the CREATE statements that expose the lake's tables, with the
+    /// types the sink writes, to DuckDB, Athena, BigQuery or Snowflake.
+    Ddl(DdlArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DdlArgs {
+    /// duckdb, athena, bigquery or snowflake.
+    #[arg(long)]
+    pub dialect: schemas::Dialect,
+
+    /// Where the tables are: the lake's URL (`s3://bucket/prefix`, `gs://…`,
+    /// a folder) or, for Snowflake, a stage (`@mobaro_lake`). Defaults to
+    /// LAKE_URL.
+    #[arg(long)]
+    pub location: Option<String>,
+
+    /// Prefix of the table names (e.g. `analytics.mobaro_`).
+    #[arg(long, default_value = "mobaro_")]
+    pub name_prefix: String,
 }
 
 /// A byte count: a plain number, or one with a KB/MB/GB (powers of 1000) or

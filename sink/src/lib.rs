@@ -11,8 +11,8 @@ mod rotation;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{object_name, Batch, EncodedFile};
-pub use config::parse_bytes;
 pub use config::Config;
+pub use config::{parse_bytes, Command, DdlArgs};
 pub use encoding::{Compression, EncodingError, ParquetFile};
 pub use lake::{Lake, LakeError};
 pub use rotation::{FlushReason, Rotation};
@@ -30,6 +30,16 @@ pub enum SinkError {
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
+    if let Some(config::Command::Ddl(args)) = &config.command {
+        let location = args.location.as_deref().unwrap_or(&config.lake_url);
+        for table in schemas::Table::all() {
+            println!(
+                "{}",
+                schemas::create_table(table, args.dialect, location, &args.name_prefix)
+            );
+        }
+        return Ok(());
+    }
     let lake = Lake::open(&config.lake_url)?;
     let readiness = runtime::Readiness::default();
     if config.create_topics {

@@ -1,0 +1,219 @@
+//! `CREATE TABLE` statements for the lake's tables, derived from the same Arrow
+//! schemas the sink writes, so warehouses read the files with the declared
+//! types.
+
+use std::fmt::Write;
+use std::str::FromStr;
+
+use arrow::datatypes::{DataType, Field};
+
+use crate::Table;
+
+/// The engines the lake is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// A view over the Parquet files (local folder, or S3 with httpfs).
+    DuckDb,
+    /// A Hive external table with partition projection on `dt`.
+    Athena,
+    /// An external table with hive partitioning (files on GCS, or S3 through
+    /// BigQuery Omni).
+    BigQuery,
+    /// An external table over a stage, partitioned by `dt` from the file path.
+    Snowflake,
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "duckdb" => Ok(Dialect::DuckDb),
+            "athena" => Ok(Dialect::Athena),
+            "bigquery" => Ok(Dialect::BigQuery),
+            "snowflake" => Ok(Dialect::Snowflake),
+            other => Err(format!(
+                "unknown dialect {other:?} (duckdb, athena, bigquery or snowflake)"
+            )),
+        }
+    }
+}
+
+/// The statement creating `table` as `{name_prefix}{table}` over the files
+/// under `location` (the lake's URL: `s3://bucket/prefix`, `gs://…`, a folder,
+/// or for Snowflake a stage such as `@mobaro_lake`).
+pub fn create_table(table: Table, dialect: Dialect, location: &str, name_prefix: &str) -> String {
+    let location = location.trim_end_matches('/');
+    let name = format!("{name_prefix}{}", table.name());
+    let files = format!("{location}/{}", table.name());
+    let schema = table.schema();
+    let fields = schema.fields();
+    let mut sql = String::new();
+    match dialect {
+        Dialect::DuckDb => {
+            let _ = write!(
+                sql,
+                "CREATE OR REPLACE VIEW {name} AS\nSELECT * FROM read_parquet('{files}/*/*.parquet', hive_partitioning = true);\n"
+            );
+        }
+        Dialect::Athena => {
+            let columns = columns(
+                fields
+                    .iter()
+                    .map(|f| format!("`{}` {}", f.name(), hive_type(f.data_type()))),
+            );
+            let _ = write!(
+                sql,
+                "CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{columns}\n)\n\
+                 PARTITIONED BY (dt date)\n\
+                 STORED AS PARQUET\n\
+                 LOCATION '{files}/'\n\
+                 TBLPROPERTIES (\n  'projection.enabled' = 'true',\n  'projection.dt.type' = 'date',\n  \
+                 'projection.dt.format' = 'yyyy-MM-dd',\n  'projection.dt.range' = '2020-01-01,NOW',\n  \
+                 'projection.dt.interval' = '1',\n  'projection.dt.interval.unit' = 'DAYS',\n  \
+                 'storage.location.template' = '{files}/dt=${{dt}}/'\n);\n"
+            );
+        }
+        Dialect::BigQuery => {
+            let columns = columns(
+                fields
+                    .iter()
+                    .map(|f| format!("`{}` {}", f.name(), bigquery_type(f.data_type()))),
+            );
+            let _ = write!(
+                sql,
+                "CREATE OR REPLACE EXTERNAL TABLE `{name}` (\n{columns}\n)\n\
+                 WITH PARTITION COLUMNS (dt DATE)\n\
+                 OPTIONS (\n  format = 'PARQUET',\n  enable_list_inference = true,\n  \
+                 uris = ['{files}/*'],\n  hive_partition_uri_prefix = '{files}/'\n);\n"
+            );
+        }
+        Dialect::Snowflake => {
+            let mut lines = vec![
+                "  dt DATE AS TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, 'dt=', 2), '/', 1))"
+                    .to_string(),
+            ];
+            lines.extend(fields.iter().map(|f| {
+                let kind = snowflake_type(f.data_type());
+                format!(
+                    "  {} {kind} AS (VALUE:\"{}\"::{kind})",
+                    snowflake_name(f),
+                    f.name()
+                )
+            }));
+            let _ = write!(
+                sql,
+                "CREATE OR REPLACE EXTERNAL TABLE {name} (\n{}\n)\n\
+                 PARTITION BY (dt)\n\
+                 LOCATION = {files}/\n\
+                 FILE_FORMAT = (TYPE = PARQUET)\n\
+                 AUTO_REFRESH = FALSE;\n",
+                lines.join(",\n")
+            );
+        }
+    }
+    sql
+}
+
+fn columns(lines: impl Iterator<Item = String>) -> String {
+    lines
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join(",\n")
+}
+
+fn hive_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 => "string".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::List(item) => format!("array<{}>", hive_type(item.data_type())),
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), hive_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => unreachable!("the lake's schemas hold no {other}"),
+    }
+}
+
+fn bigquery_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 => "STRING".into(),
+        DataType::Boolean => "BOOL".into(),
+        DataType::Float64 => "FLOAT64".into(),
+        DataType::Timestamp(..) => "TIMESTAMP".into(),
+        DataType::List(item) => format!("ARRAY<{}>", bigquery_type(item.data_type())),
+        DataType::Struct(fields) => format!(
+            "STRUCT<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), bigquery_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => unreachable!("the lake's schemas hold no {other}"),
+    }
+}
+
+fn snowflake_type(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Utf8 => "VARCHAR",
+        DataType::Boolean => "BOOLEAN",
+        DataType::Float64 => "DOUBLE",
+        DataType::Timestamp(..) => "TIMESTAMP_TZ",
+        DataType::List(_) => "ARRAY",
+        DataType::Struct(_) => "OBJECT",
+        other => unreachable!("the lake's schemas hold no {other}"),
+    }
+}
+
+/// Snowflake reserves `values`; the Result answers column is `result_values`.
+fn snowflake_name(field: &Field) -> &str {
+    match field.name().as_str() {
+        "values" => "result_values",
+        name => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Resource;
+
+    #[test]
+    fn every_dialect_names_every_column_with_its_type() {
+        let results = Table::Records(Resource::Results);
+        for dialect in [
+            Dialect::Athena,
+            Dialect::BigQuery,
+            Dialect::Snowflake,
+            Dialect::DuckDb,
+        ] {
+            let sql = create_table(results, dialect, "s3://lake/prefix/", "mobaro_");
+            assert!(sql.contains("mobaro_results"), "{sql}");
+            assert!(sql.contains("s3://lake/prefix/results"), "{sql}");
+            if dialect == Dialect::DuckDb {
+                continue;
+            }
+            for field in results.schema().fields() {
+                assert!(sql.contains(field.name().as_str()), "{dialect:?}: {sql}");
+            }
+        }
+        let athena = create_table(results, Dialect::Athena, "s3://b/p", "");
+        assert!(athena.contains(
+            "`values` array<struct<question:string,answers:array<string>,answered_at:timestamp>>"
+        ));
+        assert!(athena.contains("`event_timestamp` timestamp"));
+        let bigquery = create_table(results, Dialect::BigQuery, "gs://b/p", "d.");
+        assert!(bigquery.contains(
+            "`values` ARRAY<STRUCT<question STRING, answers ARRAY<STRING>, answered_at TIMESTAMP>>"
+        ));
+        let snowflake = create_table(results, Dialect::Snowflake, "@stage", "");
+        assert!(snowflake.contains("result_values ARRAY AS (VALUE:\"values\"::ARRAY)"));
+        assert!(snowflake.contains("score DOUBLE AS (VALUE:\"score\"::DOUBLE)"));
+    }
+}
