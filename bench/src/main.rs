@@ -61,6 +61,13 @@ enum Bench {
         /// Report file whose `sink` section is replaced.
         #[arg(long, default_value = "BENCHMARKS.md")]
         report: PathBuf,
+        /// Kafka bootstrap servers for the end-to-end run from a pre-filled
+        /// topic (skipped without).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// The sink's memory budget in the end-to-end run.
+        #[arg(long, default_value = "64MiB")]
+        memory_budget: String,
     },
     /// The baseline: a bare axum endpoint answering 202 (run by `bench ingest`).
     Baseline {
@@ -94,6 +101,17 @@ async fn main() -> anyhow::Result<()> {
             records,
             python,
             report,
-        } => sink::run(records, &python, &report).await,
+            brokers,
+            memory_budget,
+        } => {
+            sink::run(
+                records,
+                &python,
+                &report,
+                brokers.as_deref(),
+                &memory_budget,
+            )
+            .await
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! on realistic enriched Result records, on one core, against DuckDB with one
 //! thread doing `COPY (SELECT * FROM read_json_auto(...)) TO ... (FORMAT
 //! parquet, COMPRESSION zstd)` on the same records. Best of three runs each.
+//! Then, given a broker, the sink binary end to end: the same records from a
+//! pre-filled topic into a local lake, with its peak RSS against the memory
+//! budget it was given.
 
 use std::io::Write;
 use std::path::Path;
@@ -61,6 +64,22 @@ async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
     Ok((started.elapsed(), size))
 }
 
+fn rows_in(python: &Path, table: &Path) -> anyhow::Result<u64> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*) FROM read_parquet('{sys.argv[1]}/*/*.parquet')\").fetchall()[0][0])",
+        ])
+        .arg(table)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
 fn duckdb(python: &Path, input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
     const SCRIPT: &str = r#"
 import duckdb, sys, time, os
@@ -87,7 +106,148 @@ print(time.perf_counter() - started, os.path.getsize(sys.argv[2]))
     Ok((Duration::from_secs_f64(seconds), size))
 }
 
-pub async fn run(count: usize, python: &Path, report_path: &Path) -> anyhow::Result<()> {
+/// What the end-to-end run measured.
+pub struct EndToEnd {
+    pub elapsed: Duration,
+    pub startup: Duration,
+    pub files: u64,
+    pub peak_rss_mib: Option<f64>,
+    pub budget: usize,
+}
+
+async fn prefill(brokers: &str, topic: &str, input: &Path) -> anyhow::Result<usize> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let config = {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
+        config
+    };
+    let admin: AdminClient<_> = config.create()?;
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    let producer: FutureProducer = config
+        .clone()
+        .set("linger.ms", "20")
+        .set("compression.type", "none")
+        .create()?;
+    let text = std::fs::read_to_string(input)?;
+    let mut deliveries = std::collections::VecDeque::new();
+    let mut count = 0;
+    for line in text.lines() {
+        let key = format!("results/{}", count % 1000);
+        deliveries.push_back(
+            producer
+                .send_result(FutureRecord::to(topic).key(&key).payload(line))
+                .map_err(|(e, _)| e)?,
+        );
+        count += 1;
+        if deliveries.len() >= 10_000 {
+            if let Some(delivery) = deliveries.pop_front() {
+                delivery.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(count)
+}
+
+/// Sums a metric's samples from the sink's `/metrics`.
+async fn metric(ops: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("http://{ops}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// The sink binary draining a pre-filled topic into a local lake: time until
+/// every record is in a file, and its peak RSS.
+async fn end_to_end(
+    brokers: &str,
+    input: &Path,
+    dir: &Path,
+    budget: &str,
+) -> anyhow::Result<EndToEnd> {
+    use crate::processes::{free_port, sibling, Server};
+    let run = format!("bench.sink.{}", std::process::id());
+    let topic = format!("{run}.enriched");
+    let records = prefill(brokers, &topic, input).await?;
+    let ops = format!("127.0.0.1:{}", free_port()?);
+    let started = Instant::now();
+    let sink = Server(
+        Command::new(sibling("sink")?)
+            .env("KAFKA_BROKERS", brokers)
+            .env("ENRICHED_TOPIC", &topic)
+            .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
+            .env("SINK_GROUP_ID", format!("{run}.group"))
+            .env("SINK_OPS_LISTEN", &ops)
+            .env("LAKE_URL", dir.join("e2e-lake"))
+            .env("SINK_MEMORY_BUDGET", budget)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()?,
+    );
+    // Drain the topic, then stop the sink: its shutdown flush writes what the
+    // rotation limits have not closed yet.
+    let mut startup = None;
+    loop {
+        let consumed = metric(&ops, "sink_messages_total").await.unwrap_or(0.0);
+        if consumed > 0.0 && startup.is_none() {
+            startup = Some(started.elapsed());
+        }
+        if consumed >= records as f64 {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the sink consumed {consumed} of {records} records"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let files = metric(&ops, "sink_files_total").await? as u64;
+    let status = Command::new("kill")
+        .args(["-TERM", &sink.0.id().to_string()])
+        .status()?;
+    ensure!(status.success(), "could not stop the sink");
+    // Peak RSS as the final flush ends: read until the process exits.
+    let mut sink = sink;
+    let mut peak_rss_mib = sink.peak_rss_mib();
+    let exit = loop {
+        if let Some(exit) = sink.0.try_wait()? {
+            break exit;
+        }
+        peak_rss_mib = sink.peak_rss_mib().or(peak_rss_mib);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let elapsed = started.elapsed();
+    ensure!(exit.success(), "the sink exited with {exit}");
+    Ok(EndToEnd {
+        elapsed,
+        startup: startup.unwrap_or_default(),
+        files,
+        peak_rss_mib,
+        budget: sink::parse_bytes(budget).map_err(anyhow::Error::msg)?,
+    })
+}
+
+pub async fn run(
+    count: usize,
+    python: &Path,
+    report_path: &Path,
+    brokers: Option<&str>,
+    budget: &str,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (input, record_bytes) = records_file(dir.path(), count)?;
     let mut ours_best = (Duration::MAX, 0);
@@ -103,7 +263,25 @@ pub async fn run(count: usize, python: &Path, report_path: &Path) -> anyhow::Res
         )?;
         duck_best = duck_best.min(result);
     }
-    let text = report::sink(count, record_bytes, ours_best, duck_best);
+    let end_to_end = match brokers {
+        Some(brokers) => {
+            let measured = end_to_end(brokers, &input, dir.path(), budget).await?;
+            let rows = rows_in(python, &dir.path().join("e2e-lake").join("results"))?;
+            ensure!(
+                rows == count as u64,
+                "the lake holds {rows} of {count} records"
+            );
+            Some(measured)
+        }
+        None => None,
+    };
+    let text = report::sink(
+        count,
+        record_bytes,
+        ours_best,
+        duck_best,
+        end_to_end.as_ref(),
+    );
     println!("{text}");
     report::replace_section(report_path, "sink", &text)?;
     Ok(())

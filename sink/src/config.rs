@@ -29,9 +29,10 @@ pub struct Config {
     #[arg(long, env = "SINK_MAX_FILE_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
     pub max_file_bytes: usize,
 
-    /// Memory for buffered records across all partitions. When it is full the
-    /// largest batch is written early; while a write is retried (the store is
-    /// down), consumption waits.
+    /// Memory for buffered records across all partitions, including the copy
+    /// made while a batch's files are closed: when buffers reach half of it,
+    /// the largest batch is written early. While a write is retried (the
+    /// store is down), consumption waits.
     #[arg(long, env = "SINK_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_bytes)]
     pub memory_budget: usize,
 

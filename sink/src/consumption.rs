@@ -113,6 +113,7 @@ impl Consumption {
             max_rows: self.config.max_file_rows,
             max_bytes: self.config.max_file_bytes,
             max_age: self.config.max_file_age,
+            memory_budget: self.config.memory_budget,
         };
         loop {
             self.drop_revoked(&mut buffer);
@@ -140,6 +141,7 @@ impl Consumption {
                     // handed one back from its last commit, before this message.
                     self.drop_revoked(&mut buffer);
                     let (partition, offset) = (message.partition(), message.offset());
+                    metrics::counter!("sink_messages_total").increment(1);
                     if buffer.batches.get(&partition).is_some_and(|b| offset <= b.last_offset) {
                         // Consumption rewound (a seek or a missed rebalance): the
                         // buffered range will be delivered again.
@@ -166,7 +168,7 @@ impl Consumption {
                     if let Some(reason) = reason {
                         self.flush(&mut buffer, &intents, partition, reason, &shutdown).await?;
                     }
-                    if buffer.buffered_bytes() >= self.config.memory_budget {
+                    if buffer.buffered_bytes() >= rotation.buffer_limit() {
                         let largest = buffer.free().max_by_key(|b| b.buffered_bytes()).map(|b| b.partition);
                         if let Some(largest) = largest {
                             self.flush(&mut buffer, &intents, largest, FlushReason::Memory, &shutdown).await?;

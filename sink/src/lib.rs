@@ -56,6 +56,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
+            // Prefetched messages sit outside the memory budget: keep them
+            // to 16 MiB rather than librdkafka's 64 MiB.
+            ("queued.max.messages.kbytes", "16384"),
         ])?
         .create_with_context(consumption::SinkContext::default())?;
     let producer = config

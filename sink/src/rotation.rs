@@ -30,12 +30,13 @@ impl FlushReason {
     }
 }
 
-/// The limits of one file.
+/// The limits of one file, and the memory all buffered files share.
 #[derive(Debug, Clone, Copy)]
 pub struct Rotation {
     pub max_rows: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
+    pub memory_budget: usize,
 }
 
 impl Rotation {
@@ -53,11 +54,22 @@ impl Rotation {
         }
     }
 
+    /// Buffered bytes at which the largest batch is written early. Closing a
+    /// batch's files briefly holds them twice (the writer's pages and the
+    /// finished file), so buffers may fill half the budget.
+    pub fn buffer_limit(&self) -> usize {
+        self.memory_budget / 2
+    }
+
     /// Input bytes per hand-over from the Arrow builder to the Parquet writer:
     /// small enough that the writer's measure of a file trails its true size
-    /// by a sixteenth of the limit at most, large enough to encode in bulk.
+    /// by a sixteenth of the limit at most, and that the builders of many open
+    /// files (which grow by doubling) stay a small part of the memory budget;
+    /// large enough to encode in bulk.
     pub fn chunk_bytes(&self) -> usize {
-        (self.max_bytes / 16).clamp(16 * 1024, 8 * 1024 * 1024)
+        (self.max_bytes / 16)
+            .min(self.memory_budget / 64)
+            .clamp(16 * 1024, 8 * 1024 * 1024)
     }
 }
 
@@ -70,9 +82,10 @@ mod tests {
         #[test]
         fn a_batch_closes_exactly_when_a_limit_is_reached(
             max_rows in 1usize..1000, max_bytes in 1usize..1_000_000, max_age in 1u64..600,
+            memory_budget in 1usize..1_000_000_000,
             rows in 0usize..2000, bytes in 0usize..2_000_000, age in 0u64..1200,
         ) {
-            let rotation = Rotation { max_rows, max_bytes, max_age: Duration::from_secs(max_age) };
+            let rotation = Rotation { max_rows, max_bytes, max_age: Duration::from_secs(max_age), memory_budget };
             let due = rotation.due(rows, bytes, Duration::from_secs(age));
             let reached = rows >= max_rows || bytes >= max_bytes || age >= max_age;
             prop_assert_eq!(due.is_some(), reached);
