@@ -575,6 +575,27 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Text that is not JSON, or is cut short, never panics.
+        #[test]
+        fn broken_text_never_panics(value in json(), cut in 0usize..200, noise in ".{0,40}") {
+            let mut item = Selector::default();
+            item.scalar("/id");
+            item.list("/b", "name");
+            let mut selector = Selector::default();
+            for pointer in POINTERS {
+                selector.scalar(pointer);
+            }
+            selector.list("/b", "id");
+            selector.nested("/a", item);
+            let text = value.to_string();
+            let cut = text.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(text.len());
+            selector.extract(&text[..cut]);
+            selector.extract(&noise);
+            selector.extract(&format!("{}{noise}", &text[..cut]));
+        }
+    }
+
     #[test]
     fn nested_items_are_read_by_their_own_selector() {
         let mut item = Selector::default();
