@@ -4,6 +4,7 @@
 //! the enriched-record envelope, the Kafka topic and header names, and the Arrow
 //! schemas of the lake's tables.
 
+mod builder;
 mod ddl;
 mod envelope;
 mod event;
@@ -12,7 +13,8 @@ pub mod headers;
 mod tables;
 pub mod topics;
 
+pub use builder::TableBuilder;
 pub use ddl::{create_table, Dialect};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
-pub use tables::{table_for, Table, TableBuilder, TableError};
+pub use tables::{table_for, Table, TableError};
