@@ -144,12 +144,16 @@ with a {budget:.0} MiB memory budget and the default rotation limits, stopped \
 (SIGTERM, final flush) once every record was consumed: **{:.0} records/s** \
 ({:.2} s from start to exit, of which {:.2} s before the first record: start-up \
 and joining the group; {} files before the final flush). \
-Peak RSS {rss}, {} the budget + 100 MiB ({limit:.0} MiB).\n",
+Peak RSS {rss}, {} the budget + 100 MiB ({limit:.0} MiB). \
+In the same run a bare consumer (rdkafka, no processing) read the topic at \
+{:.0} records/s: **ratio sink / bare consumer {:.2}**, start-up included.\n",
             records as f64 / e2e.elapsed.as_secs_f64(),
             e2e.elapsed.as_secs_f64(),
             e2e.startup.as_secs_f64(),
             e2e.files,
             if within { "within" } else { "**over**" },
+            records as f64 / e2e.bare_consumer.as_secs_f64(),
+            e2e.bare_consumer.as_secs_f64() / e2e.elapsed.as_secs_f64(),
         ));
     }
     text

@@ -108,6 +108,8 @@ print(time.perf_counter() - started, os.path.getsize(sys.argv[2]))
 
 /// What the end-to-end run measured.
 pub struct EndToEnd {
+    /// A bare consumer reading the pre-filled topic: the broker's ceiling.
+    pub bare_consumer: Duration,
     pub elapsed: Duration,
     pub startup: Duration,
     pub files: u64,
@@ -158,6 +160,25 @@ async fn prefill(brokers: &str, topic: &str, input: &Path) -> anyhow::Result<usi
     Ok(count)
 }
 
+/// Time a bare consumer takes to read `count` records of `topic` from its start.
+async fn bare_consumer(brokers: &str, topic: &str, count: usize) -> anyhow::Result<Duration> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}.bare"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let started = Instant::now();
+    for read in 0..count {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .with_context(|| format!("the topic went quiet after {read} of {count} records"))??;
+    }
+    Ok(started.elapsed())
+}
+
 /// Sums a metric's samples from the sink's `/metrics`.
 async fn metric(ops: &str, name: &str) -> anyhow::Result<f64> {
     let text = reqwest::get(format!("http://{ops}/metrics"))
@@ -183,6 +204,7 @@ async fn end_to_end(
     let run = format!("bench.sink.{}", std::process::id());
     let topic = format!("{run}.enriched");
     let records = prefill(brokers, &topic, input).await?;
+    let bare_consumer = bare_consumer(brokers, &topic, records).await?;
     let ops = format!("127.0.0.1:{}", free_port()?);
     let started = Instant::now();
     let sink = Server(
@@ -233,6 +255,7 @@ async fn end_to_end(
     let elapsed = started.elapsed();
     ensure!(exit.success(), "the sink exited with {exit}");
     Ok(EndToEnd {
+        bare_consumer,
         elapsed,
         startup: startup.unwrap_or_default(),
         files,
