@@ -146,11 +146,19 @@ pub fn header(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<St
 
 /// A name no other test run uses, for topics, groups and prefixes.
 pub fn unique(label: &str) -> String {
+    // Tests run in parallel threads, and two may read the same clock value:
+    // the counter keeps their names apart.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{label}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+    format!(
+        "{label}-{}-{:x}{count}",
+        std::process::id(),
+        nanos & 0xffff_ffff
+    )
 }
 
 pub fn free_port() -> u16 {
