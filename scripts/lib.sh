@@ -53,10 +53,13 @@ stop_services() {
   SERVICE_PIDS=()
 }
 
+# Services run in their own session: a Ctrl-C reaches only the script, whose
+# trap stops them after the stages that use them.
+
 # Starts tansu on a free loopback port; exports KAFKA_BROKERS.
 start_broker() { # workdir [storage url, default in memory]
   local port; port=$(free_port)
-  "$TOOLS/bin/tansu" broker \
+  setsid "$TOOLS/bin/tansu" broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine "${2:-memory://tansu/}" >"$1/broker.log" 2>&1 &
@@ -71,7 +74,7 @@ start_s3() { # workdir bucket
   local port; port=$(free_port)
   mkdir -p "$1/s3/$2"
   export AWS_ACCESS_KEY_ID=lake-test-access AWS_SECRET_ACCESS_KEY=lake-test-secret AWS_REGION=us-east-1
-  "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
+  setsid "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
     --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$1/s3" >"$1/s3.log" 2>&1 &
   SERVICE_PIDS+=($!)
   wait_for_port "$port" s3s-fs "$1/s3.log"
