@@ -178,23 +178,105 @@ impl Selector {
     pub fn extract<'a>(&self, json: &'a str) -> Extracted<'a> {
         let mut out = self.empty();
         let mut deserializer = serde_json::Deserializer::from_str(json);
-        let seed = NodeSeed {
+        let seed = Visit(NodeReader {
             node: &self.root,
             out: &mut out,
-        };
+        });
         // An error leaves the slots filled so far; the rest stay null.
         let _ = seed.deserialize(&mut deserializer);
         out
     }
 }
 
+/// What reading one JSON value does with it. serde calls a visitor method
+/// per kind of value; [`Visit`] hands every scalar to `scalar`, objects to
+/// `map` and arrays to `seq`, and by default a reader skips all three.
+trait Reader<'a>: Sized {
+    /// False when nothing in the value is wanted: it is skipped unparsed.
+    fn wants_value(&self) -> bool {
+        true
+    }
+
+    fn scalar(self, _value: Scalar<'a>) {}
+
+    fn map<'de: 'a, M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn seq<'de: 'a, S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+/// A [`Reader`] as serde's visitor and seed.
+struct Visit<R>(R);
+
+impl<'de: 'a, 'a, R: Reader<'a>> DeserializeSeed<'de> for Visit<R> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        if self.0.wants_value() {
+            deserializer.deserialize_any(self)
+        } else {
+            deserializer.deserialize_ignored_any(IgnoredAny).map(drop)
+        }
+    }
+}
+
+impl<'de: 'a, 'a, R: Reader<'a>> Visitor<'de> for Visit<R> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0.scalar(Scalar::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.scalar(Scalar::I64(v));
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.scalar(Scalar::U64(v));
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.scalar(Scalar::F64(v));
+        Ok(())
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.0.scalar(Scalar::Str(Cow::Borrowed(v)));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.scalar(Scalar::Str(Cow::Owned(v.to_string())));
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
+        self.0.map(map)
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<(), S::Error> {
+        self.0.seq(seq)
+    }
+}
+
 /// Reads one value at `node` into `out`.
-struct NodeSeed<'n, 'o, 'a> {
+struct NodeReader<'n, 'o, 'a> {
     node: &'n Node,
     out: &'o mut Extracted<'a>,
 }
 
-impl<'n, 'o, 'a> NodeSeed<'n, 'o, 'a> {
+impl<'a> Reader<'a> for NodeReader<'_, '_, 'a> {
+    fn wants_value(&self) -> bool {
+        let node = self.node;
+        !node.children.is_empty() || !node.scalars.is_empty() || node.wants_items()
+    }
+
     fn scalar(self, value: Scalar<'a>) {
         if let Some((last, rest)) = self.node.scalars.split_last() {
             for slot in rest {
@@ -203,62 +285,14 @@ impl<'n, 'o, 'a> NodeSeed<'n, 'o, 'a> {
             self.out.scalars[*last] = Some(value);
         }
     }
-}
 
-impl<'de: 'a, 'a> DeserializeSeed<'de> for NodeSeed<'_, '_, 'a> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        let node = self.node;
-        if node.children.is_empty() && node.scalars.is_empty() && !node.wants_items() {
-            deserializer.deserialize_ignored_any(IgnoredAny)?;
-            return Ok(());
-        }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de: 'a, 'a> Visitor<'de> for NodeSeed<'_, '_, 'a> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.scalar(Scalar::Bool(v));
-        Ok(())
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.scalar(Scalar::I64(v));
-        Ok(())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.scalar(Scalar::U64(v));
-        Ok(())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.scalar(Scalar::F64(v));
-        Ok(())
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.scalar(Scalar::Str(Cow::Borrowed(v)));
-        Ok(())
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.scalar(Scalar::Str(Cow::Owned(v.to_string())));
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+    fn map<'de: 'a, M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match self.node.child(&key) {
-                Some(child) => map.next_value_seed(NodeSeed {
+                Some(child) => map.next_value_seed(Visit(NodeReader {
                     node: child,
                     out: &mut *self.out,
-                })?,
+                }))?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -267,7 +301,7 @@ impl<'de: 'a, 'a> Visitor<'de> for NodeSeed<'_, '_, 'a> {
         Ok(())
     }
 
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+    fn seq<'de: 'a, S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
         let node = self.node;
         let mut lists: Vec<Items<'a>> = node.lists.iter().map(|_| Vec::new()).collect();
         let mut nested: Vec<Vec<Extracted<'a>>> = node.nested.iter().map(|_| Vec::new()).collect();
@@ -301,22 +335,22 @@ impl<'de: 'a, 'a> DeserializeSeed<'de> for ItemSeed<'_, '_, 'a> {
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         if let [(_, selector)] = self.node.nested.as_slice() {
             let mut out = selector.empty();
-            let result = deserializer.deserialize_any(ObjectItem {
+            let result = deserializer.deserialize_any(Visit(ObjectItem {
                 selector,
                 out: &mut out,
-            });
+            }));
             self.nested[0].push(out);
             return result;
         }
-        let first = self.lists.first().map_or(0, Vec::len);
+        let index = self.lists.first().map_or(0, Vec::len);
         for items in self.lists.iter_mut() {
             items.push(None);
         }
-        deserializer.deserialize_any(ListItem {
+        deserializer.deserialize_any(Visit(ListItem {
             members: &self.node.lists,
             lists: self.lists,
-            index: first,
-        })
+            index,
+        }))
     }
 }
 
@@ -327,60 +361,23 @@ struct ListItem<'n, 'o, 'a> {
     index: usize,
 }
 
-impl<'a> ListItem<'_, '_, 'a> {
+impl<'a> Reader<'a> for ListItem<'_, '_, 'a> {
     fn scalar(self, value: Scalar<'a>) {
         for items in self.lists.iter_mut() {
             items[self.index] = Some(value.clone());
         }
     }
-}
 
-impl<'de: 'a, 'a> Visitor<'de> for ListItem<'_, '_, 'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.scalar(Scalar::Bool(v));
-        Ok(())
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.scalar(Scalar::I64(v));
-        Ok(())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.scalar(Scalar::U64(v));
-        Ok(())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.scalar(Scalar::F64(v));
-        Ok(())
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.scalar(Scalar::Str(Cow::Borrowed(v)));
-        Ok(())
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.scalar(Scalar::Str(Cow::Owned(v.to_string())));
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+    fn map<'de: 'a, M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let wanted = self.members.iter().position(|(_, m)| *m == key);
-            let Some(list) = wanted else {
+            if !self.members.iter().any(|(_, member)| *member == key) {
                 map.next_value::<IgnoredAny>()?;
                 continue;
-            };
-            let value = map.next_value_seed(ScalarSeed)?;
+            }
+            let mut value = None;
+            map.next_value_seed(Visit(ScalarInto(&mut value)))?;
             for ((_, member), items) in self.members.iter().zip(self.lists.iter_mut()) {
-                if *member == self.members[list].1 {
+                if *member == key {
                     items[self.index] = value.clone();
                 }
             }
@@ -395,39 +392,22 @@ struct ObjectItem<'s, 'o, 'a> {
     out: &'o mut Extracted<'a>,
 }
 
-impl<'de: 'a, 'a> Visitor<'de> for ObjectItem<'_, '_, 'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
-        NodeSeed {
+impl<'a> Reader<'a> for ObjectItem<'_, '_, 'a> {
+    fn map<'de: 'a, M: MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
+        NodeReader {
             node: &self.selector.root,
             out: self.out,
         }
-        .visit_map(map)
+        .map(map)
+    }
+}
+
+/// A scalar into its place; null, arrays and objects leave it empty.
+struct ScalarInto<'o, 'a>(&'o mut Option<Scalar<'a>>);
+
+impl<'a> Reader<'a> for ScalarInto<'_, 'a> {
+    fn scalar(self, value: Scalar<'a>) {
+        *self.0 = Some(value);
     }
 }
 
@@ -451,52 +431,6 @@ impl<'de> Visitor<'de> for KeySeed {
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
         Ok(Cow::Owned(v.to_string()))
-    }
-}
-
-/// A scalar, or None for null, arrays and objects (skipped unbuilt).
-struct ScalarSeed;
-
-impl<'de> DeserializeSeed<'de> for ScalarSeed {
-    type Value = Option<Scalar<'de>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ScalarSeed {
-    type Value = Option<Scalar<'de>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(Scalar::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(Scalar::I64(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(Scalar::U64(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(Scalar::F64(v)))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Scalar::Str(Cow::Borrowed(v))))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Scalar::Str(Cow::Owned(v.to_string()))))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
     }
 }
 
@@ -534,18 +468,20 @@ mod tests {
         })
     }
 
+    /// The scalar a parsed `Value` holds.
     fn scalar_of(value: &Value) -> Option<Scalar<'static>> {
-        let text = value.to_string();
-        ScalarSeed
-            .deserialize(&mut serde_json::Deserializer::from_str(&text))
-            .expect("valid json")
-            .map(|s| match s {
-                Scalar::Str(s) => Scalar::Str(Cow::Owned(s.into_owned())),
-                Scalar::I64(n) => Scalar::I64(n),
-                Scalar::U64(n) => Scalar::U64(n),
-                Scalar::F64(n) => Scalar::F64(n),
-                Scalar::Bool(b) => Scalar::Bool(b),
-            })
+        match value {
+            Value::String(s) => Some(Scalar::Str(Cow::Owned(s.clone()))),
+            Value::Bool(b) => Some(Scalar::Bool(*b)),
+            Value::Number(n) => Some(if let Some(u) = n.as_u64() {
+                Scalar::U64(u)
+            } else if let Some(i) = n.as_i64() {
+                Scalar::I64(i)
+            } else {
+                Scalar::F64(n.as_f64()?)
+            }),
+            _ => None,
+        }
     }
 
     proptest! {
@@ -558,6 +494,9 @@ mod tests {
             let slots: Vec<usize> = POINTERS.iter().map(|p| selector.scalar(p)).collect();
             let list = selector.list("/a", "name");
             let extracted = selector.extract(&text);
+            // The value as serde_json parses the same text (its float parsing
+            // may differ from the generated f64 in the last digit).
+            let value: Value = serde_json::from_str(&text).expect("valid json");
             for (pointer, slot) in POINTERS.iter().zip(slots) {
                 let expected = value.pointer(pointer).and_then(scalar_of);
                 prop_assert_eq!(&extracted.scalars[slot], &expected, "{}", pointer);
