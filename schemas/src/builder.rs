@@ -99,9 +99,7 @@ impl TableBuilder {
         let layout = self.layout;
         let json = record.record_json();
         let extracted = match json {
-            Some(json) if layout.slots.iter().any(|s| !matches!(s, Slots::None)) => {
-                Some(layout.selector.extract(json))
-            }
+            Some(json) if layout.reads_record => Some(layout.selector.extract(json)),
             _ => None,
         };
         let extracted = extracted.as_ref();

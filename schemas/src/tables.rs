@@ -270,6 +270,8 @@ pub(crate) struct Layout {
     pub(crate) columns: Vec<Column>,
     pub(crate) selector: Selector,
     pub(crate) slots: Vec<Slots>,
+    /// Whether any column reads the fetched record (not so for `events`).
+    pub(crate) reads_record: bool,
 }
 
 pub(crate) enum Slots {
@@ -292,7 +294,7 @@ impl Layout {
     fn new(table: Table) -> Layout {
         let columns = table.columns();
         let mut selector = Selector::default();
-        let slots = columns
+        let slots: Vec<Slots> = columns
             .iter()
             .map(|c| match c.source {
                 Record(pointers) => {
@@ -320,6 +322,7 @@ impl Layout {
             schema: Arc::new(Schema::new(fields)),
             columns,
             selector,
+            reads_record: slots.iter().any(|s| !matches!(s, Slots::None)),
             slots,
         }
     }
