@@ -141,20 +141,6 @@ impl Setup {
     }
 }
 
-/// Log text without its colours.
-fn plain(log: &str) -> String {
-    let mut text = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            text.push(c);
-        }
-    }
-    text
-}
-
 fn counts(python: &Path, dir: &Path) -> anyhow::Result<(u64, u64)> {
     counts_of(python, dir, "events")
 }
@@ -230,7 +216,7 @@ async fn two_sinks_sharing_the_partitions_write_every_record_exactly_once() -> a
     let second = setup.sink(&[]).await?;
     setup.produce(1500, 3000).await?;
     setup.expect_exactly(store.as_ref(), 3000).await?;
-    let multipart = plain(&first.log_text()).matches("multipart=true").count();
+    let multipart = first.log_text().matches("multipart=true").count();
     first.interrupt(Duration::from_secs(30))?;
     second.interrupt(Duration::from_secs(30))?;
     ensure!(multipart > 0, "the first sink uploaded no file in parts");
