@@ -174,6 +174,11 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
+    async fn stored(lake: &Lake, path: &Path) -> bytes::Bytes {
+        let object = lake.store().get(path).await.expect("get");
+        object.bytes().await.expect("bytes")
+    }
+
     #[tokio::test]
     async fn creating_twice_keeps_the_first_object() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -181,14 +186,7 @@ mod tests {
         let path = lake.path("users/dt=2025-01-01/a.parquet");
         assert!(lake.create(&path, "one".into()).await.expect("writes"));
         assert!(!lake.create(&path, "two".into()).await.expect("no error"));
-        let stored = lake
-            .store()
-            .get(&path)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        let stored = stored(&lake, &path).await;
         assert_eq!(&stored[..], b"one");
     }
 
@@ -212,14 +210,7 @@ mod tests {
                 .create_multipart(&path, "two".into(), 100_000)
                 .await
                 .expect("no error"));
-            let stored = lake
-                .store()
-                .get(&path)
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes");
+            let stored = stored(&lake, &path).await;
             assert_eq!(stored, big);
             let staged: Vec<_> = lake.store().list(Some(&lake.path(STAGING))).collect().await;
             assert!(staged.is_empty(), "{location}: {staged:?}");
