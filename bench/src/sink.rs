@@ -64,20 +64,23 @@ async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
     Ok((started.elapsed(), size))
 }
 
-fn rows_in(python: &Path, table: &Path) -> anyhow::Result<u64> {
+/// Runs a Python script that uses DuckDB, with `args`; returns its stdout.
+fn run_duckdb(python: &Path, script: &str, args: &[&Path]) -> anyhow::Result<String> {
     let out = Command::new(python)
-        .args([
-            "-c",
-            "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*) FROM read_parquet('{sys.argv[1]}/*/*.parquet')\").fetchall()[0][0])",
-        ])
-        .arg(table)
+        .args(["-c", script])
+        .args(args)
         .output()?;
     ensure!(
         out.status.success(),
         "duckdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn rows_in(python: &Path, table: &Path) -> anyhow::Result<u64> {
+    const SCRIPT: &str = "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*) FROM read_parquet('{sys.argv[1]}/*/*.parquet')\").fetchall()[0][0])";
+    Ok(run_duckdb(python, SCRIPT, &[table])?.trim().parse()?)
 }
 
 fn duckdb(python: &Path, input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
@@ -89,17 +92,7 @@ started = time.perf_counter()
 con.sql(f"COPY (SELECT * FROM read_json_auto('{sys.argv[1]}')) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)")
 print(time.perf_counter() - started, os.path.getsize(sys.argv[2]))
 "#;
-    let out = Command::new(python)
-        .args(["-c", SCRIPT])
-        .arg(input)
-        .arg(output)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout)?;
+    let text = run_duckdb(python, SCRIPT, &[input, output])?;
     let mut parts = text.split_whitespace();
     let seconds: f64 = parts.next().context("time")?.parse()?;
     let size: u64 = parts.next().context("size")?.parse()?;
