@@ -10,12 +10,10 @@ mod rotation;
 
 use tokio_util::sync::CancellationToken;
 
-pub use batch::{object_name, Batch, EncodedFile};
-pub use config::Config;
-pub use config::{parse_bytes, Command, DdlArgs};
-pub use encoding::{Compression, EncodingError, ParquetFile};
+pub use batch::{Batch, EncodedFile};
+pub use config::{parse_bytes, Config};
+pub use encoding::{Compression, EncodingError};
 pub use lake::{Lake, LakeError};
-pub use rotation::{FlushReason, Rotation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
