@@ -88,26 +88,25 @@ pub fn create_table(table: Table, dialect: Dialect, location: &str, name_prefix:
             );
         }
         Dialect::Snowflake => {
-            let mut lines = vec![
-                "  dt DATE AS TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, 'dt=', 2), '/', 1))"
-                    .to_string(),
-            ];
-            lines.extend(fields.iter().map(|f| {
-                let kind = snowflake_type(f.data_type());
-                format!(
-                    "  {} {kind} AS (VALUE:\"{}\"::{kind})",
-                    snowflake_name(f),
-                    f.name()
-                )
-            }));
+            let dt =
+                "dt DATE AS TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, 'dt=', 2), '/', 1))";
+            let columns = columns(
+                std::iter::once(dt.to_string()).chain(fields.iter().map(|f| {
+                    let kind = snowflake_type(f.data_type());
+                    format!(
+                        "{} {kind} AS (VALUE:\"{}\"::{kind})",
+                        snowflake_name(f),
+                        f.name()
+                    )
+                })),
+            );
             let _ = write!(
                 sql,
-                "CREATE OR REPLACE EXTERNAL TABLE {name} (\n{}\n)\n\
+                "CREATE OR REPLACE EXTERNAL TABLE {name} (\n{columns}\n)\n\
                  PARTITION BY (dt)\n\
                  LOCATION = {files}/\n\
                  FILE_FORMAT = (TYPE = PARQUET)\n\
-                 AUTO_REFRESH = FALSE;\n",
-                lines.join(",\n")
+                 AUTO_REFRESH = FALSE;\n"
             );
         }
     }
