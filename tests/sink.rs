@@ -86,29 +86,21 @@ impl Setup {
         Ok(())
     }
 
+    /// Enriched Results `from..to`, over three days.
     async fn produce(&self, from: usize, to: usize) -> anyhow::Result<()> {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.services.brokers)
-            .set("linger.ms", "5")
-            .create()?;
-        for i in from..to {
-            let id = format!("results/{}-A", i % 97);
-            let value = json!({
-                "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
-                "object_id": id, "event_timestamp": format!("2025-03-0{}T08:00:00Z", 1 + i % 3),
-                "received_at": null, "fetched_at": "2025-03-01T08:00:01Z", "status": "found",
-                "record": {"id": id, "score": 0.5, "values": [{"question": "elements/1-A", "answers": ["Yes"]}]},
+        let messages: Vec<(String, String)> = (from..to)
+            .map(|i| {
+                let id = format!("results/{}-A", i % 97);
+                let value = json!({
+                    "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
+                    "object_id": id, "event_timestamp": format!("2025-03-0{}T08:00:00Z", 1 + i % 3),
+                    "received_at": null, "fetched_at": "2025-03-01T08:00:01Z", "status": "found",
+                    "record": {"id": id, "score": 0.5, "values": [{"question": "elements/1-A", "answers": ["Yes"]}]},
+                });
+                (id, value.to_string())
             })
-            .to_string();
-            producer
-                .send(
-                    FutureRecord::to(&self.topic).key(&id).payload(&value),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)?;
-        }
-        Ok(())
+            .collect();
+        self.send(&messages).await
     }
 
     /// Waits until the lake's `events` table holds `expected` rows, then checks
