@@ -56,13 +56,18 @@ stop_services() {
 # Services run in their own session: a Ctrl-C reaches only the script, whose
 # trap stops them after the stages that use them.
 
-# Starts tansu on a free loopback port; exports KAFKA_BROKERS.
-start_broker() { # workdir [storage url, default in memory]
+# Starts tansu on a free loopback port; exports KAFKA_BROKERS. Its storage
+# is sqlite: tansu's memory storage skips the rest of a record batch when a
+# fetch starts inside it, which loses records after a consumer restart.
+start_broker() { # workdir [storage url, default sqlite in workdir]
   local port; port=$(free_port)
-  setsid "$TOOLS/bin/tansu" broker \
+  export BROKER_PORT="$port" BROKER_STORAGE="${2:-sqlite://$1/broker.db}"
+  # tansu opens sqlite://PATH relative to its working directory, so an
+  # absolute path works from /.
+  (cd / && exec setsid "$TOOLS/bin/tansu" broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "${2:-memory://tansu/}" >"$1/broker.log" 2>&1 &
+    --storage-engine "$BROKER_STORAGE") >"$1/broker.log" 2>&1 &
   SERVICE_PIDS+=($!)
   wait_for_port "$port" broker "$1/broker.log"
   export KAFKA_BROKERS="127.0.0.1:$port"

@@ -392,12 +392,11 @@ async fn the_api_rate_limit_holds_within_five_percent() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_enricher_loses_nothing_after_restart() -> anyhow::Result<()> {
     let setup = Setup::new(&["--latency", "10ms"])?;
-    let fast_rebalance = (
-        "KAFKA_OPTIONS",
-        "session.timeout.ms=6000,heartbeat.interval.ms=500",
-    );
+    // The restarted instance takes its partitions back at once under the
+    // same instance name, with the consumer's default timeouts.
+    let slot = ("INSTANCE_NAME", "slot-0");
     let (first, _) = setup
-        .enricher(&[fast_rebalance, ("ENRICHER_CONCURRENCY", "8")])
+        .enricher(&[slot, ("ENRICHER_CONCURRENCY", "8")])
         .await?;
     let producer = setup.producer()?;
     let total = 300;
@@ -416,7 +415,7 @@ async fn a_killed_enricher_loses_nothing_after_restart() -> anyhow::Result<()> {
     )
     .await?;
     drop(first); // SIGKILL, mid-stream
-    let (second, _) = setup.enricher(&[fast_rebalance]).await?;
+    let (second, _) = setup.enricher(&[slot]).await?;
     let records = read_until(
         &setup.services.brokers,
         &setup.enriched,
@@ -440,4 +439,99 @@ async fn a_killed_enricher_loses_nothing_after_restart() -> anyhow::Result<()> {
         records.len() - total
     );
     second.interrupt(Duration::from_secs(20))
+}
+
+/// Every partition's committed offset of `group` on `topic`, against its end.
+fn committed_and_ends(brokers: &str, topic: &str, group: &str) -> anyhow::Result<Vec<(i64, i64)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    (0..partitions)
+        .map(|partition| {
+            let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+            let offset = committed
+                .find_partition(topic, partition)
+                .and_then(|p| p.offset().to_raw())
+                .unwrap_or(-1);
+            Ok((offset.max(0), end))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_are_dead_lettered_and_their_partitions_move_on() -> anyhow::Result<()> {
+    let setup = Setup::new(&[])?;
+    let (enricher, _) = setup.enricher(&[]).await?;
+    let producer = setup.producer()?;
+    // One object the key may not read (403 while others read), and one
+    // whose record is larger than the broker accepts (1 MB by default).
+    faults(
+        &setup.sim_url,
+        json!({"forbidden": ["results/77-A"], "padded": ["results/78-A"], "padding_bytes": 1_500_000}),
+    )
+    .await?;
+    let objects = ["results/1-A", "results/77-A", "results/78-A", "results/2-A"];
+    for object in objects {
+        produce(
+            &producer,
+            &setup.raw,
+            object,
+            &event("Results", "Updated", object),
+        )
+        .await?;
+    }
+    let dead = read_topic(
+        &setup.services.brokers,
+        &setup.dead,
+        2,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let class_of = |object: &str| {
+        dead.iter()
+            .find(|m| m.key() == Some(object.as_bytes()))
+            .and_then(|m| header(m, "dlq_error_class"))
+    };
+    assert_eq!(class_of("results/77-A").as_deref(), Some("forbidden"));
+    assert_eq!(
+        class_of("results/78-A").as_deref(),
+        Some("refused_by_broker")
+    );
+    let records = by_object(
+        &read_topic(
+            &setup.services.brokers,
+            &setup.enriched,
+            2,
+            Duration::from_secs(30),
+        )
+        .await?,
+    )?;
+    for object in ["results/1-A", "results/2-A"] {
+        assert!(
+            records
+                .iter()
+                .any(|(o, v)| o == object && v["status"] == "found"),
+            "{object}"
+        );
+    }
+    // Every partition's committed offset reaches its end: nothing is stuck.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let offsets = committed_and_ends(&setup.services.brokers, &setup.raw, &setup.group)?;
+        if offsets.iter().all(|(committed, end)| committed == end) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "offsets stuck: {offsets:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    enricher.interrupt(Duration::from_secs(20))
 }

@@ -2,22 +2,23 @@
 //! instance joining, and an S3 outage, each ending with every record in the
 //! lake exactly once.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use end_to_end::{
-    download, duckdb, free_port, log_dir, s3s_fs, unique, wait_until_ready, Process, Services,
+    download, duckdb, free_port, log_dir, metric, s3s_fs, unique, wait_until_ready, Process,
+    Services,
 };
 use futures::StreamExt;
 use object_store::ObjectStore;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-const FAST_REBALANCE: (&str, &str) = (
-    "KAFKA_OPTIONS",
-    "session.timeout.ms=6000,heartbeat.interval.ms=500",
-);
+/// A restarted sink takes its partitions back at once under the same
+/// instance name (static membership), with the consumer's default timeouts.
+const SLOT: (&str, &str) = ("INSTANCE_NAME", "slot-0");
 
 struct Setup {
     services: Services,
@@ -61,7 +62,6 @@ impl Setup {
             ("LAKE_URL", &lake_url),
             ("SINK_MAX_FILE_ROWS", "150"),
             ("SINK_MAX_FILE_AGE", "1s"),
-            FAST_REBALANCE,
         ];
         env.extend_from_slice(extra);
         let sink = Process::start(&format!("sink#{}", unique("s")), &[], &env, &self.logs)?;
@@ -88,11 +88,21 @@ impl Setup {
 
     /// Enriched Results `from..to`, over three days.
     async fn produce(&self, from: usize, to: usize) -> anyhow::Result<()> {
+        self.produce_numbered(from, to, 0).await
+    }
+
+    /// [`Setup::produce`], with event ids counted from `first_id` instead.
+    async fn produce_numbered(
+        &self,
+        from: usize,
+        to: usize,
+        first_id: usize,
+    ) -> anyhow::Result<()> {
         let messages: Vec<(String, String)> = (from..to)
             .map(|i| {
                 let id = format!("results/{}-A", i % 97);
                 let value = json!({
-                    "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
+                    "event_id": format!("{:032x}", first_id + i), "resource": "Results", "event": "Updated",
                     "object_id": id, "event_timestamp": format!("2025-03-0{}T08:00:00Z", 1 + i % 3),
                     "received_at": null, "fetched_at": "2025-03-01T08:00:01Z", "status": "found",
                     "record": {"id": id, "score": 0.5, "values": [{"question": "elements/1-A", "answers": ["Yes"]}]},
@@ -165,7 +175,7 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
         setup.prefix, setup.topic, 0, 99
     ));
     store.put(&intent, bytes::Bytes::new().into()).await?;
-    let first = setup.sink(&[]).await?;
+    let first = setup.sink(&[SLOT]).await?;
     setup.produce(0, 3000).await?;
     // Kill -9 once some files are written and more are being flushed.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -179,7 +189,7 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(first);
-    let second = setup.sink(&[]).await?;
+    let second = setup.sink(&[SLOT]).await?;
     setup.expect_exactly(store.as_ref(), 3000).await?;
     let replayed = format!("{}+0+{:020}+{:020}.parquet", setup.topic, 0, 99);
     let dir = tempfile::tempdir()?;
@@ -321,18 +331,6 @@ fn duckdb_type(data_type: &arrow::datatypes::DataType) -> String {
     }
 }
 
-async fn metric(ops: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("http://{ops}/metrics"))
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 /// Every table, written to a `file://` lake, read back by the parquet crate
 /// and by DuckDB: the declared column types, one row per record, typed
 /// columns filled, key-value metadata, zstd; and files closed by their
@@ -380,7 +378,7 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
             == Some("undecodable"),
         "the broken message was not dead-lettered with its reason"
     );
-    let closed_by_size = metric(&ops, "sink_files_total{reason=\"bytes\"}").await?;
+    let closed_by_size = metric(&ops, "sink_files_total{reason=\"bytes\"}").await;
     sink.interrupt(Duration::from_secs(30))?;
 
     let python = &setup.services.python;
@@ -544,7 +542,7 @@ async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result
     setup.produce(0, 1000).await?;
     let written_early = async {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while metric(&ops, "sink_files_total{reason=\"memory\"}").await? == 0.0 {
+        while metric(&ops, "sink_files_total{reason=\"memory\"}").await == 0.0 {
             ensure!(
                 Instant::now() < deadline,
                 "no file was written for the memory budget"
@@ -557,4 +555,220 @@ async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result
     // The last records, under the budget, wait for the age limit.
     setup.expect_exactly(store.as_ref(), 1000).await?;
     sink.interrupt(Duration::from_secs(30))
+}
+
+/// A second deployment (another broker, the same topic name) writing into
+/// the same lake prefix: its first batches get the names of files that hold
+/// other rows. The sink stops loudly instead of counting them as written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_with_the_same_name_but_other_rows_stops_the_sink() -> anyhow::Result<()> {
+    let setup = Setup::new()?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    setup.produce(0, 900).await?;
+    let first = setup.sink(&[]).await?;
+    setup.expect_exactly(store.as_ref(), 900).await?;
+    first.interrupt(Duration::from_secs(30))?;
+
+    let other = end_to_end::OwnBroker::start(&setup.logs)?;
+    let elsewhere = Setup {
+        services: Services {
+            brokers: other.brokers.clone(),
+            ..setup.services.clone()
+        },
+        logs: setup.logs.clone(),
+        topic: setup.topic.clone(),
+        group: setup.group.clone(),
+        prefix: setup.prefix.clone(),
+    };
+    other.create_topics(&[&setup.topic], 3).await?;
+    // The same keys and offsets, other events.
+    elsewhere.produce_numbered(0, 900, 1_000_000).await?;
+    let mut second = elsewhere.sink(&[]).await?;
+    let status = second.exit_status(Duration::from_secs(60))?;
+    ensure!(
+        !status.success(),
+        "the sink kept running over foreign files"
+    );
+    let log = second.log_text();
+    ensure!(
+        log.contains("holds other rows than the batch named after it"),
+        "no clear error in {}",
+        second.log.display()
+    );
+    // The first deployment's rows are all still there, and only they.
+    let dir = tempfile::tempdir()?;
+    download(store.as_ref(), &setup.prefix, dir.path()).await?;
+    let first_rows = duckdb(
+        &setup.services.python,
+        &format!(
+            "SELECT count(*) AS n FROM read_parquet('{}/events/*/*.parquet') WHERE event_id < '{:032x}'",
+            dir.path().display(),
+            1_000_000
+        ),
+    )?;
+    assert_eq!(first_rows[0]["n"], 900);
+    Ok(())
+}
+
+/// A TCP proxy to the S3 server that can hold every byte in both directions
+/// (a blackhole that keeps connections open), then let them through again.
+struct Blackhole {
+    address: String,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Blackhole {
+    async fn start(upstream: &str) -> anyhow::Result<Blackhole> {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = held.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(Self::pipe(client_read, server_write, flag.clone()));
+                tokio::spawn(Self::pipe(server_read, client_write, flag.clone()));
+            }
+        });
+        Ok(Blackhole { address, held })
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while held.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if to.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn hold(&self, on: bool) {
+        self.held.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Offset ranges of the lake's files, per (table, partition), from their names.
+fn ranges(
+    files: &[std::path::PathBuf],
+    root: &Path,
+) -> BTreeMap<(String, i32), BTreeSet<(i64, i64)>> {
+    let mut ranges: BTreeMap<(String, i32), BTreeSet<(i64, i64)>> = BTreeMap::new();
+    for file in files {
+        let Ok(relative) = file.strip_prefix(root) else {
+            continue;
+        };
+        let table = relative
+            .iter()
+            .next()
+            .and_then(|t| t.to_str())
+            .unwrap_or_default();
+        let Some(name) = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".parquet"))
+        else {
+            continue;
+        };
+        let parts: Vec<&str> = name.rsplitn(4, '+').collect();
+        if let [last, first, partition, _topic] = parts[..] {
+            if let (Ok(first), Ok(last), Ok(partition)) =
+                (first.parse(), last.parse(), partition.parse())
+            {
+                ranges
+                    .entry((table.to_string(), partition))
+                    .or_default()
+                    .insert((first, last));
+            }
+        }
+    }
+    ranges
+}
+
+/// A sink whose store stops answering for longer than its
+/// `max.poll.interval.ms` while a second sink joins: once the store answers,
+/// every record is in the lake once and no offset range is cut twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::Result<()> {
+    let setup = Setup::new()?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    let blackhole = Blackhole::start(&setup.services.s3_endpoint).await?;
+    let proxied = format!("http://{}", blackhole.address);
+    // The only tuned settings: the zombie must lose its group quickly.
+    let zombie = setup
+        .sink(&[
+            ("AWS_ENDPOINT_URL", &proxied),
+            (
+                "KAFKA_OPTIONS",
+                "max.poll.interval.ms=10000,session.timeout.ms=10000,heartbeat.interval.ms=1000",
+            ),
+            ("INSTANCE_NAME", "zombie"),
+            ("RUST_LOG", "info,sink=debug,librdkafka=debug"),
+        ])
+        .await?;
+    setup.produce(0, 600).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dir = tempfile::tempdir()?;
+        download(store.as_ref(), &setup.prefix, dir.path()).await?;
+        if counts(&setup.services.python, dir.path())?.0 >= 600 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the first sink wrote nothing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    blackhole.hold(true);
+    setup.produce(600, 1500).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A second sink joins while the first one's flush hangs on the store,
+    // longer than its max.poll.interval.ms. On Kafka the coordinator evicts
+    // the stalled member after the rebalance timeout and the survivor takes
+    // its partitions, and the stalled sink's ownership proof then fails (an
+    // older generation). tansu instead holds the rebalance until the stalled
+    // member polls again, so here the stalled sink keeps its partitions and
+    // must finish its batch without any range being cut twice.
+    let survivor = setup.sink(&[("INSTANCE_NAME", "survivor")]).await?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    blackhole.hold(false);
+    setup.expect_exactly(store.as_ref(), 1500).await?;
+    // Let the zombie finish whatever it still had in hand, then look again.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let dir = tempfile::tempdir()?;
+    let files = download(store.as_ref(), &setup.prefix, dir.path()).await?;
+    let (rows, distinct) = counts(&setup.services.python, dir.path())?;
+    ensure!(
+        rows == 1500 && distinct == 1500,
+        "{rows} rows, {distinct} distinct"
+    );
+    for ((table, partition), ranges) in ranges(&files, dir.path()) {
+        let ranges: Vec<_> = ranges.into_iter().collect();
+        for pair in ranges.windows(2) {
+            ensure!(
+                pair[0].1 < pair[1].0,
+                "{table} partition {partition}: files {:?} and {:?} overlap",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    zombie.interrupt(Duration::from_secs(40))?;
+    survivor.interrupt(Duration::from_secs(40))
 }

@@ -1,16 +1,16 @@
-//! Mobaro REST API client: one GET per record, retried with exponential backoff
-//! and jitter on 429, 5xx, timeouts and connection errors, honouring
+//! Mobaro REST API client: one GET per record, retried by the runtime's retry
+//! policy on 429, 5xx, timeouts and connection errors, honouring
 //! `Retry-After`; no blind retry on 401/403/404.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rand::Rng;
 use reqwest::StatusCode;
-use runtime::TokenBucket;
+use runtime::{Failure, Retry, TokenBucket, Verdict};
 use schemas::Resource;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::ApiKey;
@@ -34,9 +34,14 @@ pub enum Fetched {
 /// Why a record could not be fetched, classified where it was created.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// 401/403: the key is wrong or lacks permission; no record can be fetched.
+    /// 401, or a 403 while no other record can be fetched either: the key is
+    /// wrong or lacks permission; no record can be fetched.
     #[error("mobaro api refused the key (http {status}): check MOBARO_API_KEY and the permissions of the user who created it")]
     Unauthorized { status: u16 },
+    /// 403 for this record while the key fetches others: the key may not
+    /// read this one object. Retrying will not help.
+    #[error("mobaro api refused access to this record (http {status}) while the key reads others")]
+    Forbidden { status: u16 },
     /// Another 4xx, or a body that is not JSON: retrying will not help.
     #[error("mobaro api answered http {status}: {message}")]
     Permanent { status: u16, message: String },
@@ -49,51 +54,31 @@ pub enum FetchError {
     },
     #[error("invalid record url: {0}")]
     Url(#[from] url::ParseError),
+    /// Shutdown came before an answer.
+    #[error("stopped before the api answered")]
+    Stopped,
 }
 
 impl FetchError {
     pub fn class(&self) -> &'static str {
         match self {
             FetchError::Unauthorized { .. } => "unauthorized",
+            FetchError::Forbidden { .. } => "forbidden",
             FetchError::Permanent { .. } => "permanent",
             FetchError::Exhausted { .. } => "exhausted",
             FetchError::Url(_) => "invalid_url",
+            FetchError::Stopped => "stopped",
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            FetchError::Unauthorized { status } | FetchError::Permanent { status, .. } => {
-                Some(*status)
-            }
+            FetchError::Unauthorized { status }
+            | FetchError::Forbidden { status }
+            | FetchError::Permanent { status, .. } => Some(*status),
             FetchError::Exhausted { status, .. } => *status,
-            FetchError::Url(_) => None,
+            FetchError::Url(_) | FetchError::Stopped => None,
         }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// Full jitter over an exponentially growing ceiling, or the server's
-    /// `Retry-After` when it sent one.
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(wait) = retry_after {
-            return wait.min(self.max_backoff);
-        }
-        let ceiling = self
-            .first_backoff
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.max_backoff);
-        let low = ceiling / 2;
-        low + ceiling
-            .saturating_sub(low)
-            .mul_f64(rand::rng().random::<f64>())
     }
 }
 
@@ -104,14 +89,47 @@ pub struct MobaroClient {
     base: Url,
     key: ApiKey,
     path_template: String,
-    retry: RetryPolicy,
+    retry: Retry,
+    /// The last record the key could read: probed when another record is
+    /// refused with 403, to tell a refused object from a refused key.
+    last_readable: Arc<Mutex<Option<Url>>>,
 }
 
-/// A transient failure of one attempt.
-struct Transient {
-    status: Option<u16>,
-    retry_after: Option<Duration>,
-    message: String,
+/// How one request ended, short of a record.
+#[derive(Debug)]
+enum AttemptError {
+    /// Worth retrying (429, 408, 5xx, timeouts, connection errors).
+    Transient {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// Final for this record.
+    Final(FetchError),
+}
+
+impl AttemptError {
+    fn into_fetch_error(self, attempts: u32) -> FetchError {
+        match self {
+            AttemptError::Final(error) => error,
+            AttemptError::Transient {
+                status, message, ..
+            } => FetchError::Exhausted {
+                attempts,
+                status,
+                last: message,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Transient { message, .. } => f.write_str(message),
+            AttemptError::Final(error) => error.fmt(f),
+        }
+    }
 }
 
 impl MobaroClient {
@@ -120,7 +138,7 @@ impl MobaroClient {
         key: ApiKey,
         path_template: String,
         timeout: Duration,
-        retry: RetryPolicy,
+        retry: Retry,
     ) -> reqwest::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -140,6 +158,7 @@ impl MobaroClient {
             path_template,
             retry,
             limit: None,
+            last_readable: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -160,37 +179,73 @@ impl MobaroClient {
         self.base.join(path.trim_start_matches('/'))
     }
 
+    /// The record, and how many requests it took. Transient failures are
+    /// retried by the client's policy; a 403 is checked against a record the
+    /// key read before, so that one unreadable object does not count as a
+    /// refused key.
     pub async fn fetch(
         &self,
         resource: Resource,
         object_id: &str,
+        shutdown: &CancellationToken,
     ) -> Result<(Fetched, u32), FetchError> {
         let url = self.record_url(resource, object_id)?;
         let started = Instant::now();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.attempt(&url).await {
-                Ok(Ok(fetched)) => return Ok((fetched, attempt)),
-                Ok(Err(permanent)) => return Err(permanent),
-                Err(transient) => {
-                    metrics::counter!("enricher_api_retries_total").increment(1);
-                    if attempt >= self.retry.max_attempts {
-                        return Err(FetchError::Exhausted {
-                            attempts: attempt,
-                            status: transient.status,
-                            last: transient.message,
-                        });
+        let mut attempts = 0;
+        let outcome = self
+            .retry
+            .run(
+                shutdown,
+                |number| {
+                    attempts = number;
+                    self.attempt(&url)
+                },
+                |error, attempt| match error {
+                    AttemptError::Final(_) => Verdict::GiveUp,
+                    AttemptError::Transient { retry_after, message, .. } => {
+                        metrics::counter!("enricher_api_retries_total").increment(1);
+                        tracing::debug!(%url, attempt, error = %message, elapsed = ?started.elapsed(), "retrying");
+                        retry_after.map_or(Verdict::Retry, Verdict::RetryAfter)
                     }
-                    let delay = self.retry.delay(attempt - 1, transient.retry_after);
-                    tracing::debug!(%url, attempt, ?delay, error = %transient.message, elapsed = ?started.elapsed(), "retrying");
-                    tokio::time::sleep(delay).await;
-                }
+                },
+            )
+            .await;
+        match outcome {
+            Ok(fetched) => {
+                *self.last_readable.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
+                Ok((fetched, attempts))
             }
+            Err(Failure::Stopped) => Err(FetchError::Stopped),
+            Err(Failure::Permanent(AttemptError::Final(FetchError::Unauthorized {
+                status: 403,
+            }))) => Err(self.refused_object_or_key(&url, shutdown).await),
+            Err(Failure::Permanent(error)) => Err(error.into_fetch_error(attempts)),
+            Err(Failure::Exhausted { error, attempts }) => Err(error.into_fetch_error(attempts)),
         }
     }
 
-    async fn attempt(&self, url: &Url) -> Result<Result<Fetched, FetchError>, Transient> {
+    /// After a 403 for `url`: [`FetchError::Forbidden`] when a record the key
+    /// read before still reads, [`FetchError::Unauthorized`] otherwise.
+    async fn refused_object_or_key(&self, url: &Url, shutdown: &CancellationToken) -> FetchError {
+        let known = self
+            .last_readable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(known) = known.filter(|known| known != url) else {
+            return FetchError::Unauthorized { status: 403 };
+        };
+        let probe = tokio::select! {
+            _ = shutdown.cancelled() => return FetchError::Stopped,
+            probe = self.attempt(&known) => probe,
+        };
+        match probe {
+            Ok(_) => FetchError::Forbidden { status: 403 },
+            Err(_) => FetchError::Unauthorized { status: 403 },
+        }
+    }
+
+    async fn attempt(&self, url: &Url) -> Result<Fetched, AttemptError> {
         if let Some(limit) = &self.limit {
             let waited = limit.acquire().await;
             metrics::histogram!("enricher_rate_limit_wait_seconds").record(waited.as_secs_f64());
@@ -206,7 +261,7 @@ impl MobaroClient {
             Ok(r) => r,
             Err(error) => {
                 metrics::counter!("enricher_api_calls_total", "status" => "error").increment(1);
-                return Err(Transient {
+                return Err(AttemptError::Transient {
                     status: None,
                     retry_after: None,
                     message: error.to_string(),
@@ -224,21 +279,23 @@ impl MobaroClient {
             .map(Duration::from_secs);
         match status {
             StatusCode::OK => match response.json::<Value>().await {
-                Ok(value) => Ok(Ok(Fetched::Found(value))),
-                Err(error) => Ok(Err(FetchError::Permanent {
+                Ok(value) => Ok(Fetched::Found(value)),
+                Err(error) => Err(AttemptError::Final(FetchError::Permanent {
                     status: status.as_u16(),
                     message: format!("body is not json: {error}"),
                 })),
             },
-            StatusCode::NOT_FOUND => Ok(Ok(Fetched::NotFound)),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(FetchError::Unauthorized {
-                status: status.as_u16(),
-            })),
+            StatusCode::NOT_FOUND => Ok(Fetched::NotFound),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(AttemptError::Final(FetchError::Unauthorized {
+                    status: status.as_u16(),
+                }))
+            }
             s if s == StatusCode::TOO_MANY_REQUESTS
                 || s == StatusCode::REQUEST_TIMEOUT
                 || s.is_server_error() =>
             {
-                Err(Transient {
+                Err(AttemptError::Transient {
                     status: Some(s.as_u16()),
                     retry_after,
                     message: format!("http {s}"),
@@ -246,7 +303,7 @@ impl MobaroClient {
             }
             s => {
                 let message = response.text().await.unwrap_or_default();
-                Ok(Err(FetchError::Permanent {
+                Err(AttemptError::Final(FetchError::Permanent {
                     status: s.as_u16(),
                     message: message.chars().take(200).collect(),
                 }))
@@ -265,11 +322,7 @@ mod tests {
             ApiKey("k".into()),
             template.into(),
             Duration::from_secs(1),
-            RetryPolicy {
-                max_attempts: 3,
-                first_backoff: Duration::from_secs(1),
-                max_backoff: Duration::from_secs(8),
-            },
+            Retry::forever(Duration::from_secs(1), Duration::from_secs(8)).with_attempts(3),
         )
         .expect("client")
     }
@@ -292,23 +345,64 @@ mod tests {
         );
     }
 
-    #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
-        let policy = client("{id}").retry;
-        for attempt in 0..10 {
-            let delay = policy.delay(attempt, None);
-            assert!(delay <= policy.max_backoff);
-            assert!(
-                delay >= (policy.first_backoff * (1 << attempt.min(3))).min(policy.max_backoff) / 2
-            );
-        }
-        assert_eq!(
-            policy.delay(0, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
+    /// A local API: `results/ok` reads, `results/no` is refused with 403,
+    /// and with `refuse_all` every record is refused (a revoked key).
+    async fn api(refuse_all: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Url {
+        use axum::extract::Path;
+        use axum::http::StatusCode;
+        let router = axum::Router::new().route(
+            "/results/{id}",
+            axum::routing::get(move |Path(id): Path<String>| {
+                let refuse_all = refuse_all.clone();
+                async move {
+                    if refuse_all.load(std::sync::atomic::Ordering::Relaxed) || id == "no" {
+                        (StatusCode::FORBIDDEN, "{}")
+                    } else {
+                        (StatusCode::OK, r#"{"id":"ok"}"#)
+                    }
+                }
+            }),
         );
-        assert_eq!(
-            policy.delay(0, Some(Duration::from_secs(300))),
-            policy.max_backoff
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}/").parse().expect("url")
+    }
+
+    #[tokio::test]
+    async fn a_403_is_one_refused_object_only_while_another_record_reads() {
+        let refuse_all = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = MobaroClient::new(
+            api(refuse_all.clone()).await,
+            ApiKey("k".into()),
+            "{collection}/{id}".into(),
+            Duration::from_secs(5),
+            Retry::forever(Duration::from_millis(1), Duration::from_millis(2)).with_attempts(2),
+        )
+        .expect("client");
+        let never = CancellationToken::new();
+        // Nothing read yet: a 403 may be the key's.
+        let first = client.fetch(Resource::Results, "no", &never).await;
+        assert!(
+            matches!(first, Err(FetchError::Unauthorized { status: 403 })),
+            "{first:?}"
+        );
+        let read = client.fetch(Resource::Results, "ok", &never).await;
+        assert!(matches!(read, Ok((Fetched::Found(_), 1))), "{read:?}");
+        // Another record still reads: only this object is refused.
+        let refused = client.fetch(Resource::Results, "no", &never).await;
+        assert!(
+            matches!(refused, Err(FetchError::Forbidden { status: 403 })),
+            "{refused:?}"
+        );
+        // The key itself refused: nothing reads, so it is the key.
+        refuse_all.store(true, std::sync::atomic::Ordering::Relaxed);
+        let revoked = client.fetch(Resource::Results, "no", &never).await;
+        assert!(
+            matches!(revoked, Err(FetchError::Unauthorized { status: 403 })),
+            "{revoked:?}"
         );
     }
 }

@@ -2,7 +2,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use runtime::KafkaArgs;
+use runtime::{KafkaArgs, MembershipArgs};
 use schemas::Resource;
 use url::Url;
 
@@ -155,4 +155,7 @@ pub struct Config {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub membership: MembershipArgs,
 }

@@ -3,17 +3,19 @@
 //! is durable in the enriched or dead-letter topic.
 //!
 //! Stored offsets are committed by librdkafka's auto-commit and, at shutdown,
-//! synchronously with a deadline. While too many events are in flight, the loop
-//! stops taking messages until half of them finished. While the API refuses the
-//! key, the partitions are paused (not the poll loop, which could stall longer
-//! than `max.poll.interval.ms` and lose the group membership).
+//! synchronously with a deadline. The loop never stops polling: polling is
+//! what keeps the member in its group (`max.poll.interval.ms`). When too many
+//! events are in flight, or while the API refuses the key, it pauses the
+//! assigned partitions instead, and resumes them when half of the events in
+//! flight finished (or the key works again).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +25,70 @@ use crate::offsets::OffsetTracker;
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 const RECHECK: Duration = Duration::from_millis(500);
 
+/// Notes the partitions a rebalance takes away, so that the loop forgets
+/// their pending events before it stores another offset.
+#[derive(Debug, Clone, Default)]
+pub struct EnricherContext {
+    revoked: Arc<Mutex<Vec<i32>>>,
+    /// Set when partitions were assigned: they come unpaused.
+    assigned: Arc<AtomicBool>,
+}
+
+impl ClientContext for EnricherContext {}
+
+impl ConsumerContext for EnricherContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, "rebalance failed; forgetting every partition's pending events");
+                revoked.push(ALL_PARTITIONS);
+            }
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let partitions: Vec<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(?partitions, "partitions assigned");
+            self.assigned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Stands for "every partition" in the revoked list.
+const ALL_PARTITIONS: i32 = -1;
+
+impl EnricherContext {
+    fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn take_assigned(&self) -> bool {
+        self.assigned.swap(false, Ordering::Relaxed)
+    }
+}
+
+pub type EnricherConsumer = StreamConsumer<EnricherContext>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumptionError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the consumer failed for good ({0}): {1}; if another instance uses the same INSTANCE_NAME, give each instance its own")]
+    Fatal(rdkafka::types::RDKafkaErrorCode, String),
+}
+
 pub struct Consumption {
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<EnricherConsumer>,
     pub enricher: Arc<Enricher>,
     pub done: mpsc::UnboundedReceiver<(i32, i64)>,
     pub stop: CancellationToken,
@@ -34,32 +98,53 @@ pub struct Consumption {
 }
 
 impl Consumption {
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KafkaError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.topic])?;
         let mut tracker = OffsetTracker::default();
         let mut paused = false;
         let mut full = false;
+        let mut outcome = Ok(());
         loop {
-            if self.enricher.is_paused() != paused {
-                paused = !paused;
-                self.set_paused(paused);
-            }
+            self.forget_revoked(&mut tracker);
             let in_flight = tracker.in_flight();
             full = if full {
                 in_flight > self.max_in_flight / 2
             } else {
                 in_flight >= self.max_in_flight
             };
-            metrics::gauge!("enricher_events_in_flight").set(tracker.in_flight() as f64);
+            let pause = full || self.enricher.is_paused();
+            let assigned = self.consumer.context().take_assigned();
+            if pause != paused || (pause && assigned) {
+                if pause != paused {
+                    tracing::info!(
+                        in_flight,
+                        api_refused = self.enricher.is_paused(),
+                        "consumption {}",
+                        if pause { "paused" } else { "resumed" }
+                    );
+                }
+                paused = pause;
+                self.set_paused(paused);
+            }
+            metrics::gauge!("enricher_events_in_flight").set(in_flight as f64);
+            metrics::gauge!("enricher_consumption_paused").set(if paused { 1.0 } else { 0.0 });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some((partition, offset)) = self.done.recv() => self.complete(&mut tracker, partition, offset),
-                message = self.consumer.recv(), if !full => match message {
+                message = self.consumer.recv() => match message {
                     Ok(message) => {
+                        // A rebalance inside `recv` may have revoked partitions.
+                        self.forget_revoked(&mut tracker);
                         tracker.begin(message.partition(), message.offset());
                         self.enricher.enqueue(Job::new(message.detach()));
                     }
-                    Err(error) => tracing::warn!(%error, "consumer error"),
+                    Err(error) => {
+                        if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                            outcome = Err(ConsumptionError::Fatal(code, reason));
+                            break;
+                        }
+                        tracing::warn!(%error, "consumer error");
+                    }
                 },
                 _ = tokio::time::sleep(RECHECK) => {}
             }
@@ -68,7 +153,19 @@ impl Consumption {
         if let Err(error) = runtime::commit(&self.consumer, None, COMMIT_DEADLINE).await {
             tracing::warn!(%error, "final offset commit failed; the uncommitted events will be enriched again");
         }
-        Ok(())
+        outcome
+    }
+}
+
+impl Consumption {
+    /// Drops the pending events of revoked partitions from the tracker.
+    fn forget_revoked(&self, tracker: &mut OffsetTracker) {
+        let revoked = self.consumer.context().take_revoked();
+        if revoked.contains(&ALL_PARTITIONS) {
+            *tracker = OffsetTracker::default();
+        } else if !revoked.is_empty() {
+            tracker.revoke(&revoked);
+        }
     }
 
     /// Lets events in flight finish, up to the drain deadline; what is left
@@ -110,13 +207,8 @@ impl Consumption {
                 self.consumer.resume(&assignment)
             }
         });
-        match result {
-            Ok(()) => tracing::info!(
-                paused = pause,
-                "consumption {}",
-                if pause { "paused" } else { "resumed" }
-            ),
-            Err(error) => tracing::warn!(%error, "pausing or resuming consumption failed"),
+        if let Err(error) = result {
+            tracing::warn!(%error, "pausing or resuming consumption failed");
         }
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
-use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
+use runtime::{produce, with_headers, Failure, Outgoing, Readiness};
 use schemas::{
     headers, EnrichedRecord, EventKind, EventParseError, FetchStatus, Resource, WebhookEvent,
 };
@@ -198,7 +198,7 @@ impl Enricher {
             let Some(group) = self.next_group(&key) else {
                 return;
             };
-            if !self.handle(group, permit).await {
+            if self.handle(group, permit).await.is_err() {
                 // Stopped: the rest of this object's events stay uncommitted.
                 self.queues
                     .lock()
@@ -210,8 +210,12 @@ impl Enricher {
     }
 
     /// Handles a group (events sharing one fetch, or a single event needing
-    /// none); false when stopped before every record was delivered.
-    async fn handle(&self, group: Vec<Job>, permit: Option<SemaphorePermit<'_>>) -> bool {
+    /// none); [`Stopped`] before every record was delivered.
+    async fn handle(
+        &self,
+        group: Vec<Job>,
+        permit: Option<SemaphorePermit<'_>>,
+    ) -> Result<(), Stopped> {
         let fetched = match (self.needs_fetch(&group[0]), &group[0].event) {
             (Some(resource), Ok(event)) => {
                 if group.len() > 1 {
@@ -222,14 +226,14 @@ impl Enricher {
                 // The permits bound concurrent API calls; producing needs none.
                 drop(permit);
                 match outcome {
-                    FetchOutcome::Interrupted => return false,
+                    FetchOutcome::Interrupted => return Err(Stopped),
                     outcome => Some(outcome),
                 }
             }
             _ => None,
         };
         for job in &group {
-            let delivered = match (&job.event, &fetched) {
+            match (&job.event, &fetched) {
                 (Err(error), _) => {
                     let letter = DeadLetter {
                         class: "unparsable",
@@ -262,15 +266,12 @@ impl Enricher {
                         .increment(1);
                     self.emit(job, &record).await
                 }
-            };
-            if !delivered {
-                return false;
-            }
+            }?;
             let _ = self
                 .done
                 .send((job.message.partition(), job.message.offset()));
         }
-        true
+        Ok(())
     }
 
     async fn fetch(&self, resource: Resource, object_id: &str) -> FetchOutcome {
@@ -284,7 +285,7 @@ impl Enricher {
         }
         let mut pause = PAUSE_START;
         loop {
-            match self.client.fetch(resource, object_id).await {
+            match self.client.fetch(resource, object_id, &self.stop).await {
                 Ok((Fetched::Found(value), _)) => {
                     self.resume();
                     if let Some(cache) = cache {
@@ -309,6 +310,7 @@ impl Enricher {
                     }
                     pause = (pause * 2).min(PAUSE_MAX);
                 }
+                Err(FetchError::Stopped) => return FetchOutcome::Interrupted,
                 Err(error) => {
                     let attempts = match &error {
                         FetchError::Exhausted { attempts, .. } => *attempts,
@@ -332,7 +334,9 @@ impl Enricher {
         self.readiness.set("mobaro_api", Ok(()));
     }
 
-    async fn emit(&self, job: &Job, record: &EnrichedRecord) -> bool {
+    /// Produces the enriched record; one the broker refuses for good (too
+    /// large) goes to the dead-letter topic instead.
+    async fn emit(&self, job: &Job, record: &EnrichedRecord) -> Result<(), Stopped> {
         let value = serde_json::to_vec(record).expect("enriched records serialize");
         let outgoing = Outgoing {
             topic: &self.config.enriched_topic,
@@ -343,10 +347,22 @@ impl Enricher {
                 &[(headers::EVENT_ID, record.event_id.as_str())],
             ),
         };
-        produce_until_acked(&self.producer, outgoing, &self.stop).await
+        match produce(&self.producer, &outgoing, &self.stop).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Permanent(error)) | Err(Failure::Exhausted { error, .. }) => {
+                let letter = DeadLetter {
+                    class: "refused_by_broker",
+                    error: format!("enriched record of {} bytes refused: {error}", value.len()),
+                    status: None,
+                    attempts: 1,
+                };
+                self.dead_letter(job, letter).await
+            }
+            Err(Failure::Stopped) => Err(Stopped),
+        }
     }
 
-    async fn dead_letter(&self, job: &Job, letter: DeadLetter) -> bool {
+    async fn dead_letter(&self, job: &Job, letter: DeadLetter) -> Result<(), Stopped> {
         let message = &job.message;
         tracing::warn!(
             class = letter.class,
@@ -379,6 +395,22 @@ impl Enricher {
             payload: message.payload().unwrap_or_default(),
             headers,
         };
-        produce_until_acked(&self.producer, outgoing, &self.stop).await
+        match produce(&self.producer, &outgoing, &self.stop).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Stopped) => Err(Stopped),
+            Err(failure) => {
+                // The raw event came through the same broker, so this is
+                // rare; the event stays uncommitted rather than dropped.
+                tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "the dead-letter topic refused the event; it stays uncommitted");
+                self.readiness
+                    .set("dead_letter_topic", Err(failure.to_string()));
+                Err(Stopped)
+            }
+        }
     }
 }
+
+/// The work was cut short (shutdown, or a record that cannot be delivered):
+/// the event stays uncommitted.
+#[derive(Debug)]
+pub struct Stopped;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
-pub use client::{FetchError, Fetched, MobaroClient, RetryPolicy};
+pub use client::{FetchError, Fetched, MobaroClient};
 pub use config::{ApiKey, Command, Config, ReplayArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,8 @@ pub enum EnricherError {
     Http(#[from] reqwest::Error),
     #[error("no Mobaro API key: set MOBARO_API_KEY")]
     NoApiKey,
+    #[error(transparent)]
+    Consumption(#[from] consumption::ConsumptionError),
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {
@@ -38,7 +40,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     if config.api_key.0.trim().is_empty() {
         return Err(EnricherError::NoApiKey);
     }
-    let readiness = runtime::Readiness::default();
+    let readiness = runtime::Readiness::for_stage("enricher");
     if config.create_topics {
         runtime::ensure_topics(
             &config.kafka,
@@ -50,16 +52,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         )
         .await?;
     }
-    let consumer: rdkafka::consumer::StreamConsumer = config
-        .kafka
-        .client_config(&[
-            ("group.id", config.group_id.as_str()),
-            ("enable.auto.commit", "true"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("auto.commit.interval.ms", "1000"),
-        ])?
-        .create()?;
+    let instance_id = config.membership.instance_id("enricher", config.ops_listen);
+    let mut consumer_defaults = vec![
+        ("group.id", config.group_id.as_str()),
+        ("enable.auto.commit", "true"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("auto.commit.interval.ms", "1000"),
+    ];
+    if let Some(id) = &instance_id {
+        consumer_defaults.push(("group.instance.id", id.as_str()));
+    }
+    let consumer: consumption::EnricherConsumer =
+        config
+            .kafka
+            .client_config(&consumer_defaults)?
+            .create_with_context(consumption::EnricherContext::default())?;
     let producer: rdkafka::producer::FutureProducer = config
         .kafka
         .client_config(&[
@@ -73,11 +81,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         config.api_key.clone(),
         config.path_template.clone(),
         config.api_timeout,
-        RetryPolicy {
-            max_attempts: config.max_attempts,
-            first_backoff: config.backoff,
-            max_backoff: config.backoff * 16,
-        },
+        runtime::Retry::forever(config.backoff, config.backoff * 16)
+            .with_attempts(config.max_attempts.max(1)),
     )?;
     if config.api_rate_limit > 0.0 {
         let limit = runtime::TokenBucket::new(config.api_rate_limit, config.api_rate_burst);
@@ -93,7 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         runtime::ops_router(readiness.clone()),
         shutdown.clone(),
     ));
-    tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, concurrency = config.concurrency, "enricher starting");
+    tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, concurrency = config.concurrency, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "enricher starting");
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     readiness.set("mobaro_api", Ok(()));

@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 struct PartitionState {
     pending: BTreeSet<i64>,
     highest: Option<i64>,
+    /// Where consumption started, then the last offset handed out to be
+    /// stored: what is handed out never moves backwards.
+    stored: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -20,6 +23,8 @@ impl OffsetTracker {
     /// An event at `offset` was taken from `partition`.
     pub fn begin(&mut self, partition: i32, offset: i64) {
         let state = self.partitions.entry(partition).or_default();
+        // Where consumption started: offsets below it were committed.
+        state.stored.get_or_insert(offset);
         state.pending.insert(offset);
         state.highest = state.highest.max(Some(offset));
     }
@@ -27,12 +32,31 @@ impl OffsetTracker {
     /// The event at `offset` is durable downstream. Returns the offset to
     /// commit for `partition` (the next one to consume), which covers every
     /// completed event below the oldest pending one.
+    /// `None` when there is nothing new to store: the partition is not
+    /// assigned (a completion left over from before a revoke), or the offset
+    /// would not move forwards.
     pub fn complete(&mut self, partition: i32, offset: i64) -> Option<i64> {
         let state = self.partitions.get_mut(&partition)?;
-        state.pending.remove(&offset);
-        match state.pending.first() {
-            Some(oldest) => Some(*oldest),
-            None => state.highest.map(|h| h + 1),
+        if !state.pending.remove(&offset) {
+            return None;
+        }
+        let next = match state.pending.first() {
+            Some(oldest) => *oldest,
+            None => state.highest? + 1,
+        };
+        if state.stored.is_some_and(|stored| next <= stored) {
+            return None;
+        }
+        state.stored = Some(next);
+        Some(next)
+    }
+
+    /// Forgets revoked partitions: their events in flight may finish, but
+    /// they no longer move an offset. If a partition comes back, it starts
+    /// afresh from its committed offset.
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            self.partitions.remove(partition);
         }
     }
 
@@ -52,13 +76,37 @@ mod tests {
         for offset in 10..15 {
             tracker.begin(0, offset);
         }
-        assert_eq!(tracker.complete(0, 12), Some(10));
+        assert_eq!(tracker.complete(0, 12), None, "10 still pending: no move");
         assert_eq!(tracker.complete(0, 10), Some(11));
         assert_eq!(tracker.complete(0, 11), Some(13));
-        assert_eq!(tracker.complete(0, 14), Some(13));
+        assert_eq!(tracker.complete(0, 14), None, "13 still pending: no move");
         assert_eq!(tracker.complete(0, 13), Some(15));
         assert_eq!(tracker.in_flight(), 0);
         assert_eq!(tracker.complete(7, 1), None);
+    }
+
+    #[test]
+    fn a_revoked_partition_forgets_its_events_and_starts_afresh() {
+        let mut tracker = OffsetTracker::default();
+        for offset in 100..110 {
+            tracker.begin(1, offset);
+        }
+        assert_eq!(tracker.complete(1, 100), Some(101));
+        tracker.revoke(&[1]);
+        assert_eq!(tracker.in_flight(), 0);
+        // A completion left over from before the revoke stores nothing.
+        assert_eq!(tracker.complete(1, 105), None);
+        // Back from the committed offset 101: the old highest (109) is gone,
+        // so finishing 101 does not jump past the events still to come.
+        tracker.begin(1, 101);
+        tracker.begin(1, 102);
+        assert_eq!(tracker.complete(1, 101), Some(102));
+        assert_eq!(
+            tracker.complete(1, 109),
+            None,
+            "never begun in this assignment"
+        );
+        assert_eq!(tracker.complete(1, 102), Some(103));
     }
 
     proptest! {
@@ -71,11 +119,16 @@ mod tests {
                 tracker.begin(3, offset);
             }
             let mut done = BTreeSet::new();
+            let mut last = 0;
             for offset in order {
                 done.insert(offset);
-                let commit = tracker.complete(3, offset).expect("known partition");
-                prop_assert!((0..commit).all(|o| done.contains(&o)));
+                if let Some(commit) = tracker.complete(3, offset) {
+                    prop_assert!(commit > last, "offsets only move forwards");
+                    prop_assert!((0..commit).all(|o| done.contains(&o)));
+                    last = commit;
+                }
             }
+            prop_assert_eq!(last, 40);
             prop_assert_eq!(tracker.in_flight(), 0);
         }
     }

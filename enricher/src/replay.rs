@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
-use runtime::{produce_until_acked, with_headers, Outgoing};
+use runtime::{with_headers, Outgoing};
 use schemas::headers;
 use tokio_util::sync::CancellationToken;
 
@@ -62,8 +62,13 @@ pub async fn replay(
                 payload: message.payload().unwrap_or_default(),
                 headers: with_headers(kept, &[("replayed_from", "dead_letter")]),
             };
-            produce_until_acked(&producer, outgoing, &never).await;
-            "replayed"
+            match runtime::produce(&producer, &outgoing, &never).await {
+                Ok(()) => "replayed",
+                Err(failure) => {
+                    tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "replaying a dead letter failed");
+                    "failed"
+                }
+            }
         };
         *outcomes.entry(outcome.to_string()).or_default() += 1;
     }

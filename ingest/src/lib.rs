@@ -128,7 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Inge
         }
         return Ok(());
     }
-    let readiness = runtime::Readiness::default();
+    let readiness = runtime::Readiness::for_stage("ingest");
     if config.create_topics {
         runtime::ensure_topics(
             &config.kafka,

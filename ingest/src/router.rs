@@ -41,14 +41,27 @@ pub enum Rejection {
     #[error(transparent)]
     Unknown(EventParseError),
     #[error("event not stored: {0}")]
-    Unavailable(#[from] PublishError),
+    Unavailable(PublishError),
+    #[error("the broker refuses this event for good: {0}")]
+    RefusedByBroker(PublishError),
+}
+
+impl From<PublishError> for Rejection {
+    fn from(error: PublishError) -> Self {
+        match &error {
+            PublishError::Kafka(kafka) if runtime::is_permanent(kafka) => {
+                Rejection::RefusedByBroker(error)
+            }
+            _ => Rejection::Unavailable(error),
+        }
+    }
 }
 
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::Signature(_) | Rejection::BadToken => StatusCode::UNAUTHORIZED,
-            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::TooLarge(_) | Rejection::RefusedByBroker(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Unreadable(_) | Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             Rejection::Unknown(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +79,7 @@ impl Rejection {
             Rejection::Malformed(_) => "malformed",
             Rejection::Unknown(_) => "unknown_name",
             Rejection::Unavailable(_) => "broker_unavailable",
+            Rejection::RefusedByBroker(_) => "refused_by_broker",
         }
     }
 }

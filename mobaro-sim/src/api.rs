@@ -47,6 +47,19 @@ pub struct Faults {
     /// Extra delay per request, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Ids answered 403, as if the key may not read them.
+    #[serde(default)]
+    pub forbidden: Vec<String>,
+    /// Ids whose record carries `padding` this many bytes long.
+    #[serde(default)]
+    pub padded: Vec<String>,
+    #[serde(default)]
+    pub padding_bytes: usize,
+    /// Answer every n-th request with the next of `every_statuses` (429
+    /// answers carry `Retry-After: 1`).
+    pub every: Option<u64>,
+    #[serde(default)]
+    pub every_statuses: Vec<u16>,
 }
 
 struct ApiState {
@@ -82,11 +95,33 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
     let mut faults = state.faults.lock().unwrap_or_else(|p| p.into_inner());
     let latency = Duration::from_millis(faults.latency_ms);
     let full_id = records::canonical_id(collection, id);
-    if faults.not_found.iter().any(|n| *n == full_id || n == id) {
+    let listed = |ids: &[String]| ids.iter().any(|n| *n == full_id || n == id);
+    if listed(&faults.not_found) {
         return (
             Some((StatusCode::NOT_FOUND, Json(json!({"message": "Not found"}))).into_response()),
             latency,
         );
+    }
+    if listed(&faults.forbidden) {
+        return (
+            Some((StatusCode::FORBIDDEN, Json(json!({"message": "Forbidden"}))).into_response()),
+            latency,
+        );
+    }
+    if let Some(every) = faults.every.filter(|n| *n > 0) {
+        let number = state.requests.load(Ordering::Relaxed);
+        if number.is_multiple_of(every) && !faults.every_statuses.is_empty() {
+            let round = (number / every) as usize;
+            let status = faults.every_statuses[round % faults.every_statuses.len()];
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = (status, Json(json!({"message": "injected fault"}))).into_response();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                response
+                    .headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            }
+            return (Some(response), latency);
+        }
     }
     let Some(status) = faults.status else {
         return (None, latency);
@@ -133,7 +168,18 @@ async fn fetch(
             .into_response();
     }
     match records::record(&collection, &id) {
-        Some(record) => Json(record).into_response(),
+        Some(mut record) => {
+            let faults = state
+                .faults
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let full_id = records::canonical_id(&collection, &id);
+            if faults.padded.iter().any(|n| *n == full_id || *n == id) {
+                record["padding"] = "x".repeat(faults.padding_bytes).into();
+            }
+            Json(record).into_response()
+        }
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not found"}))).into_response(),
     }
 }

@@ -59,6 +59,14 @@ pub struct SendArgs {
     /// Print each body sent and the receiver's status on stdout, one JSON per line.
     #[arg(long)]
     pub print: bool,
+    /// How long a webhook is retried while the receiver answers anything
+    /// but 2xx, or cannot be reached, with a growing pause between tries.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub retry_for: Duration,
+    /// Deliveries in flight at once (a slow receiver does not slow the rate
+    /// until this many wait).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
 }
 
 fn sign(secret: &str, body: &[u8], encoding: Encoding) -> String {
@@ -97,8 +105,10 @@ fn body(rng: &mut StdRng, args: &SendArgs) -> String {
     .to_string()
 }
 
-/// Sends webhooks at the configured rate; a failed delivery is retried a few
-/// times with backoff, as Mobaro does. Returns (delivered, failed).
+/// Sends webhooks at the configured rate, each delivery on its own so that
+/// a slow or absent receiver does not slow the rest; a delivery answered with
+/// anything but 2xx, or not answered, is retried with backoff for
+/// `retry_for`, as Mobaro does. Returns (delivered, failed).
 pub async fn send(args: SendArgs) -> anyhow::Result<(u64, u64)> {
     anyhow::ensure!(!args.resources.is_empty(), "no resources to send");
     anyhow::ensure!(args.rate > 0.0, "rate must be positive");
@@ -107,44 +117,69 @@ pub async fn send(args: SendArgs) -> anyhow::Result<(u64, u64)> {
         .build()?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
-    let (mut delivered, mut failed) = (0, 0);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+    let mut deliveries = tokio::task::JoinSet::new();
+    let args = std::sync::Arc::new(args);
     let mut sent = 0;
     while args.count == 0 || sent < args.count {
         ticker.tick().await;
         sent += 1;
         let body = body(&mut rng, &args);
-        let mut status = None;
-        for attempt in 0..4u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        let slot = slots.clone().acquire_owned().await?;
+        let (client, args) = (client.clone(), args.clone());
+        deliveries.spawn(async move {
+            let status = deliver(&client, &args, &body).await;
+            drop(slot);
+            if args.print {
+                println!("{}", serde_json::json!({"body": body, "status": status}));
             }
-            let mut request = client
-                .post(&args.url)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            if let Some(secret) = &args.secret {
-                request = request.header(
-                    "X-Webhook-Signature",
-                    sign(secret, body.as_bytes(), args.encoding),
-                );
-            }
-            match request.send().await {
-                Ok(response) => {
-                    status = Some(response.status().as_u16());
-                    if !response.status().is_server_error() {
-                        break;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "delivery failed"),
-            }
+            status.is_some_and(|code| (200..300).contains(&code))
+        });
+        while let Some(done) = deliveries.try_join_next() {
+            done?;
         }
-        match status {
-            Some(code) if (200..300).contains(&code) => delivered += 1,
-            _ => failed += 1,
-        }
-        if args.print {
-            println!("{}", serde_json::json!({"body": body, "status": status}));
+    }
+    let (mut delivered, mut failed) = (0, 0);
+    for done in deliveries.join_all().await {
+        if done {
+            delivered += 1;
+        } else {
+            failed += 1;
         }
     }
     Ok((delivered, failed))
+}
+
+/// One webhook, retried until it is answered 2xx or `retry_for` passed;
+/// the last status, if any answer came.
+async fn deliver(client: &reqwest::Client, args: &SendArgs, body: &str) -> Option<u16> {
+    let started = std::time::Instant::now();
+    let mut status = None;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let mut request = client
+            .post(&args.url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(secret) = &args.secret {
+            request = request.header(
+                "X-Webhook-Signature",
+                sign(secret, body.as_bytes(), args.encoding),
+            );
+        }
+        match request.send().await {
+            Ok(response) => {
+                status = Some(response.status().as_u16());
+                if response.status().is_success() {
+                    return status;
+                }
+            }
+            Err(error) => tracing::debug!(%error, "delivery failed"),
+        }
+        if started.elapsed() + pause > args.retry_for {
+            return status;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }

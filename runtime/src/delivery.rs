@@ -1,14 +1,18 @@
 //! Producing records that must not be lost: retried until the broker
-//! acknowledges them, or until shutdown.
+//! acknowledges them, until the broker refuses them for good, or until
+//! shutdown.
 
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+use crate::retry::{Failure, Retry, Verdict};
+
+const PRODUCE_RETRY: Retry = Retry::forever(Duration::from_millis(200), Duration::from_secs(10));
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Appends text headers to `headers`.
@@ -30,36 +34,85 @@ pub struct Outgoing<'a> {
     pub headers: OwnedHeaders,
 }
 
+/// True for the errors that producing the same record again cannot cure:
+/// the record is too large or malformed for the broker. Everything else
+/// (a broker down, a leader moving, a full queue, a timeout) is transient.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidRequiredAcks
+    )
+}
+
 /// Produces `record` until the broker acknowledges it, backing off between
-/// attempts. Returns false when `shutdown` came first: the caller must then not
-/// treat the record as delivered.
-pub async fn produce_until_acked(
+/// attempts. [`Failure::Permanent`] when the broker refuses the record for
+/// good (see [`is_permanent`]), [`Failure::Stopped`] when `shutdown` came
+/// first: either way the record is not delivered.
+pub async fn produce(
     producer: &FutureProducer,
-    record: Outgoing<'_>,
+    record: &Outgoing<'_>,
     shutdown: &CancellationToken,
-) -> bool {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let mut future = FutureRecord::to(record.topic)
-            .payload(record.payload)
-            .headers(record.headers.clone());
-        if let Some(key) = record.key {
-            future = future.key(key);
-        }
-        let result = tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            result = producer.send(future, QUEUE_TIMEOUT) => result,
-        };
-        match result {
-            Ok(_) => return true,
-            Err((error, _)) => {
-                tracing::warn!(%error, topic = record.topic, retry_in = ?backoff, "produce failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(backoff) => {}
+) -> Result<(), Failure<KafkaError>> {
+    PRODUCE_RETRY
+        .run(
+            shutdown,
+            |_| {
+                let mut future = FutureRecord::to(record.topic)
+                    .payload(record.payload)
+                    .headers(record.headers.clone());
+                if let Some(key) = record.key {
+                    future = future.key(key);
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
+                let sent = producer.send(future, QUEUE_TIMEOUT);
+                async move { sent.await.map(|_| ()).map_err(|(error, _)| error) }
+            },
+            |error, attempt| {
+                if is_permanent(error) {
+                    tracing::warn!(%error, topic = record.topic, "the broker refused the record for good");
+                    Verdict::GiveUp
+                } else {
+                    tracing::warn!(%error, topic = record.topic, attempt, "produce failed; retrying");
+                    Verdict::Retry
+                }
+            },
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_and_format_refusals_are_permanent_and_outages_transient() {
+        let produce = KafkaError::MessageProduction;
+        assert!(is_permanent(&produce(
+            RDKafkaErrorCode::MessageSizeTooLarge
+        )));
+        assert!(is_permanent(&produce(
+            RDKafkaErrorCode::MessageBatchTooLarge
+        )));
+        assert!(is_permanent(&produce(RDKafkaErrorCode::InvalidRecord)));
+        assert!(!is_permanent(&produce(RDKafkaErrorCode::QueueFull)));
+        assert!(!is_permanent(&produce(RDKafkaErrorCode::MessageTimedOut)));
+        assert!(!is_permanent(&produce(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+        assert!(!is_permanent(&produce(
+            RDKafkaErrorCode::NotLeaderForPartition
+        )));
+        assert!(!is_permanent(&produce(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!is_permanent(&KafkaError::Canceled));
     }
 }

@@ -19,14 +19,30 @@ use crate::prometheus;
 type Conditions = Vec<(String, Result<(), String>)>;
 
 /// Named readiness conditions; the stage is ready when every one holds.
+/// Each condition is also the gauge `{stage}_ready{check=…}` (1 or 0), for
+/// alerts.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
     conditions: Arc<Mutex<Conditions>>,
     notes: Arc<Mutex<Vec<String>>>,
+    stage: &'static str,
 }
 
 impl Readiness {
+    /// The readiness of `stage` (`ingest`, `enricher`, `sink`).
+    pub fn for_stage(stage: &'static str) -> Readiness {
+        Readiness {
+            stage,
+            ..Readiness::default()
+        }
+    }
+
     pub fn set(&self, name: &str, state: Result<(), String>) {
+        if !self.stage.is_empty() {
+            let value = if state.is_ok() { 1.0 } else { 0.0 };
+            metrics::gauge!(format!("{}_ready", self.stage), "check" => name.to_string())
+                .set(value);
+        }
         let mut conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
         match conditions.iter_mut().find(|(n, _)| n == name) {
             Some(entry) => entry.1 = state,

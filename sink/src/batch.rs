@@ -21,6 +21,9 @@ pub struct Batch {
     /// Replaying a range a crashed flush announced: the batch must end exactly
     /// here, whatever the size and age limits say.
     pub cut_at: Option<i64>,
+    /// The announced range this batch replays: its files take the range's
+    /// name even when offsets at its edges are missing from the topic.
+    pub announced: Option<(i64, i64)>,
     files: BTreeMap<(Table, NaiveDate), ParquetFile>,
     compression: Compression,
     chunk_bytes: usize,
@@ -31,6 +34,9 @@ pub struct EncodedFile {
     pub name: String,
     pub bytes: Bytes,
     pub rows: usize,
+    /// Where the rows came from, as written into the file's key-value
+    /// metadata: topic, partition, offset range and content digest.
+    pub identity: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -43,6 +49,7 @@ impl Batch {
             last_offset: offset,
             opened_at: Instant::now(),
             cut_at: None,
+            announced: None,
             files: BTreeMap::new(),
             compression,
             chunk_bytes,
@@ -98,33 +105,36 @@ impl Batch {
         self.files.values().map(ParquetFile::buffered_bytes).sum()
     }
 
+    /// The offset range the batch's files are named after.
+    pub fn range(&self) -> (i64, i64) {
+        self.announced
+            .unwrap_or((self.first_offset, self.last_offset))
+    }
+
     /// Closes every file of the batch, named after the topic, partition and
     /// offset range, so a replay of the same range writes the same names.
     pub fn finish(self, topic: &str) -> Result<Vec<EncodedFile>, EncodingError> {
+        let (first, last) = self.range();
         let metadata = vec![
             ("mobaro_lake.topic".to_string(), topic.to_string()),
             (
                 "mobaro_lake.partition".to_string(),
                 self.partition.to_string(),
             ),
-            (
-                "mobaro_lake.first_offset".to_string(),
-                self.first_offset.to_string(),
-            ),
-            (
-                "mobaro_lake.last_offset".to_string(),
-                self.last_offset.to_string(),
-            ),
+            ("mobaro_lake.first_offset".to_string(), first.to_string()),
+            ("mobaro_lake.last_offset".to_string(), last.to_string()),
         ];
-        let (partition, first, last) = (self.partition, self.first_offset, self.last_offset);
+        let partition = self.partition;
         self.files
             .into_iter()
             .map(|((table, date), file)| {
                 let rows = file.rows();
+                let (bytes, identity) = file.finish(metadata.clone())?;
                 Ok(EncodedFile {
                     name: object_name(topic, partition, first, last, table, date),
-                    bytes: file.finish(metadata.clone())?,
+                    bytes,
                     rows,
+                    identity,
                 })
             })
             .collect()

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use runtime::KafkaArgs;
+use runtime::{KafkaArgs, MembershipArgs};
 
 use crate::encoding::Compression;
 
@@ -74,6 +74,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub membership: MembershipArgs,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

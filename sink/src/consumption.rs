@@ -16,15 +16,15 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use runtime::{produce_until_acked, with_headers, Outgoing, Readiness};
+use runtime::{produce, with_headers, Failure, Outgoing, Readiness, Retry, Verdict};
 use schemas::{headers, EnrichedView};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, EncodedFile};
 use crate::config::Config;
-use crate::encoding::EncodingError;
+use crate::encoding::{EncodingError, CONTENT_DIGEST_KEY};
 use crate::intents::Intents;
-use crate::lake::Lake;
+use crate::lake::{Lake, LakeError, Put};
 use crate::rotation::{FlushReason, Rotation};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,22 @@ pub enum ConsumptionError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Encoding(#[from] EncodingError),
+    #[error("the object store refused {what} for good: {source}; nothing past it was committed")]
+    Store { what: String, source: LakeError },
+    #[error("{path} exists but holds other rows than the batch named after it (found {found:?}, expected {expected:?}): was the topic deleted and recreated, or does another deployment write a topic of the same name into this prefix? Nothing past it was committed; give this deployment its own LAKE_URL prefix or topic name")]
+    ForeignFile {
+        path: String,
+        found: BTreeMap<String, String>,
+        expected: BTreeMap<String, String>,
+    },
+    #[error("the dead-letter topic refused the record at partition {partition} offset {offset}: {error}")]
+    DeadLetter {
+        partition: i32,
+        offset: i64,
+        error: rdkafka::error::KafkaError,
+    },
+    #[error("the consumer failed for good ({0:?}): {1}; if another instance uses the same INSTANCE_NAME, give each instance its own")]
+    Fatal(rdkafka::types::RDKafkaErrorCode, String),
 }
 
 /// Notes the partitions a rebalance takes away, for the loop to drop their
@@ -42,13 +58,34 @@ pub struct SinkContext {
     revoked: Arc<Mutex<Vec<i32>>>,
 }
 
+/// Stands for "every partition" in the revoked list.
+const ALL_PARTITIONS: i32 = -1;
+
 impl ClientContext for SinkContext {}
 
 impl ConsumerContext for SinkContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, "rebalance failed; every unwritten batch is dropped");
+                revoked.push(ALL_PARTITIONS);
+            }
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let partitions: Vec<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(?partitions, "partitions assigned");
         }
     }
 }
@@ -92,15 +129,71 @@ impl Buffer {
 }
 
 /// Where a batch starting at `offset` must end so that its range matches the
-/// announced ranges: at the end of the range holding `offset`, or just before
-/// the next announced range. Ranges already passed are dropped.
-fn cut_for(announced: &mut VecDeque<(i64, i64)>, offset: i64) -> Option<i64> {
+/// announced ranges, and the announced range it replays, if any: a batch
+/// starting inside a range replays it (and ends at its end); one starting
+/// before a range ends just before it. Ranges already passed are dropped.
+fn cut_for(announced: &mut VecDeque<(i64, i64)>, offset: i64) -> Option<Cut> {
     while announced.front().is_some_and(|(_, last)| *last < offset) {
         announced.pop_front();
     }
     let (first, last) = *announced.front()?;
-    Some(if first <= offset { last } else { first - 1 })
+    Some(if first <= offset {
+        Cut {
+            at: last,
+            replays: Some((first, last)),
+        }
+    } else {
+        Cut {
+            at: first - 1,
+            replays: None,
+        }
+    })
 }
+
+/// Where a batch must end, and the announced range whose name it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cut {
+    at: i64,
+    replays: Option<(i64, i64)>,
+}
+
+/// Shutdown cut the work short; nothing more is written or committed.
+#[derive(Debug)]
+struct Stopped;
+
+/// How a flush ended.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+enum Flushed {
+    /// Files written and the offset committed (or the commit left to the
+    /// next one).
+    Done,
+    /// The partition belongs to another member now: the batch was dropped
+    /// unwritten and the partition rewound to its first offset.
+    Abandoned,
+    Stopped,
+}
+
+/// What a message holds.
+#[must_use]
+enum Decoded<'m> {
+    Record(EnrichedView<'m>),
+    /// Undecodable; now in the dead-letter topic.
+    DeadLettered,
+    Stopped,
+}
+
+/// Why writing a file did not succeed.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("the partition was lost to another member")]
+    Lost,
+}
+
+const STORE_RETRY: Retry = Retry::forever(Duration::from_millis(500), Duration::from_secs(30));
+const OWNERSHIP_RETRY: Retry = Retry::forever(Duration::from_millis(500), Duration::from_secs(10));
 
 impl Consumption {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
@@ -125,7 +218,9 @@ impl Consumption {
                         .filter_map(|b| Some((b.partition, rotation.due(b.most_rows(), b.most_encoded_bytes(), b.opened_at.elapsed())?)))
                         .collect();
                     for (partition, reason) in due {
-                        self.flush(&mut buffer, &intents, partition, reason, &shutdown).await?;
+                        if self.flush(&mut buffer, &intents, partition, reason, &shutdown).await? == Flushed::Stopped {
+                            break;
+                        }
                     }
                     // Once a second: summing the buffers per message is not free.
                     metrics::gauge!("sink_buffered_bytes").set(buffer.buffered_bytes() as f64);
@@ -134,46 +229,15 @@ impl Consumption {
                     let message = match message {
                         Ok(m) => m,
                         Err(error) => {
+                            if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                                return Err(ConsumptionError::Fatal(code, reason));
+                            }
                             tracing::warn!(%error, "consumer error");
                             continue;
                         }
                     };
-                    // A rebalance inside `recv` may have revoked partitions, and
-                    // handed one back from its last commit, before this message.
-                    self.drop_revoked(&mut buffer);
-                    let (partition, offset) = (message.partition(), message.offset());
-                    metrics::counter!("sink_messages_total").increment(1);
-                    if buffer.batches.get(&partition).is_some_and(|b| offset <= b.last_offset) {
-                        // Consumption rewound (a seek or a missed rebalance): the
-                        // buffered range will be delivered again.
-                        tracing::info!(partition, offset, "partition rewound; its unwritten batch is dropped");
-                        buffer.batches.remove(&partition);
-                        buffer.announced.remove(&partition);
-                    }
-                    let Some(record) = self.decode(&message, &shutdown).await else { break };
-                    if !buffer.batches.contains_key(&partition) {
-                        let mut batch = Batch::new(partition, offset, self.config.compression, rotation.chunk_bytes());
-                        batch.cut_at = self.replay_cut(&mut buffer, &intents, partition, offset, &shutdown).await;
-                        buffer.batches.insert(partition, batch);
-                    }
-                    let batch = buffer.batches.get_mut(&partition).expect("inserted above");
-                    let size = message.payload_len();
-                    batch.push(offset, record.as_ref(), size)?;
-                    let reason = match batch.cut_at {
-                        Some(cut) if cut == offset => Some(FlushReason::Replay),
-                        Some(_) => None,
-                        None => rotation.due(batch.most_rows(), batch.most_encoded_bytes(), batch.opened_at.elapsed()),
-                    };
-                    drop(record);
-                    drop(message);
-                    if let Some(reason) = reason {
-                        self.flush(&mut buffer, &intents, partition, reason, &shutdown).await?;
-                    }
-                    if buffer.buffered_bytes() >= rotation.buffer_limit() {
-                        let largest = buffer.free().max_by_key(|b| b.buffered_bytes()).map(|b| b.partition);
-                        if let Some(largest) = largest {
-                            self.flush(&mut buffer, &intents, largest, FlushReason::Memory, &shutdown).await?;
-                        }
+                    if self.take(&mut buffer, &intents, &rotation, &message, &shutdown).await?.is_err() {
+                        break;
                     }
                 }
             }
@@ -190,10 +254,125 @@ impl Consumption {
             .await
     }
 
+    /// Adds one message to its partition's batch, flushing what is due.
+    async fn take(
+        &self,
+        buffer: &mut Buffer,
+        intents: &Intents,
+        rotation: &Rotation,
+        message: &BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<Result<(), Stopped>, ConsumptionError> {
+        // A rebalance inside `recv` may have revoked partitions, and handed
+        // one back from its last commit, before this message.
+        self.drop_revoked(buffer);
+        let (partition, offset) = (message.partition(), message.offset());
+        metrics::counter!("sink_messages_total").increment(1);
+        if buffer
+            .batches
+            .get(&partition)
+            .is_some_and(|b| offset <= b.last_offset)
+        {
+            // Consumption rewound (a seek or a missed rebalance): the
+            // buffered range will be delivered again.
+            tracing::info!(
+                partition,
+                offset,
+                "partition rewound; its unwritten batch is dropped"
+            );
+            buffer.batches.remove(&partition);
+            buffer.announced.remove(&partition);
+        }
+        // A replay batch ends as soon as an offset past its announced end
+        // shows up, whether or not the offsets before it all existed.
+        let past_cut = buffer
+            .batches
+            .get(&partition)
+            .and_then(|b| b.cut_at)
+            .is_some_and(|cut| offset > cut);
+        if past_cut {
+            match self
+                .flush(buffer, intents, partition, FlushReason::Replay, shutdown)
+                .await?
+            {
+                Flushed::Done => {}
+                // Rewound to the batch's start: this message comes again.
+                Flushed::Abandoned => return Ok(Ok(())),
+                Flushed::Stopped => return Ok(Err(Stopped)),
+            }
+        }
+        let record = match self.decode(message, shutdown).await? {
+            Decoded::Record(record) => Some(record),
+            Decoded::DeadLettered => None,
+            Decoded::Stopped => return Ok(Err(Stopped)),
+        };
+        if !buffer.batches.contains_key(&partition) {
+            let Ok(cut) = self
+                .replay_cut(buffer, intents, partition, offset, shutdown)
+                .await?
+            else {
+                // Without the intents the batch could be cut anywhere: leave
+                // it unwritten.
+                return Ok(Err(Stopped));
+            };
+            let mut batch = Batch::new(
+                partition,
+                offset,
+                self.config.compression,
+                rotation.chunk_bytes(),
+            );
+            batch.cut_at = cut.map(|c| c.at);
+            batch.announced = cut.and_then(|c| c.replays);
+            buffer.batches.insert(partition, batch);
+        }
+        let batch = buffer.batches.get_mut(&partition).expect("inserted above");
+        batch.push(offset, record.as_ref(), message.payload_len())?;
+        let reason = match batch.cut_at {
+            Some(cut) if cut == offset => Some(FlushReason::Replay),
+            Some(_) => None,
+            None => rotation.due(
+                batch.most_rows(),
+                batch.most_encoded_bytes(),
+                batch.opened_at.elapsed(),
+            ),
+        };
+        drop(record);
+        if let Some(reason) = reason {
+            if self
+                .flush(buffer, intents, partition, reason, shutdown)
+                .await?
+                == Flushed::Stopped
+            {
+                return Ok(Err(Stopped));
+            }
+        }
+        if buffer.buffered_bytes() >= rotation.buffer_limit() {
+            let largest = buffer
+                .free()
+                .max_by_key(|b| b.buffered_bytes())
+                .map(|b| b.partition);
+            if let Some(largest) = largest {
+                if self
+                    .flush(buffer, intents, largest, FlushReason::Memory, shutdown)
+                    .await?
+                    == Flushed::Stopped
+                {
+                    return Ok(Err(Stopped));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// Drops the unwritten batches of revoked partitions: their offsets were
     /// not committed, so the next owner consumes them again.
     fn drop_revoked(&self, buffer: &mut Buffer) {
-        for partition in self.consumer.context().take_revoked() {
+        let mut revoked = self.consumer.context().take_revoked();
+        if revoked.contains(&ALL_PARTITIONS) {
+            revoked = buffer.batches.keys().copied().collect();
+            buffer.announced.clear();
+        }
+        for partition in revoked {
             if let Some(batch) = buffer.batches.remove(&partition) {
                 tracing::info!(
                     partition,
@@ -215,20 +394,23 @@ impl Consumption {
         partition: i32,
         offset: i64,
         shutdown: &CancellationToken,
-    ) -> Option<i64> {
+    ) -> Result<Result<Option<Cut>, Stopped>, ConsumptionError> {
         if let Entry::Vacant(vacant) = buffer.announced.entry(partition) {
-            let mut backoff = Duration::from_millis(500);
-            let ranges = loop {
-                match intents.from(partition, offset).await {
-                    Ok(ranges) => break ranges,
-                    Err(error) => {
-                        tracing::warn!(%error, partition, retry_in = ?backoff, "reading flush intents failed");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break vec![],
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
+            let listed = STORE_RETRY
+                .run(
+                    shutdown,
+                    |_| intents.from(partition, offset),
+                    |error, attempt| self.judge_store(error, attempt, "reading flush intents"),
+                )
+                .await;
+            let ranges = match listed {
+                Ok(ranges) => ranges,
+                Err(Failure::Stopped) => return Ok(Err(Stopped)),
+                Err(Failure::Permanent(source) | Failure::Exhausted { error: source, .. }) => {
+                    return Err(ConsumptionError::Store {
+                        what: "listing flush intents".into(),
+                        source,
+                    })
                 }
             };
             if !ranges.is_empty() {
@@ -240,43 +422,47 @@ impl Consumption {
             }
             vacant.insert(ranges.into());
         }
-        cut_for(buffer.announced.get_mut(&partition)?, offset)
+        Ok(Ok(buffer
+            .announced
+            .get_mut(&partition)
+            .and_then(|announced| cut_for(announced, offset))))
     }
 
-    /// The enriched record in `message`; `Some(None)` when it was dead-lettered,
-    /// `None` when shutdown interrupted the dead-lettering.
+    /// Logs a failed store request and says whether to retry it.
+    fn judge_store(&self, error: &LakeError, attempt: u32, what: &str) -> Verdict {
+        self.readiness.set("object_store", Err(error.to_string()));
+        if error.is_permanent() {
+            tracing::error!(%error, "{what} failed for good");
+            Verdict::GiveUp
+        } else {
+            tracing::warn!(%error, attempt, "{what} failed; retrying");
+            Verdict::Retry
+        }
+    }
+
+    /// The enriched record in `message`, or the record dead-lettered when it
+    /// cannot be decoded.
     async fn decode<'m>(
         &self,
         message: &'m BorrowedMessage<'_>,
         shutdown: &CancellationToken,
-    ) -> Option<Option<EnrichedView<'m>>> {
+    ) -> Result<Decoded<'m>, ConsumptionError> {
         let payload = message.payload().unwrap_or_default();
-        match EnrichedView::from_json(payload) {
-            Ok(record) => Some(Some(record)),
-            Err(error) => {
-                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "undecodable record dead-lettered");
-                metrics::counter!("sink_dead_letters_total").increment(1);
-                self.dead_letter(message, &error.to_string(), shutdown)
-                    .await
-                    .then_some(None)
-            }
-        }
-    }
-
-    async fn dead_letter(
-        &self,
-        message: &BorrowedMessage<'_>,
-        error: &str,
-        shutdown: &CancellationToken,
-    ) -> bool {
+        let error = match EnrichedView::from_json(payload) {
+            Ok(record) => return Ok(Decoded::Record(record)),
+            Err(error) => error,
+        };
+        tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "undecodable record dead-lettered");
+        metrics::counter!("sink_dead_letters_total").increment(1);
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
+        let error = error.to_string();
         let headers = with_headers(
             OwnedHeaders::new(),
             &[
                 (headers::DLQ_STAGE, "sink"),
                 (headers::DLQ_ERROR_CLASS, "undecodable"),
-                (headers::DLQ_ERROR, error),
+                (headers::DLQ_ERROR, error.as_str()),
                 (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
                 (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
                 (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
@@ -285,10 +471,20 @@ impl Consumption {
         let outgoing = Outgoing {
             topic: &self.config.dead_letter_topic,
             key: message.key(),
-            payload: message.payload().unwrap_or_default(),
+            payload,
             headers,
         };
-        produce_until_acked(&self.producer, outgoing, shutdown).await
+        match produce(&self.producer, &outgoing, shutdown).await {
+            Ok(()) => Ok(Decoded::DeadLettered),
+            Err(Failure::Stopped) => Ok(Decoded::Stopped),
+            Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
+                Err(ConsumptionError::DeadLetter {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    error,
+                })
+            }
+        }
     }
 
     /// Flushes every batch that is not bound to an announced range.
@@ -301,9 +497,10 @@ impl Consumption {
     ) -> Result<(), ConsumptionError> {
         let partitions: Vec<i32> = buffer.free().map(|b| b.partition).collect();
         for partition in partitions {
-            if !self
+            if self
                 .flush(buffer, intents, partition, reason, shutdown)
                 .await?
+                == Flushed::Stopped
             {
                 break;
             }
@@ -311,9 +508,10 @@ impl Consumption {
         Ok(())
     }
 
-    /// Announces, writes and commits one partition's batch. Retries writes
-    /// until they succeed; a cancelled `shutdown` abandons the flush without
-    /// committing (false), leaving the range to be consumed again.
+    /// Announces, writes and commits one partition's batch: records the
+    /// flush intent, proves the partition is still this member's, writes
+    /// the files, commits. Store errors are retried until they stop, unless
+    /// permanent.
     async fn flush(
         &self,
         buffer: &mut Buffer,
@@ -321,123 +519,389 @@ impl Consumption {
         partition: i32,
         reason: FlushReason,
         shutdown: &CancellationToken,
-    ) -> Result<bool, ConsumptionError> {
+    ) -> Result<Flushed, ConsumptionError> {
         let Some(batch) = buffer.batches.remove(&partition) else {
-            return Ok(true);
+            return Ok(Flushed::Done);
         };
-        let (first, last) = (batch.first_offset, batch.last_offset);
+        let (first, last) = batch.range();
+        let (first_offset, last_offset) = (batch.first_offset, batch.last_offset);
+        let replays = batch.announced.is_some();
         let files = batch.finish(&self.config.enriched_topic)?;
-        if !self
-            .retry("recording flush intent", shutdown, || {
-                intents.record(partition, first, last)
-            })
+        let recorded = STORE_RETRY
+            .run(
+                shutdown,
+                |_| intents.record(partition, first, last),
+                |error, attempt| self.judge_store(error, attempt, "recording a flush intent"),
+            )
+            .await;
+        match recorded {
+            Ok(()) => self.readiness.set("object_store", Ok(())),
+            Err(Failure::Stopped) => return Ok(Flushed::Stopped),
+            Err(Failure::Permanent(source) | Failure::Exhausted { error: source, .. }) => {
+                return Err(ConsumptionError::Store {
+                    what: format!(
+                        "the flush intent of partition {partition} offsets {first}..={last}"
+                    ),
+                    source,
+                })
+            }
+        }
+        let written = match self
+            .prove_ownership(partition, first_offset, shutdown)
             .await
         {
-            return Ok(false);
-        }
-        if !self.write(files, reason, shutdown).await {
-            return Ok(false);
+            Ownership::Held => {
+                let target = Target {
+                    partition,
+                    first_offset,
+                    reason,
+                };
+                self.write(files, &target, shutdown).await?
+            }
+            Ownership::Lost => Err(WriteError::Lost),
+            Ownership::Stopped => return Ok(Flushed::Stopped),
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => return Ok(Flushed::Stopped),
+            Err(WriteError::Lost) => {
+                self.abandon(
+                    buffer,
+                    intents,
+                    partition,
+                    first_offset,
+                    (first, last),
+                    replays,
+                )
+                .await;
+                return Ok(Flushed::Abandoned);
+            }
+            Err(WriteError::Lake(source)) => {
+                return Err(ConsumptionError::Store {
+                    what: format!("a file of partition {partition} offsets {first}..={last}"),
+                    source,
+                })
+            }
         }
         if let Some(announced) = buffer.announced.get_mut(&partition) {
             announced.retain(|(_, end)| *end > last);
         }
-        let mut commit = TopicPartitionList::new();
-        commit.add_partition_offset(
-            &self.config.enriched_topic,
-            partition,
-            Offset::Offset(last + 1),
-        )?;
+        let next = last.max(last_offset) + 1;
         // Commits are cumulative: if this one fails, the next one covers it; a
         // restart before that replays the range into the same file names.
-        match runtime::commit(&self.consumer, Some(commit), COMMIT_DEADLINE).await {
+        match runtime::commit(
+            &self.consumer,
+            Some(self.offsets(partition, next)?),
+            COMMIT_DEADLINE,
+        )
+        .await
+        {
             Ok(()) => {
                 let intents = intents.clone();
-                tokio::spawn(async move { intents.forget_below(partition, last + 1).await });
+                tokio::spawn(async move { intents.forget_below(partition, next).await });
             }
             Err(error) => tracing::warn!(%error, partition, "offset commit failed"),
         }
-        Ok(true)
+        Ok(Flushed::Done)
     }
 
-    /// Runs `attempt` until it succeeds (false if `shutdown` came first).
-    async fn retry<F, Fut>(&self, what: &str, shutdown: &CancellationToken, attempt: F) -> bool
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), crate::lake::LakeError>>,
-    {
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match attempt().await {
-                Ok(()) => {
-                    self.readiness.set("object_store", Ok(()));
-                    return true;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "{what} failed");
-                    self.readiness.set("object_store", Err(error.to_string()));
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
+    fn offsets(&self, partition: i32, offset: i64) -> Result<TopicPartitionList, ConsumptionError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(
+            &self.config.enriched_topic,
+            partition,
+            Offset::Offset(offset),
+        )?;
+        Ok(list)
+    }
+
+    /// Whether this member still owns `partition`: librdkafka has not lost
+    /// the assignment (a missed `max.poll.interval.ms` or session), the
+    /// partition is assigned, and the group coordinator accepts a commit of
+    /// the batch's first offset under the member's current generation (where
+    /// the broker checks generations, as Kafka does). The commit does not
+    /// move the offset: the batch starts at the committed offset.
+    async fn prove_ownership(
+        &self,
+        partition: i32,
+        first_offset: i64,
+        shutdown: &CancellationToken,
+    ) -> Ownership {
+        let assigned = !self.consumer.assignment_lost()
+            && self.consumer.assignment().is_ok_and(|assignment| {
+                assignment
+                    .find_partition(&self.config.enriched_topic, partition)
+                    .is_some()
+            });
+        if !assigned {
+            tracing::warn!(
+                partition,
+                "the partition is no longer assigned to this member"
+            );
+            return Ownership::Lost;
+        }
+        let Ok(offsets) = self.offsets(partition, first_offset) else {
+            return Ownership::Lost;
+        };
+        let proof = OWNERSHIP_RETRY
+            .run(
+                shutdown,
+                |_| runtime::commit(&self.consumer, Some(offsets.clone()), COMMIT_DEADLINE),
+                |error, attempt| {
+                    if lost_membership(error) {
+                        tracing::warn!(%error, partition, "the group coordinator says the partition is no longer this member's");
+                        Verdict::GiveUp
+                    } else {
+                        tracing::warn!(%error, partition, attempt, "proving ownership failed; retrying");
+                        Verdict::Retry
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
+                },
+            )
+            .await;
+        match proof {
+            Ok(()) => Ownership::Held,
+            Err(Failure::Stopped) => Ownership::Stopped,
+            Err(_) => Ownership::Lost,
         }
     }
 
+    /// Drops a batch whose partition was lost: rewinds the partition to its
+    /// first offset (in case it is still assigned after all), and removes the
+    /// intent of a range this member cut itself, which no file was written
+    /// for.
+    async fn abandon(
+        &self,
+        buffer: &mut Buffer,
+        intents: &Intents,
+        partition: i32,
+        first_offset: i64,
+        (first, last): (i64, i64),
+        replays: bool,
+    ) {
+        tracing::warn!(
+            partition,
+            first,
+            last,
+            "batch abandoned unwritten: the partition belongs to another member"
+        );
+        metrics::counter!("sink_batches_abandoned_total").increment(1);
+        buffer.announced.remove(&partition);
+        if !replays {
+            intents.forget(partition, first, last).await;
+        }
+        if let Err(error) = self.consumer.seek(
+            &self.config.enriched_topic,
+            partition,
+            Offset::Offset(first_offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::debug!(%error, partition, "rewinding a lost partition failed");
+        }
+    }
+
+    /// Writes every file, each with a create-only put. A file found under
+    /// its name must hold the same rows (its identity metadata says so), or
+    /// the sink stops. Before each retry, ownership is proven again: an
+    /// outage long enough to lose the group must not end in a write.
+    /// `Ok(false)` when shutdown came first.
     async fn write(
         &self,
         files: Vec<EncodedFile>,
-        reason: FlushReason,
+        target: &Target,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) -> Result<Result<bool, WriteError>, ConsumptionError> {
         for file in files {
             let path = self.lake.path(&file.name);
-            let (size, rows) = (file.bytes.len(), file.rows);
-            let multipart = size >= self.config.multipart_threshold;
-            let put = || async {
-                let started = Instant::now();
-                let created = if multipart {
-                    self.lake
-                        .create_multipart(
-                            &path,
-                            file.bytes.clone(),
-                            self.config.multipart_part_size,
-                        )
-                        .await?
-                } else {
-                    self.lake.create(&path, file.bytes.clone()).await?
-                };
-                metrics::histogram!("sink_put_seconds").record(started.elapsed().as_secs_f64());
-                metrics::counter!("sink_files_total", "reason" => reason.as_str()).increment(1);
-                metrics::counter!("sink_file_bytes_total").increment(size as u64);
-                metrics::counter!("sink_rows_total").increment(rows as u64);
-                metrics::histogram!("sink_file_bytes").record(size as f64);
-                metrics::histogram!("sink_file_rows").record(rows as f64);
-                tracing::info!(path = %path, rows, bytes = size, created, multipart, reason = reason.as_str(), "file written");
-                Ok(())
+            let put = STORE_RETRY
+                .run(
+                    shutdown,
+                    |attempt| self.put(&file, &path, attempt, target, shutdown),
+                    |error, attempt| match error {
+                        WriteError::Lost => Verdict::GiveUp,
+                        WriteError::Lake(error) => {
+                            self.judge_store(error, attempt, "writing a file")
+                        }
+                    },
+                )
+                .await;
+            let outcome = match put {
+                Ok(outcome) => outcome,
+                Err(Failure::Stopped) => return Ok(Ok(false)),
+                Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
+                    return Ok(Err(error))
+                }
             };
-            if !self.retry("writing a file", shutdown, put).await {
-                return false;
+            self.readiness.set("object_store", Ok(()));
+            if outcome == Put::AlreadyExisted {
+                self.check_identity(&file, &path).await?;
             }
         }
-        true
+        Ok(Ok(true))
+    }
+
+    async fn put(
+        &self,
+        file: &EncodedFile,
+        path: &object_store::path::Path,
+        attempt: u32,
+        target: &Target,
+        shutdown: &CancellationToken,
+    ) -> Result<Put, WriteError> {
+        if attempt > 1 {
+            match self
+                .prove_ownership(target.partition, target.first_offset, shutdown)
+                .await
+            {
+                Ownership::Held | Ownership::Stopped => {}
+                Ownership::Lost => return Err(WriteError::Lost),
+            }
+        }
+        let (size, rows) = (file.bytes.len(), file.rows);
+        let multipart = size >= self.config.multipart_threshold;
+        let started = Instant::now();
+        let outcome = if multipart {
+            self.lake
+                .create_multipart(path, file.bytes.clone(), self.config.multipart_part_size)
+                .await?
+        } else {
+            self.lake.create(path, file.bytes.clone()).await?
+        };
+        metrics::histogram!("sink_put_seconds").record(started.elapsed().as_secs_f64());
+        let reason = target.reason.as_str();
+        metrics::counter!("sink_files_total", "reason" => reason).increment(1);
+        metrics::counter!("sink_file_bytes_total").increment(size as u64);
+        metrics::counter!("sink_rows_total").increment(rows as u64);
+        metrics::histogram!("sink_file_bytes").record(size as f64);
+        metrics::histogram!("sink_file_rows").record(rows as f64);
+        let created = outcome == Put::Created;
+        tracing::info!(path = %path, rows, bytes = size, created, multipart, reason, "file written");
+        Ok(outcome)
+    }
+
+    /// A file found under the batch's name counts as written only if its
+    /// identity metadata matches the batch's (the digest is compared when
+    /// the found file carries one).
+    async fn check_identity(
+        &self,
+        file: &EncodedFile,
+        path: &object_store::path::Path,
+    ) -> Result<(), ConsumptionError> {
+        let read = STORE_RETRY
+            .run(
+                &CancellationToken::new(),
+                |_| self.lake.parquet_metadata(path),
+                |error, attempt| {
+                    if error.is_permanent() || attempt >= 5 {
+                        Verdict::GiveUp
+                    } else {
+                        Verdict::Retry
+                    }
+                },
+            )
+            .await;
+        let found = match read {
+            Ok(found) => found,
+            Err(Failure::Permanent(source) | Failure::Exhausted { error: source, .. }) => {
+                return Err(ConsumptionError::Store {
+                    what: format!("reading the existing file {path}"),
+                    source,
+                })
+            }
+            Err(Failure::Stopped) => BTreeMap::new(),
+        };
+        let expected: BTreeMap<String, String> = file.identity.iter().cloned().collect();
+        let same = expected.iter().all(|(key, value)| {
+            found.get(key) == Some(value) || (key == CONTENT_DIGEST_KEY && !found.contains_key(key))
+        });
+        if same {
+            return Ok(());
+        }
+        let found = found
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("mobaro_lake."))
+            .collect();
+        Err(ConsumptionError::ForeignFile {
+            path: path.to_string(),
+            found,
+            expected,
+        })
     }
 }
 
+/// The batch a file belongs to.
+struct Target {
+    partition: i32,
+    first_offset: i64,
+    reason: FlushReason,
+}
+
+/// Whether the member still owns a partition.
+#[derive(Debug, PartialEq, Eq)]
+enum Ownership {
+    Held,
+    Lost,
+    Stopped,
+}
+
+/// Commit errors that mean the member is no longer in the group, or in an
+/// older generation of it: its partitions may belong to another member.
+fn lost_membership(error: &runtime::CommitError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let runtime::CommitError::Kafka(rdkafka::error::KafkaError::ConsumerCommit(code)) = error
+    else {
+        return false;
+    };
+    matches!(
+        code,
+        Code::IllegalGeneration
+            | Code::UnknownMemberId
+            | Code::FencedInstanceId
+            | Code::RebalanceInProgress
+            | Code::AssignmentLost
+            | Code::State
+    )
+}
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn replayed_batches_end_where_the_announced_ranges_end() {
+    fn replayed_batches_take_the_announced_names_and_ends() {
         let mut announced = VecDeque::from([(10, 19), (20, 34)]);
-        assert_eq!(cut_for(&mut announced, 10), Some(19));
-        assert_eq!(cut_for(&mut announced, 20), Some(34));
+        let replay = |first, last| Cut {
+            at: last,
+            replays: Some((first, last)),
+        };
+        assert_eq!(cut_for(&mut announced, 10), Some(replay(10, 19)));
+        assert_eq!(cut_for(&mut announced, 20), Some(replay(20, 34)));
+        // Offsets missing at a range's start: the batch still takes its name.
+        let mut gapped = VecDeque::from([(10, 19)]);
+        assert_eq!(cut_for(&mut gapped, 13), Some(replay(10, 19)));
         assert_eq!(cut_for(&mut announced, 35), None);
         assert!(announced.is_empty());
         // A batch starting before an announced range stops just short of it.
         let mut announced = VecDeque::from([(50, 60)]);
-        assert_eq!(cut_for(&mut announced, 40), Some(49));
+        assert_eq!(
+            cut_for(&mut announced, 40),
+            Some(Cut {
+                at: 49,
+                replays: None
+            })
+        );
+    }
+
+    #[test]
+    fn only_a_lost_generation_counts_as_lost_ownership() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let commit = |code| runtime::CommitError::Kafka(KafkaError::ConsumerCommit(code));
+        assert!(lost_membership(&commit(Code::IllegalGeneration)));
+        assert!(lost_membership(&commit(Code::UnknownMemberId)));
+        assert!(lost_membership(&commit(Code::FencedInstanceId)));
+        assert!(!lost_membership(&commit(Code::NotCoordinator)));
+        assert!(!lost_membership(&commit(Code::BrokerTransportFailure)));
+        assert!(!lost_membership(&runtime::CommitError::Timeout(
+            Duration::from_secs(1)
+        )));
     }
 }

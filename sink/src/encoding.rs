@@ -10,6 +10,7 @@ use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use schemas::{EnrichedView, Table, TableBuilder};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodingError {
@@ -88,7 +89,15 @@ pub struct ParquetFile {
     /// Input bytes in the builder, not yet handed to the writer.
     pending_bytes: usize,
     chunk_bytes: usize,
+    /// SHA-256 over the event_ids of the rows, in order: identifies the
+    /// file's content, so that a file found under its name can be told apart
+    /// from one that merely has the same name.
+    content: Sha256,
 }
+
+/// Key-value metadata key of the content digest (hex SHA-256 of the rows'
+/// event_ids, in order).
+pub const CONTENT_DIGEST_KEY: &str = "mobaro_lake.event_ids_sha256";
 
 impl ParquetFile {
     /// Rows go to the writer in chunks of `chunk_bytes` input bytes (or
@@ -107,12 +116,15 @@ impl ParquetFile {
             rows: 0,
             pending_bytes: 0,
             chunk_bytes,
+            content: Sha256::new(),
         })
     }
 
     /// Appends one record, `size` bytes of input.
     pub fn append(&mut self, record: &EnrichedView<'_>, size: usize) -> Result<(), EncodingError> {
         self.builder.append(record);
+        self.content.update(record.event_id.as_bytes());
+        self.content.update(b"\n");
         self.rows += 1;
         self.pending_bytes += size;
         if self.builder.len() >= CHUNK_ROWS || self.pending_bytes >= self.chunk_bytes {
@@ -150,13 +162,21 @@ impl ParquetFile {
         self.writer.bytes_written() + self.writer.memory_size() + self.pending_bytes
     }
 
-    /// Closes the file, with `metadata` added to its key-value metadata.
-    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<Bytes, EncodingError> {
+    /// Closes the file, with `metadata` and the content digest added to its
+    /// key-value metadata; returns the bytes and the metadata added.
+    pub fn finish(
+        mut self,
+        mut metadata: Vec<(String, String)>,
+    ) -> Result<(Bytes, Vec<(String, String)>), EncodingError> {
         self.write_pending()?;
-        for (key, value) in metadata {
+        metadata.push((
+            CONTENT_DIGEST_KEY.to_string(),
+            hex::encode(self.content.finalize()),
+        ));
+        for (key, value) in &metadata {
             self.writer
-                .append_key_value_metadata(KeyValue::new(key, Some(value)));
+                .append_key_value_metadata(KeyValue::new(key.clone(), Some(value.clone())));
         }
-        Ok(Bytes::from(self.writer.into_inner()?))
+        Ok((Bytes::from(self.writer.into_inner()?), metadata))
     }
 }

@@ -57,6 +57,16 @@ impl Intents {
         Ok(ranges)
     }
 
+    /// Deletes the intent of `[first, last]`; best effort.
+    pub async fn forget(&self, partition: i32, first: i64, last: i64) {
+        let path = self
+            .directory(partition)
+            .child(format!("{first:020}+{last:020}"));
+        if let Err(error) = self.lake.store().delete(&path).await {
+            tracing::debug!(%error, %path, "removing a flush intent failed");
+        }
+    }
+
     /// Deletes intents of ranges wholly below `offset` (committed); best effort.
     pub async fn forget_below(&self, partition: i32, offset: i64) {
         let prefix = self.directory(partition);

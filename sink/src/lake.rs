@@ -1,5 +1,6 @@
 //! The object store behind the lake, chosen by URL scheme.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+use parquet::file::metadata::ParquetMetaDataReader;
 use sha2::Digest;
 use url::Url;
 
@@ -22,6 +24,43 @@ pub enum LakeError {
     },
     #[error(transparent)]
     Store(#[from] object_store::Error),
+    #[error("reading the parquet footer of {path}: {source}")]
+    Footer {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+}
+
+impl LakeError {
+    /// True when repeating the same request cannot succeed: the store
+    /// refuses the credentials or the permission, or the request itself.
+    /// Outages, throttling and timeouts are transient (`object_store` has
+    /// retried those already).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            LakeError::InvalidUrl { .. } | LakeError::Folder { .. } | LakeError::Footer { .. } => {
+                true
+            }
+            LakeError::Store(error) => matches!(
+                error,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented
+                    | object_store::Error::UnknownConfigurationKey { .. }
+            ),
+        }
+    }
+}
+
+/// What a create-only write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Put {
+    Created,
+    /// An object of that name was there already; nothing was written.
+    AlreadyExisted,
 }
 
 /// An object store and the prefix under which the tables live.
@@ -115,9 +154,8 @@ impl Lake {
         path
     }
 
-    /// Writes an object only if it does not exist yet. Returns false when it
-    /// already existed: an earlier run wrote the same data under the same name.
-    pub async fn create(&self, path: &Path, bytes: bytes::Bytes) -> Result<bool, LakeError> {
+    /// Writes an object only if it does not exist yet.
+    pub async fn create(&self, path: &Path, bytes: bytes::Bytes) -> Result<Put, LakeError> {
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -127,10 +165,53 @@ impl Lake {
             .put_opts(path, PutPayload::from_bytes(bytes), options)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Ok(_) => Ok(Put::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExisted),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// The key-value metadata in the footer of the Parquet file at `path`,
+    /// read with two ranged requests at most.
+    pub async fn parquet_metadata(
+        &self,
+        path: &Path,
+    ) -> Result<BTreeMap<String, String>, LakeError> {
+        const TAIL: u64 = 64 * 1024;
+        let footer_error = |source| LakeError::Footer {
+            path: path.to_string(),
+            source,
+        };
+        let size = self.store.head(path).await?.size;
+        let mut tail = self
+            .store
+            .get_range(path, size.saturating_sub(TAIL)..size)
+            .await?;
+        let length = match tail.len().checked_sub(8).map(|at| &tail[at..]) {
+            Some([a, b, c, d, b'P', b'A', b'R', b'1']) => {
+                u64::from(u32::from_le_bytes([*a, *b, *c, *d])) + 8
+            }
+            _ => {
+                return Err(footer_error(parquet::errors::ParquetError::General(
+                    "not a parquet file".into(),
+                )))
+            }
+        };
+        if length > tail.len() as u64 {
+            tail = self
+                .store
+                .get_range(path, size.saturating_sub(length)..size)
+                .await?;
+        }
+        let footer = &tail[tail.len() - length as usize..tail.len() - 8];
+        let metadata = ParquetMetaDataReader::decode_metadata(footer).map_err(footer_error)?;
+        Ok(metadata
+            .file_metadata()
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+            .collect())
     }
 
     /// [`Lake::create`] for large objects: uploads in parts of `part_size`
@@ -143,9 +224,9 @@ impl Lake {
         path: &Path,
         bytes: bytes::Bytes,
         part_size: usize,
-    ) -> Result<bool, LakeError> {
+    ) -> Result<Put, LakeError> {
         if self.store.head(path).await.is_ok() {
-            return Ok(false);
+            return Ok(Put::AlreadyExisted);
         }
         // Short, as some stores bound key lengths; derived from `path`.
         let digest = sha2::Sha256::digest(path.as_ref().as_bytes());
@@ -155,8 +236,8 @@ impl Lake {
         writer.put(bytes);
         writer.finish().await?;
         let created = match self.store.copy_if_not_exists(&staging, path).await {
-            Ok(()) => true,
-            Err(object_store::Error::AlreadyExists { .. }) => false,
+            Ok(()) => Put::Created,
+            Err(object_store::Error::AlreadyExists { .. }) => Put::AlreadyExisted,
             Err(error) => return Err(error.into()),
         };
         if let Err(error) = self.store.delete(&staging).await {
@@ -184,8 +265,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::open(dir.path().to_str().expect("utf8")).expect("opens");
         let path = lake.path("users/dt=2025-01-01/a.parquet");
-        assert!(lake.create(&path, "one".into()).await.expect("writes"));
-        assert!(!lake.create(&path, "two".into()).await.expect("no error"));
+        assert_eq!(
+            lake.create(&path, "one".into()).await.expect("writes"),
+            Put::Created
+        );
+        assert_eq!(
+            lake.create(&path, "two".into()).await.expect("no error"),
+            Put::AlreadyExisted
+        );
         let stored = stored(&lake, &path).await;
         assert_eq!(&stored[..], b"one");
     }
@@ -202,19 +289,76 @@ mod tests {
             let lake = Lake::open(&location).expect("opens");
             let path = lake.path("results/dt=2025-01-01/a.parquet");
             let big = bytes::Bytes::from(vec![7u8; 300_000]);
-            assert!(lake
-                .create_multipart(&path, big.clone(), 100_000)
-                .await
-                .expect("writes"));
-            assert!(!lake
-                .create_multipart(&path, "two".into(), 100_000)
-                .await
-                .expect("no error"));
+            assert_eq!(
+                lake.create_multipart(&path, big.clone(), 100_000)
+                    .await
+                    .expect("writes"),
+                Put::Created
+            );
+            assert_eq!(
+                lake.create_multipart(&path, "two".into(), 100_000)
+                    .await
+                    .expect("no error"),
+                Put::AlreadyExisted
+            );
             let stored = stored(&lake, &path).await;
             assert_eq!(stored, big);
             let staged: Vec<_> = lake.store().list(Some(&lake.path(STAGING))).collect().await;
             assert!(staged.is_empty(), "{location}: {staged:?}");
         }
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_outages_transient() {
+        let store = |error| LakeError::Store(error);
+        let source = || Box::<dyn std::error::Error + Send + Sync>::from("refused");
+        assert!(store(object_store::Error::PermissionDenied {
+            path: "x".into(),
+            source: source()
+        })
+        .is_permanent());
+        assert!(store(object_store::Error::Unauthenticated {
+            path: "x".into(),
+            source: source()
+        })
+        .is_permanent());
+        assert!(!store(object_store::Error::Generic {
+            store: "S3",
+            source: source()
+        })
+        .is_permanent());
+        assert!(!store(object_store::Error::NotFound {
+            path: "x".into(),
+            source: source()
+        })
+        .is_permanent());
+    }
+
+    #[tokio::test]
+    async fn the_footer_metadata_of_a_written_file_reads_back() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        let mut file = crate::encoding::ParquetFile::new(
+            schemas::Table::Events,
+            crate::Compression::Zstd,
+            1 << 20,
+        )
+        .expect("file");
+        let text = r#"{"event_id":"00000000000000000000000000000001","resource":"Users","event":"Updated","object_id":"users/1-A","event_timestamp":"2025-03-01T08:00:00Z","received_at":null,"fetched_at":null,"status":"not_fetched"}"#;
+        let record = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
+        file.append(&record, text.len()).expect("appends");
+        let (bytes, identity) = file
+            .finish(vec![("mobaro_lake.topic".into(), "t".into())])
+            .expect("closes");
+        let path = lake.path("events/a.parquet");
+        assert_eq!(
+            lake.create(&path, bytes).await.expect("writes"),
+            Put::Created
+        );
+        let mut found = lake.parquet_metadata(&path).await.expect("reads");
+        found.retain(|key, _| key.starts_with("mobaro_lake."));
+        let expected: BTreeMap<String, String> = identity.into_iter().collect();
+        assert_eq!(found, expected);
+        assert!(found.contains_key(crate::encoding::CONTENT_DIGEST_KEY));
     }
 
     #[test]

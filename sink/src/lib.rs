@@ -39,7 +39,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         return Ok(());
     }
     let lake = Lake::open(&config.lake_url)?;
-    let readiness = runtime::Readiness::default();
+    let readiness = runtime::Readiness::for_stage("sink");
     if config.create_topics {
         runtime::ensure_topics(
             &config.kafka,
@@ -47,17 +47,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         )
         .await?;
     }
+    let instance_id = config.membership.instance_id("sink", config.ops_listen);
+    let mut consumer_defaults = vec![
+        ("group.id", config.group_id.as_str()),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        // Prefetched messages sit outside the memory budget: keep them
+        // to 16 MiB rather than librdkafka's 64 MiB.
+        ("queued.max.messages.kbytes", "16384"),
+    ];
+    if let Some(id) = &instance_id {
+        consumer_defaults.push(("group.instance.id", id.as_str()));
+    }
     let consumer: consumption::SinkConsumer = config
         .kafka
-        .client_config(&[
-            ("group.id", config.group_id.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            // Prefetched messages sit outside the memory budget: keep them
-            // to 16 MiB rather than librdkafka's 64 MiB.
-            ("queued.max.messages.kbytes", "16384"),
-        ])?
+        .client_config(&consumer_defaults)?
         .create_with_context(consumption::SinkContext::default())?;
     let producer = config
         .kafka
@@ -74,7 +79,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         runtime::ops_router(readiness.clone()),
         ops_shutdown.clone(),
     ));
-    tracing::info!(lake = lake.describe(), topic = %config.enriched_topic, "sink starting");
+    tracing::info!(lake = lake.describe(), topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = std::sync::Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
     let result = consumption::Consumption {

@@ -203,8 +203,8 @@ impl Process {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(binary(name.split('#').next().unwrap_or(name)))
             .args(args)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
             .spawn()
@@ -240,6 +240,25 @@ impl Process {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit by itself; its status, or an error
+    /// after `within`.
+    pub fn exit_status(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} still running after {within:?}; log: {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -324,4 +343,95 @@ print(json.dumps([dict(zip(names, row)) for row in result.fetchall()], default=s
         bail!("duckdb failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// The sum of every series of a Prometheus metric served at `ops`
+/// (`host:port`); 0 when the stage does not answer.
+pub async fn metric(ops: &str, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{ops}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A tansu broker of a test's own, on sqlite storage in `dir`, which keeps
+/// its data across a kill and restart.
+pub struct OwnBroker {
+    pub brokers: String,
+    storage: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    pub fn start(dir: &Path) -> anyhow::Result<OwnBroker> {
+        let mut broker = OwnBroker {
+            brokers: format!("127.0.0.1:{}", free_port()),
+            storage: format!("sqlite://{}/broker.db", dir.display()),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        broker.restart()?;
+        Ok(broker)
+    }
+
+    /// Starts the broker again on the same port and storage (after a kill).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.join(format!("broker-{}.log", unique("b"))))?;
+        let url = format!("tcp://{}", self.brokers);
+        let child = Command::new(tansu())
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage])
+            .current_dir("/")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.brokers).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "tansu did not start listening");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Creates `topics` with `partitions` each.
+    pub async fn create_topics(&self, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+        create_topics(&self.brokers, topics, partitions).await
+    }
+}
+
+/// Creates `topics` with `partitions` each on `brokers`.
+pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin.create_topics(&new, &AdminOptions::new()).await? {
+        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

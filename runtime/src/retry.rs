@@ -1,0 +1,246 @@
+//! The one retry loop of the pipeline: exponential backoff with jitter, an
+//! optional limit on attempts and on total time, cancellation by shutdown, and
+//! a classification of each error by the caller, so that a permanent error is
+//! given up at once instead of retried for ever.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What to do about one failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Verdict {
+    /// Transient: try again after the policy's backoff.
+    Retry,
+    /// Transient, and the other side said when (`Retry-After`).
+    RetryAfter(Duration),
+    /// Permanent: retrying cannot help.
+    GiveUp,
+}
+
+/// Why [`Retry::run`] returned without a success.
+#[derive(Debug, thiserror::Error)]
+#[must_use]
+pub enum Failure<E> {
+    /// Shutdown came first; the work is not done.
+    #[error("stopped by shutdown")]
+    Stopped,
+    /// The error was classified permanent.
+    #[error("{0}")]
+    Permanent(E),
+    /// Transient errors until the attempts or the time budget ran out.
+    #[error("still failing after {attempts} attempts: {error}")]
+    Exhausted { error: E, attempts: u32 },
+}
+
+impl<E> Failure<E> {
+    /// The last error, unless shutdown stopped the loop.
+    pub fn error(&self) -> Option<&E> {
+        match self {
+            Failure::Stopped => None,
+            Failure::Permanent(error) | Failure::Exhausted { error, .. } => Some(error),
+        }
+    }
+}
+
+/// A retry policy. Delays grow from `first` by doubling up to `max`, each
+/// drawn uniformly from the upper half of its ceiling so that clients failing
+/// together do not retry together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub first: Duration,
+    pub max: Duration,
+    /// Attempts in all, the first included; `None`: unbounded.
+    pub attempts: Option<u32>,
+    /// Time from the first attempt after which no new attempt starts.
+    pub budget: Option<Duration>,
+}
+
+impl Retry {
+    /// Retries transient errors until they stop or shutdown comes.
+    pub const fn forever(first: Duration, max: Duration) -> Retry {
+        Retry {
+            first,
+            max,
+            attempts: None,
+            budget: None,
+        }
+    }
+
+    pub const fn with_attempts(mut self, attempts: u32) -> Retry {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    pub const fn with_budget(mut self, budget: Duration) -> Retry {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The delay before retry number `retry` (0 for the first retry).
+    pub fn delay(&self, retry: u32, verdict: Verdict) -> Duration {
+        if let Verdict::RetryAfter(wait) = verdict {
+            return wait.min(self.max);
+        }
+        let ceiling = self.first.saturating_mul(1 << retry.min(20)).min(self.max);
+        let low = ceiling / 2;
+        low + ceiling
+            .saturating_sub(low)
+            .mul_f64(rand::rng().random::<f64>())
+    }
+
+    /// Runs `attempt` (given the attempt number, from 1) until it succeeds,
+    /// `judge` calls an error permanent, the attempts or the budget run out,
+    /// or `shutdown` is cancelled. `judge` sees every error, and is the place
+    /// to log it.
+    pub async fn run<T, E, F, Fut, J>(
+        &self,
+        shutdown: &CancellationToken,
+        mut attempt: F,
+        mut judge: J,
+    ) -> Result<T, Failure<E>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        J: FnMut(&E, u32) -> Verdict,
+    {
+        let started = Instant::now();
+        let mut number = 0;
+        loop {
+            number += 1;
+            let result = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Failure::Stopped),
+                result = attempt(number) => result,
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let verdict = judge(&error, number);
+            if verdict == Verdict::GiveUp {
+                return Err(Failure::Permanent(error));
+            }
+            let delay = self.delay(number - 1, verdict);
+            let out_of_attempts = self.attempts.is_some_and(|max| number >= max);
+            let out_of_time = self
+                .budget
+                .is_some_and(|budget| started.elapsed() + delay > budget);
+            if out_of_attempts || out_of_time {
+                return Err(Failure::Exhausted {
+                    error,
+                    attempts: number,
+                });
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Failure::Stopped),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUICK: Retry = Retry::forever(Duration::from_millis(10), Duration::from_millis(80));
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_until_success() {
+        let outcome: Result<u32, Failure<&str>> = QUICK
+            .run(
+                &CancellationToken::new(),
+                |n| async move {
+                    if n < 4 {
+                        Err("busy")
+                    } else {
+                        Ok(n)
+                    }
+                },
+                |_, _| Verdict::Retry,
+            )
+            .await;
+        assert_eq!(outcome.ok(), Some(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_is_given_up_at_once() {
+        let mut attempts = 0;
+        let outcome: Result<(), Failure<&str>> = QUICK
+            .run(
+                &CancellationToken::new(),
+                |_| {
+                    attempts += 1;
+                    async { Err("too large") }
+                },
+                |_, _| Verdict::GiveUp,
+            )
+            .await;
+        assert!(matches!(outcome, Err(Failure::Permanent("too large"))));
+        assert_eq!(attempts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_and_budget_bound_the_loop() {
+        let by_attempts: Result<(), Failure<&str>> = QUICK
+            .with_attempts(3)
+            .run(
+                &CancellationToken::new(),
+                |_| async { Err("busy") },
+                |_, _| Verdict::Retry,
+            )
+            .await;
+        assert!(matches!(
+            by_attempts,
+            Err(Failure::Exhausted { attempts: 3, .. })
+        ));
+        let started = Instant::now();
+        let by_time: Result<(), Failure<&str>> = QUICK
+            .with_budget(Duration::from_secs(1))
+            .run(
+                &CancellationToken::new(),
+                |_| async { Err("busy") },
+                |_, _| Verdict::Retry,
+            )
+            .await;
+        assert!(matches!(by_time, Err(Failure::Exhausted { .. })));
+        assert!(started.elapsed() <= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_the_wait() {
+        let shutdown = CancellationToken::new();
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stopper.cancel();
+        });
+        let outcome: Result<(), Failure<&str>> =
+            Retry::forever(Duration::from_secs(1), Duration::from_secs(60))
+                .run(&shutdown, |_| async { Err("down") }, |_, _| Verdict::Retry)
+                .await;
+        assert!(matches!(outcome, Err(Failure::Stopped)));
+    }
+
+    #[test]
+    fn delays_grow_are_capped_and_honour_retry_after() {
+        let policy = Retry::forever(Duration::from_secs(1), Duration::from_secs(8));
+        for retry in 0..10 {
+            let delay = policy.delay(retry, Verdict::Retry);
+            let ceiling = (Duration::from_secs(1) * (1 << retry.min(3))).min(policy.max);
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{retry}: {delay:?}"
+            );
+        }
+        let asked = Verdict::RetryAfter(Duration::from_secs(3));
+        assert_eq!(policy.delay(0, asked), Duration::from_secs(3));
+        let too_long = Verdict::RetryAfter(Duration::from_secs(300));
+        assert_eq!(policy.delay(0, too_long), policy.max);
+    }
+}
