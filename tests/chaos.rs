@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    download, duckdb, free_port, log_dir, metric, unique, wait_until_ready, OwnBroker, Process,
-    Services,
+    download, duckdb, free_port, log_dir, metric, set_faults, unique, wait_until_ready, OwnBroker,
+    Process, Services,
 };
 use serde_json::{json, Value};
 
@@ -327,16 +327,6 @@ async fn chaos(seconds: u64) -> anyhow::Result<Figures> {
         distinct: ids.len() as u64,
         resumes,
     })
-}
-
-async fn set_faults(sim: &str, faults: Value) -> anyhow::Result<()> {
-    reqwest::Client::new()
-        .post(format!("{sim}/sim/faults"))
-        .json(&faults)
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
 }
 
 /// Rows per event_id in the lake's `events` table.

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    free_port, header, log_dir, read_topic, read_until, run_binary, unique, wait_until_ready,
-    Process, Services,
+    free_port, header, log_dir, read_topic, read_until, run_binary, set_faults, unique,
+    wait_until_ready, Process, Services,
 };
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -32,16 +32,6 @@ async fn produce(
         )
         .await
         .map_err(|(e, _)| e)?;
-    Ok(())
-}
-
-async fn faults(sim: &str, faults: Value) -> anyhow::Result<()> {
-    reqwest::Client::new()
-        .post(format!("{sim}/sim/faults"))
-        .json(&faults)
-        .send()
-        .await?
-        .error_for_status()?;
     Ok(())
 }
 
@@ -155,7 +145,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     let producer = setup.producer()?;
 
     // Found, not found, deleted, passed through, and unparsable.
-    faults(sim_url, json!({"not_found": ["results/404-A"]})).await?;
+    set_faults(sim_url, json!({"not_found": ["results/404-A"]})).await?;
     produce(
         &producer,
         raw,
@@ -218,7 +208,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     );
 
     // Retries exhausted on 503: dead-lettered with the reason, then it moves on.
-    faults(sim_url, json!({"status": 503})).await?;
+    set_faults(sim_url, json!({"status": 503})).await?;
     produce(
         &producer,
         raw,
@@ -236,7 +226,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
     assert_eq!(exhausted.key(), Some("results/9-A".as_bytes()));
 
     // A refused key pauses: not ready, nothing emitted, nothing dead-lettered...
-    faults(sim_url, json!({"status": 401})).await?;
+    set_faults(sim_url, json!({"status": 401})).await?;
     produce(
         &producer,
         raw,
@@ -270,7 +260,7 @@ async fn every_outcome_is_recorded_and_a_refused_key_pauses_until_fixed() -> any
             .is_err()
     );
     // ...and resumes by itself once the key works again.
-    faults(sim_url, json!({})).await?;
+    set_faults(sim_url, json!({})).await?;
     let records =
         by_object(&read_topic(&services.brokers, enriched, 5, Duration::from_secs(60)).await?)?;
     assert!(records
@@ -474,7 +464,7 @@ async fn poison_records_are_dead_lettered_and_their_partitions_move_on() -> anyh
     let producer = setup.producer()?;
     // One object the key may not read (403 while others read), and one
     // whose record is larger than the broker accepts (1 MB by default).
-    faults(
+    set_faults(
         &setup.sim_url,
         json!({"forbidden": ["results/77-A"], "padded": ["results/78-A"], "padding_bytes": 1_500_000}),
     )
@@ -533,5 +523,59 @@ async fn poison_records_are_dead_lettered_and_their_partitions_move_on() -> anyh
         ensure!(Instant::now() < deadline, "offsets stuck: {offsets:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    enricher.interrupt(Duration::from_secs(20))
+}
+
+/// A slow API with a full in-flight window: the enricher pauses its
+/// partitions but goes on polling, so it stays in its group however long the
+/// API takes. The poll interval is shortened here only so that leaving the
+/// group would show within the test; the enricher itself sets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_api_never_costs_the_group_membership() -> anyhow::Result<()> {
+    let setup = Setup::new(&["--latency", "1500ms"])?;
+    let (enricher, ops) = setup
+        .enricher(&[
+            ("ENRICHER_CONCURRENCY", "1"),
+            ("ENRICHER_MAX_IN_FLIGHT", "2"),
+            (
+                "KAFKA_OPTIONS",
+                "max.poll.interval.ms=10000,session.timeout.ms=10000,heartbeat.interval.ms=1000",
+            ),
+        ])
+        .await?;
+    let producer = setup.producer()?;
+    let total = 12; // 18 s of API time, past the poll interval
+    for object in 0..total {
+        let id = format!("results/{object}-A");
+        produce(
+            &producer,
+            &setup.raw,
+            &id,
+            &event("Results", "Updated", &id),
+        )
+        .await?;
+    }
+    let records = read_topic(
+        &setup.services.brokers,
+        &setup.enriched,
+        total,
+        Duration::from_secs(90),
+    )
+    .await?;
+    assert_eq!(records.len(), total);
+    let log = enricher.log_text();
+    assert!(
+        end_to_end::metric(&ops, "enricher_backpressure_pauses_total").await > 0.0,
+        "the window never filled"
+    );
+    assert!(
+        !log.contains("maximum poll interval"),
+        "the enricher stopped polling"
+    );
+    assert_eq!(
+        log.matches("partitions assigned").count(),
+        1,
+        "the group rebalanced"
+    );
     enricher.interrupt(Duration::from_secs(20))
 }

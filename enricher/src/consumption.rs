@@ -9,13 +9,13 @@
 //! assigned partitions instead, and resumes them when half of the events in
 //! flight finished (or the key works again).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use runtime::{RebalanceContext, Revoked};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -25,59 +25,7 @@ use crate::offsets::OffsetTracker;
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 const RECHECK: Duration = Duration::from_millis(500);
 
-/// Notes the partitions a rebalance takes away, so that the loop forgets
-/// their pending events before it stores another offset.
-#[derive(Debug, Clone, Default)]
-pub struct EnricherContext {
-    revoked: Arc<Mutex<Vec<i32>>>,
-    /// Set when partitions were assigned: they come unpaused.
-    assigned: Arc<AtomicBool>,
-}
-
-impl ClientContext for EnricherContext {}
-
-impl ConsumerContext for EnricherContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        match rebalance {
-            Rebalance::Revoke(partitions) => {
-                revoked.extend(partitions.elements().iter().map(|e| e.partition()));
-            }
-            Rebalance::Error(error) => {
-                tracing::warn!(%error, "rebalance failed; forgetting every partition's pending events");
-                revoked.push(ALL_PARTITIONS);
-            }
-            Rebalance::Assign(_) => {}
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            let partitions: Vec<i32> = partitions
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            tracing::info!(?partitions, "partitions assigned");
-            self.assigned.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Stands for "every partition" in the revoked list.
-const ALL_PARTITIONS: i32 = -1;
-
-impl EnricherContext {
-    fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn take_assigned(&self) -> bool {
-        self.assigned.swap(false, Ordering::Relaxed)
-    }
-}
-
-pub type EnricherConsumer = StreamConsumer<EnricherContext>;
+pub type EnricherConsumer = StreamConsumer<RebalanceContext>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumptionError {
@@ -116,12 +64,19 @@ impl Consumption {
             let assigned = self.consumer.context().take_assigned();
             if pause != paused || (pause && assigned) {
                 if pause != paused {
-                    tracing::info!(
-                        in_flight,
-                        api_refused = self.enricher.is_paused(),
-                        "consumption {}",
-                        if pause { "paused" } else { "resumed" }
-                    );
+                    let state = if pause { "paused" } else { "resumed" };
+                    if full {
+                        // Routine under load: a debug line and a counter.
+                        tracing::debug!(in_flight, "consumption {state} (events in flight)");
+                        if pause {
+                            metrics::counter!("enricher_backpressure_pauses_total").increment(1);
+                        }
+                    } else {
+                        tracing::info!(
+                            api_refused = self.enricher.is_paused(),
+                            "consumption {state}"
+                        );
+                    }
                 }
                 paused = pause;
                 self.set_paused(paused);
@@ -160,11 +115,10 @@ impl Consumption {
 impl Consumption {
     /// Drops the pending events of revoked partitions from the tracker.
     fn forget_revoked(&self, tracker: &mut OffsetTracker) {
-        let revoked = self.consumer.context().take_revoked();
-        if revoked.contains(&ALL_PARTITIONS) {
-            *tracker = OffsetTracker::default();
-        } else if !revoked.is_empty() {
-            tracker.revoke(&revoked);
+        match self.consumer.context().take_revoked() {
+            Revoked::Nothing => {}
+            Revoked::Some(partitions) => tracker.revoke(&partitions),
+            Revoked::All => *tracker = OffsetTracker::default(),
         }
     }
 

@@ -67,7 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         config
             .kafka
             .client_config(&consumer_defaults)?
-            .create_with_context(consumption::EnricherContext::default())?;
+            .create_with_context(runtime::RebalanceContext::default())?;
     let producer: rdkafka::producer::FutureProducer = config
         .kafka
         .client_config(&[

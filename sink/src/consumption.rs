@@ -9,14 +9,16 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use runtime::{produce, with_headers, Failure, Outgoing, Readiness, Retry, Verdict};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use runtime::{
+    produce, with_headers, Failure, Outgoing, Readiness, RebalanceContext, Retry, Revoked, Verdict,
+};
 use schemas::{headers, EnrichedView};
 use tokio_util::sync::CancellationToken;
 
@@ -51,52 +53,7 @@ pub enum ConsumptionError {
     Fatal(rdkafka::types::RDKafkaErrorCode, String),
 }
 
-/// Notes the partitions a rebalance takes away, for the loop to drop their
-/// unwritten batches: the new owner consumes them again from the last commit.
-#[derive(Debug, Clone, Default)]
-pub struct SinkContext {
-    revoked: Arc<Mutex<Vec<i32>>>,
-}
-
-/// Stands for "every partition" in the revoked list.
-const ALL_PARTITIONS: i32 = -1;
-
-impl ClientContext for SinkContext {}
-
-impl ConsumerContext for SinkContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        match rebalance {
-            Rebalance::Revoke(partitions) => {
-                revoked.extend(partitions.elements().iter().map(|e| e.partition()));
-            }
-            Rebalance::Error(error) => {
-                tracing::warn!(%error, "rebalance failed; every unwritten batch is dropped");
-                revoked.push(ALL_PARTITIONS);
-            }
-            Rebalance::Assign(_) => {}
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            let partitions: Vec<i32> = partitions
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            tracing::info!(?partitions, "partitions assigned");
-        }
-    }
-}
-
-impl SinkContext {
-    fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-pub type SinkConsumer = StreamConsumer<SinkContext>;
+pub type SinkConsumer = StreamConsumer<RebalanceContext>;
 
 pub struct Consumption {
     pub consumer: Arc<SinkConsumer>,
@@ -367,11 +324,14 @@ impl Consumption {
     /// Drops the unwritten batches of revoked partitions: their offsets were
     /// not committed, so the next owner consumes them again.
     fn drop_revoked(&self, buffer: &mut Buffer) {
-        let mut revoked = self.consumer.context().take_revoked();
-        if revoked.contains(&ALL_PARTITIONS) {
-            revoked = buffer.batches.keys().copied().collect();
-            buffer.announced.clear();
-        }
+        let revoked = match self.consumer.context().take_revoked() {
+            Revoked::Nothing => return,
+            Revoked::Some(partitions) => partitions,
+            Revoked::All => {
+                buffer.announced.clear();
+                buffer.batches.keys().copied().collect()
+            }
+        };
         for partition in revoked {
             if let Some(batch) = buffer.batches.remove(&partition) {
                 tracing::info!(

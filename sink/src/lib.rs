@@ -63,7 +63,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     let consumer: consumption::SinkConsumer = config
         .kafka
         .client_config(&consumer_defaults)?
-        .create_with_context(consumption::SinkContext::default())?;
+        .create_with_context(runtime::RebalanceContext::default())?;
     let producer = config
         .kafka
         .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?

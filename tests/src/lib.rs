@@ -435,3 +435,14 @@ impl Drop for OwnBroker {
         self.kill();
     }
 }
+
+/// Sets the Mobaro simulator's injected faults (`{}` clears them).
+pub async fn set_faults(sim: &str, faults: serde_json::Value) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .post(format!("{sim}/sim/faults"))
+        .json(&faults)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The consumer context both consuming stages use: it notes which partitions
+//! a rebalance takes away (for the stage's loop to forget their unfinished
+//! work before it stores or commits anything more) and that partitions were
+//! assigned.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::ClientContext;
+
+/// What rebalances did since the loop last looked.
+#[derive(Debug, Clone, Default)]
+pub struct RebalanceContext {
+    revoked: Arc<Mutex<Revoked>>,
+    assigned: Arc<AtomicBool>,
+}
+
+/// Partitions taken away since the loop last looked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub enum Revoked {
+    #[default]
+    Nothing,
+    Some(Vec<i32>),
+    /// A rebalance failed: no partition can be counted as still owned.
+    All,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                let taken: Vec<i32> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                match &mut *revoked {
+                    Revoked::All => {}
+                    Revoked::Some(list) => list.extend(taken),
+                    nothing => *nothing = Revoked::Some(taken),
+                }
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, "rebalance failed; every partition counts as revoked");
+                *revoked = Revoked::All;
+            }
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let partitions: Vec<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(?partitions, "partitions assigned");
+            self.assigned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl RebalanceContext {
+    /// The partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Revoked {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether partitions were assigned since the last call.
+    pub fn take_assigned(&self) -> bool {
+        self.assigned.swap(false, Ordering::Relaxed)
+    }
+}
