@@ -245,15 +245,26 @@ async fn chaos(seconds: u64) -> anyhow::Result<Figures> {
         };
         round += 1;
         if victims == ["broker"] {
-            let before = enricher.progress().await;
             broker.kill();
             tokio::time::sleep(Duration::from_secs(2)).await;
+            // Counted from the restart: files the sink closed during the
+            // outage are not its recovery.
+            let accepted = "ingest_requests_total{outcome=\"accepted\"}";
+            let (accepted_before, files_before) =
+                (metric(&ingest.ops, accepted).await, sink.progress().await);
             broker.restart()?;
             let since = Instant::now();
-            resumes.push((
-                "broker (enricher)".into(),
-                resumed(&enricher, before, since).await?,
-            ));
+            let deadline = since + Duration::from_secs(120);
+            while metric(&ingest.ops, accepted).await <= accepted_before {
+                ensure!(
+                    Instant::now() < deadline,
+                    "ingest did not recover from the broker's restart"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            resumes.push((format!("broker: ingest (round {round})"), since.elapsed()));
+            let took = resumed(&sink, files_before + 1.0, since).await?;
+            resumes.push((format!("broker: sink (round {round})"), took));
             continue;
         }
         let mut stages: Vec<&mut Stage> = [&mut ingest, &mut enricher, &mut sink]
