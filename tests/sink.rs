@@ -113,6 +113,23 @@ impl Setup {
         self.send(&messages).await
     }
 
+    /// Waits until the lake's `events` table holds at least `rows` rows.
+    async fn wait_for_rows(&self, store: &dyn ObjectStore, rows: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let dir = tempfile::tempdir()?;
+            download(store, &self.prefix, dir.path()).await?;
+            if counts(&self.services.python, dir.path())?.0 >= rows {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the sink wrote fewer than {rows} rows"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until the lake's `events` table holds `expected` rows, then checks
     /// that they are `expected` distinct events (no duplicate, nothing lost).
     async fn expect_exactly(&self, store: &dyn ObjectStore, expected: u64) -> anyhow::Result<()> {
@@ -178,16 +195,7 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
     let first = setup.sink(&[SLOT]).await?;
     setup.produce(0, 3000).await?;
     // Kill -9 once some files are written and more are being flushed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let dir = tempfile::tempdir()?;
-        download(store.as_ref(), &setup.prefix, dir.path()).await?;
-        if counts(&setup.services.python, dir.path())?.0 >= 600 {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "the sink wrote nothing");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    setup.wait_for_rows(store.as_ref(), 600).await?;
     drop(first);
     let second = setup.sink(&[SLOT]).await?;
     setup.expect_exactly(store.as_ref(), 3000).await?;
@@ -721,20 +729,10 @@ async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::
                 "max.poll.interval.ms=10000,session.timeout.ms=10000,heartbeat.interval.ms=1000",
             ),
             ("INSTANCE_NAME", "zombie"),
-            ("RUST_LOG", "info,sink=debug,librdkafka=debug"),
         ])
         .await?;
     setup.produce(0, 600).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let dir = tempfile::tempdir()?;
-        download(store.as_ref(), &setup.prefix, dir.path()).await?;
-        if counts(&setup.services.python, dir.path())?.0 >= 600 {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "the first sink wrote nothing");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    setup.wait_for_rows(store.as_ref(), 600).await?;
     blackhole.hold(true);
     setup.produce(600, 1500).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
-use runtime::{produce, with_headers, Failure, Outgoing, Readiness};
+use runtime::{produce, with_headers, Failure, Outgoing, Readiness, Retry, Verdict};
 use schemas::{
     headers, EnrichedRecord, EventKind, EventParseError, FetchStatus, Resource, WebhookEvent,
 };
@@ -30,8 +30,8 @@ use crate::cache::RecordCache;
 use crate::client::{FetchError, Fetched, MobaroClient};
 use crate::config::Config;
 
-const PAUSE_START: Duration = Duration::from_secs(2);
-const PAUSE_MAX: Duration = Duration::from_secs(60);
+/// While the API refuses the key: first pause 2 s, doubling up to a minute.
+const KEY_PAUSE: Retry = Retry::forever(Duration::from_secs(2), Duration::from_secs(60));
 
 /// A raw event taken from Kafka.
 pub struct Job {
@@ -283,46 +283,50 @@ impl Enricher {
             metrics::counter!("enricher_cache_hits_total").increment(1);
             return FetchOutcome::Found(value, Utc::now());
         }
-        let mut pause = PAUSE_START;
-        loop {
-            match self.client.fetch(resource, object_id, &self.stop).await {
-                Ok((Fetched::Found(value), _)) => {
-                    self.resume();
-                    if let Some(cache) = cache {
-                        cache.put(object_id, &value);
+        // A refused key fails every event alike: wait for a fix, retrying
+        // with a growing pause, rather than dead-letter the whole stream.
+        let fetched = KEY_PAUSE
+            .run(
+                &self.stop,
+                |_| self.client.fetch(resource, object_id, &self.stop),
+                |error, _| match error {
+                    FetchError::Unauthorized { .. } => {
+                        tracing::error!(%error, "enrichment paused");
+                        self.readiness.set("mobaro_api", Err(error.to_string()));
+                        self.paused.store(true, Ordering::Relaxed);
+                        metrics::counter!("enricher_paused_total").increment(1);
+                        Verdict::Retry
                     }
-                    return FetchOutcome::Found(value, Utc::now());
+                    _ => Verdict::GiveUp,
+                },
+            )
+            .await;
+        match fetched {
+            Ok((Fetched::Found(value), _)) => {
+                self.resume();
+                if let Some(cache) = cache {
+                    cache.put(object_id, &value);
                 }
-                Ok((Fetched::NotFound, _)) => {
-                    self.resume();
-                    return FetchOutcome::NotFound;
-                }
-                Err(error @ FetchError::Unauthorized { .. }) => {
-                    // A bad key fails every event alike: stop and wait for a fix
-                    // rather than dead-letter the whole stream.
-                    tracing::error!(%error, retry_in = ?pause, "enrichment paused");
-                    self.readiness.set("mobaro_api", Err(error.to_string()));
-                    self.paused.store(true, Ordering::Relaxed);
-                    metrics::counter!("enricher_paused_total").increment(1);
-                    tokio::select! {
-                        _ = self.stop.cancelled() => return FetchOutcome::Interrupted,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(PAUSE_MAX);
-                }
-                Err(FetchError::Stopped) => return FetchOutcome::Interrupted,
-                Err(error) => {
-                    let attempts = match &error {
-                        FetchError::Exhausted { attempts, .. } => *attempts,
-                        _ => 1,
-                    };
-                    return FetchOutcome::DeadLetter(DeadLetter {
-                        class: error.class(),
-                        status: error.status(),
-                        error: error.to_string(),
-                        attempts,
-                    });
-                }
+                FetchOutcome::Found(value, Utc::now())
+            }
+            Ok((Fetched::NotFound, _)) => {
+                self.resume();
+                FetchOutcome::NotFound
+            }
+            Err(Failure::Stopped) | Err(Failure::Permanent(FetchError::Stopped)) => {
+                FetchOutcome::Interrupted
+            }
+            Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
+                let attempts = match &error {
+                    FetchError::Exhausted { attempts, .. } => *attempts,
+                    _ => 1,
+                };
+                FetchOutcome::DeadLetter(DeadLetter {
+                    class: error.class(),
+                    status: error.status(),
+                    error: error.to_string(),
+                    attempts,
+                })
             }
         }
     }
@@ -396,7 +400,10 @@ impl Enricher {
             headers,
         };
         match produce(&self.producer, &outgoing, &self.stop).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.readiness.set("dead_letter_topic", Ok(()));
+                Ok(())
+            }
             Err(Failure::Stopped) => Err(Stopped),
             Err(failure) => {
                 // The raw event came through the same broker, so this is

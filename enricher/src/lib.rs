@@ -52,22 +52,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         )
         .await?;
     }
-    let instance_id = config.membership.instance_id("enricher", config.ops_listen);
-    let mut consumer_defaults = vec![
-        ("group.id", config.group_id.as_str()),
-        ("enable.auto.commit", "true"),
-        ("enable.auto.offset.store", "false"),
-        ("auto.offset.reset", "earliest"),
-        ("auto.commit.interval.ms", "1000"),
-    ];
-    if let Some(id) = &instance_id {
-        consumer_defaults.push(("group.instance.id", id.as_str()));
-    }
+    let (consumer_config, instance_id) = config.membership.consumer_config(
+        &config.kafka,
+        "enricher",
+        config.ops_listen,
+        &[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("auto.commit.interval.ms", "1000"),
+        ],
+    )?;
     let consumer: consumption::EnricherConsumer =
-        config
-            .kafka
-            .client_config(&consumer_defaults)?
-            .create_with_context(runtime::RebalanceContext::default())?;
+        consumer_config.create_with_context(runtime::RebalanceContext::default())?;
     let producer: rdkafka::producer::FutureProducer = config
         .kafka
         .client_config(&[

@@ -5,6 +5,10 @@
 
 use std::net::SocketAddr;
 
+use rdkafka::ClientConfig;
+
+use crate::{KafkaArgs, KafkaError};
+
 /// The instance name of a consuming stage.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MembershipArgs {
@@ -21,6 +25,24 @@ pub struct MembershipArgs {
 }
 
 impl MembershipArgs {
+    /// The config of `stage`'s consumer: `defaults` and, unless membership
+    /// is dynamic, its `group.instance.id`; then the pass-through options.
+    /// Also returns the instance id, for the logs.
+    pub fn consumer_config(
+        &self,
+        kafka: &KafkaArgs,
+        stage: &str,
+        ops_listen: SocketAddr,
+        defaults: &[(&str, &str)],
+    ) -> Result<(ClientConfig, Option<String>), KafkaError> {
+        let id = self.instance_id(stage, ops_listen);
+        let mut all = defaults.to_vec();
+        if let Some(id) = &id {
+            all.push(("group.instance.id", id.as_str()));
+        }
+        Ok((kafka.client_config(&all)?, id))
+    }
+
     /// The `group.instance.id` of `stage`'s consumer, `None` for dynamic
     /// membership.
     pub fn instance_id(&self, stage: &str, ops_listen: SocketAddr) -> Option<String> {

@@ -47,23 +47,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         )
         .await?;
     }
-    let instance_id = config.membership.instance_id("sink", config.ops_listen);
-    let mut consumer_defaults = vec![
-        ("group.id", config.group_id.as_str()),
-        ("enable.auto.commit", "false"),
-        ("enable.auto.offset.store", "false"),
-        ("auto.offset.reset", "earliest"),
-        // Prefetched messages sit outside the memory budget: keep them
-        // to 16 MiB rather than librdkafka's 64 MiB.
-        ("queued.max.messages.kbytes", "16384"),
-    ];
-    if let Some(id) = &instance_id {
-        consumer_defaults.push(("group.instance.id", id.as_str()));
-    }
-    let consumer: consumption::SinkConsumer = config
-        .kafka
-        .client_config(&consumer_defaults)?
-        .create_with_context(runtime::RebalanceContext::default())?;
+    let (consumer_config, instance_id) = config.membership.consumer_config(
+        &config.kafka,
+        "sink",
+        config.ops_listen,
+        &[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            // Prefetched messages sit outside the memory budget: keep them
+            // to 16 MiB rather than librdkafka's 64 MiB.
+            ("queued.max.messages.kbytes", "16384"),
+        ],
+    )?;
+    let consumer: consumption::SinkConsumer =
+        consumer_config.create_with_context(runtime::RebalanceContext::default())?;
     let producer = config
         .kafka
         .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
