@@ -36,6 +36,8 @@ pub enum IngestError {
     Secrets(#[source] std::io::Error),
     #[error("invalid header name {0:?}")]
     HeaderName(String),
+    #[error("header {0:?} carries credentials and is never forwarded into Kafka: remove it from INGEST_FORWARD_HEADERS")]
+    CredentialHeader(String),
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
     #[error("kafka client: {0}")]
@@ -50,6 +52,42 @@ pub enum IngestError {
 
 fn header_name(name: &str) -> Result<HeaderName, IngestError> {
     HeaderName::try_from(name.trim()).map_err(|_| IngestError::HeaderName(name.to_string()))
+}
+
+/// Request headers that carry credentials: forwarding them would copy the
+/// credentials into Kafka, and from there into the dead-letter topic.
+const CREDENTIAL_HEADERS: [&str; 7] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-webhook-signature",
+    "x-amz-security-token",
+];
+
+/// The configured headers to forward; any that carries credentials (the
+/// shared-token header included) is a configuration error.
+fn forwardable(config: &Config) -> Result<Vec<axum::http::HeaderName>, IngestError> {
+    let token = config
+        .shared_token_header
+        .as_deref()
+        .map(|h| h.trim().to_ascii_lowercase());
+    config
+        .forward_headers
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let lower = h.to_ascii_lowercase();
+            if CREDENTIAL_HEADERS.contains(&lower.as_str())
+                || token.as_deref() == Some(lower.as_str())
+            {
+                return Err(IngestError::CredentialHeader(h.to_string()));
+            }
+            header_name(h)
+        })
+        .collect()
 }
 
 /// Builds the application from its configuration: verification, the producer,
@@ -87,12 +125,7 @@ pub fn app(
         accept_unsigned: secrets.is_empty(),
         verifier: signature::Verifier::new(secrets, config.signature_forms.clone()),
         token,
-        forward_headers: config
-            .forward_headers
-            .iter()
-            .filter(|h| !h.trim().is_empty())
-            .map(|h| header_name(h))
-            .collect::<Result<_, _>>()?,
+        forward_headers: forwardable(config)?,
         max_body_bytes: config.max_body_bytes,
         publisher: Publisher::new(&config.kafka, &config.raw_topic, config.ack_timeout)?,
         quarantine: Some(quarantine),
@@ -176,4 +209,54 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Inge
     state.flush(Duration::from_secs(10));
     tracing::info!("ingest stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn forwarding(args: &[&str]) -> Result<Vec<String>, IngestError> {
+        let mut all = vec!["ingest"];
+        all.extend_from_slice(args);
+        let config = Config::try_parse_from(all).expect("parses");
+        Ok(forwardable(&config)?
+            .into_iter()
+            .map(|h| h.to_string())
+            .collect())
+    }
+
+    #[test]
+    fn credentials_are_never_forwarded() {
+        assert_eq!(
+            forwarding(&["--forward-header", "User-Agent,x-request-id"]).expect("allowed"),
+            ["user-agent", "x-request-id"]
+        );
+        for header in [
+            "Authorization",
+            "cookie",
+            "X-Webhook-Signature",
+            "x-api-key",
+        ] {
+            assert!(
+                matches!(
+                    forwarding(&["--forward-header", header]),
+                    Err(IngestError::CredentialHeader(_))
+                ),
+                "{header}"
+            );
+        }
+        let token = [
+            "--shared-token-header",
+            "X-Park-Token",
+            "--shared-token",
+            "s",
+            "--forward-header",
+            "x-park-token",
+        ];
+        assert!(matches!(
+            forwarding(&token),
+            Err(IngestError::CredentialHeader(_))
+        ));
+    }
 }

@@ -24,6 +24,11 @@ pub struct ReplayReport {
 /// Replays the quarantine topic from its start to its end as of now.
 pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, IngestError> {
     let secrets = config.secrets().map_err(IngestError::Secrets)?;
+    // Without a secret every quarantined request would go out as if
+    // unsigned, forged ones included: only when asked for, as the server.
+    if secrets.is_empty() && !config.insecure_accept_unsigned {
+        return Err(IngestError::NoSecret);
+    }
     let verifier = Verifier::new(secrets, config.signature_forms.clone());
     let publisher = Publisher::new(&config.kafka, &config.raw_topic, Duration::from_secs(30))?;
     let kafka = config.kafka.clone();

@@ -73,6 +73,7 @@ impl Rejection {
         match self {
             Rejection::Signature(SignatureError::Missing) => "missing_signature",
             Rejection::Signature(SignatureError::Mismatch) => "bad_signature",
+            Rejection::Signature(SignatureError::Oversized) => "oversized_signature",
             Rejection::BadToken => "bad_token",
             Rejection::TooLarge(_) => "too_large",
             Rejection::Unreadable(_) => "unreadable",
@@ -322,6 +323,7 @@ mod tests {
         let kafka = runtime::KafkaArgs {
             brokers: "127.0.0.1:9".into(),
             options: vec![],
+            options_file: None,
             topic_partitions: 1,
             topic_replication: 1,
         };

@@ -97,12 +97,20 @@ impl Matched {
     }
 }
 
+/// Signatures one header may carry (rotation sends two or three).
+pub const MAX_CANDIDATES: usize = 8;
+/// Bytes of `X-Webhook-Signature` read at most: eight prefixed base64
+/// signatures with separators fit.
+pub const MAX_HEADER_BYTES: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("missing X-Webhook-Signature header")]
     Missing,
     #[error("X-Webhook-Signature matches no configured secret")]
     Mismatch,
+    #[error("X-Webhook-Signature carries more than {MAX_CANDIDATES} signatures or {MAX_HEADER_BYTES} bytes")]
+    Oversized,
 }
 
 /// Verifies signatures against a set of secrets (several during rotation, or one
@@ -128,23 +136,42 @@ impl Verifier {
         !self.secrets.is_empty()
     }
 
+    /// Checks the header's signatures against every secret. Each secret's
+    /// MAC of the body is computed once, and only once some candidate
+    /// decodes, so a forged request costs at most one MAC per secret
+    /// whatever its header holds; oversized headers are refused unread.
     pub fn verify(&self, body: &[u8], header: Option<&str>) -> Result<Matched, SignatureError> {
         let header = header.map(str::trim).filter(|h| !h.is_empty());
         let header = header.ok_or(SignatureError::Missing)?;
-        for candidate in header
+        if header.len() > MAX_HEADER_BYTES {
+            return Err(SignatureError::Oversized);
+        }
+        let candidates: Vec<&str> = header
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|c| !c.is_empty())
-        {
+            .collect();
+        if candidates.len() > MAX_CANDIDATES {
+            return Err(SignatureError::Oversized);
+        }
+        let mut expected: Option<Vec<[u8; MAC_LEN]>> = None;
+        for candidate in candidates {
             let Some((mac, matched)) = self.decode(candidate) else {
                 continue;
             };
-            for secret in &self.secrets {
-                let mut expected =
-                    HmacSha256::new_from_slice(&secret.0).expect("hmac takes keys of any length");
-                expected.update(body);
-                if expected.verify_slice(&mac).is_ok() {
-                    return Ok(matched);
-                }
+            let macs = expected.get_or_insert_with(|| {
+                self.secrets
+                    .iter()
+                    .map(|secret| mac_of(&secret.0, body))
+                    .collect()
+            });
+            // Every secret is compared, matching or not: the time does not
+            // say which one matched.
+            let mut found = subtle::Choice::from(0);
+            for known in macs.iter() {
+                found |= subtle::ConstantTimeEq::ct_eq(&known[..], &mac[..]);
+            }
+            if bool::from(found) {
+                return Ok(matched);
             }
         }
         Err(SignatureError::Mismatch)
@@ -187,9 +214,13 @@ impl Verifier {
 
 /// The MAC Mobaro would send for `body` under `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> Vec<u8> {
+    mac_of(secret, body).to_vec()
+}
+
+fn mac_of(secret: &[u8], body: &[u8]) -> [u8; MAC_LEN] {
     let mut mac = HmacSha256::new_from_slice(secret).expect("hmac takes keys of any length");
     mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -254,6 +285,37 @@ mod tests {
         assert!(pinned
             .verify(body, Some(&SignatureForm::Base64.encode(&mac)))
             .is_ok());
+    }
+
+    #[test]
+    fn headers_past_the_caps_are_refused_and_a_forged_one_costs_one_mac_per_secret() {
+        let v = verifier(&["k"]);
+        let body = vec![b'x'; 64 * 1024];
+        let good = SignatureForm::Base64.encode(&sign(b"k", &body));
+        let eight = [good.as_str(); MAX_CANDIDATES].join(",");
+        assert!(v.verify(&body, Some(&eight)).is_ok());
+        let nine = [good.as_str(); MAX_CANDIDATES + 1].join(",");
+        assert_eq!(v.verify(&body, Some(&nine)), Err(SignatureError::Oversized));
+        let long = format!("{good},{}", "A".repeat(MAX_HEADER_BYTES));
+        assert_eq!(v.verify(&body, Some(&long)), Err(SignatureError::Oversized));
+        // Eight well-formed forgeries over a 64 KiB body: one MAC, not eight.
+        let forged = SignatureForm::Base64.encode(&[7u8; MAC_LEN]);
+        let forgeries = [forged.as_str(); MAX_CANDIDATES].join(",");
+        let started = std::time::Instant::now();
+        for _ in 0..50 {
+            assert_eq!(
+                v.verify(&body, Some(&forgeries)),
+                Err(SignatureError::Mismatch)
+            );
+        }
+        let one = started.elapsed() / 50;
+        let started = std::time::Instant::now();
+        for _ in 0..50 {
+            let _ = sign(b"k", &body);
+        }
+        let mac = started.elapsed() / 50;
+        eprintln!("{one:?} per forged request with {MAX_CANDIDATES} signatures, {mac:?} per MAC");
+        assert!(one < mac * 5, "{one:?} per forged request, {mac:?} per MAC");
     }
 
     #[test]

@@ -11,8 +11,15 @@ use rdkafka::ClientConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("invalid kafka option {0:?}: expected key=value")]
-    InvalidOption(String),
+    /// The option itself is not repeated: it may hold a secret, or the part
+    /// of one that a comma split off.
+    #[error("kafka option number {number} ({length} characters) is not key=value; a value containing a comma goes in KAFKA_OPTIONS_FILE")]
+    InvalidOption { number: usize, length: usize },
+    #[error("reading kafka options from {path}: {source}")]
+    OptionsFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("kafka client: {0}")]
     Client(#[from] RdKafkaError),
     #[error("creating topic {topic}: {code}")]
@@ -22,8 +29,9 @@ pub enum KafkaError {
     },
 }
 
-/// Broker address and librdkafka properties, shared by every stage.
-#[derive(Debug, Clone, clap::Args)]
+/// Broker address and librdkafka properties, shared by every stage. `Debug`
+/// shows the options' keys, not their values (passwords).
+#[derive(Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma separated.
     #[arg(
@@ -34,9 +42,21 @@ pub struct KafkaArgs {
     pub brokers: String,
 
     /// Extra librdkafka property as key=value (repeatable; env: comma separated),
-    /// e.g. `security.protocol=SASL_SSL` for MSK or Confluent Cloud.
-    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',')]
+    /// e.g. `security.protocol=SASL_SSL` for MSK or Confluent Cloud. Values
+    /// with commas go in KAFKA_OPTIONS_FILE.
+    #[arg(
+        long = "kafka-option",
+        env = "KAFKA_OPTIONS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub options: Vec<String>,
+
+    /// A file of librdkafka properties, one key=value per line (`#` starts a
+    /// comment; values are taken whole, commas and `=` included), e.g. for
+    /// `sasl.password`. Applied after KAFKA_OPTIONS.
+    #[arg(long = "kafka-options-file", env = "KAFKA_OPTIONS_FILE")]
+    pub options_file: Option<std::path::PathBuf>,
 
     /// Partitions for topics this stage creates when they are missing.
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
@@ -56,13 +76,45 @@ impl KafkaArgs {
         for (key, value) in defaults {
             config.set(*key, *value);
         }
-        for option in self.options.iter().filter(|o| !o.trim().is_empty()) {
-            let (key, value) = option
-                .split_once('=')
-                .ok_or_else(|| KafkaError::InvalidOption(option.clone()))?;
+        let file = match &self.options_file {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|source| KafkaError::OptionsFile {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => String::new(),
+        };
+        let from_file = file
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'));
+        let options = self.options.iter().map(String::as_str).chain(from_file);
+        for (number, option) in options.filter(|o| !o.trim().is_empty()).enumerate() {
+            let (key, value) = option.split_once('=').ok_or(KafkaError::InvalidOption {
+                number: number + 1,
+                length: option.chars().count(),
+            })?;
             config.set(key.trim(), value.trim());
         }
         Ok(config)
+    }
+}
+
+impl std::fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self
+            .options
+            .iter()
+            .map(|o| o.split_once('=').map_or("<invalid>", |(key, _)| key.trim()))
+            .collect();
+        f.debug_struct("KafkaArgs")
+            .field("brokers", &self.brokers)
+            .field("option_keys", &keys)
+            .field("options_file", &self.options_file)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("topic_replication", &self.topic_replication)
+            .finish()
     }
 }
 
@@ -88,4 +140,38 @@ pub async fn ensure_topics(args: &KafkaArgs, topics: &[&str]) -> Result<(), Kafk
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(options: &[&str], file: Option<std::path::PathBuf>) -> KafkaArgs {
+        KafkaArgs {
+            brokers: "b:9092".into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            options_file: file,
+            topic_partitions: 3,
+            topic_replication: 1,
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_errors_and_debug_and_files_keep_commas() {
+        let broken = args(&["sasl.username=u", "sasl.password=p4ss", "w0rd"], None);
+        let error = broken.client_config(&[]).expect_err("invalid").to_string();
+        assert!(
+            !error.contains("w0rd") && !error.contains("p4ss"),
+            "{error}"
+        );
+        assert!(!format!("{broken:?}").contains("p4ss"));
+        let dir = std::env::temp_dir().join(format!("kafka-options-{}", std::process::id()));
+        std::fs::write(&dir, "# credentials\nsasl.password = p4ss,w0rd=x\n\n").expect("writes");
+        let config = args(&["security.protocol=SASL_SSL"], Some(dir.clone()))
+            .client_config(&[("security.protocol", "PLAINTEXT")])
+            .expect("valid");
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(config.get("sasl.password"), Some("p4ss,w0rd=x"));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+    }
 }
