@@ -123,15 +123,6 @@ impl AttemptError {
     }
 }
 
-impl std::fmt::Display for AttemptError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AttemptError::Transient { message, .. } => f.write_str(message),
-            AttemptError::Final(error) => error.fmt(f),
-        }
-    }
-}
-
 impl MobaroClient {
     pub fn new(
         base: Url,

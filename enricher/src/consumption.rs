@@ -31,8 +31,8 @@ pub type EnricherConsumer = StreamConsumer<RebalanceContext>;
 pub enum ConsumptionError {
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
-    #[error("the consumer failed for good ({0}): {1}; if another instance uses the same INSTANCE_NAME, give each instance its own")]
-    Fatal(rdkafka::types::RDKafkaErrorCode, String),
+    #[error(transparent)]
+    Fatal(#[from] runtime::ConsumerFailed),
 }
 
 pub struct Consumption {
@@ -61,23 +61,23 @@ impl Consumption {
                 in_flight >= self.max_in_flight
             };
             let pause = full || self.enricher.is_paused();
+            // Partitions assigned since the last pause come unpaused. The
+            // refused key is logged where it is detected (enrichment), so a
+            // transition here is routine: a debug line, and a counter for
+            // backpressure.
             let assigned = self.consumer.context().take_assigned();
-            if pause != paused || (pause && assigned) {
-                if pause != paused {
-                    let state = if pause { "paused" } else { "resumed" };
-                    if full {
-                        // Routine under load: a debug line and a counter.
-                        tracing::debug!(in_flight, "consumption {state} (events in flight)");
-                        if pause {
-                            metrics::counter!("enricher_backpressure_pauses_total").increment(1);
-                        }
-                    } else {
-                        tracing::info!(
-                            api_refused = self.enricher.is_paused(),
-                            "consumption {state}"
-                        );
-                    }
+            if pause != paused {
+                tracing::debug!(
+                    in_flight,
+                    full,
+                    "consumption {}",
+                    if pause { "paused" } else { "resumed" }
+                );
+                if full {
+                    metrics::counter!("enricher_backpressure_pauses_total").increment(1);
                 }
+            }
+            if pause != paused || (pause && assigned) {
                 paused = pause;
                 self.set_paused(paused);
             }
@@ -94,8 +94,8 @@ impl Consumption {
                         self.enricher.enqueue(Job::new(message.detach()));
                     }
                     Err(error) => {
-                        if let Some((code, reason)) = self.consumer.client().fatal_error() {
-                            outcome = Err(ConsumptionError::Fatal(code, reason));
+                        if let Some(fatal) = runtime::fatal_error(&self.consumer) {
+                            outcome = Err(fatal.into());
                             break;
                         }
                         tracing::warn!(%error, "consumer error");
@@ -110,9 +110,7 @@ impl Consumption {
         }
         outcome
     }
-}
 
-impl Consumption {
     /// Drops the pending events of revoked partitions from the tracker.
     fn forget_revoked(&self, tracker: &mut OffsetTracker) {
         match self.consumer.context().take_revoked() {

@@ -24,7 +24,7 @@ pub use membership::MembershipArgs;
 pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};
 pub use rate_limit::TokenBucket;
-pub use rebalance::{RebalanceContext, Revoked};
+pub use rebalance::{fatal_error, ConsumerFailed, RebalanceContext, Revoked};
 pub use retry::{Failure, Retry, Verdict};
 pub use shutdown::shutdown_on_signal;
 pub use telemetry::{init_tracing, prometheus};

@@ -38,15 +38,21 @@ impl Readiness {
     }
 
     pub fn set(&self, name: &str, state: Result<(), String>) {
-        if !self.stage.is_empty() {
-            let value = if state.is_ok() { 1.0 } else { 0.0 };
+        let ready = state.is_ok();
+        let mut conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = match conditions.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => std::mem::replace(&mut entry.1, state).is_ok() != ready,
+            None => {
+                conditions.push((name.to_string(), state));
+                true
+            }
+        };
+        // Callers set a check on every success (a hot path): the gauge is
+        // touched only when the check flips.
+        if changed && !self.stage.is_empty() {
+            let value = if ready { 1.0 } else { 0.0 };
             metrics::gauge!(format!("{}_ready", self.stage), "check" => name.to_string())
                 .set(value);
-        }
-        let mut conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
-        match conditions.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = state,
-            None => conditions.push((name.to_string(), state)),
         }
     }
 

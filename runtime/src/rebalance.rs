@@ -1,13 +1,30 @@
 //! The consumer context both consuming stages use: it notes which partitions
 //! a rebalance takes away (for the stage's loop to forget their unfinished
 //! work before it stores or commits anything more) and that partitions were
-//! assigned.
+//! assigned. Also the one error for a consumer that failed for good.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
+
+/// The consumer failed for good (librdkafka's fatal error): typically a
+/// second live instance under the same `group.instance.id` fenced this one.
+#[derive(Debug, thiserror::Error)]
+#[error("the consumer failed for good ({code:?}): {reason}; if another instance uses the same INSTANCE_NAME, give each instance its own")]
+pub struct ConsumerFailed {
+    pub code: RDKafkaErrorCode,
+    pub reason: String,
+}
+
+/// After a consumer error: the fatal one, if the consumer cannot go on.
+pub fn fatal_error(consumer: &StreamConsumer<RebalanceContext>) -> Option<ConsumerFailed> {
+    use rdkafka::consumer::Consumer;
+    let (code, reason) = consumer.client().fatal_error()?;
+    Some(ConsumerFailed { code, reason })
+}
 
 /// What rebalances did since the loop last looked.
 #[derive(Debug, Clone, Default)]

@@ -36,16 +36,6 @@ pub enum Failure<E> {
     Exhausted { error: E, attempts: u32 },
 }
 
-impl<E> Failure<E> {
-    /// The last error, unless shutdown stopped the loop.
-    pub fn error(&self) -> Option<&E> {
-        match self {
-            Failure::Stopped => None,
-            Failure::Permanent(error) | Failure::Exhausted { error, .. } => Some(error),
-        }
-    }
-}
-
 /// A retry policy. Delays grow from `first` by doubling up to `max`, each
 /// drawn uniformly from the upper half of its ceiling so that clients failing
 /// together do not retry together.

@@ -49,8 +49,8 @@ pub enum ConsumptionError {
         offset: i64,
         error: rdkafka::error::KafkaError,
     },
-    #[error("the consumer failed for good ({0:?}): {1}; if another instance uses the same INSTANCE_NAME, give each instance its own")]
-    Fatal(rdkafka::types::RDKafkaErrorCode, String),
+    #[error(transparent)]
+    Fatal(#[from] runtime::ConsumerFailed),
 }
 
 pub type SinkConsumer = StreamConsumer<RebalanceContext>;
@@ -140,6 +140,16 @@ enum Decoded<'m> {
     Stopped,
 }
 
+/// How writing a batch's files ended.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+enum Written {
+    All,
+    /// The partition was lost to another member: nothing more was written.
+    Lost,
+    Stopped,
+}
+
 /// Why writing a file did not succeed.
 #[derive(Debug, thiserror::Error)]
 enum WriteError {
@@ -186,8 +196,8 @@ impl Consumption {
                     let message = match message {
                         Ok(m) => m,
                         Err(error) => {
-                            if let Some((code, reason)) = self.consumer.client().fatal_error() {
-                                return Err(ConsumptionError::Fatal(code, reason));
+                            if let Some(fatal) = runtime::fatal_error(&self.consumer) {
+                                return Err(fatal.into());
                             }
                             tracing::warn!(%error, "consumer error");
                             continue;
@@ -484,7 +494,7 @@ impl Consumption {
             return Ok(Flushed::Done);
         };
         let (first, last) = batch.range();
-        let (first_offset, last_offset) = (batch.first_offset, batch.last_offset);
+        let first_offset = batch.first_offset;
         let replays = batch.announced.is_some();
         let files = batch.finish(&self.config.enriched_topic)?;
         let recorded = STORE_RETRY
@@ -518,13 +528,13 @@ impl Consumption {
                 };
                 self.write(files, &target, shutdown).await?
             }
-            Ownership::Lost => Err(WriteError::Lost),
-            Ownership::Stopped => return Ok(Flushed::Stopped),
+            Ownership::Lost => Written::Lost,
+            Ownership::Stopped => Written::Stopped,
         };
         match written {
-            Ok(true) => {}
-            Ok(false) => return Ok(Flushed::Stopped),
-            Err(WriteError::Lost) => {
+            Written::All => {}
+            Written::Stopped => return Ok(Flushed::Stopped),
+            Written::Lost => {
                 self.abandon(
                     buffer,
                     intents,
@@ -536,17 +546,13 @@ impl Consumption {
                 .await;
                 return Ok(Flushed::Abandoned);
             }
-            Err(WriteError::Lake(source)) => {
-                return Err(ConsumptionError::Store {
-                    what: format!("a file of partition {partition} offsets {first}..={last}"),
-                    source,
-                })
-            }
         }
         if let Some(announced) = buffer.announced.get_mut(&partition) {
             announced.retain(|(_, end)| *end > last);
         }
-        let next = last.max(last_offset) + 1;
+        // A replay batch never passes its announced end, so `last` covers
+        // every offset consumed.
+        let next = last + 1;
         // Commits are cumulative: if this one fails, the next one covers it; a
         // restart before that replays the range into the same file names.
         match runtime::commit(
@@ -663,13 +669,12 @@ impl Consumption {
     /// its name must hold the same rows (its identity metadata says so), or
     /// the sink stops. Before each retry, ownership is proven again: an
     /// outage long enough to lose the group must not end in a write.
-    /// `Ok(false)` when shutdown came first.
     async fn write(
         &self,
         files: Vec<EncodedFile>,
         target: &Target,
         shutdown: &CancellationToken,
-    ) -> Result<Result<bool, WriteError>, ConsumptionError> {
+    ) -> Result<Written, ConsumptionError> {
         for file in files {
             let path = self.lake.path(&file.name);
             let put = STORE_RETRY
@@ -686,9 +691,15 @@ impl Consumption {
                 .await;
             let outcome = match put {
                 Ok(outcome) => outcome,
-                Err(Failure::Stopped) => return Ok(Ok(false)),
+                Err(Failure::Stopped) => return Ok(Written::Stopped),
                 Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
-                    return Ok(Err(error))
+                    return match error {
+                        WriteError::Lost => Ok(Written::Lost),
+                        WriteError::Lake(source) => Err(ConsumptionError::Store {
+                            what: format!("the file {path}"),
+                            source,
+                        }),
+                    }
                 }
             };
             self.readiness.set("object_store", Ok(()));
@@ -696,7 +707,7 @@ impl Consumption {
                 self.check_identity(&file, &path).await?;
             }
         }
-        Ok(Ok(true))
+        Ok(Written::All)
     }
 
     async fn put(
@@ -746,17 +757,13 @@ impl Consumption {
         file: &EncodedFile,
         path: &object_store::path::Path,
     ) -> Result<(), ConsumptionError> {
+        // Not cut short by shutdown: a few attempts, then the sink stops.
         let read = STORE_RETRY
+            .with_attempts(5)
             .run(
                 &CancellationToken::new(),
                 |_| self.lake.parquet_metadata(path),
-                |error, attempt| {
-                    if error.is_permanent() || attempt >= 5 {
-                        Verdict::GiveUp
-                    } else {
-                        Verdict::Retry
-                    }
-                },
+                |error, attempt| self.judge_store(error, attempt, "reading an existing file"),
             )
             .await;
         let found = match read {
@@ -767,7 +774,7 @@ impl Consumption {
                     source,
                 })
             }
-            Err(Failure::Stopped) => BTreeMap::new(),
+            Err(Failure::Stopped) => unreachable!("the token is never cancelled"),
         };
         let expected: BTreeMap<String, String> = file.identity.iter().cloned().collect();
         let same = expected.iter().all(|(key, value)| {

@@ -220,27 +220,15 @@ impl Process {
     pub fn interrupt(mut self, within: Duration) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-INT", &pid]).status()?;
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!(
-                        "{} exited with {status}; log: {}",
-                        self.name,
-                        self.log.display()
-                    );
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not stop within {within:?}; log: {}",
-                    self.name,
-                    self.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let status = self.exit_status(within)?;
+        if !status.success() {
+            bail!(
+                "{} exited with {status}; log: {}",
+                self.name,
+                self.log.display()
+            );
         }
+        Ok(())
     }
 
     /// Waits for the process to exit by itself; its status, or an error
@@ -253,12 +241,12 @@ impl Process {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{} still running after {within:?}; log: {}",
+                    "{} did not stop within {within:?}; log: {}",
                     self.name,
                     self.log.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
