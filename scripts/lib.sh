@@ -28,6 +28,24 @@ ensure_tools() {
   fi
 }
 
+# What `scripts/bench ingest` adds: wrk (Debian's package) as the load
+# generator, and aiohttp with confluent-kafka for the Python receiver.
+ensure_bench_tools() {
+  if ! command -v wrk >/dev/null; then
+    log "installing wrk (HTTP load generator) from Debian's packages"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get install -y -q wrk >/dev/null
+    else
+      echo "wrk is missing: install Debian's package wrk (sudo apt-get install wrk)" >&2
+      return 1
+    fi
+  fi
+  if ! "$VENV/bin/python" -c "import aiohttp, confluent_kafka" 2>/dev/null; then
+    log "installing aiohttp and confluent-kafka into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check aiohttp confluent-kafka
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

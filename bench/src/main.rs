@@ -4,10 +4,12 @@
 
 mod enricher;
 mod ingest;
-mod load;
 mod processes;
+mod producer;
 mod report;
 mod sink;
+mod webhooks;
+mod wrk;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Throughput and latency of `ingest` against a bare axum endpoint.
+    /// Throughput and latency of `ingest` against a bare axum endpoint, the
+    /// broker's acknowledgement limit and a plain Python receiver, then a
+    /// flood of forged requests beside genuine ones. Needs `wrk`.
     Ingest {
         /// Concurrent connections.
         #[arg(long, default_value_t = 64)]
@@ -31,9 +35,18 @@ enum Bench {
         /// Measured time per target, after a warm-up of a fifth of it.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Kafka bootstrap servers for `ingest`.
+        /// Kafka bootstrap servers.
         #[arg(long, env = "KAFKA_BROKERS")]
         brokers: String,
+        /// Python with aiohttp and confluent-kafka, for the Python receiver.
+        #[arg(long, env = "LAKE_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        /// Clients sending forged requests during the flood.
+        #[arg(long, default_value_t = 8)]
+        flood_clients: usize,
+        /// Genuine webhooks per second during the flood.
+        #[arg(long, default_value_t = 50)]
+        genuine_per_second: u32,
         /// Report file whose `ingest` section is replaced.
         #[arg(long, default_value = "BENCHMARKS.md")]
         report: PathBuf,
@@ -94,8 +107,22 @@ async fn main() -> anyhow::Result<()> {
             connections,
             duration,
             brokers,
+            python,
+            flood_clients,
+            genuine_per_second,
             report,
-        } => ingest::run(connections, duration, &brokers, &report).await,
+        } => {
+            ingest::run(&ingest::Options {
+                connections,
+                duration,
+                brokers,
+                python,
+                flood_clients,
+                genuine_per_second,
+                report,
+            })
+            .await
+        }
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
         Bench::Sink {
             records,

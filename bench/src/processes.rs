@@ -32,6 +32,16 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// User and system CPU time so far, from `/proc` (clock ticks of 1/100 s).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).ok()?;
+        // Fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / 100.0)
+    }
+
     /// Peak resident set size so far, from `/proc`.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
@@ -55,4 +65,26 @@ pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     anyhow::bail!("{url} did not become ready")
+}
+
+/// Busy and total CPU time of the whole machine so far, from `/proc/stat`
+/// (all cores, in clock ticks).
+pub fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The share of all cores that was busy between two `machine_cpu` readings.
+pub fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, total0), (busy1, total1)) = (before?, after?);
+    (total1 > total0).then(|| (busy1 - busy0) as f64 / (total1 - total0) as f64)
 }

@@ -3,45 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::load::LoadResult;
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn rss(mib: Option<f64>) -> String {
     mib.map(|m| format!("{m:.0} MiB"))
         .unwrap_or_else(|| "n/a".into())
-}
-
-pub fn ingest(
-    connections: usize,
-    duration: Duration,
-    baseline: &LoadResult,
-    baseline_rss: Option<f64>,
-    ingest: &LoadResult,
-    ingest_rss: Option<f64>,
-) -> String {
-    let ratio = ingest.per_second() / baseline.per_second();
-    format!(
-        "Signed webhooks, {connections} connections, {secs} s measured after a warm-up, load generator on the same machine ({cores} cores).\n\n\
-| target | webhooks/s | p50 | p99 | errors | peak RSS |\n|---|---|---|---|---|---|\n\
-| bare axum endpoint (202 only) | {bps:.0} | {bp50} | {bp99} | {berr} | {brss} |\n\
-| ingest → broker (acks=all) | {ips:.0} | {ip50} | {ip99} | {ierr} | {irss} |\n\n\
-**Ratio ingest / baseline: {ratio:.2}** (target ≥ 0.5); ingest p99 {ip99} (target < 20 ms).\n",
-        secs = duration.as_secs(),
-        cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        bps = baseline.per_second(),
-        bp50 = ms(baseline.percentile(0.5)),
-        bp99 = ms(baseline.percentile(0.99)),
-        berr = baseline.errors,
-        brss = rss(baseline_rss),
-        ips = ingest.per_second(),
-        ip50 = ms(ingest.percentile(0.5)),
-        ip99 = ms(ingest.percentile(0.99)),
-        ierr = ingest.errors,
-        irss = rss(ingest_rss),
-    )
 }
 
 /// Replaces the text between `<!-- {name}:begin -->` and `<!-- {name}:end -->`,

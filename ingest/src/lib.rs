@@ -129,6 +129,7 @@ pub fn app(
         max_body_bytes: config.max_body_bytes,
         publisher: Publisher::new(&config.kafka, &config.raw_topic, config.ack_timeout)?,
         quarantine: Some(quarantine),
+        rejection_log: router::RejectionLog::default(),
     });
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: tower::BoxError| async {

@@ -103,3 +103,45 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
     report.replayed = replayed;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Command;
+
+    fn replay_args(config: &Config) -> &ReplayArgs {
+        match &config.command {
+            Some(Command::Replay(args)) => args,
+            None => panic!("no replay command"),
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_without_a_secret_refuses_unless_told() {
+        // Port 1: nothing listens, so only the guard can answer in time.
+        let config = Config::try_parse_from(["ingest", "--kafka-brokers", "127.0.0.1:1", "replay"])
+            .expect("valid flags");
+        let refused = replay(&config, replay_args(&config)).await;
+        assert!(matches!(refused, Err(IngestError::NoSecret)), "{refused:?}");
+
+        let insecure = Config::try_parse_from([
+            "ingest",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--insecure-accept-unsigned",
+            "replay",
+        ])
+        .expect("valid flags");
+        let passed_the_guard = tokio::time::timeout(
+            Duration::from_millis(300),
+            replay(&insecure, replay_args(&insecure)),
+        )
+        .await;
+        assert!(
+            !matches!(passed_the_guard, Ok(Err(IngestError::NoSecret))),
+            "the explicit flag lets replay run"
+        );
+    }
+}

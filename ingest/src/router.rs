@@ -123,6 +123,35 @@ impl std::fmt::Debug for SharedToken {
     }
 }
 
+/// Logs rejections at a bounded rate, so that a flood of junk cannot fill
+/// the disk; what it holds back is counted in the next line it writes (and
+/// every rejection is in `ingest_requests_total` and the quarantine).
+pub struct RejectionLog {
+    limit: runtime::TokenBucket,
+    held_back: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RejectionLog {
+    fn default() -> Self {
+        RejectionLog {
+            limit: runtime::TokenBucket::new(10.0, 20),
+            held_back: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl RejectionLog {
+    fn write(&self, outcome: &str, remote: Option<SocketAddr>, rejection: &Rejection) {
+        use std::sync::atomic::Ordering;
+        if self.limit.try_acquire() {
+            let not_logged = self.held_back.swap(0, Ordering::Relaxed);
+            tracing::warn!(outcome, remote = ?remote, error = %rejection, not_logged, "webhook rejected");
+        } else {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 pub struct AppState {
     pub verifier: Verifier,
     /// True only when started with the explicit insecure flag and no secret.
@@ -133,6 +162,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub publisher: Publisher,
     pub quarantine: Option<Quarantine>,
+    pub rejection_log: RejectionLog,
 }
 
 impl AppState {
@@ -197,7 +227,7 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
         )
             .into_response(),
         Err(rejection) => {
-            tracing::warn!(outcome, remote = ?remote, error = %rejection, "webhook rejected");
+            state.rejection_log.write(outcome, remote, &rejection);
             if let (Some(quarantine), false) = (
                 &state.quarantine,
                 matches!(rejection, Rejection::Unavailable(_)),
@@ -335,6 +365,7 @@ mod tests {
             max_body_bytes: 1024,
             publisher: Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer"),
             quarantine: None,
+            rejection_log: RejectionLog::default(),
         });
         router(state)
     }
