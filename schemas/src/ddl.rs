@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::str::FromStr;
 
-use arrow::datatypes::{DataType, Field};
+use arrow_schema::{DataType, Field};
 
 use crate::Table;
 

@@ -4,17 +4,16 @@
 //! the enriched-record envelope, the Kafka topic and header names, and the Arrow
 //! schemas of the lake's tables.
 
-mod builder;
 mod ddl;
 mod envelope;
 mod event;
-mod extraction;
 pub mod headers;
 mod tables;
 pub mod topics;
 
-pub use builder::TableBuilder;
 pub use ddl::{create_table, Dialect};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
-pub use tables::{table_for, Table, TableError};
+pub use tables::{
+    data_type, result_value_fields, table_for, Column, Kind, Source, Table, ENVELOPE,
+};

@@ -1,35 +1,37 @@
-//! The lake's tables: their Arrow schemas and how each column is read from an
-//! enriched record.
+//! The lake's tables: their Arrow schemas and where each column's value comes
+//! from in an enriched record.
 //!
-//! Typed columns are extracted leniently: Mobaro's record shapes are only partly
-//! public, so a missing or mistyped field becomes null, never a failure. The full
-//! fetched JSON is always kept, as the enricher wrote it, in `record_json`.
+//! Typed columns are read leniently (by the sink): Mobaro's record shapes are
+//! only partly public, so a missing or mistyped field becomes null, never a
+//! failure. The full fetched JSON is always kept, as the enricher wrote it, in
+//! `record_json`.
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use arrow::error::ArrowError;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::extraction::Selector;
 use crate::Resource;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    #[error("building arrow batch: {0}")]
-    Arrow(#[from] ArrowError),
-}
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Source {
+pub enum Source {
+    /// The envelope's `event_id`.
     EventId,
+    /// The envelope's resource name.
     Resource,
+    /// The envelope's event name.
     Event,
+    /// The envelope's `objectId`.
     ObjectId,
+    /// The webhook's timestamp.
     EventTimestamp,
+    /// When ingest received the webhook.
     ReceivedAt,
+    /// When the enricher fetched the record.
     FetchedAt,
+    /// The fetch status.
     Status,
+    /// The fetched record as JSON text.
     RecordJson,
     /// The first JSON pointer into the fetched record that holds a usable value.
     Record(&'static [&'static str]),
@@ -40,22 +42,34 @@ pub(crate) enum Source {
     ResultValues,
 }
 
+/// A column's type.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// Text.
     Utf8,
+    /// Microseconds in UTC.
     Timestamp,
+    /// True or false.
     Bool,
+    /// A floating-point number.
     Float64,
+    /// A list of text.
     Utf8List,
+    /// A list of Result values (question, answers, answered at).
     ResultValues,
 }
 
+/// One column of a table.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Column {
-    pub(crate) name: &'static str,
-    pub(crate) kind: Kind,
-    pub(crate) nullable: bool,
-    pub(crate) source: Source,
+pub struct Column {
+    /// The column's name in the lake.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Whether it may be null.
+    pub nullable: bool,
+    /// Where its value comes from.
+    pub source: Source,
 }
 
 const fn col(name: &'static str, kind: Kind, source: Source) -> Column {
@@ -79,7 +93,8 @@ const fn required(name: &'static str, kind: Kind, source: Source) -> Column {
 use Kind::*;
 use Source::*;
 
-pub(crate) const ENVELOPE: &[Column] = &[
+/// The envelope's columns, first in every table.
+pub const ENVELOPE: &[Column] = &[
     required("event_id", Utf8, EventId),
     required("resource", Utf8, Resource),
     required("event", Utf8, Event),
@@ -223,7 +238,9 @@ impl Table {
         }
     }
 
-    fn columns(self) -> Vec<Column> {
+    /// The table's columns, in order: the envelope, the typed columns, and
+    /// `record_json` last.
+    pub fn columns(self) -> Vec<Column> {
         let typed: &[Column] = match self {
             Table::Events => return ENVELOPE.to_vec(),
             Table::Records(Resource::Users) => USERS,
@@ -247,84 +264,28 @@ impl Table {
         columns
     }
 
-    pub(crate) fn layout(self) -> &'static Layout {
-        static LAYOUTS: OnceLock<Vec<Layout>> = OnceLock::new();
-        &LAYOUTS.get_or_init(|| Table::all().map(Layout::new).collect())[self.index()]
-    }
-
+    /// The table's Arrow schema.
     pub fn schema(self) -> SchemaRef {
-        self.layout().schema.clone()
+        static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
+        SCHEMAS.get_or_init(|| {
+            Table::all()
+                .map(|table| {
+                    let fields: Vec<Field> = table
+                        .columns()
+                        .iter()
+                        .map(|c| Field::new(c.name, data_type(c.kind), c.nullable))
+                        .collect();
+                    Arc::new(Schema::new(fields))
+                })
+                .collect()
+        })[self.index()]
+        .clone()
     }
 
     /// The columns whose values are unique per row, where a dictionary or
     /// min/max statistics only cost time.
     pub fn unique_columns() -> &'static [&'static str] {
         &["event_id", "record_json"]
-    }
-}
-
-/// A table's columns compiled for reading: which slots of the record's
-/// extraction feed each column.
-pub(crate) struct Layout {
-    pub(crate) schema: SchemaRef,
-    pub(crate) columns: Vec<Column>,
-    pub(crate) selector: Selector,
-    pub(crate) slots: Vec<Slots>,
-    /// Whether any column reads the fetched record (not so for `events`).
-    pub(crate) reads_record: bool,
-}
-
-pub(crate) enum Slots {
-    None,
-    Scalars(Vec<usize>),
-    List(usize),
-    Values(usize, ValueSlots),
-}
-
-/// Where a Result value's fields land in its item's extraction.
-#[derive(Clone, Copy)]
-pub(crate) struct ValueSlots {
-    pub(crate) question_id: usize,
-    pub(crate) question: usize,
-    pub(crate) answers: usize,
-    pub(crate) answered: usize,
-}
-
-impl Layout {
-    fn new(table: Table) -> Layout {
-        let columns = table.columns();
-        let mut selector = Selector::default();
-        let slots: Vec<Slots> = columns
-            .iter()
-            .map(|c| match c.source {
-                Record(pointers) => {
-                    Slots::Scalars(pointers.iter().map(|p| selector.scalar(p)).collect())
-                }
-                RecordList(array, member) => Slots::List(selector.list(array, member)),
-                Source::ResultValues => {
-                    let mut item = Selector::default();
-                    let value_slots = ValueSlots {
-                        question_id: item.scalar("/question/id"),
-                        question: item.scalar("/question"),
-                        answers: item.list("/answers", "value"),
-                        answered: item.scalar("/answered"),
-                    };
-                    Slots::Values(selector.nested("/values", item), value_slots)
-                }
-                _ => Slots::None,
-            })
-            .collect();
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|c| Field::new(c.name, data_type(c.kind), c.nullable))
-            .collect();
-        Layout {
-            schema: Arc::new(Schema::new(fields)),
-            columns,
-            selector,
-            reads_record: slots.iter().any(|s| !matches!(s, Slots::None)),
-            slots,
-        }
     }
 }
 
@@ -336,7 +297,8 @@ fn utf8_list_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
-pub(crate) fn result_value_fields() -> Fields {
+/// The fields of one Result value.
+pub fn result_value_fields() -> Fields {
     Fields::from(vec![
         Field::new("question", DataType::Utf8, true),
         Field::new("answers", utf8_list_type(), true),
@@ -344,7 +306,8 @@ pub(crate) fn result_value_fields() -> Fields {
     ])
 }
 
-pub(crate) fn data_type(kind: Kind) -> DataType {
+/// The Arrow type of a column kind.
+pub fn data_type(kind: Kind) -> DataType {
     match kind {
         Utf8 => DataType::Utf8,
         Timestamp => timestamp_type(),

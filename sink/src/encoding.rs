@@ -9,13 +9,15 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use schemas::{EnrichedView, Table, TableBuilder};
+use schemas::{EnrichedView, Table};
+
+use crate::table_builder::{TableBuilder, TableError};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodingError {
     #[error(transparent)]
-    Table(#[from] schemas::TableError),
+    Table(#[from] TableError),
     #[error("writing parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
 }

@@ -4,9 +4,12 @@ mod batch;
 mod config;
 mod consumption;
 mod encoding;
+mod extraction;
 mod intents;
 mod lake;
+mod layout;
 mod rotation;
+mod table_builder;
 
 use tokio_util::sync::CancellationToken;
 

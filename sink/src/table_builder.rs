@@ -10,13 +10,20 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
+use schemas::Kind::*;
+use schemas::Source::*;
+use schemas::{result_value_fields, EnrichedView, Kind, Source, Table};
+
 use crate::extraction::{Extracted, Scalar};
-use crate::tables::Kind::*;
-use crate::tables::Source::*;
-use crate::tables::{
-    result_value_fields, Kind, Layout, Slots, Source, Table, TableError, ValueSlots,
-};
-use crate::EnrichedView;
+use crate::layout::{layout, Layout, Slots, ValueSlots};
+
+/// A batch could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// Arrow refused the columns.
+    #[error("building arrow batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
 
 pub struct TableBuilder {
     layout: &'static Layout,
@@ -69,7 +76,7 @@ impl ColumnBuilder {
 
 impl TableBuilder {
     pub fn new(table: Table) -> TableBuilder {
-        let layout = table.layout();
+        let layout = layout(table);
         TableBuilder {
             layout,
             builders: layout
@@ -240,12 +247,10 @@ fn append_values(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::ENVELOPE;
-    use crate::Resource;
-    use crate::{EnrichedRecord, FetchStatus, WebhookEvent};
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::TimestampMicrosecondType;
     use chrono::Utc;
+    use schemas::{EnrichedRecord, FetchStatus, Resource, WebhookEvent, ENVELOPE};
     use serde_json::{json, Value};
 
     fn payload(resource: &str, body: Value) -> Vec<u8> {
