@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::enrichment::{Enricher, Job};
-use crate::offsets::OffsetTracker;
+use crate::pending::OffsetTracker;
 
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 const RECHECK: Duration = Duration::from_millis(500);

@@ -5,7 +5,7 @@ mod client;
 mod config;
 mod consumption;
 mod enrichment;
-mod offsets;
+mod pending;
 mod replay;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use runtime::{KafkaArgs, MembershipArgs};
 
-use crate::encoding::Compression;
+use crate::parquet_file::Compression;
 
 /// Consumes enriched records and writes them as Hive-partitioned Parquet files
 /// (`{table}/dt=YYYY-MM-DD/`) to a local folder or an object store.

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, EncodedFile};
 use crate::config::Config;
-use crate::encoding::{EncodingError, CONTENT_DIGEST_KEY};
+use crate::parquet_file::{EncodingError, CONTENT_DIGEST_KEY};
 use crate::intents::Intents;
 use crate::lake::{Lake, LakeError, Put};
 use crate::rotation::{FlushReason, Rotation};

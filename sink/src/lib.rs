@@ -3,7 +3,7 @@
 mod batch;
 mod config;
 mod consumption;
-mod encoding;
+mod parquet_file;
 mod extraction;
 mod intents;
 mod lake;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use batch::{Batch, EncodedFile};
 pub use config::{parse_bytes, Config};
-pub use encoding::{Compression, EncodingError};
+pub use parquet_file::{Compression, EncodingError};
 pub use lake::{Lake, LakeError};
 
 #[derive(Debug, thiserror::Error)]
