@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::enrichment::{Enricher, Job};
-use crate::pending::OffsetTracker;
+use crate::pending::PendingEvents;
 
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 const RECHECK: Duration = Duration::from_millis(500);
@@ -48,7 +48,7 @@ pub struct Consumption {
 impl Consumption {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.topic])?;
-        let mut tracker = OffsetTracker::default();
+        let mut tracker = PendingEvents::default();
         let mut paused = false;
         let mut full = false;
         let mut outcome = Ok(());
@@ -112,17 +112,17 @@ impl Consumption {
     }
 
     /// Drops the pending events of revoked partitions from the tracker.
-    fn forget_revoked(&self, tracker: &mut OffsetTracker) {
+    fn forget_revoked(&self, tracker: &mut PendingEvents) {
         match self.consumer.context().take_revoked() {
             Revoked::Nothing => {}
             Revoked::Some(partitions) => tracker.revoke(&partitions),
-            Revoked::All => *tracker = OffsetTracker::default(),
+            Revoked::All => *tracker = PendingEvents::default(),
         }
     }
 
     /// Lets events in flight finish, up to the drain deadline; what is left
     /// stays uncommitted.
-    async fn drain(&mut self, tracker: &mut OffsetTracker) {
+    async fn drain(&mut self, tracker: &mut PendingEvents) {
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         while tracker.in_flight() > 0 {
             tokio::select! {
@@ -136,7 +136,7 @@ impl Consumption {
         self.stop.cancel();
     }
 
-    fn complete(&self, tracker: &mut OffsetTracker, partition: i32, offset: i64) {
+    fn complete(&self, tracker: &mut PendingEvents, partition: i32, offset: i64) {
         let Some(next) = tracker.complete(partition, offset) else {
             return;
         };

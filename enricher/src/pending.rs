@@ -1,5 +1,5 @@
-//! Which offsets may be committed while events finish out of order.
-//!
+//! Events taken but not yet finished, and which offsets may be committed
+//! while they finish out of order.
 //! Events of different objects complete in any order; an offset may only be
 //! committed once every event below it has been produced and acknowledged.
 
@@ -15,11 +15,11 @@ struct PartitionState {
 }
 
 #[derive(Debug, Default)]
-pub struct OffsetTracker {
+pub struct PendingEvents {
     partitions: BTreeMap<i32, PartitionState>,
 }
 
-impl OffsetTracker {
+impl PendingEvents {
     /// An event at `offset` was taken from `partition`.
     pub fn begin(&mut self, partition: i32, offset: i64) {
         let state = self.partitions.entry(partition).or_default();
@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn commits_stop_below_the_oldest_pending_event() {
-        let mut tracker = OffsetTracker::default();
+        let mut tracker = PendingEvents::default();
         for offset in 10..15 {
             tracker.begin(0, offset);
         }
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_revoked_partition_forgets_its_events_and_starts_afresh() {
-        let mut tracker = OffsetTracker::default();
+        let mut tracker = PendingEvents::default();
         for offset in 100..110 {
             tracker.begin(1, offset);
         }
@@ -114,7 +114,7 @@ mod tests {
         fn a_committed_offset_never_passes_an_unfinished_event(
             order in Just((0i64..40).collect::<Vec<_>>()).prop_shuffle()
         ) {
-            let mut tracker = OffsetTracker::default();
+            let mut tracker = PendingEvents::default();
             for offset in 0..40 {
                 tracker.begin(3, offset);
             }
