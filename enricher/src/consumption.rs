@@ -48,13 +48,13 @@ pub struct Consumption {
 impl Consumption {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.topic])?;
-        let mut tracker = PendingEvents::default();
+        let mut pending = PendingEvents::default();
         let mut paused = false;
         let mut full = false;
         let mut outcome = Ok(());
         loop {
-            self.forget_revoked(&mut tracker);
-            let in_flight = tracker.in_flight();
+            self.forget_revoked(&mut pending);
+            let in_flight = pending.in_flight();
             full = if full {
                 in_flight > self.max_in_flight / 2
             } else {
@@ -85,12 +85,12 @@ impl Consumption {
             metrics::gauge!("enricher_consumption_paused").set(if paused { 1.0 } else { 0.0 });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some((partition, offset)) = self.done.recv() => self.complete(&mut tracker, partition, offset),
+                Some((partition, offset)) = self.done.recv() => self.complete(&mut pending, partition, offset),
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
                         // A rebalance inside `recv` may have revoked partitions.
-                        self.forget_revoked(&mut tracker);
-                        tracker.begin(message.partition(), message.offset());
+                        self.forget_revoked(&mut pending);
+                        pending.begin(message.partition(), message.offset());
                         self.enricher.enqueue(Job::new(message.detach()));
                     }
                     Err(error) => {
@@ -104,31 +104,31 @@ impl Consumption {
                 _ = tokio::time::sleep(RECHECK) => {}
             }
         }
-        self.drain(&mut tracker).await;
+        self.drain(&mut pending).await;
         if let Err(error) = runtime::commit(&self.consumer, None, COMMIT_DEADLINE).await {
             tracing::warn!(%error, "final offset commit failed; the uncommitted events will be enriched again");
         }
         outcome
     }
 
-    /// Drops the pending events of revoked partitions from the tracker.
-    fn forget_revoked(&self, tracker: &mut PendingEvents) {
+    /// Drops the pending events of revoked partitions from the pending.
+    fn forget_revoked(&self, pending: &mut PendingEvents) {
         match self.consumer.context().take_revoked() {
             Revoked::Nothing => {}
-            Revoked::Some(partitions) => tracker.revoke(&partitions),
-            Revoked::All => *tracker = PendingEvents::default(),
+            Revoked::Some(partitions) => pending.revoke(&partitions),
+            Revoked::All => *pending = PendingEvents::default(),
         }
     }
 
     /// Lets events in flight finish, up to the drain deadline; what is left
     /// stays uncommitted.
-    async fn drain(&mut self, tracker: &mut PendingEvents) {
+    async fn drain(&mut self, pending: &mut PendingEvents) {
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
-        while tracker.in_flight() > 0 {
+        while pending.in_flight() > 0 {
             tokio::select! {
-                Some((partition, offset)) = self.done.recv() => self.complete(tracker, partition, offset),
+                Some((partition, offset)) = self.done.recv() => self.complete(pending, partition, offset),
                 _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(left = tracker.in_flight(), "drain deadline passed; unfinished events stay uncommitted");
+                    tracing::warn!(left = pending.in_flight(), "drain deadline passed; unfinished events stay uncommitted");
                     break;
                 }
             }
@@ -136,8 +136,8 @@ impl Consumption {
         self.stop.cancel();
     }
 
-    fn complete(&self, tracker: &mut PendingEvents, partition: i32, offset: i64) {
-        let Some(next) = tracker.complete(partition, offset) else {
+    fn complete(&self, pending: &mut PendingEvents, partition: i32, offset: i64) {
+        let Some(next) = pending.complete(partition, offset) else {
             return;
         };
         let mut offsets = TopicPartitionList::new();

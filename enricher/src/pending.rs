@@ -1,5 +1,6 @@
 //! Events taken but not yet finished, and which offsets may be committed
 //! while they finish out of order.
+//!
 //! Events of different objects complete in any order; an offset may only be
 //! committed once every event below it has been produced and acknowledged.
 
