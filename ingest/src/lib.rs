@@ -23,10 +23,7 @@ pub use config::{Command, Config, ReplayArgs};
 pub use publisher::{PublishError, Publisher};
 pub use quarantine::QuarantinedRequest;
 pub use replay::{replay, ReplayReport};
-pub use router::{
-    router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, SIGNATURE_HEADER,
-    WEBHOOK_PATH,
-};
+pub use router::{router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, WEBHOOK_PATH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

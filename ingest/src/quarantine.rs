@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::router::SIGNATURE_HEADER;
+use crate::signature::SIGNATURE_HEADER;
 
 /// Headers whose values are credentials; never stored.
 const SECRET_HEADERS: [&str; 4] = [

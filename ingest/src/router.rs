@@ -18,10 +18,9 @@ use rdkafka::producer::Producer;
 
 use crate::publisher::{PublishError, Publisher, RawRecord};
 use crate::quarantine::{Quarantine, QuarantinedRequest};
-use crate::signature::{SignatureError, Verifier};
+use crate::signature::{SignatureError, Verifier, SIGNATURE_HEADER};
 
 pub const WEBHOOK_PATH: &str = "/webhooks/mobaro";
-pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// Prefix of Kafka headers that carry forwarded request headers.
 pub const FORWARDED_HEADER_PREFIX: &str = "http.";
 

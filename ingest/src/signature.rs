@@ -15,6 +15,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The request header that carries the signature.
+pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
+
 const MAC_LEN: usize = 32;
 const PREFIX: &str = "sha256=";
 

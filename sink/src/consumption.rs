@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, EncodedFile};
 use crate::config::Config;
-use crate::parquet_file::{EncodingError, CONTENT_DIGEST_KEY};
 use crate::intents::Intents;
 use crate::lake::{Lake, LakeError, Put};
+use crate::parquet_file::{EncodingError, CONTENT_DIGEST_KEY};
 use crate::rotation::{FlushReason, Rotation};
 
 #[derive(Debug, thiserror::Error)]

@@ -3,11 +3,11 @@
 mod batch;
 mod config;
 mod consumption;
-mod parquet_file;
 mod extraction;
 mod intents;
 mod lake;
 mod layout;
+mod parquet_file;
 mod rotation;
 mod table_builder;
 
@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use batch::{Batch, EncodedFile};
 pub use config::{parse_bytes, Config};
-pub use parquet_file::{Compression, EncodingError};
 pub use lake::{Lake, LakeError};
+pub use parquet_file::{Compression, EncodingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
