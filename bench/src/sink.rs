@@ -292,7 +292,7 @@ pub async fn run(
         }
         None => None,
     };
-    let text = report::sink(
+    let text = render(
         count,
         record_bytes,
         ours_best,
@@ -302,4 +302,56 @@ pub async fn run(
     println!("{text}");
     report::replace_section(report_path, "sink", &text)?;
     Ok(())
+}
+
+fn render(
+    records: usize,
+    record_bytes: usize,
+    ours: (Duration, u64),
+    duckdb: (Duration, u64),
+    end_to_end: Option<&EndToEnd>,
+) -> String {
+    let rate = |d: Duration| records as f64 / d.as_secs_f64();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut text = format!(
+        "{records} enriched Result records of about {record_bytes} bytes of JSON each (with `values`), one core, best of three.\n\n\
+| path | records/s | time | Parquet size |\n|---|---|---|---|\n\
+| sink: JSON → Arrow → Parquet (zstd) → object store (local) | {:.0} | {:.2} s | {:.1} MiB |\n\
+| DuckDB, 1 thread: COPY (SELECT * FROM read_json_auto) TO parquet (zstd) | {:.0} | {:.2} s | {:.1} MiB |\n\n\
+**Ratio sink / DuckDB: {:.2}** (target ≥ 1.0).\n",
+        rate(ours.0),
+        ours.0.as_secs_f64(),
+        mib(ours.1),
+        rate(duckdb.0),
+        duckdb.0.as_secs_f64(),
+        mib(duckdb.1),
+        rate(ours.0) / rate(duckdb.0),
+    );
+    if let Some(e2e) = end_to_end {
+        let budget = e2e.budget as f64 / (1024.0 * 1024.0);
+        let limit = budget + 100.0;
+        let rss = e2e
+            .peak_rss_mib
+            .map_or("unknown".to_string(), |r| format!("{r:.0} MiB"));
+        let within = e2e.peak_rss_mib.is_some_and(|r| r <= limit);
+        text.push_str(&format!(
+            "\nEnd to end, the sink binary draining the same records from a pre-filled \
+topic (3 partitions, tansu) into a local lake, `results` and `events` files, \
+with a {budget:.0} MiB memory budget and the default rotation limits, stopped \
+(SIGTERM, final flush) once every record was consumed: **{:.0} records/s** \
+({:.2} s from start to exit, of which {:.2} s before the first record: start-up \
+and joining the group; {} files before the final flush). \
+Peak RSS {rss}, {} the budget + 100 MiB ({limit:.0} MiB). \
+In the same run a bare consumer (rdkafka, no processing) read the topic at \
+{:.0} records/s: **ratio sink / bare consumer {:.2}**, start-up included.\n",
+            records as f64 / e2e.elapsed.as_secs_f64(),
+            e2e.elapsed.as_secs_f64(),
+            e2e.startup.as_secs_f64(),
+            e2e.files,
+            if within { "within" } else { "**over**" },
+            records as f64 / e2e.bare_consumer.as_secs_f64(),
+            e2e.bare_consumer.as_secs_f64() / e2e.elapsed.as_secs_f64(),
+        ));
+    }
+    text
 }
