@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::StatusCode;
 use runtime::{Failure, Retry, TokenBucket, Verdict};
-use schemas::Resource;
+use schemas::{DeadLetterClass, Resource};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -60,14 +60,16 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    pub fn class(&self) -> &'static str {
+    /// The dead-letter class of a fetch that failed for good; `None` for a
+    /// fetch cut short by shutdown, which is not a failure of the record.
+    pub fn class(&self) -> Option<DeadLetterClass> {
         match self {
-            FetchError::Unauthorized { .. } => "unauthorized",
-            FetchError::Forbidden { .. } => "forbidden",
-            FetchError::Permanent { .. } => "permanent",
-            FetchError::Exhausted { .. } => "exhausted",
-            FetchError::Url(_) => "invalid_url",
-            FetchError::Stopped => "stopped",
+            FetchError::Unauthorized { .. } => Some(DeadLetterClass::Unauthorized),
+            FetchError::Forbidden { .. } => Some(DeadLetterClass::Forbidden),
+            FetchError::Permanent { .. } => Some(DeadLetterClass::Permanent),
+            FetchError::Exhausted { .. } => Some(DeadLetterClass::Exhausted),
+            FetchError::Url(_) => Some(DeadLetterClass::InvalidUrl),
+            FetchError::Stopped => None,
         }
     }
 

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use runtime::{KafkaArgs, MembershipArgs};
-use schemas::Resource;
+use schemas::{DeadLetterClass, Resource};
 use url::Url;
 
 /// A Mobaro API key; redacted in `Debug`.
@@ -33,10 +33,10 @@ pub enum Command {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// Only replay these error classes (comma separated): exhausted,
-    /// permanent, unparsable, invalid_url.
+    /// Only replay these error classes (comma separated), e.g.
+    /// `exhausted,unauthorized` after an API outage or a fixed key.
     #[arg(long, value_delimiter = ',')]
-    pub class: Vec<String>,
+    pub class: Vec<DeadLetterClass>,
 
     /// Report what would be replayed without publishing.
     #[arg(long)]

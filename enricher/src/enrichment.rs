@@ -18,9 +18,11 @@ use chrono::{DateTime, Utc};
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
+use runtime::checks;
 use runtime::{produce, with_headers, Failure, Outgoing, Readiness, Retry, Verdict};
 use schemas::{
-    headers, EnrichedRecord, EventKind, EventParseError, FetchStatus, Resource, WebhookEvent,
+    headers, DeadLetter, DeadLetterClass, EnrichedRecord, EventKind, EventParseError, FetchStatus,
+    Position, Resource, Stage, WebhookEvent,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
@@ -67,10 +69,11 @@ impl Job {
     }
 }
 
-/// Why an event went to the dead-letter topic.
+/// Why an event goes to the dead-letter topic (its position comes from the
+/// event itself).
 #[derive(Clone)]
-struct DeadLetter {
-    class: &'static str,
+struct GaveUp {
+    class: DeadLetterClass,
     error: String,
     status: Option<u16>,
     attempts: u32,
@@ -80,7 +83,7 @@ struct DeadLetter {
 enum FetchOutcome {
     Found(Value, DateTime<Utc>),
     NotFound,
-    DeadLetter(DeadLetter),
+    GaveUp(GaveUp),
     /// Stopped while paused; the events stay uncommitted.
     Interrupted,
 }
@@ -235,15 +238,15 @@ impl Enricher {
         for job in &group {
             match (&job.event, &fetched) {
                 (Err(error), _) => {
-                    let letter = DeadLetter {
-                        class: "unparsable",
+                    let letter = GaveUp {
+                        class: DeadLetterClass::Unparsable,
                         error: error.to_string(),
                         status: None,
                         attempts: 0,
                     };
                     self.dead_letter(job, letter).await
                 }
-                (Ok(_), Some(FetchOutcome::DeadLetter(letter))) => {
+                (Ok(_), Some(FetchOutcome::GaveUp(letter))) => {
                     self.dead_letter(job, letter.clone()).await
                 }
                 (Ok(event), fetched) => {
@@ -292,7 +295,8 @@ impl Enricher {
                 |error, _| match error {
                     FetchError::Unauthorized { .. } => {
                         tracing::error!(%error, "enrichment paused");
-                        self.readiness.set("mobaro_api", Err(error.to_string()));
+                        self.readiness
+                            .set(checks::MOBARO_API, Err(error.to_string()));
                         self.paused.store(true, Ordering::Relaxed);
                         metrics::counter!("enricher_paused_total").increment(1);
                         Verdict::Retry
@@ -317,12 +321,15 @@ impl Enricher {
                 FetchOutcome::Interrupted
             }
             Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
+                let Some(class) = error.class() else {
+                    return FetchOutcome::Interrupted;
+                };
                 let attempts = match &error {
                     FetchError::Exhausted { attempts, .. } => *attempts,
                     _ => 1,
                 };
-                FetchOutcome::DeadLetter(DeadLetter {
-                    class: error.class(),
+                FetchOutcome::GaveUp(GaveUp {
+                    class,
                     status: error.status(),
                     error: error.to_string(),
                     attempts,
@@ -335,7 +342,7 @@ impl Enricher {
         if self.paused.swap(false, Ordering::Relaxed) {
             tracing::info!("mobaro api accepts the key again; enrichment resumed");
         }
-        self.readiness.set("mobaro_api", Ok(()));
+        self.readiness.set(checks::MOBARO_API, Ok(()));
     }
 
     /// Produces the enriched record; one the broker refuses for good (too
@@ -354,8 +361,8 @@ impl Enricher {
         match produce(&self.producer, &outgoing, &self.stop).await {
             Ok(()) => Ok(()),
             Err(Failure::Permanent(error)) | Err(Failure::Exhausted { error, .. }) => {
-                let letter = DeadLetter {
-                    class: "refused_by_broker",
+                let letter = GaveUp {
+                    class: DeadLetterClass::RefusedByBroker,
                     error: format!("enriched record of {} bytes refused: {error}", value.len()),
                     status: None,
                     attempts: 1,
@@ -366,32 +373,36 @@ impl Enricher {
         }
     }
 
-    async fn dead_letter(&self, job: &Job, letter: DeadLetter) -> Result<(), Stopped> {
+    async fn dead_letter(&self, job: &Job, gave_up: GaveUp) -> Result<(), Stopped> {
         let message = &job.message;
         tracing::warn!(
-            class = letter.class,
-            error = %letter.error,
+            class = %gave_up.class,
+            error = %gave_up.error,
             partition = message.partition(),
             offset = message.offset(),
             "event dead-lettered"
         );
         metrics::counter!("enricher_events_total", "outcome" => "dead_letter").increment(1);
-        let status = letter.status.map(|s| s.to_string()).unwrap_or_default();
-        let attempts = letter.attempts.to_string();
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
+        let letter = DeadLetter {
+            stage: Stage::Enricher,
+            class: gave_up.class,
+            error: gave_up.error,
+            http_status: gave_up.status,
+            attempts: gave_up.attempts,
+            original: Position {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+        };
+        let letter_headers = letter.headers();
+        let letter_headers: Vec<(&str, &str)> = letter_headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
         let headers = with_headers(
             message.headers().cloned().unwrap_or_default(),
-            &[
-                (headers::DLQ_STAGE, "enricher"),
-                (headers::DLQ_ERROR_CLASS, letter.class),
-                (headers::DLQ_ERROR, letter.error.as_str()),
-                (headers::DLQ_HTTP_STATUS, status.as_str()),
-                (headers::DLQ_ATTEMPTS, attempts.as_str()),
-                (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
-                (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
-                (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
-            ],
+            &letter_headers,
         );
         let outgoing = Outgoing {
             topic: &self.config.dead_letter_topic,
@@ -401,7 +412,7 @@ impl Enricher {
         };
         match produce(&self.producer, &outgoing, &self.stop).await {
             Ok(()) => {
-                self.readiness.set("dead_letter_topic", Ok(()));
+                self.readiness.set(checks::DEAD_LETTER_TOPIC, Ok(()));
                 Ok(())
             }
             Err(Failure::Stopped) => Err(Stopped),
@@ -410,7 +421,7 @@ impl Enricher {
                 // rare; the event stays uncommitted rather than dropped.
                 tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "the dead-letter topic refused the event; it stays uncommitted");
                 self.readiness
-                    .set("dead_letter_topic", Err(failure.to_string()));
+                    .set(checks::DEAD_LETTER_TOPIC, Err(failure.to_string()));
                 Err(Stopped)
             }
         }

@@ -99,7 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, concurrency = config.concurrency, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "enricher starting");
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    readiness.set("mobaro_api", Ok(()));
+    readiness.set(runtime::checks::MOBARO_API, Ok(()));
     let consumer = std::sync::Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "enricher", shutdown.clone());
     let consumption = consumption::Consumption {

@@ -7,7 +7,7 @@ use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::{with_headers, Outgoing};
-use schemas::headers;
+use schemas::{headers, DeadLetter, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ReplayArgs};
@@ -32,45 +32,56 @@ pub async fn replay(
         .kafka
         .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
         .create()?;
-    let never = CancellationToken::new();
     let mut outcomes = BTreeMap::new();
     for message in &records {
-        let outcome = if header(message, headers::DLQ_STAGE) != Some("enricher") {
-            "skipped_other_stage"
-        } else if !args.class.is_empty()
-            && !header(message, headers::DLQ_ERROR_CLASS)
-                .is_some_and(|c| args.class.iter().any(|a| a == c))
-        {
-            "skipped_class"
-        } else if args.dry_run {
-            "would_replay"
-        } else {
-            // The original headers (event_id, received_at, ...) travel back;
-            // the dead-letter ones do not.
-            let mut kept = OwnedHeaders::new();
-            if let Some(original) = message.headers() {
-                for h in original.iter().filter(|h| !h.key.starts_with("dlq_")) {
-                    kept = kept.insert(rdkafka::message::Header {
-                        key: h.key,
-                        value: h.value,
-                    });
-                }
+        let outcome = match DeadLetter::from_headers(|name| header(message, name)) {
+            Err(error) => {
+                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "skipping a record without readable dead-letter headers");
+                "skipped_unreadable_headers"
             }
-            let outgoing = Outgoing {
-                topic: &config.raw_topic,
-                key: message.key(),
-                payload: message.payload().unwrap_or_default(),
-                headers: with_headers(kept, &[("replayed_from", "dead_letter")]),
-            };
-            match runtime::produce(&producer, &outgoing, &never).await {
-                Ok(()) => "replayed",
-                Err(failure) => {
-                    tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "replaying a dead letter failed");
-                    "failed"
-                }
+            Ok(letter) if letter.stage != Stage::Enricher => "skipped_other_stage",
+            Ok(letter) if !args.class.is_empty() && !args.class.contains(&letter.class) => {
+                "skipped_class"
             }
+            Ok(_) if args.dry_run => "would_replay",
+            Ok(_) => put_back(config, &producer, message).await,
         };
         *outcomes.entry(outcome.to_string()).or_default() += 1;
     }
     Ok(outcomes)
+}
+
+/// Produces a dead-lettered event back to the raw topic with its original
+/// headers (event_id, received_at, ...), not the dead-letter ones.
+async fn put_back(
+    config: &Config,
+    producer: &FutureProducer,
+    message: &OwnedMessage,
+) -> &'static str {
+    let never = CancellationToken::new();
+    let mut kept = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for h in original
+            .iter()
+            .filter(|h| !h.key.starts_with(headers::DLQ_PREFIX))
+        {
+            kept = kept.insert(rdkafka::message::Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let outgoing = Outgoing {
+        topic: &config.raw_topic,
+        key: message.key(),
+        payload: message.payload().unwrap_or_default(),
+        headers: with_headers(kept, &[(headers::REPLAYED_FROM, "dead_letter")]),
+    };
+    match runtime::produce(producer, &outgoing, &never).await {
+        Ok(()) => "replayed",
+        Err(failure) => {
+            tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "replaying a dead letter failed");
+            "failed"
+        }
+    }
 }

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runtime::KafkaArgs;
+use schemas::QuarantineReason;
 
 use crate::signature::{Secret, SignatureForm};
 
@@ -134,7 +135,7 @@ pub struct ReplayArgs {
     /// Only replay requests quarantined for these reasons (comma separated),
     /// e.g. `bad_signature,missing_signature`.
     #[arg(long, value_delimiter = ',')]
-    pub reason: Vec<String>,
+    pub reason: Vec<QuarantineReason>,
 
     /// Report what would be replayed without publishing.
     #[arg(long)]

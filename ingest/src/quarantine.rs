@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
+use schemas::QuarantineReason;
+
 use crate::signature::SIGNATURE_HEADER;
 
 /// Headers whose values are credentials; never stored.
@@ -29,9 +31,8 @@ const REDACTED: &str = "<redacted>";
 /// One quarantined request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuarantinedRequest {
-    /// Machine-readable reason: `missing_signature`, `bad_signature`,
-    /// `bad_token`, `malformed`, `unknown_name`, `too_large`.
-    pub reason: String,
+    /// Why it was rejected.
+    pub reason: QuarantineReason,
     pub error: String,
     pub received_at: DateTime<Utc>,
     pub remote_addr: Option<String>,
@@ -49,7 +50,7 @@ pub struct QuarantinedRequest {
 impl QuarantinedRequest {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        reason: &str,
+        reason: QuarantineReason,
         error: String,
         remote_addr: Option<SocketAddr>,
         headers: &HeaderMap,
@@ -59,7 +60,7 @@ impl QuarantinedRequest {
     ) -> Self {
         let kept = &body[..body.len().min(body_limit)];
         QuarantinedRequest {
-            reason: reason.to_string(),
+            reason,
             error,
             received_at: Utc::now(),
             remote_addr: remote_addr.map(|a| a.to_string()),
@@ -146,7 +147,7 @@ mod tests {
         headers.insert(SIGNATURE_HEADER, "abc".parse().expect("value"));
         headers.insert("user-agent", "Mobaro".parse().expect("value"));
         let request = QuarantinedRequest::new(
-            "bad_signature",
+            QuarantineReason::BadSignature,
             "no".into(),
             None,
             &headers,

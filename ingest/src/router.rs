@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{SecondsFormat, Utc};
-use schemas::{headers, EventParseError, WebhookEvent};
+use schemas::{headers, EventParseError, QuarantineReason, WebhookEvent};
 use subtle::ConstantTimeEq;
 
 use rdkafka::producer::Producer;
@@ -67,20 +67,27 @@ impl Rejection {
         }
     }
 
-    /// The reason code in metrics and quarantine records.
+    /// Why the request is quarantined; `None` for a broker that is only
+    /// unavailable, which Mobaro's retry resolves.
+    pub fn quarantine_reason(&self) -> Option<QuarantineReason> {
+        Some(match self {
+            Rejection::Signature(SignatureError::Missing) => QuarantineReason::MissingSignature,
+            Rejection::Signature(SignatureError::Mismatch) => QuarantineReason::BadSignature,
+            Rejection::Signature(SignatureError::Oversized) => QuarantineReason::OversizedSignature,
+            Rejection::BadToken => QuarantineReason::BadToken,
+            Rejection::TooLarge(_) => QuarantineReason::TooLarge,
+            Rejection::Unreadable(_) => QuarantineReason::Unreadable,
+            Rejection::Malformed(_) => QuarantineReason::Malformed,
+            Rejection::Unknown(_) => QuarantineReason::UnknownName,
+            Rejection::RefusedByBroker(_) => QuarantineReason::RefusedByBroker,
+            Rejection::Unavailable(_) => return None,
+        })
+    }
+
+    /// The outcome label in metrics and responses.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Rejection::Signature(SignatureError::Missing) => "missing_signature",
-            Rejection::Signature(SignatureError::Mismatch) => "bad_signature",
-            Rejection::Signature(SignatureError::Oversized) => "oversized_signature",
-            Rejection::BadToken => "bad_token",
-            Rejection::TooLarge(_) => "too_large",
-            Rejection::Unreadable(_) => "unreadable",
-            Rejection::Malformed(_) => "malformed",
-            Rejection::Unknown(_) => "unknown_name",
-            Rejection::Unavailable(_) => "broker_unavailable",
-            Rejection::RefusedByBroker(_) => "refused_by_broker",
-        }
+        self.quarantine_reason()
+            .map_or("broker_unavailable", QuarantineReason::as_str)
     }
 }
 
@@ -227,12 +234,11 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
             .into_response(),
         Err(rejection) => {
             state.rejection_log.write(outcome, remote, &rejection);
-            if let (Some(quarantine), false) = (
-                &state.quarantine,
-                matches!(rejection, Rejection::Unavailable(_)),
-            ) {
+            if let (Some(quarantine), Some(reason)) =
+                (&state.quarantine, rejection.quarantine_reason())
+            {
                 quarantine.keep(QuarantinedRequest::new(
-                    rejection.reason(),
+                    reason,
                     rejection.to_string(),
                     remote,
                     &parts.headers,

@@ -2,6 +2,7 @@
 //! them carries its own copy: Kafka client configuration and topic creation,
 //! logging, the operations endpoints and shutdown on signals.
 
+pub mod checks;
 mod delivery;
 mod kafka;
 mod lag;

@@ -129,7 +129,7 @@ pub fn watch_broker(config: ClientConfig, readiness: Readiness, shutdown: Cancel
         let consumer: BaseConsumer = match config.create() {
             Ok(c) => c,
             Err(e) => {
-                readiness.set("broker", Err(e.to_string()));
+                readiness.set(crate::checks::BROKER, Err(e.to_string()));
                 return;
             }
         };
@@ -144,7 +144,7 @@ pub fn watch_broker(config: ClientConfig, readiness: Readiness, shutdown: Cancel
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
-            readiness.set("broker", state);
+            readiness.set(crate::checks::BROKER, state);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -5,15 +5,19 @@
 //! schemas of the lake's tables.
 
 mod ddl;
+mod dead_letter;
 mod envelope;
 mod event;
 pub mod headers;
+mod quarantine;
 mod tables;
 pub mod topics;
 
 pub use ddl::{create_table, Dialect};
+pub use dead_letter::{DeadLetter, DeadLetterClass, DeadLetterHeaderError, Position, Stage};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
+pub use quarantine::QuarantineReason;
 pub use tables::{
     data_type, result_value_fields, table_for, Column, Kind, Source, Table, ENVELOPE,
 };

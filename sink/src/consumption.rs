@@ -16,10 +16,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use runtime::checks;
 use runtime::{
     produce, with_headers, Failure, Outgoing, Readiness, RebalanceContext, Retry, Revoked, Verdict,
 };
-use schemas::{headers, EnrichedView};
+use schemas::{DeadLetter, DeadLetterClass, EnrichedView, Position, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, EncodedFile};
@@ -165,7 +166,7 @@ const OWNERSHIP_RETRY: Retry = Retry::forever(Duration::from_millis(500), Durati
 impl Consumption {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.config.enriched_topic])?;
-        self.readiness.set("object_store", Ok(()));
+        self.readiness.set(checks::OBJECT_STORE, Ok(()));
         let intents = Intents::new(self.lake.clone(), &self.config.enriched_topic);
         let mut buffer = Buffer::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -400,7 +401,8 @@ impl Consumption {
 
     /// Logs a failed store request and says whether to retry it.
     fn judge_store(&self, error: &LakeError, attempt: u32, what: &str) -> Verdict {
-        self.readiness.set("object_store", Err(error.to_string()));
+        self.readiness
+            .set(checks::OBJECT_STORE, Err(error.to_string()));
         if error.is_permanent() {
             tracing::error!(%error, "{what} failed for good");
             Verdict::GiveUp
@@ -424,20 +426,24 @@ impl Consumption {
         };
         tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "undecodable record dead-lettered");
         metrics::counter!("sink_dead_letters_total").increment(1);
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let error = error.to_string();
-        let headers = with_headers(
-            OwnedHeaders::new(),
-            &[
-                (headers::DLQ_STAGE, "sink"),
-                (headers::DLQ_ERROR_CLASS, "undecodable"),
-                (headers::DLQ_ERROR, error.as_str()),
-                (headers::DLQ_ORIGINAL_TOPIC, message.topic()),
-                (headers::DLQ_ORIGINAL_PARTITION, partition.as_str()),
-                (headers::DLQ_ORIGINAL_OFFSET, offset.as_str()),
-            ],
-        );
+        let letter = DeadLetter {
+            stage: Stage::Sink,
+            class: DeadLetterClass::Undecodable,
+            error: error.to_string(),
+            http_status: None,
+            attempts: 1,
+            original: Position {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+        };
+        let letter_headers = letter.headers();
+        let letter_headers: Vec<(&str, &str)> = letter_headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let headers = with_headers(OwnedHeaders::new(), &letter_headers);
         let outgoing = Outgoing {
             topic: &self.config.dead_letter_topic,
             key: message.key(),
@@ -505,7 +511,7 @@ impl Consumption {
             )
             .await;
         match recorded {
-            Ok(()) => self.readiness.set("object_store", Ok(())),
+            Ok(()) => self.readiness.set(checks::OBJECT_STORE, Ok(())),
             Err(Failure::Stopped) => return Ok(Flushed::Stopped),
             Err(Failure::Permanent(source) | Failure::Exhausted { error: source, .. }) => {
                 return Err(ConsumptionError::Store {
@@ -702,7 +708,7 @@ impl Consumption {
                     }
                 }
             };
-            self.readiness.set("object_store", Ok(()));
+            self.readiness.set(checks::OBJECT_STORE, Ok(()));
             if outcome == Put::AlreadyExisted {
                 self.check_identity(&file, &path).await?;
             }
