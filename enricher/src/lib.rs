@@ -20,14 +20,19 @@ pub use config::{ApiKey, Command, Config, ReplayArgs};
 pub enum EnricherError {
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
-    #[error("kafka client: {0}")]
-    Client(#[from] rdkafka::error::KafkaError),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("no Mobaro API key: set MOBARO_API_KEY")]
     NoApiKey,
     #[error(transparent)]
     Consumption(#[from] consumption::ConsumptionError),
+}
+
+/// The librdkafka client's own errors are Kafka errors too: one variant.
+impl From<rdkafka::error::KafkaError> for EnricherError {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        EnricherError::Kafka(error.into())
+    }
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {

@@ -37,14 +37,19 @@ pub enum IngestError {
     CredentialHeader(String),
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
-    #[error("kafka client: {0}")]
-    Producer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error("loading tls certificate or key: {0}")]
     Tls(#[source] std::io::Error),
     #[error("serving http: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+/// The librdkafka client's own errors are Kafka errors too: one variant.
+impl From<rdkafka::error::KafkaError> for IngestError {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        IngestError::Kafka(error.into())
+    }
 }
 
 fn header_name(name: &str) -> Result<HeaderName, IngestError> {

@@ -24,10 +24,15 @@ pub enum SinkError {
     Lake(#[from] LakeError),
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
-    #[error("kafka client: {0}")]
-    Client(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Consumption(#[from] consumption::ConsumptionError),
+}
+
+/// The librdkafka client's own errors are Kafka errors too: one variant.
+impl From<rdkafka::error::KafkaError> for SinkError {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        SinkError::Kafka(error.into())
+    }
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
