@@ -6,20 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    free_port, header, log_dir, read_topic, run_binary, tansu, unique, wait_until_ready, Process,
-    Services,
+    free_port, header, log_dir, read_topic, run_binary, sign, tansu, unique, wait_until_ready,
+    Process, Services,
 };
-use hmac::{Hmac, Mac};
 use rdkafka::Message;
-use sha2::Sha256;
 
 const SECRET: &str = "ingest-test-secret";
-
-fn sign(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
 
 fn body(object: &str) -> String {
     format!(

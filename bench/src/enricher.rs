@@ -5,7 +5,7 @@
 //! and the configured rate.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,8 +13,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
-use crate::processes::{free_port, sibling, wait_ready, Server};
+use end_to_end::{binary, free_port, log_dir, wait_until_ready, Process};
+
 use crate::report;
+use crate::READY_WITHIN;
 
 const API_KEY: &str = "bench-api-key";
 const CONCURRENCY: usize = 16;
@@ -129,26 +131,29 @@ async fn api_requests(api: &str) -> anyhow::Result<u64> {
 async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Result<Outcome> {
     let run = format!("bench.enricher.{}.{index}", std::process::id());
     let (raw, enriched) = (format!("{run}.raw"), format!("{run}.enriched"));
-    let api_port = free_port()?;
+    let logs = log_dir("bench-enricher-")?;
+    let api_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
-    let _sim = Server(
-        Command::new(sibling("mobaro-sim")?)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{api_port}"),
-                "--api-key",
-                API_KEY,
-            ])
-            .args(["--latency", &format!("{}ms", scenario.latency_ms)])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    wait_ready(&format!("{api}/sim/stats")).await?;
+    let latency = format!("{}ms", scenario.latency_ms);
+    let listen = format!("127.0.0.1:{api_port}");
+    let _sim = Process::start(
+        "mobaro-sim",
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--api-key",
+            API_KEY,
+            "--latency",
+            &latency,
+        ],
+        &[("RUST_LOG", "warn")],
+        &logs,
+    )?;
+    wait_until_ready(&format!("{api}/sim/stats"), READY_WITHIN).await?;
 
-    let ops_port = free_port()?;
-    let mut enricher = Command::new(sibling("enricher")?);
+    let ops_port = free_port();
+    let mut enricher = Command::new(binary("enricher"));
     enricher
         .env("KAFKA_BROKERS", brokers)
         .env("RAW_TOPIC", &raw)
@@ -159,19 +164,16 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
         .env("ENRICHER_CONCURRENCY", CONCURRENCY.to_string())
         .env("MOBARO_API_URL", format!("{api}/api/customers/"))
         .env("MOBARO_API_KEY", API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(
-            std::env::temp_dir().join(format!("{run}.log")),
-        )?);
+        .env("RUST_LOG", "info");
     if let Some(rate) = scenario.rate_limit {
         enricher
             .env("MOBARO_API_RATE_LIMIT", rate.to_string())
             .env("MOBARO_API_RATE_BURST", "1");
     }
     // The enricher creates the topics; fill the raw topic before it consumes.
-    let enricher = Server(enricher.env("ENRICHER_MAX_IN_FLIGHT", "10000").spawn()?);
-    wait_ready(&format!("http://127.0.0.1:{ops_port}/readyz")).await?;
+    enricher.env("ENRICHER_MAX_IN_FLIGHT", "10000");
+    let enricher = Process::spawn("enricher", enricher, &logs)?;
+    wait_until_ready(&format!("http://127.0.0.1:{ops_port}/readyz"), READY_WITHIN).await?;
     let events = prefill(brokers, &raw, scenario).await?;
     let elapsed = watch(brokers, &enriched, events).await?;
     let api_calls = api_requests(&api).await?;

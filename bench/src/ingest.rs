@@ -9,15 +9,18 @@
 //! while genuine webhooks arrive at Mobaro's pace.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::processes::{busy_share, free_port, machine_cpu, sibling, wait_ready, Server};
+use end_to_end::{free_port, log_dir, wait_until_ready, Process};
+
+use crate::machine::{busy_share, machine_cpu};
 use crate::producer::{self, AckLimit};
 use crate::wrk::{Load, Requests};
+use crate::READY_WITHIN;
 use crate::{report, webhooks};
 
 const SECRET: &str = "bench-secret";
@@ -58,8 +61,9 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     let topic = format!("bench.raw.{}", std::process::id());
     end_to_end::create_topics(&options.brokers, &[&topic], PARTITIONS).await?;
 
+    let logs = log_dir("bench-ingest-")?;
     eprintln!("bare axum endpoint");
-    let baseline = serve_baseline(&requests, options).await?;
+    let baseline = serve_baseline(&requests, options, &logs).await?;
     eprintln!("bare producer, linger.ms {BARE_LINGERS_MS:?}");
     let messages: Vec<(String, String)> = bodies
         .iter()
@@ -81,7 +85,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         limits.push((linger, limit, busy_share(machine_before, machine_cpu())));
     }
     eprintln!("ingest");
-    let ingest = start_ingest(options, &topic).await?;
+    let ingest = start_ingest(options, &topic, &logs).await?;
     let ingest_port = ingest.1;
     let url = format!("http://127.0.0.1:{ingest_port}/webhooks/mobaro");
     let ingest_served = measure(&ingest.0, &requests, &url, options)?;
@@ -89,7 +93,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     let flood = flood(&ingest.0, &url, options).await?;
     drop(ingest);
     eprintln!("Python receiver");
-    let python = serve_python(&requests, options, &topic).await?;
+    let python = serve_python(&requests, options, &topic, &logs).await?;
 
     let text = report(options, &baseline, &limits, &ingest_served, &python, &flood);
     println!("{text}");
@@ -99,7 +103,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
 
 /// Warms the server up for a fifth of the duration, then measures it.
 fn measure(
-    server: &Server,
+    server: &Process,
     requests: &Requests,
     url: &str,
     options: &Options,
@@ -118,14 +122,15 @@ fn measure(
     })
 }
 
-async fn serve_baseline(requests: &Requests, options: &Options) -> anyhow::Result<Served> {
-    let port = free_port()?;
-    let server = Server(
-        Command::new(std::env::current_exe()?)
-            .args(["baseline", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
+async fn serve_baseline(
+    requests: &Requests,
+    options: &Options,
+    logs: &Path,
+) -> anyhow::Result<Served> {
+    let port = free_port();
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["baseline", "--listen", &format!("127.0.0.1:{port}")]);
+    let server = Process::spawn("baseline", command, logs)?;
     wait_listening(port).await?;
     measure(
         &server,
@@ -135,22 +140,28 @@ async fn serve_baseline(requests: &Requests, options: &Options) -> anyhow::Resul
     )
 }
 
-async fn start_ingest(options: &Options, topic: &str) -> anyhow::Result<(Server, u16)> {
-    let port = free_port()?;
-    let server = Server(
-        Command::new(sibling("ingest")?)
-            .env("KAFKA_BROKERS", &options.brokers)
-            .env("INGEST_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MOBARO_WEBHOOK_SECRETS", SECRET)
-            .env("RAW_TOPIC", topic)
-            .env("QUARANTINE_TOPIC", format!("{topic}.quarantine"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting ingest")?,
-    );
-    wait_ready(&format!("http://127.0.0.1:{port}/readyz")).await?;
+async fn start_ingest(
+    options: &Options,
+    topic: &str,
+    logs: &Path,
+) -> anyhow::Result<(Process, u16)> {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let quarantine = format!("{topic}.quarantine");
+    let server = Process::start(
+        "ingest",
+        &[],
+        &[
+            ("KAFKA_BROKERS", options.brokers.as_str()),
+            ("INGEST_LISTEN", listen.as_str()),
+            ("MOBARO_WEBHOOK_SECRETS", SECRET),
+            ("RAW_TOPIC", topic),
+            ("QUARANTINE_TOPIC", quarantine.as_str()),
+            ("RUST_LOG", "warn"),
+        ],
+        logs,
+    )?;
+    wait_until_ready(&format!("http://{listen}/readyz"), READY_WITHIN).await?;
     Ok((server, port))
 }
 
@@ -158,30 +169,25 @@ async fn serve_python(
     requests: &Requests,
     options: &Options,
     topic: &str,
+    logs: &Path,
 ) -> anyhow::Result<Served> {
-    let dir = tempfile::tempdir()?;
-    let script = dir.path().join("receiver.py");
+    let script = logs.join("receiver.py");
     std::fs::write(&script, PYTHON_RECEIVER)?;
-    let port = free_port()?;
-    let server = Server(
-        Command::new(&options.python)
-            .arg(&script)
-            .args([
-                &port.to_string(),
-                &options.brokers,
-                topic,
-                SECRET,
-                LINGER_MS,
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting the Python receiver with {} (needs aiohttp and confluent-kafka)",
-                    options.python.display()
-                )
-            })?,
-    );
+    let port = free_port();
+    let mut command = Command::new(&options.python);
+    command.arg(&script).args([
+        &port.to_string(),
+        &options.brokers,
+        topic,
+        SECRET,
+        LINGER_MS,
+    ]);
+    let server = Process::spawn("python-receiver", command, logs).with_context(|| {
+        format!(
+            "starting the Python receiver with {} (needs aiohttp and confluent-kafka)",
+            options.python.display()
+        )
+    })?;
     wait_listening(port).await?;
     measure(
         &server,
@@ -245,7 +251,7 @@ fn forged_request() -> (String, String) {
     (header, "x".repeat(64 * 1024))
 }
 
-async fn flood(server: &Server, url: &str, options: &Options) -> anyhow::Result<Flood> {
+async fn flood(server: &Process, url: &str, options: &Options) -> anyhow::Result<Flood> {
     let (header, body) = forged_request();
     let forged_requests = Requests::new(&[(body.clone(), header.clone())])?;
     let genuine = webhooks::signed_bodies(SECRET, 100_000);

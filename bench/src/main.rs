@@ -4,7 +4,7 @@
 
 mod enricher;
 mod ingest;
-mod processes;
+mod machine;
 mod producer;
 mod report;
 mod sink;
@@ -15,6 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// How long a started server may take to answer its readiness check.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(name = "bench", version)]

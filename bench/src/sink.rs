@@ -173,19 +173,6 @@ async fn bare_consumer(brokers: &str, topic: &str, count: usize) -> anyhow::Resu
     Ok(started.elapsed())
 }
 
-/// Sums a metric's samples from the sink's `/metrics`.
-async fn metric(ops: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("http://{ops}/metrics"))
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 /// The sink binary draining a pre-filled topic into a local lake: time until
 /// every record is in a file, and its peak RSS.
 async fn end_to_end(
@@ -194,31 +181,29 @@ async fn end_to_end(
     dir: &Path,
     budget: &str,
 ) -> anyhow::Result<EndToEnd> {
-    use crate::processes::{free_port, sibling, Server};
+    use end_to_end::{binary, free_port, log_dir, metric, Process};
     let run = format!("bench.sink.{}", std::process::id());
     let topic = format!("{run}.enriched");
     let records = prefill(brokers, &topic, input).await?;
     let bare_consumer = bare_consumer(brokers, &topic, records).await?;
-    let ops = format!("127.0.0.1:{}", free_port()?);
+    let ops = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let sink = Server(
-        Command::new(sibling("sink")?)
-            .env("KAFKA_BROKERS", brokers)
-            .env("ENRICHED_TOPIC", &topic)
-            .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
-            .env("SINK_GROUP_ID", format!("{run}.group"))
-            .env("SINK_OPS_LISTEN", &ops)
-            .env("LAKE_URL", dir.join("e2e-lake"))
-            .env("SINK_MEMORY_BUDGET", budget)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()?,
-    );
+    let mut command = Command::new(binary("sink"));
+    command
+        .env("KAFKA_BROKERS", brokers)
+        .env("ENRICHED_TOPIC", &topic)
+        .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
+        .env("SINK_GROUP_ID", format!("{run}.group"))
+        .env("SINK_OPS_LISTEN", &ops)
+        .env("LAKE_URL", dir.join("e2e-lake"))
+        .env("SINK_MEMORY_BUDGET", budget)
+        .env("RUST_LOG", "warn");
+    let mut sink = Process::spawn("sink", command, &log_dir("bench-sink-")?)?;
     // Drain the topic, then stop the sink: its shutdown flush writes what the
     // rotation limits have not closed yet.
     let mut startup = None;
     loop {
-        let consumed = metric(&ops, "sink_messages_total").await.unwrap_or(0.0);
+        let consumed = metric(&ops, "sink_messages_total").await;
         if consumed > 0.0 && startup.is_none() {
             startup = Some(started.elapsed());
         }
@@ -231,16 +216,12 @@ async fn end_to_end(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let files = metric(&ops, "sink_files_total").await? as u64;
-    let status = Command::new("kill")
-        .args(["-TERM", &sink.0.id().to_string()])
-        .status()?;
-    ensure!(status.success(), "could not stop the sink");
+    let files = metric(&ops, "sink_files_total").await as u64;
+    sink.signal("TERM")?;
     // Peak RSS as the final flush ends: read until the process exits.
-    let mut sink = sink;
     let mut peak_rss_mib = sink.peak_rss_mib();
     let exit = loop {
-        if let Some(exit) = sink.0.try_wait()? {
+        if let Some(exit) = sink.try_exit_status()? {
             break exit;
         }
         peak_rss_mib = sink.peak_rss_mib().or(peak_rss_mib);

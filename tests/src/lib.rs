@@ -1,5 +1,6 @@
-//! Test harness: the services the suite runs against, the pipeline's binaries
-//! as child processes, and the independent Parquet reader (DuckDB).
+//! Harness of the tests and the benchmarks: the services the suite runs
+//! against, the pipeline's binaries as child processes, signed webhooks, and
+//! the independent Parquet reader (DuckDB).
 //!
 //! `scripts/test` starts a broker and an S3 server and exports their addresses;
 //! a test run without them fails and says so instead of passing silently.
@@ -168,14 +169,15 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// A binary of this workspace, built by `cargo build --workspace --bins`.
+/// A binary of this workspace, built by `cargo build --workspace --bins`
+/// (or `--release`), found beside the running test or benchmark.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    let exe = std::env::current_exe().expect("own binary path");
+    // A test runs from target/<profile>/deps, a benchmark from target/<profile>.
+    let mut dir = exe.parent().expect("a binary lives in a folder");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps lives in target/<profile>");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -183,6 +185,15 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The HMAC-SHA256 of `body` under `secret`, in lowercase hex, as Mobaro
+/// signs a webhook.
+pub fn sign(secret: &str, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// A child process, killed when dropped; its output goes to a log file.
@@ -193,18 +204,27 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts one of this workspace's binaries (`name`, or `name#label` to
+    /// tell several apart) with `RUST_LOG=info` and `env`.
     pub fn start(
         name: &str,
         args: &[&str],
         env: &[(&str, &str)],
         logs: &Path,
     ) -> anyhow::Result<Process> {
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(binary(name.split('#').next().unwrap_or(name)))
+        let mut command = Command::new(binary(name.split('#').next().unwrap_or(name)));
+        command
             .args(args)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Process::spawn(name, command, logs)
+    }
+
+    /// Starts `command`, its output going to `{logs}/{name}.log`.
+    pub fn spawn(name: &str, mut command: Command, logs: &Path) -> anyhow::Result<Process> {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = command
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
             .spawn()
@@ -214,6 +234,39 @@ impl Process {
             child,
             log,
         })
+    }
+
+    /// User and system CPU time so far, from `/proc` (ticks of 1/100 s).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        Some((user + system) / 100.0)
+    }
+
+    /// Peak resident set size so far, from `/proc`.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`, ...).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "could not signal {}", self.name);
+        Ok(())
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 
     /// Sends SIGINT and waits for a clean exit.
