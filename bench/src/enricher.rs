@@ -21,7 +21,7 @@ use crate::READY_WITHIN;
 const API_KEY: &str = "bench-api-key";
 const CONCURRENCY: usize = 16;
 
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub name: &'static str,
     pub latency_ms: u64,
     pub rate_limit: Option<f64>,
@@ -29,7 +29,7 @@ pub struct Scenario {
     pub updates_per_object: usize,
 }
 
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub events: usize,
     pub per_second: f64,
     pub api_calls: u64,
@@ -37,7 +37,7 @@ pub struct Outcome {
     pub peak_rss_mib: Option<f64>,
 }
 
-pub const SCENARIOS: [Scenario; 4] = [
+pub(crate) const SCENARIOS: [Scenario; 4] = [
     Scenario {
         name: "API at 0 ms",
         latency_ms: 0,
@@ -186,7 +186,7 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
     })
 }
 
-pub async fn run(brokers: &str, report_path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn run(brokers: &str, report_path: &Path) -> anyhow::Result<()> {
     let mut outcomes = vec![];
     for (index, scenario) in SCENARIOS.iter().enumerate() {
         let outcome = measure(brokers, scenario, index).await?;

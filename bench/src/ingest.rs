@@ -36,7 +36,7 @@ const LINGER_MS: &str = "0.5";
 const BARE_LINGERS_MS: [&str; 3] = ["0", LINGER_MS, "5"];
 
 /// What `bench ingest` is asked to do.
-pub struct Options {
+pub(crate) struct Options {
     pub connections: usize,
     pub duration: Duration,
     pub brokers: String,
@@ -55,7 +55,7 @@ struct Served {
     peak_rss_mib: Option<f64>,
 }
 
-pub async fn run(options: &Options) -> anyhow::Result<()> {
+pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     let bodies = webhooks::signed_bodies(SECRET, BODIES);
     let requests = Requests::new(&bodies)?;
     let topic = format!("bench.raw.{}", std::process::id());

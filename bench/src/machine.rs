@@ -3,7 +3,7 @@
 
 /// Busy and total CPU time of the whole machine so far, from `/proc/stat`
 /// (all cores, in clock ticks).
-pub fn machine_cpu() -> Option<(u64, u64)> {
+pub(crate) fn machine_cpu() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<u64> = stat
         .lines()
@@ -18,7 +18,7 @@ pub fn machine_cpu() -> Option<(u64, u64)> {
 }
 
 /// The share of all cores that was busy between two `machine_cpu` readings.
-pub fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+pub(crate) fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
     let ((busy0, total0), (busy1, total1)) = (before?, after?);
     (total1 > total0).then(|| (busy1 - busy0) as f64 / (total1 - total0) as f64)
 }

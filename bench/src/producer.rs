@@ -12,18 +12,18 @@ use rdkafka::ClientConfig;
 
 /// Messages per second and acknowledgement latency.
 #[derive(Debug)]
-pub struct AckLimit {
+pub(crate) struct AckLimit {
     pub messages: usize,
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
 }
 
 impl AckLimit {
-    pub fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64()
     }
 
-    pub fn percentile(&self, p: f64) -> Duration {
+    pub(crate) fn percentile(&self, p: f64) -> Duration {
         if self.latencies.is_empty() {
             return Duration::ZERO;
         }
@@ -35,7 +35,7 @@ impl AckLimit {
 
 /// Sends `(key, body)` pairs round-robin with `outstanding` messages in flight,
 /// `acks=all` and idempotence, after a warm-up of a fifth of `duration`.
-pub async fn measure(
+pub(crate) async fn measure(
     brokers: &str,
     topic: &str,
     linger_ms: &str,

@@ -3,14 +3,14 @@
 use std::path::Path;
 
 /// A peak RSS for a table cell.
-pub fn rss(mib: Option<f64>) -> String {
+pub(crate) fn rss(mib: Option<f64>) -> String {
     mib.map(|m| format!("{m:.0} MiB"))
         .unwrap_or_else(|| "n/a".into())
 }
 
 /// Replaces the text between `<!-- {name}:begin -->` and `<!-- {name}:end -->`,
 /// appending the section when it is not there yet.
-pub fn replace_section(path: &Path, name: &str, text: &str) -> std::io::Result<()> {
+pub(crate) fn replace_section(path: &Path, name: &str, text: &str) -> std::io::Result<()> {
     let begin = format!("<!-- {name}:begin -->");
     let end = format!("<!-- {name}:end -->");
     let current = std::fs::read_to_string(path).unwrap_or_default();

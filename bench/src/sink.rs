@@ -101,7 +101,7 @@ print(time.perf_counter() - started, os.path.getsize(sys.argv[2]))
 }
 
 /// What the end-to-end run measured.
-pub struct EndToEnd {
+pub(crate) struct EndToEnd {
     /// A bare consumer reading the pre-filled topic: the broker's ceiling.
     pub bare_consumer: Duration,
     pub elapsed: Duration,
@@ -239,7 +239,7 @@ async fn end_to_end(
     })
 }
 
-pub async fn run(
+pub(crate) async fn run(
     count: usize,
     python: &Path,
     report_path: &Path,

@@ -1,7 +1,7 @@
 //! Signed webhooks as Mobaro sends them.
 
 /// Signed webhook bodies with their signatures, made before the clock starts.
-pub fn signed_bodies(secret: &str, count: usize) -> Vec<(String, String)> {
+pub(crate) fn signed_bodies(secret: &str, count: usize) -> Vec<(String, String)> {
     (0..count)
         .map(|i| {
             let body = format!(

@@ -45,7 +45,7 @@ end
 
 /// What one `wrk` run measured.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Load {
+pub(crate) struct Load {
     pub requests: u64,
     duration_us: u64,
     /// Answers other than 2xx and 3xx.
@@ -56,31 +56,31 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.requests as f64 / (self.duration_us as f64 / 1e6)
     }
 
-    pub fn p50(&self) -> Duration {
+    pub(crate) fn p50(&self) -> Duration {
         Duration::from_micros(self.p50_us)
     }
 
-    pub fn p99(&self) -> Duration {
+    pub(crate) fn p99(&self) -> Duration {
         Duration::from_micros(self.p99_us)
     }
 
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.non_2xx + self.socket_errors
     }
 }
 
 /// Pre-made requests in a file, and the script that sends them.
-pub struct Requests {
+pub(crate) struct Requests {
     dir: tempfile::TempDir,
 }
 
 impl Requests {
     /// Writes `(body, signature)` pairs; bodies must be single-line.
-    pub fn new(requests: &[(String, String)]) -> anyhow::Result<Self> {
+    pub(crate) fn new(requests: &[(String, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut lines = String::new();
         for (body, signature) in requests {
@@ -100,7 +100,12 @@ impl Requests {
     }
 
     /// Runs `wrk` with one thread and `connections` connections for `duration`.
-    pub fn drive(&self, url: &str, connections: usize, duration: Duration) -> anyhow::Result<Load> {
+    pub(crate) fn drive(
+        &self,
+        url: &str,
+        connections: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Load> {
         drive(
             url,
             connections,

@@ -10,26 +10,26 @@ use serde_json::Value;
 const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug)]
-pub struct RecordCache {
+pub(crate) struct RecordCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Value)>>,
 }
 
 impl RecordCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         RecordCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Value> {
+    pub(crate) fn get(&self, id: &str) -> Option<Value> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (at, value) = entries.get(id)?;
         (at.elapsed() < self.ttl).then(|| value.clone())
     }
 
-    pub fn put(&self, id: &str, value: &Value) {
+    pub(crate) fn put(&self, id: &str, value: &Value) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < self.ttl);

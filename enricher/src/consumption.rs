@@ -25,7 +25,7 @@ use crate::pending::PendingEvents;
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 const RECHECK: Duration = Duration::from_millis(500);
 
-pub type EnricherConsumer = StreamConsumer<RebalanceContext>;
+pub(crate) type EnricherConsumer = StreamConsumer<RebalanceContext>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumptionError {
@@ -35,7 +35,7 @@ pub enum ConsumptionError {
     Fatal(#[from] runtime::ConsumerFailed),
 }
 
-pub struct Consumption {
+pub(crate) struct Consumption {
     pub consumer: Arc<EnricherConsumer>,
     pub enricher: Arc<Enricher>,
     pub done: mpsc::UnboundedReceiver<(i32, i64)>,
@@ -46,7 +46,7 @@ pub struct Consumption {
 }
 
 impl Consumption {
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.topic])?;
         let mut pending = PendingEvents::default();
         let mut paused = false;

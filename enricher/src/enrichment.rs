@@ -36,19 +36,19 @@ use crate::config::Config;
 const KEY_PAUSE: Retry = Retry::forever(Duration::from_secs(2), Duration::from_secs(60));
 
 /// A raw event taken from Kafka.
-pub struct Job {
+pub(crate) struct Job {
     pub message: OwnedMessage,
     event: Result<WebhookEvent, EventParseError>,
 }
 
 impl Job {
-    pub fn new(message: OwnedMessage) -> Self {
+    pub(crate) fn new(message: OwnedMessage) -> Self {
         let event = WebhookEvent::from_json(message.payload().unwrap_or_default());
         Job { message, event }
     }
 
     /// The queue this job belongs to: its objectId (the Kafka key).
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match &self.event {
             Ok(event) => event.object_id.clone(),
             Err(_) => String::from_utf8_lossy(self.message.key().unwrap_or_default()).into_owned(),
@@ -89,7 +89,7 @@ enum FetchOutcome {
 }
 
 /// Everything the per-object tasks share.
-pub struct Enricher {
+pub(crate) struct Enricher {
     pub client: MobaroClient,
     pub producer: FutureProducer,
     pub config: Config,
@@ -105,7 +105,7 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    pub fn new(
+    pub(crate) fn new(
         client: MobaroClient,
         producer: FutureProducer,
         config: Config,
@@ -130,13 +130,13 @@ impl Enricher {
     }
 
     /// True while the API refuses the key: consumption should pause.
-    pub fn is_paused(&self) -> bool {
+    pub(crate) fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
     }
 
     /// Queues a job behind the earlier events of its object, starting a task
     /// for the object when none is working on it.
-    pub fn enqueue(self: &Arc<Self>, job: Job) {
+    pub(crate) fn enqueue(self: &Arc<Self>, job: Job) {
         let key = job.key();
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let start = !queues.contains_key(&key);
@@ -431,4 +431,4 @@ impl Enricher {
 /// The work was cut short (shutdown, or a record that cannot be delivered):
 /// the event stays uncommitted.
 #[derive(Debug)]
-pub struct Stopped;
+pub(crate) struct Stopped;

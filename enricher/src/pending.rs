@@ -16,13 +16,13 @@ struct PartitionState {
 }
 
 #[derive(Debug, Default)]
-pub struct PendingEvents {
+pub(crate) struct PendingEvents {
     partitions: BTreeMap<i32, PartitionState>,
 }
 
 impl PendingEvents {
     /// An event at `offset` was taken from `partition`.
-    pub fn begin(&mut self, partition: i32, offset: i64) {
+    pub(crate) fn begin(&mut self, partition: i32, offset: i64) {
         let state = self.partitions.entry(partition).or_default();
         // Where consumption started: offsets below it were committed.
         state.stored.get_or_insert(offset);
@@ -36,7 +36,7 @@ impl PendingEvents {
     /// `None` when there is nothing new to store: the partition is not
     /// assigned (a completion left over from before a revoke), or the offset
     /// would not move forwards.
-    pub fn complete(&mut self, partition: i32, offset: i64) -> Option<i64> {
+    pub(crate) fn complete(&mut self, partition: i32, offset: i64) -> Option<i64> {
         let state = self.partitions.get_mut(&partition)?;
         if !state.pending.remove(&offset) {
             return None;
@@ -55,13 +55,13 @@ impl PendingEvents {
     /// Forgets revoked partitions: their events in flight may finish, but
     /// they no longer move an offset. If a partition comes back, it starts
     /// afresh from its committed offset.
-    pub fn revoke(&mut self, partitions: &[i32]) {
+    pub(crate) fn revoke(&mut self, partitions: &[i32]) {
         for partition in partitions {
             self.partitions.remove(partition);
         }
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.pending.len()).sum()
     }
 }

@@ -19,7 +19,7 @@ fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 }
 
 /// Replays the dead-letter topic as of now; returns a count per outcome.
-pub async fn replay(
+pub(crate) async fn replay(
     config: &Config,
     args: &ReplayArgs,
 ) -> Result<BTreeMap<String, u64>, EnricherError> {

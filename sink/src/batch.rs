@@ -143,7 +143,7 @@ impl Batch {
 
 /// `{table}/dt={date}/{topic}+{partition}+{first}+{last}.parquet`, offsets
 /// zero-padded so names sort by offset.
-pub fn object_name(
+pub(crate) fn object_name(
     topic: &str,
     partition: i32,
     first: i64,

@@ -54,9 +54,9 @@ pub enum ConsumptionError {
     Fatal(#[from] runtime::ConsumerFailed),
 }
 
-pub type SinkConsumer = StreamConsumer<RebalanceContext>;
+pub(crate) type SinkConsumer = StreamConsumer<RebalanceContext>;
 
-pub struct Consumption {
+pub(crate) struct Consumption {
     pub consumer: Arc<SinkConsumer>,
     pub producer: FutureProducer,
     pub lake: Lake,
@@ -164,7 +164,7 @@ const STORE_RETRY: Retry = Retry::forever(Duration::from_millis(500), Duration::
 const OWNERSHIP_RETRY: Retry = Retry::forever(Duration::from_millis(500), Duration::from_secs(10));
 
 impl Consumption {
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
+    pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.config.enriched_topic])?;
         self.readiness.set(checks::OBJECT_STORE, Ok(()));
         let intents = Intents::new(self.lake.clone(), &self.config.enriched_topic);

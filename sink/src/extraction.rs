@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 /// A JSON scalar met on a wanted path.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     Str(Cow<'a, str>),
     I64(i64),
     U64(u64),
@@ -24,7 +24,7 @@ pub enum Scalar<'a> {
 
 impl Scalar<'_> {
     /// The scalar as text: numbers and booleans as JSON writes them.
-    pub fn text(&self) -> Cow<'_, str> {
+    pub(crate) fn text(&self) -> Cow<'_, str> {
         match self {
             Scalar::Str(s) => Cow::Borrowed(s),
             Scalar::I64(n) => Cow::Owned(n.to_string()),
@@ -37,7 +37,7 @@ impl Scalar<'_> {
     }
 
     /// An RFC 3339 timestamp, in microseconds since the epoch.
-    pub fn timestamp_micros(&self) -> Option<i64> {
+    pub(crate) fn timestamp_micros(&self) -> Option<i64> {
         match self {
             Scalar::Str(s) => DateTime::parse_from_rfc3339(s)
                 .ok()
@@ -46,7 +46,7 @@ impl Scalar<'_> {
         }
     }
 
-    pub fn boolean(&self) -> Option<bool> {
+    pub(crate) fn boolean(&self) -> Option<bool> {
         match self {
             Scalar::Bool(b) => Some(*b),
             Scalar::Str(s) => s.parse().ok(),
@@ -54,7 +54,7 @@ impl Scalar<'_> {
         }
     }
 
-    pub fn float(&self) -> Option<f64> {
+    pub(crate) fn float(&self) -> Option<f64> {
         match self {
             Scalar::I64(n) => Some(*n as f64),
             Scalar::U64(n) => Some(*n as f64),
@@ -66,11 +66,11 @@ impl Scalar<'_> {
 }
 
 /// The items of a wanted array: each a scalar item, or a member of an object item.
-pub type Items<'a> = Vec<Option<Scalar<'a>>>;
+pub(crate) type Items<'a> = Vec<Option<Scalar<'a>>>;
 
 /// What one record yielded, by slot (see [`Selector`]).
 #[derive(Debug, Default)]
-pub struct Extracted<'a> {
+pub(crate) struct Extracted<'a> {
     pub scalars: Vec<Option<Scalar<'a>>>,
     pub lists: Vec<Option<Items<'a>>>,
     pub nested: Vec<Option<Vec<Extracted<'a>>>>,
@@ -79,7 +79,7 @@ pub struct Extracted<'a> {
 /// A tree of wanted paths. Every wanted place has a slot number in
 /// [`Extracted`]; the same path may feed several slots.
 #[derive(Debug, Default, Clone)]
-pub struct Selector {
+pub(crate) struct Selector {
     root: Node,
     scalar_slots: usize,
     list_slots: usize,
@@ -131,7 +131,7 @@ fn segments(pointer: &'static str) -> Vec<&'static str> {
 
 impl Selector {
     /// Wants the scalar at a JSON pointer (without escapes); returns its slot.
-    pub fn scalar(&mut self, pointer: &'static str) -> usize {
+    pub(crate) fn scalar(&mut self, pointer: &'static str) -> usize {
         let slot = self.scalar_slots;
         self.scalar_slots += 1;
         self.root.at(&segments(pointer)).scalars.push(slot);
@@ -140,7 +140,7 @@ impl Selector {
 
     /// Wants the items of the array at `pointer`: scalar items as they are,
     /// object items by their `member`. Returns its slot.
-    pub fn list(&mut self, pointer: &'static str, member: &'static str) -> usize {
+    pub(crate) fn list(&mut self, pointer: &'static str, member: &'static str) -> usize {
         let slot = self.list_slots;
         self.list_slots += 1;
         let node = self.root.at(&segments(pointer));
@@ -153,7 +153,7 @@ impl Selector {
     }
 
     /// Wants the object items of the array at `pointer`, each read by `items`.
-    pub fn nested(&mut self, pointer: &'static str, items: Selector) -> usize {
+    pub(crate) fn nested(&mut self, pointer: &'static str, items: Selector) -> usize {
         let slot = self.nested_slots;
         self.nested_slots += 1;
         let node = self.root.at(&segments(pointer));
@@ -175,7 +175,7 @@ impl Selector {
 
     /// Reads the wanted values from `json`. Text that is not valid JSON yields
     /// what was read before the error (the lenient reading the tables want).
-    pub fn extract<'a>(&self, json: &'a str) -> Extracted<'a> {
+    pub(crate) fn extract<'a>(&self, json: &'a str) -> Extracted<'a> {
         let mut out = self.empty();
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let seed = Visit(NodeReader {

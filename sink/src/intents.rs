@@ -15,13 +15,13 @@ use crate::lake::{Lake, LakeError};
 const DIRECTORY: &str = "_sink_intents";
 
 #[derive(Debug, Clone)]
-pub struct Intents {
+pub(crate) struct Intents {
     lake: Lake,
     topic: String,
 }
 
 impl Intents {
-    pub fn new(lake: Lake, topic: &str) -> Self {
+    pub(crate) fn new(lake: Lake, topic: &str) -> Self {
         Intents {
             lake,
             topic: topic.to_string(),
@@ -34,7 +34,12 @@ impl Intents {
     }
 
     /// Records the intent to write `[first, last]`; idempotent.
-    pub async fn record(&self, partition: i32, first: i64, last: i64) -> Result<(), LakeError> {
+    pub(crate) async fn record(
+        &self,
+        partition: i32,
+        first: i64,
+        last: i64,
+    ) -> Result<(), LakeError> {
         let path = self
             .directory(partition)
             .child(format!("{first:020}+{last:020}"));
@@ -45,7 +50,11 @@ impl Intents {
     }
 
     /// Ranges with an intent that end at or after `from`, in offset order.
-    pub async fn from(&self, partition: i32, from: i64) -> Result<Vec<(i64, i64)>, LakeError> {
+    pub(crate) async fn from(
+        &self,
+        partition: i32,
+        from: i64,
+    ) -> Result<Vec<(i64, i64)>, LakeError> {
         let prefix = self.directory(partition);
         let objects: Vec<_> = self.lake.store().list(Some(&prefix)).try_collect().await?;
         let mut ranges: Vec<(i64, i64)> = objects
@@ -58,7 +67,7 @@ impl Intents {
     }
 
     /// Deletes the intent of `[first, last]`; best effort.
-    pub async fn forget(&self, partition: i32, first: i64, last: i64) {
+    pub(crate) async fn forget(&self, partition: i32, first: i64, last: i64) {
         let path = self
             .directory(partition)
             .child(format!("{first:020}+{last:020}"));
@@ -68,7 +77,7 @@ impl Intents {
     }
 
     /// Deletes intents of ranges wholly below `offset` (committed); best effort.
-    pub async fn forget_below(&self, partition: i32, offset: i64) {
+    pub(crate) async fn forget_below(&self, partition: i32, offset: i64) {
         let prefix = self.directory(partition);
         let Ok(objects) = self
             .lake

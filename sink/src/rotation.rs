@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Why files were closed; a label of `sink_files_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushReason {
+pub(crate) enum FlushReason {
     Rows,
     Bytes,
     Age,
@@ -18,7 +18,7 @@ pub enum FlushReason {
 }
 
 impl FlushReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FlushReason::Rows => "rows",
             FlushReason::Bytes => "bytes",
@@ -32,7 +32,7 @@ impl FlushReason {
 
 /// The limits of one file, and the memory all buffered files share.
 #[derive(Debug, Clone, Copy)]
-pub struct Rotation {
+pub(crate) struct Rotation {
     pub max_rows: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
@@ -42,7 +42,7 @@ pub struct Rotation {
 impl Rotation {
     /// Why a batch whose largest file has `rows` rows and `bytes` encoded bytes,
     /// open for `age`, must close now, if it must.
-    pub fn due(&self, rows: usize, bytes: usize, age: Duration) -> Option<FlushReason> {
+    pub(crate) fn due(&self, rows: usize, bytes: usize, age: Duration) -> Option<FlushReason> {
         if rows >= self.max_rows {
             Some(FlushReason::Rows)
         } else if bytes >= self.max_bytes {
@@ -57,7 +57,7 @@ impl Rotation {
     /// Buffered bytes at which the largest batch is written early. Closing a
     /// batch's files briefly holds them twice (the writer's pages and the
     /// finished file), so buffers may fill half the budget.
-    pub fn buffer_limit(&self) -> usize {
+    pub(crate) fn buffer_limit(&self) -> usize {
         self.memory_budget / 2
     }
 
@@ -66,7 +66,7 @@ impl Rotation {
     /// by a sixteenth of the limit at most, and that the builders of many open
     /// files (which grow by doubling) stay a small part of the memory budget;
     /// large enough to encode in bulk.
-    pub fn chunk_bytes(&self) -> usize {
+    pub(crate) fn chunk_bytes(&self) -> usize {
         (self.max_bytes / 16)
             .min(self.memory_budget / 64)
             .clamp(16 * 1024, 8 * 1024 * 1024)

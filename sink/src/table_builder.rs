@@ -25,7 +25,7 @@ pub enum TableError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-pub struct TableBuilder {
+pub(crate) struct TableBuilder {
     layout: &'static Layout,
     builders: Vec<ColumnBuilder>,
     rows: usize,
@@ -75,7 +75,7 @@ impl ColumnBuilder {
 }
 
 impl TableBuilder {
-    pub fn new(table: Table) -> TableBuilder {
+    pub(crate) fn new(table: Table) -> TableBuilder {
         let layout = layout(table);
         TableBuilder {
             layout,
@@ -88,21 +88,21 @@ impl TableBuilder {
         }
     }
 
-    pub fn schema(&self) -> SchemaRef {
+    pub(crate) fn schema(&self) -> SchemaRef {
         self.layout.schema.clone()
     }
 
     /// Rows appended since the last [`TableBuilder::finish`].
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows == 0
     }
 
     /// Appends one row. Reads the record's JSON only for tables with typed columns.
-    pub fn append(&mut self, record: &EnrichedView<'_>) {
+    pub(crate) fn append(&mut self, record: &EnrichedView<'_>) {
         let layout = self.layout;
         let json = record.record_json();
         let extracted = match json {
@@ -158,7 +158,7 @@ impl TableBuilder {
     }
 
     /// The rows appended so far, as one batch; the builder starts empty again.
-    pub fn finish(&mut self) -> Result<RecordBatch, TableError> {
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, TableError> {
         let arrays: Vec<ArrayRef> = self
             .builders
             .iter_mut()
