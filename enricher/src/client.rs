@@ -26,6 +26,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// What the API said about a record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fetched {
+    /// The record's JSON.
     Found(Value),
     /// 404: deleted since the event was sent.
     NotFound,
@@ -37,22 +38,37 @@ pub enum FetchError {
     /// 401, or a 403 while no other record can be fetched either: the key is
     /// wrong or lacks permission; no record can be fetched.
     #[error("mobaro api refused the key (http {status}): check MOBARO_API_KEY and the permissions of the user who created it")]
-    Unauthorized { status: u16 },
+    Unauthorized {
+        /// The HTTP status (401 or 403).
+        status: u16,
+    },
     /// 403 for this record while the key fetches others: the key may not
     /// read this one object. Retrying will not help.
     #[error("mobaro api refused access to this record (http {status}) while the key reads others")]
-    Forbidden { status: u16 },
+    Forbidden {
+        /// The HTTP status (403).
+        status: u16,
+    },
     /// Another 4xx, or a body that is not JSON: retrying will not help.
     #[error("mobaro api answered http {status}: {message}")]
-    Permanent { status: u16, message: String },
+    Permanent {
+        /// The HTTP status.
+        status: u16,
+        /// What the API said.
+        message: String,
+    },
     /// Every attempt failed transiently.
     #[error("mobaro api still failing after {attempts} attempts: {last}")]
     Exhausted {
+        /// Attempts made.
         attempts: u32,
+        /// The last HTTP status, if the API answered.
         status: Option<u16>,
+        /// The last error.
         last: String,
     },
     #[error("invalid record url: {0}")]
+    /// The record's URL could not be built from the path template.
     Url(#[from] url::ParseError),
     /// Shutdown came before an answer.
     #[error("stopped before the api answered")]
@@ -73,6 +89,7 @@ impl FetchError {
         }
     }
 
+    /// The API's HTTP status, when one answered.
     pub fn status(&self) -> Option<u16> {
         match self {
             FetchError::Unauthorized { status }
@@ -85,6 +102,7 @@ impl FetchError {
 }
 
 #[derive(Clone)]
+/// Fetches records from Mobaro's API: rate-limited, retried, and telling a refused record from a refused key.
 pub struct MobaroClient {
     http: reqwest::Client,
     limit: Option<Arc<TokenBucket>>,
@@ -126,6 +144,7 @@ impl AttemptError {
 }
 
 impl MobaroClient {
+    /// A client for the API at `base`, with the key, path template and retry policy given.
     pub fn new(
         base: Url,
         key: ApiKey,
@@ -161,6 +180,7 @@ impl MobaroClient {
         self
     }
 
+    /// The URL of one record: the path template filled with the resource's collection and the id, URL-encoded.
     pub fn record_url(&self, resource: Resource, object_id: &str) -> Result<Url, url::ParseError> {
         let encode = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
         let tail = object_id.rsplit('/').next().unwrap_or(object_id);

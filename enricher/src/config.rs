@@ -24,6 +24,7 @@ impl std::str::FromStr for ApiKey {
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
+/// The enricher's subcommands; without one it runs the pipeline stage.
 pub enum Command {
     /// Put the events the enricher dead-lettered back on the raw topic, to be
     /// enriched again (after an API outage, or a fixed path template); prints a
@@ -32,6 +33,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// What `replay-dead-letters` replays.
 pub struct ReplayArgs {
     /// Only replay these error classes (comma separated), e.g.
     /// `exhausted,unauthorized` after an API outage or a fixed key.
@@ -49,6 +51,7 @@ pub struct ReplayArgs {
 #[command(name = "enricher", version)]
 pub struct Config {
     #[command(subcommand)]
+    /// A one-off command instead of the stage.
     pub command: Option<Command>,
 
     /// Base URL of Mobaro's customer API.
@@ -154,8 +157,10 @@ pub struct Config {
     pub create_topics: bool,
 
     #[command(flatten)]
+    /// Broker address and client options.
     pub kafka: KafkaArgs,
 
     #[command(flatten)]
+    /// How the instance joins its consumer group.
     pub membership: MembershipArgs,
 }

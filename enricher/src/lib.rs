@@ -17,14 +17,19 @@ pub use client::{FetchError, Fetched, MobaroClient};
 pub use config::{ApiKey, Command, Config, ReplayArgs};
 
 #[derive(Debug, thiserror::Error)]
+/// Why the enricher stopped.
 pub enum EnricherError {
     #[error(transparent)]
+    /// The broker or the Kafka client failed.
     Kafka(#[from] runtime::KafkaError),
     #[error("http client: {0}")]
+    /// The HTTP client could not be built.
     Http(#[from] reqwest::Error),
     #[error("no Mobaro API key: set MOBARO_API_KEY")]
+    /// No API key was configured.
     NoApiKey,
     #[error(transparent)]
+    /// Consuming raw events failed for good.
     Consumption(#[from] consumption::ConsumptionError),
 }
 
@@ -35,6 +40,7 @@ impl From<rdkafka::error::KafkaError> for EnricherError {
     }
 }
 
+/// Runs the enricher (or its subcommand) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {
     if let Some(Command::ReplayDeadLetters(args)) = &config.command {
         for (outcome, count) in replay::replay(&config, args).await? {

@@ -13,6 +13,7 @@ use crate::signature::{Secret, SignatureForm};
 #[command(name = "ingest", version)]
 pub struct Config {
     #[command(subcommand)]
+    /// A one-off command instead of the server.
     pub command: Option<Command>,
 
     /// Address to listen on for webhooks and the operations endpoints.
@@ -120,10 +121,12 @@ pub struct Config {
     pub create_topics: bool,
 
     #[command(flatten)]
+    /// Broker address and client options.
     pub kafka: KafkaArgs,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
+/// Ingest's subcommands; without one it serves webhooks.
 pub enum Command {
     /// Re-verify quarantined requests with the current secrets and publish those
     /// that now pass to the raw topic; prints what was replayed and what not.
@@ -131,6 +134,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// What `replay` replays.
 pub struct ReplayArgs {
     /// Only replay requests quarantined for these reasons (comma separated),
     /// e.g. `bad_signature,missing_signature`.

@@ -26,22 +26,31 @@ pub use replay::{replay, ReplayReport};
 pub use router::{router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, WEBHOOK_PATH};
 
 #[derive(Debug, thiserror::Error)]
+/// Why ingest stopped or did not start.
 pub enum IngestError {
     #[error("no webhook secret configured: set MOBARO_WEBHOOK_SECRETS or MOBARO_WEBHOOK_SECRETS_FILE, or pass --insecure-accept-unsigned to accept unsigned webhooks")]
+    /// No webhook secret, and no explicit insecure flag.
     NoSecret,
     #[error("reading webhook secrets: {0}")]
+    /// The secrets file could not be read.
     Secrets(#[source] std::io::Error),
     #[error("invalid header name {0:?}")]
+    /// A configured header name is not a valid HTTP header name.
     HeaderName(String),
     #[error("header {0:?} carries credentials and is never forwarded into Kafka: remove it from INGEST_FORWARD_HEADERS")]
+    /// A header that carries credentials was listed for forwarding.
     CredentialHeader(String),
     #[error(transparent)]
+    /// The broker or the Kafka client failed.
     Kafka(#[from] runtime::KafkaError),
     #[error(transparent)]
+    /// Publishing a replayed request failed.
     Publish(#[from] PublishError),
     #[error("loading tls certificate or key: {0}")]
+    /// The TLS certificate or key could not be loaded.
     Tls(#[source] std::io::Error),
     #[error("serving http: {0}")]
+    /// The HTTP server failed.
     Serve(#[source] std::io::Error),
 }
 

@@ -8,12 +8,16 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use runtime::KafkaArgs;
 
 #[derive(Debug, thiserror::Error)]
+/// Why a record was not stored.
 pub enum PublishError {
     #[error("producer queue is full")]
+    /// The producer's queue is full: the broker is slower than the webhooks.
     QueueFull,
     #[error("broker did not acknowledge within {0:?}")]
+    /// No acknowledgement within the timeout.
     Timeout(Duration),
     #[error("broker rejected the event: {0}")]
+    /// The broker refused the record.
     Kafka(#[from] KafkaError),
 }
 
@@ -25,6 +29,7 @@ pub struct RawRecord<'a> {
 }
 
 #[derive(Clone)]
+/// Produces raw records and waits for their acknowledgement.
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
@@ -32,6 +37,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A producer for `topic` with `acks=all`, idempotence and the linger chosen for acknowledged webhooks.
     pub fn new(kafka: &KafkaArgs, topic: &str, ack_timeout: Duration) -> Result<Self, KafkaError> {
         // Every request waits for its own acknowledgement, so a connection
         // sends at most 1 / (linger + ack latency) webhooks per second and

@@ -33,8 +33,11 @@ const REDACTED: &str = "<redacted>";
 pub struct QuarantinedRequest {
     /// Why it was rejected.
     pub reason: QuarantineReason,
+    /// The rejection, for people.
     pub error: String,
+    /// When it arrived.
     pub received_at: DateTime<Utc>,
+    /// The client's address, when known.
     pub remote_addr: Option<String>,
     /// Request headers; credentials and the shared token are redacted.
     pub headers: BTreeMap<String, String>,
@@ -43,12 +46,15 @@ pub struct QuarantinedRequest {
     pub signature: Option<String>,
     /// The body, base64, cut at the configured bound.
     pub body_base64: String,
+    /// The body's full length.
     pub body_bytes: usize,
+    /// Whether the kept body is shorter than the request's.
     pub body_truncated: bool,
 }
 
 impl QuarantinedRequest {
     #[allow(clippy::too_many_arguments)]
+    /// The record of a rejected request: credentials redacted, the body cut at `body_limit`.
     pub fn new(
         reason: QuarantineReason,
         error: String,
@@ -88,6 +94,7 @@ impl QuarantinedRequest {
         }
     }
 
+    /// The kept body, decoded.
     pub fn body(&self) -> Result<Vec<u8>, base64::DecodeError> {
         base64::engine::general_purpose::STANDARD.decode(&self.body_base64)
     }

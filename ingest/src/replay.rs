@@ -17,7 +17,9 @@ use crate::IngestError;
 /// What a replay did, per outcome.
 #[derive(Debug, Default)]
 pub struct ReplayReport {
+    /// Requests published to the raw topic.
     pub replayed: u64,
+    /// Records per outcome (`replayed`, `skipped_reason`, ...).
     pub outcomes: BTreeMap<String, u64>,
 }
 

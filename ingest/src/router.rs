@@ -20,6 +20,7 @@ use crate::publisher::{PublishError, Publisher, RawRecord};
 use crate::quarantine::{Quarantine, QuarantinedRequest};
 use crate::signature::{SignatureError, Verifier, SIGNATURE_HEADER};
 
+/// Where Mobaro posts webhooks.
 pub const WEBHOOK_PATH: &str = "/webhooks/mobaro";
 /// Prefix of Kafka headers that carry forwarded request headers.
 pub const FORWARDED_HEADER_PREFIX: &str = "http.";
@@ -28,20 +29,28 @@ pub const FORWARDED_HEADER_PREFIX: &str = "http.";
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     #[error(transparent)]
+    /// The signature is missing, wrong or oversized.
     Signature(#[from] SignatureError),
     #[error("shared token header missing or wrong")]
+    /// The shared token is missing or wrong.
     BadToken,
     #[error("body larger than {0} bytes")]
+    /// The body is over the limit.
     TooLarge(usize),
     #[error("reading body: {0}")]
+    /// The body could not be read.
     Unreadable(String),
     #[error(transparent)]
+    /// Signed, but not the documented JSON.
     Malformed(EventParseError),
     #[error(transparent)]
+    /// Signed and well-formed, with an unknown resource or event name.
     Unknown(EventParseError),
     #[error("event not stored: {0}")]
+    /// The broker did not acknowledge in time; Mobaro retries.
     Unavailable(PublishError),
     #[error("the broker refuses this event for good: {0}")]
+    /// The broker refuses the event for good.
     RefusedByBroker(PublishError),
 }
 
@@ -57,6 +66,7 @@ impl From<PublishError> for Rejection {
 }
 
 impl Rejection {
+    /// The HTTP status answered.
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::Signature(_) | Rejection::BadToken => StatusCode::UNAUTHORIZED,
@@ -119,7 +129,9 @@ impl IntoResponse for Rejection {
 /// Mobaro's "Additional headers": a header every genuine request carries.
 #[derive(Clone)]
 pub struct SharedToken {
+    /// The header's name.
     pub header: HeaderName,
+    /// Its expected value.
     pub value: String,
 }
 
@@ -158,16 +170,23 @@ impl RejectionLog {
     }
 }
 
+/// What every request handler shares.
 pub struct AppState {
+    /// Checks signatures.
     pub verifier: Verifier,
     /// True only when started with the explicit insecure flag and no secret.
     pub accept_unsigned: bool,
+    /// The shared token every genuine request carries, when configured.
     pub token: Option<SharedToken>,
     /// Request headers copied into the Kafka record as `http.<name>`.
     pub forward_headers: Vec<HeaderName>,
+    /// Largest body read.
     pub max_body_bytes: usize,
+    /// Produces accepted webhooks.
     pub publisher: Publisher,
+    /// Keeps rejected requests.
     pub quarantine: Option<Quarantine>,
+    /// Logs rejections at a bounded rate.
     pub rejection_log: RejectionLog,
 }
 
@@ -185,6 +204,7 @@ impl AppState {
     }
 }
 
+/// The webhook route over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, post(receive))

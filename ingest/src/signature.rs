@@ -26,6 +26,7 @@ const PREFIX: &str = "sha256=";
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    /// A secret from its bytes.
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
         Secret(secret.into())
     }
@@ -40,18 +41,23 @@ impl fmt::Debug for Secret {
 /// How the matching signature was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignatureForm {
+    /// Lowercase hex.
     LowerHex,
+    /// Uppercase hex.
     UpperHex,
+    /// Padded standard base64.
     Base64,
 }
 
 impl SignatureForm {
+    /// Every form.
     pub const ALL: [SignatureForm; 3] = [
         SignatureForm::LowerHex,
         SignatureForm::UpperHex,
         SignatureForm::Base64,
     ];
 
+    /// The form's name in configuration and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             SignatureForm::LowerHex => "hex",
@@ -60,6 +66,7 @@ impl SignatureForm {
         }
     }
 
+    /// `mac` written in this form.
     pub fn encode(self, mac: &[u8]) -> String {
         match self {
             SignatureForm::LowerHex => hex::encode(mac),
@@ -82,7 +89,9 @@ impl std::str::FromStr for SignatureForm {
 /// Which form matched, and whether it carried the `sha256=` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Matched {
+    /// The encoding.
     pub form: SignatureForm,
+    /// Whether it carried `sha256=`.
     pub prefixed: bool,
 }
 
@@ -107,12 +116,16 @@ pub const MAX_CANDIDATES: usize = 8;
 pub const MAX_HEADER_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a signature did not verify.
 pub enum SignatureError {
     #[error("missing X-Webhook-Signature header")]
+    /// No signature header.
     Missing,
     #[error("X-Webhook-Signature matches no configured secret")]
+    /// No candidate matches a secret.
     Mismatch,
     #[error("X-Webhook-Signature carries more than {MAX_CANDIDATES} signatures or {MAX_HEADER_BYTES} bytes")]
+    /// Too many candidates, or too long a header.
     Oversized,
 }
 
@@ -135,6 +148,7 @@ impl Verifier {
         Verifier { secrets, accepted }
     }
 
+    /// Whether any secret is configured.
     pub fn has_secrets(&self) -> bool {
         !self.secrets.is_empty()
     }

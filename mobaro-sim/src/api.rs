@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::records;
 
 #[derive(Debug, Clone, clap::Args)]
+/// How the simulated API serves.
 pub struct ApiArgs {
     /// Address to serve the API on.
     #[arg(long, env = "MOBARO_SIM_LISTEN", default_value = "127.0.0.1:8090")]
@@ -54,11 +55,13 @@ pub struct Faults {
     #[serde(default)]
     pub padded: Vec<String>,
     #[serde(default)]
+    /// Bytes of padding in the records of `padded`.
     pub padding_bytes: usize,
     /// Answer every n-th request with the next of `every_statuses` (429
     /// answers carry `Retry-After: 1`).
     pub every: Option<u64>,
     #[serde(default)]
+    /// Statuses the `every` fault answers in turn.
     pub every_statuses: Vec<u16>,
 }
 
@@ -68,6 +71,7 @@ struct ApiState {
     faults: Mutex<Faults>,
 }
 
+/// The simulated API's routes.
 pub fn router(args: ApiArgs) -> Router {
     let state = Arc::new(ApiState {
         args,
@@ -184,6 +188,7 @@ async fn fetch(
     }
 }
 
+/// Serves the simulated API until the process ends.
 pub async fn serve(args: ApiArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "mobaro api simulator listening");

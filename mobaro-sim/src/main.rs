@@ -1,3 +1,5 @@
+//! `mobaro-sim`: a stand-in for Mobaro that serves its REST API and sends its signed webhooks.
+
 use clap::{Parser, Subcommand};
 
 /// A stand-in for Mobaro: serves its REST API and sends signed webhooks.

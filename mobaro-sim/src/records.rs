@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+/// The resources' collection names in API paths.
 pub const COLLECTIONS: [&str; 6] = [
     "users",
     "locations",

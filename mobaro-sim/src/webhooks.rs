@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use sha2::Sha256;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+/// How the simulator writes signatures.
 pub enum Encoding {
     /// Lowercase hex.
     Hex,
@@ -23,6 +24,7 @@ pub enum Encoding {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// What `send` sends, and how fast.
 pub struct SendArgs {
     /// The receiver's webhook URL.
     #[arg(

@@ -28,9 +28,13 @@ pub fn with_headers(mut headers: OwnedHeaders, pairs: &[(&str, &str)]) -> OwnedH
 
 /// A record to produce; `key` and `headers` are optional.
 pub struct Outgoing<'a> {
+    /// The topic.
     pub topic: &'a str,
+    /// The record's key.
     pub key: Option<&'a [u8]>,
+    /// The record's value.
     pub payload: &'a [u8],
+    /// The record's headers.
     pub headers: OwnedHeaders,
 }
 

@@ -10,21 +10,34 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 #[derive(Debug, thiserror::Error)]
+/// Why Kafka configuration or a Kafka call failed.
 pub enum KafkaError {
     /// The option itself is not repeated: it may hold a secret, or the part
     /// of one that a comma split off.
     #[error("kafka option number {number} ({length} characters) is not key=value; a value containing a comma goes in KAFKA_OPTIONS_FILE")]
-    InvalidOption { number: usize, length: usize },
+    InvalidOption {
+        /// Its position among the options, from 1.
+        number: usize,
+        /// Its length in characters.
+        length: usize,
+    },
     #[error("reading kafka options from {path}: {source}")]
+    /// The options file could not be read.
     OptionsFile {
+        /// The file.
         path: std::path::PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     #[error("kafka client: {0}")]
+    /// The Kafka client failed.
     Client(#[from] RdKafkaError),
     #[error("creating topic {topic}: {code}")]
+    /// A topic could not be created.
     CreateTopic {
+        /// The topic.
         topic: String,
+        /// The broker's error code.
         code: RDKafkaErrorCode,
     },
 }

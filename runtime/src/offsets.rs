@@ -13,10 +13,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 
 #[derive(Debug, thiserror::Error)]
+/// Why an offset commit failed.
 pub enum CommitError {
     #[error("offset commit failed: {0}")]
+    /// The broker refused it.
     Kafka(#[from] KafkaError),
     #[error("offset commit not confirmed within {0:?}")]
+    /// No answer within the deadline.
     Timeout(Duration),
 }
 

@@ -37,6 +37,7 @@ impl Readiness {
         }
     }
 
+    /// Records the state of check `name` (see [`crate::checks`]).
     pub fn set(&self, name: &str, state: Result<(), String>) {
         let ready = state.is_ok();
         let mut conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
@@ -64,6 +65,7 @@ impl Readiness {
             .push(note.into());
     }
 
+    /// Whether every check passes.
     pub fn is_ready(&self) -> bool {
         let conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
         conditions.iter().all(|(_, state)| state.is_ok())

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
+/// Shares a rate among tasks: `rate` per second on average, up to `burst` at once.
 pub struct TokenBucket {
     rate: f64,
     burst: f64,

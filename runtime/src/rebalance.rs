@@ -15,7 +15,9 @@ use rdkafka::ClientContext;
 #[derive(Debug, thiserror::Error)]
 #[error("the consumer failed for good ({code:?}): {reason}; if another instance uses the same INSTANCE_NAME, give each instance its own")]
 pub struct ConsumerFailed {
+    /// librdkafka's error code.
     pub code: RDKafkaErrorCode,
+    /// Its reason.
     pub reason: String,
 }
 
@@ -38,7 +40,9 @@ pub struct RebalanceContext {
 #[must_use]
 pub enum Revoked {
     #[default]
+    /// No partition was revoked.
     Nothing,
+    /// These partitions were revoked.
     Some(Vec<i32>),
     /// A rebalance failed: no partition can be counted as still owned.
     All,

@@ -33,7 +33,12 @@ pub enum Failure<E> {
     Permanent(E),
     /// Transient errors until the attempts or the time budget ran out.
     #[error("still failing after {attempts} attempts: {error}")]
-    Exhausted { error: E, attempts: u32 },
+    Exhausted {
+        /// The last error.
+        error: E,
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 /// A retry policy. Delays grow from `first` by doubling up to `max`, each
@@ -41,7 +46,9 @@ pub enum Failure<E> {
 /// together do not retry together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
+    /// The first delay.
     pub first: Duration,
+    /// The longest delay.
     pub max: Duration,
     /// Attempts in all, the first included; `None`: unbounded.
     pub attempts: Option<u32>,
@@ -60,11 +67,13 @@ impl Retry {
         }
     }
 
+    /// At most `attempts` attempts in all.
     pub const fn with_attempts(mut self, attempts: u32) -> Retry {
         self.attempts = Some(attempts);
         self
     }
 
+    /// No new attempt after `budget` from the first.
     pub const fn with_budget(mut self, budget: Duration) -> Retry {
         self.budget = Some(budget);
         self

@@ -23,6 +23,7 @@ pub enum FetchStatus {
 }
 
 impl FetchStatus {
+    /// The status's name in the lake.
     pub fn as_str(self) -> &'static str {
         match self {
             FetchStatus::Found => "found",
@@ -36,19 +37,28 @@ impl FetchStatus {
 /// One webhook event with, when fetched, the full record from Mobaro's API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrichedRecord {
+    /// The event's deterministic id.
     pub event_id: EventId,
+    /// The resource.
     pub resource: Resource,
+    /// Created, Updated or Deleted.
     pub event: EventKind,
+    /// Mobaro's id of the object.
     pub object_id: String,
+    /// The webhook's timestamp.
     pub event_timestamp: DateTime<Utc>,
+    /// When ingest received the webhook.
     pub received_at: Option<DateTime<Utc>>,
+    /// When the record was fetched.
     pub fetched_at: Option<DateTime<Utc>>,
+    /// What the fetch found.
     pub status: FetchStatus,
     /// The full JSON the API returned, untouched, so no field Mobaro adds is lost.
     pub record: Option<serde_json::Value>,
 }
 
 impl EnrichedRecord {
+    /// The record of `event` without a fetched record.
     pub fn new(
         event: &WebhookEvent,
         received_at: Option<DateTime<Utc>>,
@@ -67,6 +77,7 @@ impl EnrichedRecord {
         }
     }
 
+    /// Adds the fetched record and when it was fetched.
     pub fn with_record(mut self, record: serde_json::Value, fetched_at: DateTime<Utc>) -> Self {
         self.record = Some(record);
         self.fetched_at = Some(fetched_at);
@@ -79,20 +90,30 @@ impl EnrichedRecord {
 #[derive(Debug, Deserialize)]
 pub struct EnrichedView<'a> {
     #[serde(borrow)]
+    /// The event's deterministic id.
     pub event_id: Cow<'a, str>,
+    /// The resource.
     pub resource: Resource,
+    /// Created, Updated or Deleted.
     pub event: EventKind,
     #[serde(borrow)]
+    /// Mobaro's id of the object.
     pub object_id: Cow<'a, str>,
+    /// The webhook's timestamp.
     pub event_timestamp: DateTime<Utc>,
+    /// When ingest received the webhook.
     pub received_at: Option<DateTime<Utc>>,
+    /// When the record was fetched.
     pub fetched_at: Option<DateTime<Utc>>,
+    /// What the fetch found.
     pub status: FetchStatus,
     #[serde(borrow, default)]
+    /// The fetched record's JSON text.
     pub record: Option<&'a RawValue>,
 }
 
 impl<'a> EnrichedView<'a> {
+    /// Reads an enriched record without copying its strings or the fetched record.
     pub fn from_json(payload: &'a [u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(payload)
     }

@@ -9,14 +9,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a body is not a webhook event.
 pub enum EventParseError {
     #[error("body is not the documented webhook JSON: {0}")]
+    /// Not the documented JSON.
     Json(String),
     #[error("unknown resource {0:?} (expected Users, Locations, Results, Assignments, Notes or Downtimes)")]
+    /// A resource name Mobaro does not document.
     UnknownResource(String),
     #[error("unknown event {0:?} (expected Created, Updated or Deleted)")]
+    /// An event name Mobaro does not document.
     UnknownEvent(String),
     #[error("objectId is empty")]
+    /// An empty `objectId`.
     EmptyObjectId,
 }
 
@@ -24,9 +29,10 @@ macro_rules! name_enum {
     ($(#[$meta:meta])* $name:ident, $error:ident, { $($variant:ident => $canonical:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[doc = concat!("`", $canonical, "`")] $variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The name as Mobaro documents it.
@@ -116,6 +122,7 @@ impl Resource {
 pub struct EventId(String);
 
 impl EventId {
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -130,11 +137,14 @@ impl fmt::Display for EventId {
 /// A parsed webhook event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEvent {
+    /// The resource that changed.
     pub resource: Resource,
+    /// What happened to it.
     pub event: EventKind,
     /// Opaque: a UUID in Mobaro's article, `users/112899-C` in its API.
     #[serde(rename = "objectId")]
     pub object_id: String,
+    /// When Mobaro says it happened.
     pub timestamp: DateTime<Utc>,
 }
 
@@ -163,6 +173,7 @@ impl WebhookEvent {
         })
     }
 
+    /// The event's deterministic id.
     pub fn event_id(&self) -> EventId {
         let mut hasher = Sha256::new();
         for part in [

@@ -215,10 +215,12 @@ pub fn table_for(resource: Resource) -> Table {
 }
 
 impl Table {
+    /// Every table: `events` first, then one per resource.
     pub fn all() -> impl Iterator<Item = Table> {
         std::iter::once(Table::Events).chain(Resource::ALL.iter().map(|r| Table::Records(*r)))
     }
 
+    /// The table's name: its folder in the lake.
     pub fn name(self) -> &'static str {
         match self {
             Table::Events => "events",

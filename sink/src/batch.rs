@@ -14,9 +14,13 @@ use crate::parquet_file::{Compression, EncodingError, ParquetFile};
 /// record lands in its resource's table and in `events`, in a file per UTC
 /// date of the event.
 pub struct Batch {
+    /// The partition.
     pub partition: i32,
+    /// Its first offset.
     pub first_offset: i64,
+    /// Its last offset so far.
     pub last_offset: i64,
+    /// When its first record arrived.
     pub opened_at: Instant,
     /// Replaying a range a crashed flush announced: the batch must end exactly
     /// here, whatever the size and age limits say.
@@ -31,8 +35,11 @@ pub struct Batch {
 
 /// A closed file of a batch, ready to be written.
 pub struct EncodedFile {
+    /// The file's path in the lake.
     pub name: String,
+    /// The Parquet bytes.
     pub bytes: Bytes,
+    /// Rows in it.
     pub rows: usize,
     /// Where the rows came from, as written into the file's key-value
     /// metadata: topic, partition, offset range and content digest.

@@ -11,6 +11,7 @@ use crate::parquet_file::Compression;
 #[command(name = "sink", version)]
 pub struct Config {
     #[command(subcommand)]
+    /// A one-off command instead of the stage.
     pub command: Option<Command>,
 
     /// Where the lake lives: a folder (`./lake`, `file:///data/lake`), or
@@ -73,9 +74,11 @@ pub struct Config {
     pub create_topics: bool,
 
     #[command(flatten)]
+    /// Broker address and client options.
     pub kafka: KafkaArgs,
 
     #[command(flatten)]
+    /// How the instance joins its consumer group.
     pub membership: MembershipArgs,
 }
 

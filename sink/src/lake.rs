@@ -14,19 +14,33 @@ use sha2::Digest;
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
+/// Why the lake could not be opened, read or written.
 pub enum LakeError {
     #[error("invalid lake url {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    /// `LAKE_URL` is not a lake location.
+    InvalidUrl {
+        /// The location given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     #[error("creating lake folder {path}: {source}")]
+    /// A local lake folder could not be created.
     Folder {
+        /// The folder.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     #[error(transparent)]
+    /// The object store failed.
     Store(#[from] object_store::Error),
     #[error("reading the parquet footer of {path}: {source}")]
+    /// A Parquet file's footer could not be read.
     Footer {
+        /// The file.
         path: String,
+        /// Why.
         source: parquet::errors::ParquetError,
     },
 }
@@ -72,6 +86,7 @@ pub struct Lake {
 }
 
 impl Lake {
+    /// Opens the lake at `location`: an `s3://`, `gs://`, `az://`, `file://` URL or a local path.
     pub fn open(location: &str) -> Result<Lake, LakeError> {
         let invalid = |reason: &str| LakeError::InvalidUrl {
             url: location.to_string(),
@@ -137,6 +152,7 @@ impl Lake {
         })
     }
 
+    /// The object store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
@@ -146,6 +162,7 @@ impl Lake {
         &self.description
     }
 
+    /// The path of `relative` under the lake's prefix.
     pub fn path(&self, relative: &str) -> Path {
         let mut path = self.prefix.clone();
         for part in relative.split('/').filter(|p| !p.is_empty()) {

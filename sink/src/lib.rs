@@ -19,12 +19,16 @@ pub use lake::{Lake, LakeError};
 pub use parquet_file::{Compression, EncodingError};
 
 #[derive(Debug, thiserror::Error)]
+/// Why the sink stopped.
 pub enum SinkError {
     #[error(transparent)]
+    /// The lake could not be opened.
     Lake(#[from] LakeError),
     #[error(transparent)]
+    /// The broker or the Kafka client failed.
     Kafka(#[from] runtime::KafkaError),
     #[error(transparent)]
+    /// Consuming enriched records failed for good.
     Consumption(#[from] consumption::ConsumptionError),
 }
 
@@ -35,6 +39,7 @@ impl From<rdkafka::error::KafkaError> for SinkError {
     }
 }
 
+/// Runs the sink (or its subcommand) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
     if let Some(config::Command::Ddl(args)) = &config.command {
         let location = args.location.as_deref().unwrap_or(&config.lake_url);

@@ -15,17 +15,24 @@ use crate::table_builder::{TableBuilder, TableError};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
+/// Why a Parquet file could not be encoded.
 pub enum EncodingError {
     #[error(transparent)]
+    /// The Arrow batch could not be built.
     Table(#[from] TableError),
     #[error("writing parquet: {0}")]
+    /// Parquet encoding failed.
     Parquet(#[from] parquet::errors::ParquetError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The Parquet files' compression codec.
 pub enum Compression {
+    /// zstd (the default): small files, fast to read.
     Zstd,
+    /// Snappy: faster to write, larger files.
     Snappy,
+    /// No compression.
     None,
 }
 

@@ -22,9 +22,13 @@ const HOW_TO_RUN: &str = "the end-to-end tests need a Kafka-protocol broker and 
 /// Addresses of the services the suite runs against.
 #[derive(Debug, Clone)]
 pub struct Services {
+    /// Kafka bootstrap servers.
     pub brokers: String,
+    /// The S3 server's URL.
     pub s3_endpoint: String,
+    /// The bucket tests write to.
     pub s3_bucket: String,
+    /// A Python with DuckDB.
     pub python: PathBuf,
 }
 
@@ -36,6 +40,7 @@ fn required(name: &str) -> String {
 }
 
 impl Services {
+    /// The services named by the environment; panics with how to run the suite when they are not.
     pub fn from_env() -> Services {
         for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             required(name);
@@ -162,6 +167,7 @@ pub fn unique(label: &str) -> String {
     )
 }
 
+/// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -198,8 +204,10 @@ pub fn sign(secret: &str, body: &str) -> String {
 
 /// A child process, killed when dropped; its output goes to a log file.
 pub struct Process {
+    /// Its name in logs.
     pub name: String,
     child: Child,
+    /// Its log file.
     pub log: PathBuf,
 }
 
@@ -303,6 +311,7 @@ impl Process {
         }
     }
 
+    /// Its log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -402,6 +411,7 @@ pub async fn metric(ops: &str, name: &str) -> f64 {
 /// A tansu broker of a test's own, on sqlite storage in `dir`, which keeps
 /// its data across a kill and restart.
 pub struct OwnBroker {
+    /// Its bootstrap address.
     pub brokers: String,
     storage: String,
     dir: PathBuf,
@@ -409,6 +419,7 @@ pub struct OwnBroker {
 }
 
 impl OwnBroker {
+    /// Starts a broker with its data in `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<OwnBroker> {
         let mut broker = OwnBroker {
             brokers: format!("127.0.0.1:{}", free_port()),
