@@ -36,14 +36,29 @@ const LINGER_MS: &str = "0.5";
 const BARE_LINGERS_MS: [&str; 3] = ["0", LINGER_MS, "5"];
 
 /// What `bench ingest` is asked to do.
+#[derive(clap::Args)]
 pub(crate) struct Options {
-    pub connections: usize,
-    pub duration: Duration,
-    pub brokers: String,
-    pub python: PathBuf,
-    pub flood_clients: usize,
-    pub genuine_per_second: u32,
-    pub report: PathBuf,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured time per target, after a warm-up of a fifth of it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    brokers: String,
+    /// Python with aiohttp and confluent-kafka, for the Python receiver.
+    #[arg(long, env = "LAKE_PYTHON", default_value = "python3")]
+    python: PathBuf,
+    /// Clients sending forged requests during the flood.
+    #[arg(long, default_value_t = 8)]
+    flood_clients: usize,
+    /// Genuine webhooks per second during the flood.
+    #[arg(long, default_value_t = 50)]
+    genuine_per_second: u32,
+    /// Report file whose `ingest` section is replaced.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    report: PathBuf,
 }
 
 /// A server under load: its figures and what it cost.

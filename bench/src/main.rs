@@ -31,29 +31,7 @@ enum Bench {
     /// Throughput and latency of `ingest` against a bare axum endpoint, the
     /// broker's acknowledgement limit and a plain Python receiver, then a
     /// flood of forged requests beside genuine ones. Needs `wrk`.
-    Ingest {
-        /// Concurrent connections.
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        /// Measured time per target, after a warm-up of a fifth of it.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        /// Kafka bootstrap servers.
-        #[arg(long, env = "KAFKA_BROKERS")]
-        brokers: String,
-        /// Python with aiohttp and confluent-kafka, for the Python receiver.
-        #[arg(long, env = "LAKE_PYTHON", default_value = "python3")]
-        python: PathBuf,
-        /// Clients sending forged requests during the flood.
-        #[arg(long, default_value_t = 8)]
-        flood_clients: usize,
-        /// Genuine webhooks per second during the flood.
-        #[arg(long, default_value_t = 50)]
-        genuine_per_second: u32,
-        /// Report file whose `ingest` section is replaced.
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        report: PathBuf,
-    },
+    Ingest(ingest::Options),
     /// Enriched events per second with the simulated API at 0 and 50 ms, the
     /// accuracy of the rate limit, and API calls per event on a bursty stream.
     Enricher {
@@ -106,26 +84,7 @@ async fn main() -> anyhow::Result<()> {
             axum::serve(listener, app).await?;
             Ok(())
         }
-        Bench::Ingest {
-            connections,
-            duration,
-            brokers,
-            python,
-            flood_clients,
-            genuine_per_second,
-            report,
-        } => {
-            ingest::run(&ingest::Options {
-                connections,
-                duration,
-                brokers,
-                python,
-                flood_clients,
-                genuine_per_second,
-                report,
-            })
-            .await
-        }
+        Bench::Ingest(options) => ingest::run(&options).await,
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
         Bench::Sink {
             records,

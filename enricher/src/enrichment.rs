@@ -88,6 +88,16 @@ enum FetchOutcome {
     Interrupted,
 }
 
+/// What the lake records about an event, given its fetch.
+fn status(event: &WebhookEvent, fetched: Option<&FetchOutcome>) -> FetchStatus {
+    match fetched {
+        Some(FetchOutcome::Found(..)) => FetchStatus::Found,
+        Some(_) => FetchStatus::NotFound,
+        None if event.event == EventKind::Deleted => FetchStatus::Deleted,
+        None => FetchStatus::NotFetched,
+    }
+}
+
 /// Everything the per-object tasks share.
 pub(crate) struct Enricher {
     pub client: MobaroClient,
@@ -236,45 +246,39 @@ impl Enricher {
             _ => None,
         };
         for job in &group {
-            match (&job.event, &fetched) {
-                (Err(error), _) => {
-                    let letter = GaveUp {
-                        class: DeadLetterClass::Unparsable,
-                        error: error.to_string(),
-                        status: None,
-                        attempts: 0,
-                    };
-                    self.dead_letter(job, letter).await
-                }
-                (Ok(_), Some(FetchOutcome::GaveUp(letter))) => {
-                    self.dead_letter(job, letter.clone()).await
-                }
-                (Ok(event), fetched) => {
-                    let record = match fetched {
-                        Some(FetchOutcome::Found(value, at)) => {
-                            EnrichedRecord::new(event, job.received_at(), FetchStatus::Found)
-                                .with_record(value.clone(), *at)
-                        }
-                        Some(_) => {
-                            EnrichedRecord::new(event, job.received_at(), FetchStatus::NotFound)
-                        }
-                        None if event.event == EventKind::Deleted => {
-                            EnrichedRecord::new(event, job.received_at(), FetchStatus::Deleted)
-                        }
-                        None => {
-                            EnrichedRecord::new(event, job.received_at(), FetchStatus::NotFetched)
-                        }
-                    };
-                    metrics::counter!("enricher_events_total", "outcome" => record.status.as_str())
-                        .increment(1);
-                    self.emit(job, &record).await
-                }
-            }?;
+            self.deliver(job, fetched.as_ref()).await?;
             let _ = self
                 .done
                 .send((job.message.partition(), job.message.offset()));
         }
         Ok(())
+    }
+
+    /// Produces one event's enriched record, or its dead letter.
+    async fn deliver(&self, job: &Job, fetched: Option<&FetchOutcome>) -> Result<(), Stopped> {
+        let event = match (&job.event, fetched) {
+            (Err(error), _) => {
+                let unparsable = GaveUp {
+                    class: DeadLetterClass::Unparsable,
+                    error: error.to_string(),
+                    status: None,
+                    attempts: 0,
+                };
+                return self.dead_letter(job, unparsable).await;
+            }
+            (Ok(_), Some(FetchOutcome::GaveUp(gave_up))) => {
+                return self.dead_letter(job, gave_up.clone()).await;
+            }
+            (Ok(event), _) => event,
+        };
+        let record = EnrichedRecord::new(event, job.received_at(), status(event, fetched));
+        let record = match fetched {
+            Some(FetchOutcome::Found(value, at)) => record.with_record(value.clone(), *at),
+            _ => record,
+        };
+        metrics::counter!("enricher_events_total", "outcome" => record.status.as_str())
+            .increment(1);
+        self.emit(job, &record).await
     }
 
     async fn fetch(&self, resource: Resource, object_id: &str) -> FetchOutcome {
@@ -395,14 +399,9 @@ impl Enricher {
                 offset: message.offset(),
             },
         };
-        let letter_headers = letter.headers();
-        let letter_headers: Vec<(&str, &str)> = letter_headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
         let headers = with_headers(
             message.headers().cloned().unwrap_or_default(),
-            &letter_headers,
+            &letter.headers(),
         );
         let outgoing = Outgoing {
             topic: &self.config.dead_letter_topic,

@@ -8,9 +8,10 @@ mod enrichment;
 mod pending;
 mod replay;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::Producer;
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
 pub use client::{FetchError, Fetched, MobaroClient};
@@ -63,21 +64,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         )
         .await?;
     }
-    let (consumer_config, instance_id) = config.membership.consumer_config(
-        &config.kafka,
-        "enricher",
-        config.ops_listen,
-        &[
-            ("group.id", config.group_id.as_str()),
-            ("enable.auto.commit", "true"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("auto.commit.interval.ms", "1000"),
-        ],
-    )?;
-    let consumer: consumption::EnricherConsumer =
-        consumer_config.create_with_context(runtime::RebalanceContext::default())?;
-    let producer: rdkafka::producer::FutureProducer = config
+    let (consumer, instance_id) = consumer(&config)?;
+    let producer: FutureProducer = config
         .kafka
         .client_config(&[
             ("acks", "all"),
@@ -85,18 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
             ("linger.ms", "5"),
         ])?
         .create()?;
-    let mut client = MobaroClient::new(
-        config.api_url.clone(),
-        config.api_key.clone(),
-        config.path_template.clone(),
-        config.api_timeout,
-        runtime::Retry::forever(config.backoff, config.backoff * 16)
-            .with_attempts(config.max_attempts.max(1)),
-    )?;
-    if config.api_rate_limit > 0.0 {
-        let limit = runtime::TokenBucket::new(config.api_rate_limit, config.api_rate_burst);
-        client = client.with_rate_limit(std::sync::Arc::new(limit));
-    }
+    let client = api_client(&config)?;
     runtime::watch_broker(
         config.kafka.client_config(&[])?,
         readiness.clone(),
@@ -108,11 +85,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         shutdown.clone(),
     ));
     tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, concurrency = config.concurrency, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "enricher starting");
+    readiness.set(runtime::checks::MOBARO_API, Ok(()));
+    let consumer = Arc::new(consumer);
+    runtime::report_lag(consumer.clone(), "enricher", shutdown.clone());
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    readiness.set(runtime::checks::MOBARO_API, Ok(()));
-    let consumer = std::sync::Arc::new(consumer);
-    runtime::report_lag(consumer.clone(), "enricher", shutdown.clone());
     let consumption = consumption::Consumption {
         consumer,
         done: done_rx,
@@ -120,7 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         topic: config.raw_topic.clone(),
         max_in_flight: config.max_in_flight.max(1),
         drain_timeout: config.drain_timeout,
-        enricher: std::sync::Arc::new(enrichment::Enricher::new(
+        enricher: Arc::new(enrichment::Enricher::new(
             client,
             producer.clone(),
             config,
@@ -139,4 +116,43 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     }
     tracing::info!("enricher stopped");
     Ok(())
+}
+
+/// The raw-topic consumer: offsets stored by hand once an event is done,
+/// committed in the background; its static-membership id, if any.
+fn consumer(
+    config: &Config,
+) -> Result<(consumption::EnricherConsumer, Option<String>), EnricherError> {
+    let (consumer_config, instance_id) = config.membership.consumer_config(
+        &config.kafka,
+        "enricher",
+        config.ops_listen,
+        &[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("auto.commit.interval.ms", "1000"),
+        ],
+    )?;
+    let consumer = consumer_config.create_with_context(runtime::RebalanceContext::default())?;
+    Ok((consumer, instance_id))
+}
+
+/// The API client with the configured retries and, when set, rate limit.
+fn api_client(config: &Config) -> Result<MobaroClient, EnricherError> {
+    let client = MobaroClient::new(
+        config.api_url.clone(),
+        config.api_key.clone(),
+        config.path_template.clone(),
+        config.api_timeout,
+        runtime::Retry::forever(config.backoff, config.backoff * 16)
+            .with_attempts(config.max_attempts.max(1)),
+    )?;
+    Ok(if config.api_rate_limit > 0.0 {
+        let limit = runtime::TokenBucket::new(config.api_rate_limit, config.api_rate_burst);
+        client.with_rate_limit(Arc::new(limit))
+    } else {
+        client
+    })
 }

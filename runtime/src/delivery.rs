@@ -16,11 +16,11 @@ const PRODUCE_RETRY: Retry = Retry::forever(Duration::from_millis(200), Duration
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Appends text headers to `headers`.
-pub fn with_headers(mut headers: OwnedHeaders, pairs: &[(&str, &str)]) -> OwnedHeaders {
+pub fn with_headers<V: AsRef<str>>(mut headers: OwnedHeaders, pairs: &[(&str, V)]) -> OwnedHeaders {
     for (key, value) in pairs {
         headers = headers.insert(Header {
             key,
-            value: Some(*value),
+            value: Some(value.as_ref()),
         });
     }
     headers

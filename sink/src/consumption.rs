@@ -76,6 +76,24 @@ struct Buffer {
 }
 
 impl Buffer {
+    /// Drops a partition's unwritten batch when consumption rewound before
+    /// its end (a seek or a missed rebalance): the range comes again.
+    fn forget_if_rewound(&mut self, partition: i32, offset: i64) {
+        if self
+            .batches
+            .get(&partition)
+            .is_some_and(|b| offset <= b.last_offset)
+        {
+            tracing::info!(
+                partition,
+                offset,
+                "partition rewound; its unwritten batch is dropped"
+            );
+            self.batches.remove(&partition);
+            self.announced.remove(&partition);
+        }
+    }
+
     fn buffered_bytes(&self) -> usize {
         self.batches.values().map(Batch::buffered_bytes).sum()
     }
@@ -115,9 +133,28 @@ struct Cut {
     replays: Option<(i64, i64)>,
 }
 
-/// Shutdown cut the work short; nothing more is written or committed.
+/// Why taking messages cannot go on.
 #[derive(Debug)]
-struct Stopped;
+enum Halt {
+    /// Shutdown cut the work short; nothing more is written or committed.
+    Stopped,
+    /// A failure that stops the sink.
+    Failed(ConsumptionError),
+}
+
+impl<E: Into<ConsumptionError>> From<E> for Halt {
+    fn from(error: E) -> Self {
+        Halt::Failed(error.into())
+    }
+}
+
+/// Goes on after a flush unless shutdown stopped it.
+fn unless_stopped(flushed: Flushed) -> Result<(), Halt> {
+    match flushed {
+        Flushed::Stopped => Err(Halt::Stopped),
+        Flushed::Done | Flushed::Abandoned => Ok(()),
+    }
+}
 
 /// How a flush ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -204,8 +241,10 @@ impl Consumption {
                             continue;
                         }
                     };
-                    if self.take(&mut buffer, &intents, &rotation, &message, &shutdown).await?.is_err() {
-                        break;
+                    match self.take(&mut buffer, &intents, &rotation, &message, &shutdown).await {
+                        Ok(()) => {}
+                        Err(Halt::Stopped) => break,
+                        Err(Halt::Failed(error)) => return Err(error),
                     }
                 }
             }
@@ -230,27 +269,13 @@ impl Consumption {
         rotation: &Rotation,
         message: &BorrowedMessage<'_>,
         shutdown: &CancellationToken,
-    ) -> Result<Result<(), Stopped>, ConsumptionError> {
+    ) -> Result<(), Halt> {
         // A rebalance inside `recv` may have revoked partitions, and handed
         // one back from its last commit, before this message.
         self.drop_revoked(buffer);
         let (partition, offset) = (message.partition(), message.offset());
         metrics::counter!("sink_messages_total").increment(1);
-        if buffer
-            .batches
-            .get(&partition)
-            .is_some_and(|b| offset <= b.last_offset)
-        {
-            // Consumption rewound (a seek or a missed rebalance): the
-            // buffered range will be delivered again.
-            tracing::info!(
-                partition,
-                offset,
-                "partition rewound; its unwritten batch is dropped"
-            );
-            buffer.batches.remove(&partition);
-            buffer.announced.remove(&partition);
-        }
+        buffer.forget_if_rewound(partition, offset);
         // A replay batch ends as soon as an offset past its announced end
         // shows up, whether or not the offsets before it all existed.
         let past_cut = buffer
@@ -265,33 +290,18 @@ impl Consumption {
             {
                 Flushed::Done => {}
                 // Rewound to the batch's start: this message comes again.
-                Flushed::Abandoned => return Ok(Ok(())),
-                Flushed::Stopped => return Ok(Err(Stopped)),
+                Flushed::Abandoned => return Ok(()),
+                Flushed::Stopped => return Err(Halt::Stopped),
             }
         }
         let record = match self.decode(message, shutdown).await? {
             Decoded::Record(record) => Some(record),
             Decoded::DeadLettered => None,
-            Decoded::Stopped => return Ok(Err(Stopped)),
+            Decoded::Stopped => return Err(Halt::Stopped),
         };
         if !buffer.batches.contains_key(&partition) {
-            let Ok(cut) = self
-                .replay_cut(buffer, intents, partition, offset, shutdown)
-                .await?
-            else {
-                // Without the intents the batch could be cut anywhere: leave
-                // it unwritten.
-                return Ok(Err(Stopped));
-            };
-            let mut batch = Batch::new(
-                partition,
-                offset,
-                self.config.compression,
-                rotation.chunk_bytes(),
-            );
-            batch.cut_at = cut.map(|c| c.at);
-            batch.announced = cut.and_then(|c| c.replays);
-            buffer.batches.insert(partition, batch);
+            self.open_batch(buffer, intents, rotation, partition, offset, shutdown)
+                .await?;
         }
         let batch = buffer.batches.get_mut(&partition).expect("inserted above");
         batch.push(offset, record.as_ref(), message.payload_len())?;
@@ -306,30 +316,53 @@ impl Consumption {
         };
         drop(record);
         if let Some(reason) = reason {
-            if self
-                .flush(buffer, intents, partition, reason, shutdown)
-                .await?
-                == Flushed::Stopped
-            {
-                return Ok(Err(Stopped));
-            }
+            unless_stopped(
+                self.flush(buffer, intents, partition, reason, shutdown)
+                    .await?,
+            )?;
         }
-        if buffer.buffered_bytes() >= rotation.buffer_limit() {
-            let largest = buffer
-                .free()
-                .max_by_key(|b| b.buffered_bytes())
-                .map(|b| b.partition);
-            if let Some(largest) = largest {
-                if self
-                    .flush(buffer, intents, largest, FlushReason::Memory, shutdown)
-                    .await?
-                    == Flushed::Stopped
-                {
-                    return Ok(Err(Stopped));
-                }
-            }
+        if buffer.buffered_bytes() < rotation.buffer_limit() {
+            return Ok(());
         }
-        Ok(Ok(()))
+        let largest = buffer
+            .free()
+            .max_by_key(|b| b.buffered_bytes())
+            .map(|b| b.partition);
+        match largest {
+            Some(largest) => unless_stopped(
+                self.flush(buffer, intents, largest, FlushReason::Memory, shutdown)
+                    .await?,
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens a partition's batch at `offset`, cut where an announced range
+    /// says it must end.
+    async fn open_batch(
+        &self,
+        buffer: &mut Buffer,
+        intents: &Intents,
+        rotation: &Rotation,
+        partition: i32,
+        offset: i64,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Halt> {
+        // Without the intents the batch could be cut anywhere: a stop
+        // while reading them leaves it unwritten.
+        let cut = self
+            .replay_cut(buffer, intents, partition, offset, shutdown)
+            .await?;
+        let mut batch = Batch::new(
+            partition,
+            offset,
+            self.config.compression,
+            rotation.chunk_bytes(),
+        );
+        batch.cut_at = cut.map(|c| c.at);
+        batch.announced = cut.and_then(|c| c.replays);
+        buffer.batches.insert(partition, batch);
+        Ok(())
     }
 
     /// Drops the unwritten batches of revoked partitions: their offsets were
@@ -365,7 +398,7 @@ impl Consumption {
         partition: i32,
         offset: i64,
         shutdown: &CancellationToken,
-    ) -> Result<Result<Option<Cut>, Stopped>, ConsumptionError> {
+    ) -> Result<Option<Cut>, Halt> {
         if let Entry::Vacant(vacant) = buffer.announced.entry(partition) {
             let listed = STORE_RETRY
                 .run(
@@ -376,12 +409,12 @@ impl Consumption {
                 .await;
             let ranges = match listed {
                 Ok(ranges) => ranges,
-                Err(Failure::Stopped) => return Ok(Err(Stopped)),
+                Err(Failure::Stopped) => return Err(Halt::Stopped),
                 Err(Failure::Permanent(source) | Failure::Exhausted { error: source, .. }) => {
-                    return Err(ConsumptionError::Store {
+                    return Err(Halt::Failed(ConsumptionError::Store {
                         what: "listing flush intents".into(),
                         source,
-                    })
+                    }))
                 }
             };
             if !ranges.is_empty() {
@@ -393,10 +426,10 @@ impl Consumption {
             }
             vacant.insert(ranges.into());
         }
-        Ok(Ok(buffer
+        Ok(buffer
             .announced
             .get_mut(&partition)
-            .and_then(|announced| cut_for(announced, offset))))
+            .and_then(|announced| cut_for(announced, offset)))
     }
 
     /// Logs a failed store request and says whether to retry it.
@@ -438,12 +471,7 @@ impl Consumption {
                 offset: message.offset(),
             },
         };
-        let letter_headers = letter.headers();
-        let letter_headers: Vec<(&str, &str)> = letter_headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        let headers = with_headers(OwnedHeaders::new(), &letter_headers);
+        let headers = with_headers(OwnedHeaders::new(), &letter.headers());
         let outgoing = Outgoing {
             topic: &self.config.dead_letter_topic,
             key: message.key(),
