@@ -203,26 +203,7 @@ impl MobaroClient {
         shutdown: &CancellationToken,
     ) -> Result<(Fetched, u32), FetchError> {
         let url = self.record_url(resource, object_id)?;
-        let started = Instant::now();
-        let mut attempts = 0;
-        let outcome = self
-            .retry
-            .run(
-                shutdown,
-                |number| {
-                    attempts = number;
-                    self.attempt(&url)
-                },
-                |error, attempt| match error {
-                    AttemptError::Final(_) => Verdict::GiveUp,
-                    AttemptError::Transient { retry_after, message, .. } => {
-                        metrics::counter!("enricher_api_retries_total").increment(1);
-                        tracing::debug!(%url, attempt, error = %message, elapsed = ?started.elapsed(), "retrying");
-                        retry_after.map_or(Verdict::Retry, Verdict::RetryAfter)
-                    }
-                },
-            )
-            .await;
+        let (outcome, attempts) = self.get(&url, shutdown).await;
         match outcome {
             Ok(fetched) => {
                 *self.last_readable.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
@@ -235,6 +216,63 @@ impl MobaroClient {
             Err(Failure::Permanent(error)) => Err(error.into_fetch_error(attempts)),
             Err(Failure::Exhausted { error, attempts }) => Err(error.into_fetch_error(attempts)),
         }
+    }
+
+    /// The URL of a list endpoint: `path` under the API's base, with `query`.
+    pub fn list_url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, url::ParseError> {
+        let mut url = self.base.join(path.trim_start_matches('/'))?;
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        Ok(url)
+    }
+
+    /// A list page's JSON, and how many requests it took, retried like a
+    /// record fetch; a 404 means the list endpoint does not exist.
+    pub async fn list(
+        &self,
+        url: &Url,
+        shutdown: &CancellationToken,
+    ) -> Result<(Value, u32), FetchError> {
+        let (outcome, attempts) = self.get(url, shutdown).await;
+        match outcome {
+            Ok(Fetched::Found(value)) => Ok((value, attempts)),
+            Ok(Fetched::NotFound) => Err(FetchError::Permanent {
+                status: 404,
+                message: format!("no list endpoint at {url}"),
+            }),
+            Err(Failure::Stopped) => Err(FetchError::Stopped),
+            Err(Failure::Permanent(error)) => Err(error.into_fetch_error(attempts)),
+            Err(Failure::Exhausted { error, attempts }) => Err(error.into_fetch_error(attempts)),
+        }
+    }
+
+    /// GETs `url` under the retry policy; the outcome and the attempts made.
+    async fn get(
+        &self,
+        url: &Url,
+        shutdown: &CancellationToken,
+    ) -> (Result<Fetched, Failure<AttemptError>>, u32) {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let outcome = self
+            .retry
+            .run(
+                shutdown,
+                |number| {
+                    attempts = number;
+                    self.attempt(url)
+                },
+                |error, attempt| match error {
+                    AttemptError::Final(_) => Verdict::GiveUp,
+                    AttemptError::Transient { retry_after, message, .. } => {
+                        metrics::counter!("enricher_api_retries_total").increment(1);
+                        tracing::debug!(%url, attempt, error = %message, elapsed = ?started.elapsed(), "retrying");
+                        retry_after.map_or(Verdict::Retry, Verdict::RetryAfter)
+                    }
+                },
+            )
+            .await;
+        (outcome, attempts)
     }
 
     /// After a 403 for `url`: [`FetchError::Forbidden`] when a record the key

@@ -23,6 +23,8 @@ impl std::str::FromStr for ApiKey {
     }
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, clap::Subcommand)]
 /// The enricher's subcommands; without one it runs the pipeline stage.
 pub enum Command {
@@ -30,6 +32,10 @@ pub enum Command {
     /// enriched again (after an API outage, or a fixed path template); prints a
     /// count per outcome. Events replayed twice deduplicate on `event_id`.
     ReplayDeadLetters(ReplayArgs),
+    /// Load Mobaro's records (history from before the pipeline, or what
+    /// webhooks missed) by paging through the list endpoints; produces one
+    /// enriched `Snapshot` record per object, resumable after a crash.
+    Backfill(crate::backfill::BackfillArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,5 +1,6 @@
 //! `enricher`: turns thin webhook events into full records from Mobaro's API.
 
+pub mod backfill;
 mod cache;
 mod client;
 mod config;
@@ -29,8 +30,11 @@ pub enum EnricherError {
     #[error("no Mobaro API key: set MOBARO_API_KEY")]
     /// No API key was configured.
     NoApiKey,
+    /// A backfill stopped.
     #[error(transparent)]
+    Backfill(#[from] backfill::BackfillError),
     /// Consuming raw events failed for good.
+    #[error(transparent)]
     Consumption(#[from] consumption::ConsumptionError),
 }
 
@@ -43,11 +47,26 @@ impl From<rdkafka::error::KafkaError> for EnricherError {
 
 /// Runs the enricher (or its subcommand) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {
-    if let Some(Command::ReplayDeadLetters(args)) = &config.command {
-        for (outcome, count) in replay::replay(&config, args).await? {
-            println!("{outcome}: {count}");
+    match &config.command {
+        Some(Command::ReplayDeadLetters(args)) => {
+            for (outcome, count) in replay::replay(&config, args).await? {
+                println!("{outcome}: {count}");
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(Command::Backfill(args)) => {
+            if config.api_key.0.trim().is_empty() {
+                return Err(EnricherError::NoApiKey);
+            }
+            for (resource, loaded) in backfill::backfill(&config, args, &shutdown).await? {
+                println!(
+                    "{resource}: {} objects in {} pages",
+                    loaded.objects, loaded.pages
+                );
+            }
+            return Ok(());
+        }
+        None => {}
     }
     if config.api_key.0.trim().is_empty() {
         return Err(EnricherError::NoApiKey);

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{SecondsFormat, Utc};
-use schemas::{headers, EventParseError, QuarantineReason, WebhookEvent};
+use schemas::{headers, EventKind, EventParseError, QuarantineReason, WebhookEvent};
 use subtle::ConstantTimeEq;
 
 use rdkafka::producer::Producer;
@@ -323,6 +323,12 @@ async fn accept(
         matched.label()
     };
     let event = WebhookEvent::from_json(body)?;
+    if event.event == EventKind::Snapshot {
+        // A backfill's kind, never a webhook's.
+        return Err(Rejection::Unknown(EventParseError::UnknownEvent(
+            event.event.to_string(),
+        )));
+    }
     let event_id = event.event_id();
     let received_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let forwarded: Vec<(String, String)> = state

@@ -5,13 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::listing::Catalogue;
 use crate::records;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +34,10 @@ pub struct ApiArgs {
     /// Delay added to every API answer, to model a slow API.
     #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
     pub latency: Duration,
+    /// Records per collection that the list endpoints serve (ids as the
+    /// webhook sender makes them: `users/1000-A`, `users/1001-B`, ...).
+    #[arg(long, env = "MOBARO_SIM_OBJECTS", default_value_t = 1000)]
+    pub objects: u32,
 }
 
 /// Faults the API injects, set at run time with `POST /sim/faults`.
@@ -63,22 +70,34 @@ pub struct Faults {
     #[serde(default)]
     /// Statuses the `every` fault answers in turn.
     pub every_statuses: Vec<u16>,
+    /// Records of the listed collection edited before each list request is
+    /// answered, as if people worked in Mobaro while a client scans.
+    #[serde(default)]
+    pub touch_per_list: u64,
 }
 
 struct ApiState {
     args: ApiArgs,
     requests: AtomicU64,
+    list_requests: AtomicU64,
+    /// When the first and the latest list request arrived.
+    list_window: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
     faults: Mutex<Faults>,
+    catalogue: Catalogue,
 }
 
 /// The simulated API's routes.
 pub fn router(args: ApiArgs) -> Router {
     let state = Arc::new(ApiState {
+        catalogue: Catalogue::new(args.objects),
         args,
         requests: AtomicU64::new(0),
+        list_requests: AtomicU64::new(0),
+        list_window: Mutex::new(None),
         faults: Mutex::new(Faults::default()),
     });
     Router::new()
+        .route("/api/customers/{collection}", get(list))
         .route("/api/customers/{collection}/{id}", get(fetch))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", axum::routing::post(set_faults))
@@ -86,7 +105,12 @@ pub fn router(args: ApiArgs) -> Router {
 }
 
 async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
-    Json(json!({ "requests": state.requests.load(Ordering::Relaxed) }))
+    let window = *state.list_window.lock().unwrap_or_else(|p| p.into_inner());
+    Json(json!({
+        "requests": state.requests.load(Ordering::Relaxed),
+        "list_requests": state.list_requests.load(Ordering::Relaxed),
+        "list_window_seconds": window.map_or(0.0, |(first, last)| (last - first).as_secs_f64()),
+    }))
 }
 
 async fn set_faults(State(state): State<Arc<ApiState>>, Json(faults): Json<Faults>) -> StatusCode {
@@ -171,7 +195,7 @@ async fn fetch(
         )
             .into_response();
     }
-    match records::record(&collection, &id) {
+    match state.catalogue.record(&collection, &id) {
         Some(mut record) => {
             let faults = state
                 .faults
@@ -185,6 +209,49 @@ async fn fetch(
             Json(record).into_response()
         }
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not found"}))).into_response(),
+    }
+}
+
+async fn list(
+    State(state): State<Arc<ApiState>>,
+    Path(collection): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    state.list_requests.fetch_add(1, Ordering::Relaxed);
+    {
+        let now = std::time::Instant::now();
+        let mut window = state.list_window.lock().unwrap_or_else(|p| p.into_inner());
+        *window = Some((window.map_or(now, |(first, _)| first), now));
+    }
+    let (fault, extra_latency) = injected(&state, &collection, "");
+    let latency = state.args.latency + extra_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(response) = fault {
+        return response;
+    }
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(state.args.api_key.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    let touch = state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .touch_per_list;
+    state.catalogue.touch(&collection, touch);
+    match state.catalogue.page(&collection, &query) {
+        Ok(page) => Json(page).into_response(),
+        Err(message) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
+        }
     }
 }
 

@@ -4,5 +4,6 @@
 //! records from Mobaro's documented shapes, so our parsing mistakes show.
 
 pub mod api;
+pub mod listing;
 pub mod records;
 pub mod webhooks;

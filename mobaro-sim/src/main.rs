@@ -12,7 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve `GET /api/customers/{collection}/{id}` with generated records.
+    /// Serve `GET /api/customers/{collection}/{id}` and the list endpoints
+    /// `GET /api/customers/{collection}` with generated records.
     Serve(mobaro_sim::api::ApiArgs),
     /// Send signed webhooks to a receiver.
     Send(mobaro_sim::webhooks::SendArgs),

@@ -139,6 +139,8 @@ pub fn record(collection: &str, id: &str) -> Option<Value> {
                 "status": pick(&mut rng, &["Passed", "Failed", "Passed with remarks"]),
                 "score": f64::from(rng.random_range(50..=100u32)) / 100.0,
                 "values": values,
+                "created": iso(created),
+                "updated": iso(updated),
             })
         }
         "locations" => json!({

@@ -155,6 +155,23 @@ pub async fn ensure_topics(args: &KafkaArgs, topics: &[&str]) -> Result<(), Kafk
     Ok(())
 }
 
+/// Creates a compacted topic of one partition if it does not exist yet: a
+/// store of the latest value per key (checkpoints).
+pub async fn ensure_compacted_topic(args: &KafkaArgs, topic: &str) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = args.client_config(&[])?.create()?;
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(args.topic_replication))
+        .set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&new_topic], &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "created compacted topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ mod telemetry;
 mod topic_reader;
 
 pub use delivery::{is_permanent, produce, with_headers, Outgoing};
-pub use kafka::{ensure_topics, KafkaArgs, KafkaError};
+pub use kafka::{ensure_compacted_topic, ensure_topics, KafkaArgs, KafkaError};
 pub use lag::report_lag;
 pub use launch::launch;
 pub use membership::MembershipArgs;

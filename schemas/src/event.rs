@@ -94,6 +94,8 @@ name_enum!(
         Created => "Created",
         Updated => "Updated",
         Deleted => "Deleted",
+        // Not a webhook: the state of a record as a backfill listed it.
+        Snapshot => "Snapshot",
     }
 );
 

@@ -8,3 +8,5 @@ pub const ENRICHED: &str = "mobaro.records.enriched";
 pub const DEAD_LETTER: &str = "mobaro.deadletter";
 /// Webhooks `ingest` rejected, kept for inspection and replay.
 pub const QUARANTINE: &str = "mobaro.webhooks.quarantine";
+/// Where `enricher backfill` keeps its position per resource (compacted).
+pub const BACKFILL_CHECKPOINTS: &str = "mobaro.backfill.checkpoints";

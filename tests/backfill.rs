@@ -1,0 +1,349 @@
+//! `enricher backfill` against the simulator's list endpoints and a real
+//! broker: every object once, a resume after kill -9, records edited during
+//! the scan, the rate share and 429s, and an envelope it cannot read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use end_to_end::{
+    binary, free_port, log_dir, read_until, set_faults, unique, wait_until_ready, Process, Services,
+};
+use rdkafka::message::OwnedMessage;
+use rdkafka::Message;
+use serde_json::Value;
+
+const API_KEY: &str = "backfill-test-key";
+
+/// A simulator with `objects` records per collection, and topics of the run's own.
+struct Setup {
+    services: Services,
+    logs: PathBuf,
+    sim_url: String,
+    _sim: Process,
+    enriched: String,
+    checkpoints: String,
+}
+
+impl Setup {
+    async fn start(objects: u32) -> anyhow::Result<Setup> {
+        let services = Services::from_env();
+        let logs = log_dir("backfill-logs-")?;
+        let api_addr = format!("127.0.0.1:{}", free_port());
+        let objects = objects.to_string();
+        let sim = Process::start(
+            "mobaro-sim",
+            &[
+                "serve",
+                "--listen",
+                &api_addr,
+                "--api-key",
+                API_KEY,
+                "--objects",
+                &objects,
+            ],
+            &[],
+            &logs,
+        )?;
+        let sim_url = format!("http://{api_addr}");
+        wait_until_ready(&format!("{sim_url}/sim/stats"), Duration::from_secs(30)).await?;
+        let run = unique("backfill");
+        Ok(Setup {
+            services,
+            logs,
+            sim_url,
+            _sim: sim,
+            enriched: format!("{run}.enriched"),
+            checkpoints: format!("{run}.checkpoints"),
+        })
+    }
+
+    /// `enricher backfill` with `args`, its environment pointing at this setup.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(binary("enricher"));
+        command
+            .arg("backfill")
+            .args(args)
+            .env("KAFKA_BROKERS", &self.services.brokers)
+            .env("ENRICHED_TOPIC", &self.enriched)
+            .env("BACKFILL_CHECKPOINT_TOPIC", &self.checkpoints)
+            .env("MOBARO_API_URL", format!("{}/api/customers/", self.sim_url))
+            .env("MOBARO_API_KEY", API_KEY)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
+        command
+    }
+
+    /// Runs a backfill to its end; its standard output.
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
+        let output = self.command(args, env).output()?;
+        ensure!(
+            output.status.success(),
+            "backfill failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    async fn stats(&self) -> anyhow::Result<Value> {
+        Ok(reqwest::get(format!("{}/sim/stats", self.sim_url))
+            .await?
+            .json()
+            .await?)
+    }
+
+    async fn list_requests(&self) -> anyhow::Result<u64> {
+        self.stats().await?["list_requests"]
+            .as_u64()
+            .context("list_requests")
+    }
+
+    /// The enriched records, once `count` arrived.
+    async fn snapshots(&self, count: u64) -> anyhow::Result<Vec<OwnedMessage>> {
+        read_until(
+            &self.services.brokers,
+            &self.enriched,
+            Duration::from_secs(60),
+            |records| records.len() as u64 >= count,
+        )
+        .await
+    }
+
+    /// The simulator's current record of an object.
+    async fn current(&self, id: &str) -> anyhow::Result<Value> {
+        let encoded = id.replace('/', "%2F");
+        Ok(reqwest::Client::new()
+            .get(format!("{}/api/customers/results/{encoded}", self.sim_url))
+            .header("x-api-key", API_KEY)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+/// How many objects a run's output says it produced.
+fn produced(output: &str) -> anyhow::Result<u64> {
+    output
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no count in {output:?}"))
+}
+
+fn value(message: &OwnedMessage) -> Value {
+    serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+/// Object id → the `updated` times of its snapshots.
+fn objects(records: &[OwnedMessage]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut objects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for record in records {
+        let value = value(record);
+        let id = value["object_id"].as_str().unwrap_or_default().to_string();
+        let updated = value["record"]["updated"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        objects.entry(id).or_default().insert(updated);
+    }
+    objects
+}
+
+fn expected_ids(objects: u32) -> BTreeSet<String> {
+    (0..objects)
+        .map(|n| mobaro_sim::listing::object_id("results", n))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_object_arrives_once_and_a_killed_run_resumes_losing_nothing() -> anyhow::Result<()> {
+    const OBJECTS: u32 = 3000;
+    let setup = Setup::start(OBJECTS).await?;
+    let args = ["--resource", "Results", "--page-size", "128"];
+    let counted = setup.run(&[&args[..], &["--dry-run"]].concat(), &[])?;
+    let pages_uninterrupted = setup.list_requests().await?;
+    assert!(
+        counted.contains(&format!("Results: {OBJECTS} objects")),
+        "dry run: {counted}"
+    );
+
+    // Slow enough to be killed in the middle.
+    let slow = [&args[..], &["--rate-limit", "8"]].concat();
+    let mut first = Process::spawn("backfill-1", setup.command(&slow, &[]), &setup.logs)?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.signal("KILL")?;
+    let _ = first.exit_status(Duration::from_secs(10))?;
+    let before_resume = setup.list_requests().await?;
+    ensure!(
+        before_resume - pages_uninterrupted < pages_uninterrupted,
+        "the first run finished before it was killed"
+    );
+    let resumed = setup.run(&[&args[..], &["--rate-limit", "1000"]].concat(), &[])?;
+    let pages_with_kill = setup.list_requests().await? - pages_uninterrupted;
+
+    // What the killed run produced is not counted in the resumed run's output.
+    let records = read_until(
+        &setup.services.brokers,
+        &setup.enriched,
+        Duration::from_secs(60),
+        |records| records.len() >= OBJECTS as usize,
+    )
+    .await?;
+    let found = objects(&records);
+    assert_eq!(
+        found.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_ids(OBJECTS)
+    );
+    let event_ids: BTreeSet<String> = records
+        .iter()
+        .map(|r| {
+            value(r)["event_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(event_ids.len(), OBJECTS as usize, "one snapshot per object");
+    assert!(
+        records.len() <= OBJECTS as usize + 128,
+        "{} records: more than one page produced twice",
+        records.len()
+    );
+    assert!(
+        pages_with_kill <= pages_uninterrupted + 1,
+        "{pages_with_kill} list requests with a kill against {pages_uninterrupted} without; resumed: {resumed}"
+    );
+    assert!(value(&records[0])["event"] == "Snapshot");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_edited_during_the_scan_are_never_skipped() -> anyhow::Result<()> {
+    const OBJECTS: u32 = 1500;
+    let setup = Setup::start(OBJECTS).await?;
+    set_faults(&setup.sim_url, serde_json::json!({ "touch_per_list": 7 })).await?;
+    let output = setup.run(
+        &[
+            "--resource",
+            "Results",
+            "--page-size",
+            "100",
+            "--rate-limit",
+            "1000",
+        ],
+        &[],
+    )?;
+    set_faults(&setup.sim_url, serde_json::json!({})).await?;
+    let records = setup.snapshots(produced(&output)?).await?;
+    let found = objects(&records);
+    assert_eq!(
+        found.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_ids(OBJECTS)
+    );
+    let mut edited = 0;
+    for (id, versions) in &found {
+        let current = setup.current(id).await?;
+        if current["revision"].as_u64().is_some() {
+            edited += 1;
+        }
+        let updated = current["updated"].as_str().unwrap_or_default();
+        assert!(
+            versions.contains(updated),
+            "{id}: its latest version ({updated}) was skipped; listed {versions:?}"
+        );
+    }
+    assert!(
+        edited > 50,
+        "only {edited} records were edited during the scan"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_share_holds_and_429s_are_waited_out() -> anyhow::Result<()> {
+    const OBJECTS: u32 = 4000;
+    let setup = Setup::start(OBJECTS).await?;
+    setup.run(
+        &[
+            "--resource",
+            "Results",
+            "--page-size",
+            "20",
+            "--rate-limit",
+            "20",
+        ],
+        &[],
+    )?;
+    let stats = setup.stats().await?;
+    let window = stats["list_window_seconds"].as_f64().context("window")?;
+    let requests = stats["list_requests"].as_u64().context("requests")?;
+    // Requests after the first, over the time from the first to the last.
+    let rate = (requests - 1) as f64 / window;
+    assert!(
+        (19.0..=21.0).contains(&rate),
+        "{rate:.2} list requests/s against a share of 20/s over {window:.1} s"
+    );
+
+    let setup = Setup::start(300).await?;
+    set_faults(
+        &setup.sim_url,
+        serde_json::json!({ "every": 4, "every_statuses": [429] }),
+    )
+    .await?;
+    let started = Instant::now();
+    let output = setup.run(
+        &[
+            "--resource",
+            "Results",
+            "--page-size",
+            "20",
+            "--rate-limit",
+            "1000",
+        ],
+        &[],
+    )?;
+    let requests = setup.list_requests().await?;
+    let refused = requests / 4;
+    assert!(
+        started.elapsed() >= Duration::from_secs(refused),
+        "{refused} answers of 429 with Retry-After: 1 were not waited out ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        objects(&setup.snapshots(produced(&output)?).await?).len(),
+        300
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_envelope_it_cannot_read_stops_it_before_anything_is_produced() -> anyhow::Result<()> {
+    let setup = Setup::start(100).await?;
+    let output = setup
+        .command(
+            &["--resource", "Results"],
+            &[("BACKFILL_ITEMS_PATH", "/records")],
+        )
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no array at /records") && stderr.contains("\"items\""),
+        "{stderr}"
+    );
+    let produced = read_until(
+        &setup.services.brokers,
+        &setup.enriched,
+        Duration::from_secs(3),
+        |_| false,
+    )
+    .await;
+    assert!(
+        produced.is_err_and(|e| e.to_string().contains("(0 records)")),
+        "the enriched topic is empty"
+    );
+    Ok(())
+}
