@@ -2,6 +2,7 @@
 //! same run on the same machine. Results go to stdout and into BENCHMARKS.md
 //! between the stage's markers.
 
+mod backfill;
 mod enricher;
 mod ingest;
 mod machine;
@@ -32,6 +33,10 @@ enum Bench {
     /// broker's acknowledgement limit and a plain Python receiver, then a
     /// flood of forged requests beside genuine ones. Needs `wrk`.
     Ingest(ingest::Options),
+    /// Objects per second through `enricher backfill` from the simulated
+    /// list endpoints, against what the page size, latency and rate share
+    /// allow, and API calls per object.
+    Backfill(backfill::Options),
     /// Enriched events per second with the simulated API at 0 and 50 ms, the
     /// accuracy of the rate limit, and API calls per event on a bursty stream.
     Enricher {
@@ -85,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Bench::Ingest(options) => ingest::run(&options).await,
+        Bench::Backfill(options) => backfill::run(&options).await,
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
         Bench::Sink {
             records,
