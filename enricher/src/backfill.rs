@@ -334,7 +334,7 @@ impl Scan<'_> {
         };
         let run_start = (checkpoint.pages, checkpoint.objects);
         let started = Instant::now();
-        let mut last_report = Instant::now();
+        let mut progress = Progress::new(self.resource);
         let mut total = None;
         // Records produced from the previous page: the overlap lists them again.
         let mut previous: HashSet<(String, DateTime<Utc>)> = HashSet::new();
@@ -380,11 +380,11 @@ impl Scan<'_> {
             if checkpoint.done {
                 break;
             }
-            if last_report.elapsed() >= Duration::from_secs(5) {
-                last_report = Instant::now();
+            if progress.due(checkpoint.objects - run_start.1, total) {
                 self.report(&checkpoint, run_start.1, started, total);
             }
         }
+        progress.finish();
         self.report(&checkpoint, run_start.1, started, total);
         Ok(Loaded {
             pages: checkpoint.pages - run_start.0,
@@ -569,6 +569,58 @@ impl Scan<'_> {
 impl ListApi {
     fn total_path_value(&self, page: &Value) -> Option<u64> {
         page.pointer(&self.total_path)?.as_u64()
+    }
+}
+
+/// A progress bar on a terminal; otherwise a log line every 5 s.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines { last: Instant },
+}
+
+impl Progress {
+    fn new(resource: Resource) -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines {
+                last: Instant::now(),
+            };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} objects, {per_sec}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(resource.as_str());
+        Progress::Bar(bar)
+    }
+
+    /// Moves the bar to `objects`; whether a log line is due instead.
+    fn due(&mut self, objects: u64, total: Option<u64>) -> bool {
+        match self {
+            Progress::Bar(bar) => {
+                if let Some(total) = total {
+                    bar.set_length(total.max(objects));
+                }
+                bar.set_position(objects);
+                false
+            }
+            Progress::Lines { last } => {
+                let due = last.elapsed() >= Duration::from_secs(5);
+                if due {
+                    *last = Instant::now();
+                }
+                due
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish();
+        }
     }
 }
 
