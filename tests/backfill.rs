@@ -266,6 +266,8 @@ async fn records_edited_during_the_scan_are_never_skipped() -> anyhow::Result<()
 async fn the_rate_share_holds_and_429s_are_waited_out() -> anyhow::Result<()> {
     const OBJECTS: u32 = 4000;
     let setup = Setup::start(OBJECTS).await?;
+    // A dry run makes only list requests: the rate is the limiter's alone,
+    // not the broker's acknowledgements on a busy machine.
     setup.run(
         &[
             "--resource",
@@ -274,6 +276,7 @@ async fn the_rate_share_holds_and_429s_are_waited_out() -> anyhow::Result<()> {
             "20",
             "--rate-limit",
             "20",
+            "--dry-run",
         ],
         &[],
     )?;
@@ -345,5 +348,27 @@ async fn an_envelope_it_cannot_read_stops_it_before_anything_is_produced() -> an
         produced.is_err_and(|e| e.to_string().contains("(0 records)")),
         "the enriched topic is empty"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_each_takes_every_record_from_its_own_endpoint() -> anyhow::Result<()> {
+    let setup = Setup::start(200).await?;
+    let output = setup.run(
+        &["--resource", "Results", "--page-size", "50", "--fetch-each"],
+        &[("BACKFILL_RATE_LIMIT", "1000")],
+    )?;
+    let stats = setup.stats().await?;
+    let (requests, lists) = (
+        stats["requests"].as_u64().context("requests")?,
+        stats["list_requests"].as_u64().context("list_requests")?,
+    );
+    assert_eq!(requests - lists, 200, "one record request per object");
+    let records = setup.snapshots(produced(&output)?).await?;
+    for record in records.iter().take(20) {
+        let value = value(record);
+        let id = value["object_id"].as_str().context("object_id")?;
+        assert_eq!(value["record"], setup.current(id).await?);
+    }
     Ok(())
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{FetchError, MobaroClient};
+use crate::client::{FetchError, Fetched, MobaroClient};
 use crate::config::Config;
 
 /// What `enricher backfill` loads.
@@ -71,6 +71,12 @@ pub struct BackfillArgs {
     /// that an exclusive or second-precision filter cannot skip a record.
     #[arg(long, env = "BACKFILL_OVERLAP", default_value = "1s", value_parser = humantime::parse_duration)]
     pub overlap: Duration,
+
+    /// Fetch each listed record by id (the enricher's record path) instead
+    /// of taking the list item as the record: for list endpoints that answer
+    /// summaries. Costs one request per object more.
+    #[arg(long, env = "BACKFILL_FETCH_EACH")]
+    pub fetch_each: bool,
 
     /// Count pages and objects without producing anything.
     #[arg(long)]
@@ -348,11 +354,15 @@ impl Scan<'_> {
             if total.is_none() {
                 total = self.args.api.total_path_value(&page);
             }
-            let fresh: Vec<&Item> = items
+            let mut fresh: Vec<Item> = items
                 .iter()
                 .filter(|i| !previous.contains(&(i.id.clone(), i.updated)))
+                .cloned()
                 .collect();
             if !self.args.dry_run {
+                if self.args.fetch_each {
+                    self.fetch_each(&mut fresh).await?;
+                }
                 self.produce(&fresh).await?;
             }
             checkpoint.pages += 1;
@@ -473,8 +483,32 @@ impl Scan<'_> {
             .collect()
     }
 
+    /// Replaces each item by its full record, fetched by id (a few at a
+    /// time); a record deleted since it was listed is left as listed.
+    async fn fetch_each(&self, items: &mut [Item]) -> Result<(), BackfillError> {
+        use futures::StreamExt;
+        let fetched: Vec<_> = futures::stream::iter(items.iter())
+            .map(|item| self.client.fetch(self.resource, &item.id, self.shutdown))
+            .buffered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for (item, fetched) in items.iter_mut().zip(fetched) {
+            match fetched {
+                Ok((Fetched::Found(record), _)) => item.record = record,
+                Ok((Fetched::NotFound, _)) => {}
+                Err(source) => {
+                    return Err(BackfillError::Api {
+                        resource: self.resource.as_str(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Produces one Snapshot record per item and waits for every ack.
-    async fn produce(&self, items: &[&Item]) -> Result<(), BackfillError> {
+    async fn produce(&self, items: &[Item]) -> Result<(), BackfillError> {
         let now = Utc::now();
         let records: Vec<(EnrichedRecord, Vec<u8>)> = items
             .iter()
@@ -625,6 +659,7 @@ impl Progress {
 }
 
 /// One listed record.
+#[derive(Clone)]
 struct Item {
     id: String,
     updated: DateTime<Utc>,
