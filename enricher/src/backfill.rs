@@ -215,6 +215,29 @@ struct Checkpoint {
     done: bool,
 }
 
+impl Checkpoint {
+    /// Moves past a page of `items`, `fresh` of them new to this run.
+    fn advance(&mut self, items: &[Item], fresh: usize, limit: usize) {
+        self.pages += 1;
+        self.objects += fresh as u64;
+        let newest = items.iter().map(|i| i.updated).max();
+        if items.len() < limit {
+            self.done = true;
+        } else if newest > self.cursor {
+            self.cursor = newest;
+            self.tight = false;
+            self.offset = 0;
+        } else if !self.tight {
+            // A full page inside the overlap: start at the cursor itself.
+            self.tight = true;
+        } else {
+            // More than a page share one update time: only an offset moves
+            // on among them.
+            self.offset += limit;
+        }
+    }
+}
+
 /// What a run did for one resource.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Loaded {
@@ -365,24 +388,8 @@ impl Scan<'_> {
                 }
                 self.produce(&fresh).await?;
             }
-            checkpoint.pages += 1;
-            checkpoint.objects += fresh.len() as u64;
-            let newest = items.iter().map(|i| i.updated).max();
-            tracing::debug!(%url, items = items.len(), fresh = fresh.len(), ?newest, "page");
-            if items.len() < limit {
-                checkpoint.done = true;
-            } else if newest > checkpoint.cursor {
-                checkpoint.cursor = newest;
-                checkpoint.tight = false;
-                checkpoint.offset = 0;
-            } else if !checkpoint.tight {
-                // A full page inside the overlap: start at the cursor itself.
-                checkpoint.tight = true;
-            } else {
-                // More than a page share one update time: only an offset
-                // moves on among them.
-                checkpoint.offset += limit;
-            }
+            checkpoint.advance(&items, fresh.len(), limit);
+            tracing::debug!(%url, items = items.len(), fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
             previous = items.into_iter().map(|i| (i.id, i.updated)).collect();
             if !self.args.dry_run {
                 self.save(&checkpoint).await?;
@@ -668,4 +675,56 @@ struct Item {
 
 fn iso(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, updated: &str) -> Item {
+        Item {
+            id: id.into(),
+            updated: updated.parse().expect("a time"),
+            record: Value::Null,
+        }
+    }
+
+    fn start() -> Checkpoint {
+        Checkpoint {
+            resource: Resource::Results,
+            updated_after: None,
+            updated_before: None,
+            cursor: None,
+            tight: false,
+            offset: 0,
+            pages: 0,
+            objects: 0,
+            done: false,
+        }
+    }
+
+    #[test]
+    fn the_cursor_follows_update_times_and_offsets_only_move_among_equal_ones() {
+        let mut checkpoint = start();
+        let t1 = "2025-01-01T00:00:01Z";
+        let t2 = "2025-01-01T00:00:02Z";
+        checkpoint.advance(&[item("a", t1), item("b", t2)], 2, 2);
+        assert_eq!(checkpoint.cursor, Some(t2.parse().expect("time")));
+        assert!(!checkpoint.tight && checkpoint.offset == 0);
+
+        // A full page inside the overlap: start at the cursor itself...
+        checkpoint.advance(&[item("b", t2), item("c", t2)], 1, 2);
+        assert!(checkpoint.tight && checkpoint.offset == 0);
+        // ...and when a page still shares the cursor's exact time, page on.
+        checkpoint.advance(&[item("c", t2), item("d", t2)], 1, 2);
+        assert_eq!(checkpoint.offset, 2);
+        // Progress resets both.
+        checkpoint.advance(&[item("e", "2025-01-01T00:00:03Z"), item("f", t2)], 2, 2);
+        assert!(!checkpoint.tight && checkpoint.offset == 0);
+
+        // A short page is the end.
+        checkpoint.advance(&[item("g", "2025-01-01T00:00:04Z")], 1, 2);
+        assert!(checkpoint.done);
+        assert_eq!((checkpoint.pages, checkpoint.objects), (5, 7));
+    }
 }

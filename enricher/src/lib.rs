@@ -47,26 +47,8 @@ impl From<rdkafka::error::KafkaError> for EnricherError {
 
 /// Runs the enricher (or its subcommand) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnricherError> {
-    match &config.command {
-        Some(Command::ReplayDeadLetters(args)) => {
-            for (outcome, count) in replay::replay(&config, args).await? {
-                println!("{outcome}: {count}");
-            }
-            return Ok(());
-        }
-        Some(Command::Backfill(args)) => {
-            if config.api_key.0.trim().is_empty() {
-                return Err(EnricherError::NoApiKey);
-            }
-            for (resource, loaded) in backfill::backfill(&config, args, &shutdown).await? {
-                println!(
-                    "{resource}: {} objects in {} pages",
-                    loaded.objects, loaded.pages
-                );
-            }
-            return Ok(());
-        }
-        None => {}
+    if let Some(command) = &config.command {
+        return run_command(&config, command, &shutdown).await;
     }
     if config.api_key.0.trim().is_empty() {
         return Err(EnricherError::NoApiKey);
@@ -134,6 +116,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         tracing::warn!(%error, "operations endpoint failed");
     }
     tracing::info!("enricher stopped");
+    Ok(())
+}
+
+/// Runs a one-off command to its end.
+async fn run_command(
+    config: &Config,
+    command: &Command,
+    shutdown: &CancellationToken,
+) -> Result<(), EnricherError> {
+    match command {
+        Command::ReplayDeadLetters(args) => {
+            for (outcome, count) in replay::replay(config, args).await? {
+                println!("{outcome}: {count}");
+            }
+        }
+        Command::Backfill(args) => {
+            if config.api_key.0.trim().is_empty() {
+                return Err(EnricherError::NoApiKey);
+            }
+            for (resource, loaded) in backfill::backfill(config, args, shutdown).await? {
+                println!(
+                    "{resource}: {} objects in {} pages",
+                    loaded.objects, loaded.pages
+                );
+            }
+        }
+    }
     Ok(())
 }
 
