@@ -18,7 +18,6 @@
 //! any point fetches at most one page again.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -184,6 +183,9 @@ pub enum BackfillError {
     /// Kafka configuration or a Kafka call failed.
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(reqwest::Error),
     /// A list URL could not be built.
     #[error("invalid list url: {0}")]
     Url(#[from] url::ParseError),
@@ -257,19 +259,8 @@ pub async fn backfill(
         runtime::ensure_topics(&config.kafka, &[&config.enriched_topic]).await?;
         runtime::ensure_compacted_topic(&config.kafka, &args.checkpoint_topic).await?;
     }
-    let client = MobaroClient::new(
-        config.api_url.clone(),
-        config.api_key.clone(),
-        config.path_template.clone(),
-        config.api_timeout,
-        runtime::Retry::forever(config.backoff, config.backoff * 16)
-            .with_attempts(config.max_attempts.max(1)),
-    )
-    .map_err(|e| BackfillError::Produce {
-        topic: "-".into(),
-        message: e.to_string(),
-    })?
-    .with_rate_limit(Arc::new(TokenBucket::new(args.rate_limit.max(0.01), 1)));
+    let share = TokenBucket::new(args.rate_limit.max(0.01), 1);
+    let client = crate::api_client(config, Some(share)).map_err(BackfillError::Http)?;
     let producer: FutureProducer = config
         .kafka
         .client_config(&[

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, Producer};
+use runtime::TokenBucket;
 use tokio_util::sync::CancellationToken;
 
 pub use client::{FetchError, Fetched, MobaroClient};
@@ -74,7 +75,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
             ("linger.ms", "5"),
         ])?
         .create()?;
-    let client = api_client(&config)?;
+    let client = api_client(
+        &config,
+        (config.api_rate_limit > 0.0)
+            .then(|| TokenBucket::new(config.api_rate_limit, config.api_rate_burst)),
+    )?;
     runtime::watch_broker(
         config.kafka.client_config(&[])?,
         readiness.clone(),
@@ -167,8 +172,12 @@ fn consumer(
     Ok((consumer, instance_id))
 }
 
-/// The API client with the configured retries and, when set, rate limit.
-fn api_client(config: &Config) -> Result<MobaroClient, EnricherError> {
+/// The API client with the configured retries, taking its tokens from
+/// `limit` when given.
+pub(crate) fn api_client(
+    config: &Config,
+    limit: Option<TokenBucket>,
+) -> Result<MobaroClient, reqwest::Error> {
     let client = MobaroClient::new(
         config.api_url.clone(),
         config.api_key.clone(),
@@ -177,10 +186,8 @@ fn api_client(config: &Config) -> Result<MobaroClient, EnricherError> {
         runtime::Retry::forever(config.backoff, config.backoff * 16)
             .with_attempts(config.max_attempts.max(1)),
     )?;
-    Ok(if config.api_rate_limit > 0.0 {
-        let limit = runtime::TokenBucket::new(config.api_rate_limit, config.api_rate_burst);
-        client.with_rate_limit(Arc::new(limit))
-    } else {
-        client
+    Ok(match limit {
+        Some(limit) => client.with_rate_limit(Arc::new(limit)),
+        None => client,
     })
 }

@@ -173,27 +173,43 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
     (Some(response), latency)
 }
 
+/// Counts the request, waits the latency, and answers an injected fault or
+/// a wrong key; `None` lets the request through.
+async fn admit(
+    state: &ApiState,
+    collection: &str,
+    id: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let (fault, extra_latency) = injected(state, collection, id);
+    let latency = state.args.latency + extra_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if fault.is_some() {
+        return fault;
+    }
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(state.args.api_key.as_str()) {
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "Unauthorized"})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
 async fn fetch(
     State(state): State<Arc<ApiState>>,
     Path((collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::Relaxed);
-    let (fault, extra_latency) = injected(&state, &collection, &id);
-    let latency = state.args.latency + extra_latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(response) = fault {
-        return response;
-    }
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    if key != Some(state.args.api_key.as_str()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "Unauthorized"})),
-        )
-            .into_response();
+    if let Some(refused) = admit(&state, &collection, &id, &headers).await {
+        return refused;
     }
     match state.catalogue.record(&collection, &id) {
         Some(mut record) => {
@@ -218,28 +234,14 @@ async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::Relaxed);
     state.list_requests.fetch_add(1, Ordering::Relaxed);
     {
         let now = std::time::Instant::now();
         let mut window = state.list_window.lock().unwrap_or_else(|p| p.into_inner());
         *window = Some((window.map_or(now, |(first, _)| first), now));
     }
-    let (fault, extra_latency) = injected(&state, &collection, "");
-    let latency = state.args.latency + extra_latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(response) = fault {
-        return response;
-    }
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    if key != Some(state.args.api_key.as_str()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "Unauthorized"})),
-        )
-            .into_response();
+    if let Some(refused) = admit(&state, &collection, "", &headers).await {
+        return refused;
     }
     let touch = state
         .faults
