@@ -372,3 +372,80 @@ async fn fetch_each_takes_every_record_from_its_own_endpoint() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::Result<()> {
+    const OBJECTS: u32 = 300;
+    let setup = Setup::start(OBJECTS).await?;
+    // The lake gets the records updated before June, through the sink.
+    let first = setup.run(
+        &[
+            "--resource",
+            "Results",
+            "--updated-before",
+            "2025-06-01T00:00:00Z",
+        ],
+        &[("BACKFILL_RATE_LIMIT", "1000")],
+    )?;
+    let in_lake: BTreeSet<String> = objects(&setup.snapshots(produced(&first)?).await?)
+        .into_keys()
+        .collect();
+    let lake = setup.logs.join("lake");
+    let ops = format!("127.0.0.1:{}", free_port());
+    let group = unique("backfill-sink");
+    let sink = Process::start(
+        "sink",
+        &[],
+        &[
+            ("KAFKA_BROKERS", setup.services.brokers.as_str()),
+            ("ENRICHED_TOPIC", setup.enriched.as_str()),
+            ("DEAD_LETTER_TOPIC", &format!("{group}.dead")),
+            ("SINK_GROUP_ID", group.as_str()),
+            ("SINK_OPS_LISTEN", ops.as_str()),
+            ("LAKE_URL", &lake.display().to_string()),
+        ],
+        &setup.logs,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while end_to_end::metric(&ops, "sink_messages_total").await < in_lake.len() as f64 {
+        ensure!(
+            Instant::now() < deadline,
+            "the sink did not consume the backfill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The final flush writes every record.
+    sink.interrupt(Duration::from_secs(30))?;
+
+    let touched: Vec<String> = reqwest::Client::new()
+        .post(format!("{}/sim/touch", setup.sim_url))
+        .json(&serde_json::json!({"collection": "results", "count": 40}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let second = setup.run(
+        &[
+            "--resource",
+            "Results",
+            "--compare-lake",
+            &lake.display().to_string(),
+        ],
+        &[("BACKFILL_RATE_LIMIT", "1000")],
+    )?;
+    let new = OBJECTS as usize - in_lake.len();
+    let changed = touched
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|id| in_lake.contains(*id))
+        .count();
+    assert!(new > 0 && changed > 0, "new {new}, changed {changed}");
+    assert!(
+        second.contains(&format!(
+            "compared with the lake: {new} new, {changed} changed"
+        )),
+        "{second}"
+    );
+    Ok(())
+}

@@ -77,6 +77,13 @@ pub struct BackfillArgs {
     #[arg(long, env = "BACKFILL_FETCH_EACH")]
     pub fetch_each: bool,
 
+    /// Compare what is listed with the lake at this location (as `LAKE_URL`):
+    /// the run then reports how many objects were new to the lake and how
+    /// many changed since its latest row. Reads the `object_id` and
+    /// `event_timestamp` columns of every file of the resource's table.
+    #[arg(long, env = "BACKFILL_COMPARE_LAKE")]
+    pub compare_lake: Option<String>,
+
     /// Count pages and objects without producing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -186,6 +193,9 @@ pub enum BackfillError {
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Http(reqwest::Error),
+    /// The lake to compare with could not be read.
+    #[error("comparing with the lake: {0}")]
+    Lake(sink::LakeError),
     /// A list URL could not be built.
     #[error("invalid list url: {0}")]
     Url(#[from] url::ParseError),
@@ -247,6 +257,68 @@ pub struct Loaded {
     pub pages: u64,
     /// Objects produced (or counted, in a dry run).
     pub objects: u64,
+    /// With `--compare-lake`: objects the lake did not have, and objects
+    /// listed with a later update time than the lake's latest row.
+    pub compared: Option<Compared>,
+}
+
+/// Listed objects against the lake.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compared {
+    /// Not in the lake at all.
+    pub new: u64,
+    /// Updated after the lake's latest row of the object.
+    pub changed: u64,
+}
+
+impl std::fmt::Display for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} objects in {} pages", self.objects, self.pages)?;
+        if let Some(compared) = &self.compared {
+            write!(
+                f,
+                "; compared with the lake: {} new, {} changed",
+                compared.new, compared.changed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What the lake holds of a resource, and what a run found against it.
+struct LakeComparison {
+    latest: std::collections::HashMap<String, DateTime<Utc>>,
+    counted: HashSet<String>,
+    found: Compared,
+}
+
+impl LakeComparison {
+    async fn load(location: &str, resource: Resource) -> Result<Self, BackfillError> {
+        let lake = sink::Lake::open(location).map_err(BackfillError::Lake)?;
+        let latest = sink::latest_per_object(&lake, schemas::table_for(resource))
+            .await
+            .map_err(BackfillError::Lake)?;
+        tracing::info!(%resource, objects = latest.len(), lake = lake.describe(), "read the lake's latest row per object");
+        Ok(LakeComparison {
+            latest,
+            counted: HashSet::new(),
+            found: Compared::default(),
+        })
+    }
+
+    /// Counts each object once per run: new, or changed since the lake.
+    fn count(&mut self, items: &[Item]) {
+        for item in items {
+            if !self.counted.insert(item.id.clone()) {
+                continue;
+            }
+            match self.latest.get(&item.id) {
+                None => self.found.new += 1,
+                Some(latest) if item.updated > *latest => self.found.changed += 1,
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// Runs the backfill for every requested resource in turn.
@@ -284,10 +356,12 @@ pub async fn backfill(
             resource: *resource,
             shutdown,
         };
+        // The latest checkpoint of the resource, if its run did not finish.
         let resumed = stored
             .iter()
             .rev()
-            .find(|c| c.resource == *resource && !c.done)
+            .find(|c| c.resource == *resource)
+            .filter(|c| !c.done)
             .cloned();
         let loaded = scan.run(resumed).await?;
         results.push((*resource, loaded));
@@ -355,6 +429,10 @@ impl Scan<'_> {
         let run_start = (checkpoint.pages, checkpoint.objects);
         let started = Instant::now();
         let mut progress = Progress::new(self.resource);
+        let mut comparison = match &self.args.compare_lake {
+            Some(location) => Some(LakeComparison::load(location, self.resource).await?),
+            None => None,
+        };
         let mut total = None;
         // Records produced from the previous page: the overlap lists them again.
         let mut previous: HashSet<(String, DateTime<Utc>)> = HashSet::new();
@@ -379,6 +457,9 @@ impl Scan<'_> {
                 }
                 self.produce(&fresh).await?;
             }
+            if let Some(comparison) = &mut comparison {
+                comparison.count(&fresh);
+            }
             checkpoint.advance(&items, fresh.len(), limit);
             tracing::debug!(%url, items = items.len(), fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
             previous = items.into_iter().map(|i| (i.id, i.updated)).collect();
@@ -397,6 +478,7 @@ impl Scan<'_> {
         Ok(Loaded {
             pages: checkpoint.pages - run_start.0,
             objects: checkpoint.objects - run_start.1,
+            compared: comparison.map(|c| c.found),
         })
     }
 

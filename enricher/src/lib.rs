@@ -141,10 +141,7 @@ async fn run_command(
                 return Err(EnricherError::NoApiKey);
             }
             for (resource, loaded) in backfill::backfill(config, args, shutdown).await? {
-                println!(
-                    "{resource}: {} objects in {} pages",
-                    loaded.objects, loaded.pages
-                );
+                println!("{resource}: {loaded}");
             }
         }
     }

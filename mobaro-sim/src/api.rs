@@ -101,6 +101,7 @@ pub fn router(args: ApiArgs) -> Router {
         .route("/api/customers/{collection}/{id}", get(fetch))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", axum::routing::post(set_faults))
+        .route("/sim/touch", axum::routing::post(touch))
         .with_state(state)
 }
 
@@ -171,6 +172,18 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
         );
     }
     (Some(response), latency)
+}
+
+/// What `POST /sim/touch` edits.
+#[derive(serde::Deserialize)]
+struct Touch {
+    collection: String,
+    count: u64,
+}
+
+/// Edits records now, as someone working in Mobaro would; answers their ids.
+async fn touch(State(state): State<Arc<ApiState>>, Json(touch): Json<Touch>) -> Json<Vec<String>> {
+    Json(state.catalogue.touch(&touch.collection, touch.count))
 }
 
 /// Counts the request, waits the latency, and answers an injected fault or
@@ -248,7 +261,7 @@ async fn list(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .touch_per_list;
-    state.catalogue.touch(&collection, touch);
+    let _ = state.catalogue.touch(&collection, touch);
     match state.catalogue.page(&collection, &query) {
         Ok(page) => Json(page).into_response(),
         Err(message) => {

@@ -96,21 +96,24 @@ impl Catalogue {
         Some(record)
     }
 
-    /// Edits `count` records of a collection now, round-robin through it.
-    pub fn touch(&self, collection: &str, count: u64) {
+    /// Edits `count` records of a collection now, round-robin through it;
+    /// their ids.
+    pub fn touch(&self, collection: &str, count: u64) -> Vec<String> {
         if self.objects == 0 {
-            return;
+            return Vec::new();
         }
+        let mut touched = vec![];
         let mut edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
         let start = edits.len() as u64;
         for k in 0..count {
             // A stride that visits every object before repeating one.
             let n = ((start + k) * 7919 % u64::from(self.objects)) as u32;
-            let entry = edits
-                .entry(object_id(collection, n))
-                .or_insert((Utc::now(), 0));
+            let id = object_id(collection, n);
+            let entry = edits.entry(id.clone()).or_insert((Utc::now(), 0));
             *entry = (Utc::now(), entry.1 + 1);
+            touched.push(id);
         }
+        touched
     }
 
     /// One page, or the reason the request is refused (answered 400).

@@ -6,6 +6,7 @@ mod consumption;
 mod extraction;
 mod intents;
 mod lake;
+mod lake_state;
 mod layout;
 mod parquet_file;
 mod rotation;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub use batch::{Batch, EncodedFile};
 pub use config::{parse_bytes, Config};
 pub use lake::{Lake, LakeError};
+pub use lake_state::latest_per_object;
 pub use parquet_file::{Compression, EncodingError};
 
 #[derive(Debug, thiserror::Error)]
