@@ -333,14 +333,7 @@ pub async fn backfill(
     }
     let share = TokenBucket::new(args.rate_limit.max(0.01), 1);
     let client = crate::api_client(config, Some(share)).map_err(BackfillError::Http)?;
-    let producer: FutureProducer = config
-        .kafka
-        .client_config(&[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("linger.ms", "5"),
-        ])?
-        .create()?;
+    let producer = crate::enriched_producer(config)?;
     let stored = if args.dry_run || args.restart {
         Vec::new()
     } else {

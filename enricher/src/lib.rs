@@ -67,14 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         .await?;
     }
     let (consumer, instance_id) = consumer(&config)?;
-    let producer: FutureProducer = config
-        .kafka
-        .client_config(&[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("linger.ms", "5"),
-        ])?
-        .create()?;
+    let producer = enriched_producer(&config)?;
     let client = api_client(
         &config,
         (config.api_rate_limit > 0.0)
@@ -167,6 +160,19 @@ fn consumer(
     )?;
     let consumer = consumer_config.create_with_context(runtime::RebalanceContext::default())?;
     Ok((consumer, instance_id))
+}
+
+/// The producer of enriched records: acknowledged by every replica,
+/// idempotent.
+pub(crate) fn enriched_producer(config: &Config) -> Result<FutureProducer, runtime::KafkaError> {
+    Ok(config
+        .kafka
+        .client_config(&[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+        ])?
+        .create()?)
 }
 
 /// The API client with the configured retries, taking its tokens from
