@@ -228,12 +228,18 @@ struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Moves past a page of `items`, `fresh` of them new to this run.
-    fn advance(&mut self, items: &[Item], fresh: usize, limit: usize) {
+    /// Moves past a page of `listed` records, the newest updated at
+    /// `newest`, `fresh` of them new to this run.
+    fn advance(
+        &mut self,
+        listed: usize,
+        newest: Option<DateTime<Utc>>,
+        fresh: usize,
+        limit: usize,
+    ) {
         self.pages += 1;
         self.objects += fresh as u64;
-        let newest = items.iter().map(|i| i.updated).max();
-        if items.len() < limit {
+        if listed < limit {
             self.done = true;
         } else if newest > self.cursor {
             self.cursor = newest;
@@ -439,10 +445,12 @@ impl Scan<'_> {
             if total.is_none() {
                 total = self.args.api.total_path_value(&page);
             }
+            let (listed, newest) = (items.len(), items.iter().map(|i| i.updated).max());
+            let listed_now: HashSet<(String, DateTime<Utc>)> =
+                items.iter().map(|i| (i.id.clone(), i.updated)).collect();
             let mut fresh: Vec<Item> = items
-                .iter()
+                .into_iter()
                 .filter(|i| !previous.contains(&(i.id.clone(), i.updated)))
-                .cloned()
                 .collect();
             if !self.args.dry_run {
                 if self.args.fetch_each {
@@ -453,9 +461,9 @@ impl Scan<'_> {
             if let Some(comparison) = &mut comparison {
                 comparison.count(&fresh);
             }
-            checkpoint.advance(&items, fresh.len(), limit);
-            tracing::debug!(%url, items = items.len(), fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
-            previous = items.into_iter().map(|i| (i.id, i.updated)).collect();
+            checkpoint.advance(listed, newest, fresh.len(), limit);
+            tracing::debug!(%url, listed, fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
+            previous = listed_now;
             if !self.args.dry_run {
                 self.save(&checkpoint).await?;
             }
@@ -732,7 +740,6 @@ impl Progress {
 }
 
 /// One listed record.
-#[derive(Clone)]
 struct Item {
     id: String,
     updated: DateTime<Utc>,
@@ -755,6 +762,12 @@ mod tests {
         }
     }
 
+    /// Advances past `items` as the scan does.
+    fn advance(checkpoint: &mut Checkpoint, items: &[Item], fresh: usize, limit: usize) {
+        let newest = items.iter().map(|i| i.updated).max();
+        checkpoint.advance(items.len(), newest, fresh, limit);
+    }
+
     fn start() -> Checkpoint {
         Checkpoint {
             resource: Resource::Results,
@@ -774,22 +787,27 @@ mod tests {
         let mut checkpoint = start();
         let t1 = "2025-01-01T00:00:01Z";
         let t2 = "2025-01-01T00:00:02Z";
-        checkpoint.advance(&[item("a", t1), item("b", t2)], 2, 2);
+        advance(&mut checkpoint, &[item("a", t1), item("b", t2)], 2, 2);
         assert_eq!(checkpoint.cursor, Some(t2.parse().expect("time")));
         assert!(!checkpoint.tight && checkpoint.offset == 0);
 
         // A full page inside the overlap: start at the cursor itself...
-        checkpoint.advance(&[item("b", t2), item("c", t2)], 1, 2);
+        advance(&mut checkpoint, &[item("b", t2), item("c", t2)], 1, 2);
         assert!(checkpoint.tight && checkpoint.offset == 0);
         // ...and when a page still shares the cursor's exact time, page on.
-        checkpoint.advance(&[item("c", t2), item("d", t2)], 1, 2);
+        advance(&mut checkpoint, &[item("c", t2), item("d", t2)], 1, 2);
         assert_eq!(checkpoint.offset, 2);
         // Progress resets both.
-        checkpoint.advance(&[item("e", "2025-01-01T00:00:03Z"), item("f", t2)], 2, 2);
+        advance(
+            &mut checkpoint,
+            &[item("e", "2025-01-01T00:00:03Z"), item("f", t2)],
+            2,
+            2,
+        );
         assert!(!checkpoint.tight && checkpoint.offset == 0);
 
         // A short page is the end.
-        checkpoint.advance(&[item("g", "2025-01-01T00:00:04Z")], 1, 2);
+        advance(&mut checkpoint, &[item("g", "2025-01-01T00:00:04Z")], 1, 2);
         assert!(checkpoint.done);
         assert_eq!((checkpoint.pages, checkpoint.objects), (5, 7));
     }

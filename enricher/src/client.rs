@@ -143,6 +143,15 @@ impl AttemptError {
     }
 }
 
+/// The error of a request that the retry policy gave up on after `attempts`.
+fn fetch_error(failure: Failure<AttemptError>, attempts: u32) -> FetchError {
+    match failure {
+        Failure::Stopped => FetchError::Stopped,
+        Failure::Permanent(error) => error.into_fetch_error(attempts),
+        Failure::Exhausted { error, attempts } => error.into_fetch_error(attempts),
+    }
+}
+
 impl MobaroClient {
     /// A client for the API at `base`, with the key, path template and retry policy given.
     pub fn new(
@@ -209,12 +218,10 @@ impl MobaroClient {
                 *self.last_readable.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
                 Ok((fetched, attempts))
             }
-            Err(Failure::Stopped) => Err(FetchError::Stopped),
             Err(Failure::Permanent(AttemptError::Final(FetchError::Unauthorized {
                 status: 403,
             }))) => Err(self.refused_object_or_key(&url, shutdown).await),
-            Err(Failure::Permanent(error)) => Err(error.into_fetch_error(attempts)),
-            Err(Failure::Exhausted { error, attempts }) => Err(error.into_fetch_error(attempts)),
+            Err(failure) => Err(fetch_error(failure, attempts)),
         }
     }
 
@@ -240,9 +247,7 @@ impl MobaroClient {
                 status: 404,
                 message: format!("no list endpoint at {url}"),
             }),
-            Err(Failure::Stopped) => Err(FetchError::Stopped),
-            Err(Failure::Permanent(error)) => Err(error.into_fetch_error(attempts)),
-            Err(Failure::Exhausted { error, attempts }) => Err(error.into_fetch_error(attempts)),
+            Err(failure) => Err(fetch_error(failure, attempts)),
         }
     }
 

@@ -95,8 +95,7 @@ fn body(rng: &mut StdRng, args: &SendArgs) -> String {
         _ => "Updated",
     };
     let object = rng.random_range(0..args.objects.max(1));
-    let tag = ["A", "B", "C"][object as usize % 3];
-    let object_id = format!("{}/{}-{tag}", collection(resource), 1000 + object);
+    let object_id = crate::listing::object_id(&collection(resource), object);
     let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     serde_json::json!({
         "resource": resource,

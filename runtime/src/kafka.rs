@@ -133,7 +133,6 @@ impl std::fmt::Debug for KafkaArgs {
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(args: &KafkaArgs, topics: &[&str]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = args.client_config(&[])?.create()?;
     let new_topics: Vec<NewTopic> = topics
         .iter()
         .map(|t| {
@@ -144,27 +143,23 @@ pub async fn ensure_topics(args: &KafkaArgs, topics: &[&str]) -> Result<(), Kafk
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&new_topics, &options).await? {
-        match result {
-            Ok(topic) => tracing::info!(%topic, "created topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
-        }
-    }
-    Ok(())
+    create_missing(args, &new_topics).await
 }
 
 /// Creates a compacted topic of one partition if it does not exist yet: a
 /// store of the latest value per key (checkpoints).
 pub async fn ensure_compacted_topic(args: &KafkaArgs, topic: &str) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = args.client_config(&[])?.create()?;
     let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(args.topic_replication))
         .set("cleanup.policy", "compact");
+    create_missing(args, &[new_topic]).await
+}
+
+async fn create_missing(args: &KafkaArgs, new_topics: &[NewTopic<'_>]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = args.client_config(&[])?.create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics([&new_topic], &options).await? {
+    for result in admin.create_topics(new_topics, &options).await? {
         match result {
-            Ok(topic) => tracing::info!(%topic, "created compacted topic"),
+            Ok(topic) => tracing::info!(%topic, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
         }
