@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    binary, free_port, log_dir, read_until, set_faults, unique, wait_until_ready, Process, Services,
+    backfilled_objects, binary, free_port, log_dir, read_until, set_faults, start_simulator,
+    unique, Process, Services,
 };
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
@@ -31,24 +32,8 @@ impl Setup {
     async fn start(objects: u32) -> anyhow::Result<Setup> {
         let services = Services::from_env();
         let logs = log_dir("backfill-logs-")?;
-        let api_addr = format!("127.0.0.1:{}", free_port());
         let objects = objects.to_string();
-        let sim = Process::start(
-            "mobaro-sim",
-            &[
-                "serve",
-                "--listen",
-                &api_addr,
-                "--api-key",
-                API_KEY,
-                "--objects",
-                &objects,
-            ],
-            &[],
-            &logs,
-        )?;
-        let sim_url = format!("http://{api_addr}");
-        wait_until_ready(&format!("{sim_url}/sim/stats"), Duration::from_secs(30)).await?;
+        let (sim, sim_url) = start_simulator(API_KEY, &["--objects", &objects], &[], &logs).await?;
         let run = unique("backfill");
         Ok(Setup {
             services,
@@ -122,15 +107,6 @@ impl Setup {
             .json()
             .await?)
     }
-}
-
-/// How many objects a run's output says it produced.
-fn produced(output: &str) -> anyhow::Result<u64> {
-    output
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no count in {output:?}"))
 }
 
 fn value(message: &OwnedMessage) -> Value {
@@ -237,7 +213,7 @@ async fn records_edited_during_the_scan_are_never_skipped() -> anyhow::Result<()
         &[],
     )?;
     set_faults(&setup.sim_url, serde_json::json!({})).await?;
-    let records = setup.snapshots(produced(&output)?).await?;
+    let records = setup.snapshots(backfilled_objects(&output)?).await?;
     let found = objects(&records);
     assert_eq!(
         found.keys().cloned().collect::<BTreeSet<_>>(),
@@ -316,7 +292,7 @@ async fn the_rate_share_holds_and_429s_are_waited_out() -> anyhow::Result<()> {
         started.elapsed()
     );
     assert_eq!(
-        objects(&setup.snapshots(produced(&output)?).await?).len(),
+        objects(&setup.snapshots(backfilled_objects(&output)?).await?).len(),
         300
     );
     Ok(())
@@ -364,7 +340,7 @@ async fn fetch_each_takes_every_record_from_its_own_endpoint() -> anyhow::Result
         stats["list_requests"].as_u64().context("list_requests")?,
     );
     assert_eq!(requests - lists, 200, "one record request per object");
-    let records = setup.snapshots(produced(&output)?).await?;
+    let records = setup.snapshots(backfilled_objects(&output)?).await?;
     for record in records.iter().take(20) {
         let value = value(record);
         let id = value["object_id"].as_str().context("object_id")?;
@@ -387,7 +363,7 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
         ],
         &[("BACKFILL_RATE_LIMIT", "1000")],
     )?;
-    let in_lake: BTreeSet<String> = objects(&setup.snapshots(produced(&first)?).await?)
+    let in_lake: BTreeSet<String> = objects(&setup.snapshots(backfilled_objects(&first)?).await?)
         .into_keys()
         .collect();
     let lake = setup.logs.join("lake");

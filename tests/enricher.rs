@@ -134,16 +134,16 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_event_is_recorded_with_what_its_fetch_found() -> anyhow::Result<()> {
     let setup = Setup::new(&[])?;
-    let (enricher, ops_addr) = setup.enricher(&[]).await?;
-    let (services, sim_url, raw, enriched, dead) = (
-        &setup.services,
-        &setup.sim_url,
-        &setup.raw,
-        &setup.enriched,
-        &setup.dead,
-    );
+    let (enricher, _) = setup.enricher(&[]).await?;
+    let Setup {
+        services,
+        sim_url,
+        raw,
+        enriched,
+        dead,
+        ..
+    } = &setup;
     let producer = setup.producer()?;
-    let _ = ops_addr;
     // Found, not found, deleted, passed through, and unparsable.
     set_faults(sim_url, json!({"not_found": ["results/404-A"]})).await?;
     produce(
@@ -214,16 +214,16 @@ async fn each_event_is_recorded_with_what_its_fetch_found() -> anyhow::Result<()
 async fn exhausted_retries_are_dead_lettered_and_replayed_once_the_api_recovers(
 ) -> anyhow::Result<()> {
     let setup = Setup::new(&[])?;
-    let (enricher, ops_addr) = setup.enricher(&[]).await?;
-    let (services, sim_url, raw, enriched, dead) = (
-        &setup.services,
-        &setup.sim_url,
-        &setup.raw,
-        &setup.enriched,
-        &setup.dead,
-    );
+    let (enricher, _) = setup.enricher(&[]).await?;
+    let Setup {
+        services,
+        sim_url,
+        raw,
+        enriched,
+        dead,
+        ..
+    } = &setup;
     let producer = setup.producer()?;
-    let _ = ops_addr;
     // Retries exhausted on 503: dead-lettered with the reason, then it moves on.
     set_faults(sim_url, json!({"status": 503})).await?;
     produce(
@@ -266,15 +266,15 @@ async fn exhausted_retries_are_dead_lettered_and_replayed_once_the_api_recovers(
 async fn a_refused_key_pauses_enrichment_until_it_works_again() -> anyhow::Result<()> {
     let setup = Setup::new(&[])?;
     let (enricher, ops_addr) = setup.enricher(&[]).await?;
-    let (services, sim_url, raw, enriched, dead) = (
-        &setup.services,
-        &setup.sim_url,
-        &setup.raw,
-        &setup.enriched,
-        &setup.dead,
-    );
+    let Setup {
+        services,
+        sim_url,
+        raw,
+        enriched,
+        dead,
+        ..
+    } = &setup;
     let producer = setup.producer()?;
-    let _ = dead;
     // A refused key pauses: not ready, nothing emitted, nothing dead-lettered...
     set_faults(sim_url, json!({"status": 401})).await?;
     produce(

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    free_port, header, log_dir, read_topic, run_binary, sign, tansu, unique, wait_until_ready,
-    Process, Services,
+    free_port, header, largest_forged_request, log_dir, read_topic, run_binary, sign, tansu,
+    unique, wait_until_ready, Process, Services,
 };
 use rdkafka::Message;
 
@@ -294,17 +294,6 @@ async fn https_is_served_with_the_configured_certificate() -> anyhow::Result<()>
     ingest.process.interrupt(Duration::from_secs(20))
 }
 
-/// The largest forged request ingest reads: eight well-formed candidates in
-/// 1 KiB of signature header, and a 64 KiB body.
-fn forged_request() -> (String, String) {
-    let candidate = format!("sha256={}", "ab".repeat(32));
-    // Separators padded so that the header just fits in 1 KiB.
-    let separator = format!(",{}", " ".repeat((1024 - 8 * candidate.len()) / 7 - 1));
-    let header = vec![candidate; 8].join(&separator);
-    assert!(header.len() <= 1024 && header.len() > 1000);
-    (header, "x".repeat(64 * 1024))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn genuine_webhooks_pass_while_forged_requests_flood_in() -> anyhow::Result<()> {
     let services = Services::from_env();
@@ -312,7 +301,9 @@ async fn genuine_webhooks_pass_while_forged_requests_flood_in() -> anyhow::Resul
     let ingest = start_ingest(&services.brokers, &logs, &[])?;
     wait_until_ready(&format!("{}/readyz", ingest.url), Duration::from_secs(30)).await?;
     let stop = Instant::now() + Duration::from_secs(6);
-    let (header, forged_body) = forged_request();
+    // Eight candidates in 1 KiB of header: the most ingest reads.
+    let (header, forged_body) = largest_forged_request(8, 1024);
+    assert!(header.len() <= 1024 && header.len() > 1000);
     let mut flooders = vec![];
     for _ in 0..8 {
         let (url, header, forged_body) = (ingest.url.clone(), header.clone(), forged_body.clone());

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use end_to_end::{binary, free_port, log_dir, wait_until_ready, Process};
+use end_to_end::{backfilled_objects, binary, log_dir, start_simulator};
 
 use crate::report;
-use crate::READY_WITHIN;
 
 const API_KEY: &str = "bench-api-key";
 const PAGE_SIZE: usize = 128;
@@ -71,27 +70,15 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
 async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Result<Outcome> {
     let logs = log_dir("bench-backfill-")?;
     let run = format!("bench.backfill.{}.{index}", std::process::id());
-    let listen = format!("127.0.0.1:{}", free_port());
     let latency = format!("{}ms", scenario.latency_ms);
     let objects = scenario.objects.to_string();
-    let _sim = Process::start(
-        "mobaro-sim",
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--api-key",
-            API_KEY,
-            "--latency",
-            &latency,
-            "--objects",
-            &objects,
-        ],
+    let (_sim, api) = start_simulator(
+        API_KEY,
+        &["--latency", &latency, "--objects", &objects],
         &[("RUST_LOG", "warn")],
         &logs,
-    )?;
-    let api = format!("http://{listen}");
-    wait_until_ready(&format!("{api}/sim/stats"), READY_WITHIN).await?;
+    )
+    .await?;
     let started = Instant::now();
     let output = std::process::Command::new(binary("enricher"))
         .args(["backfill", "--resource", "Results", "--page-size"])
@@ -111,12 +98,7 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
         "backfill failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let objects: u64 = stdout
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no count in {stdout:?}"))?;
+    let objects = backfilled_objects(&String::from_utf8_lossy(&output.stdout))?;
     let stats: Value = reqwest::get(format!("{api}/sim/stats"))
         .await?
         .json()

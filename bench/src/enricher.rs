@@ -13,7 +13,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
-use end_to_end::{binary, free_port, log_dir, wait_until_ready, Process};
+use end_to_end::{binary, free_port, log_dir, start_simulator, wait_until_ready, Process};
 
 use crate::report;
 use crate::READY_WITHIN;
@@ -132,25 +132,14 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
     let run = format!("bench.enricher.{}.{index}", std::process::id());
     let (raw, enriched) = (format!("{run}.raw"), format!("{run}.enriched"));
     let logs = log_dir("bench-enricher-")?;
-    let api_port = free_port();
-    let api = format!("http://127.0.0.1:{api_port}");
     let latency = format!("{}ms", scenario.latency_ms);
-    let listen = format!("127.0.0.1:{api_port}");
-    let _sim = Process::start(
-        "mobaro-sim",
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--api-key",
-            API_KEY,
-            "--latency",
-            &latency,
-        ],
+    let (_sim, api) = start_simulator(
+        API_KEY,
+        &["--latency", &latency],
         &[("RUST_LOG", "warn")],
         &logs,
-    )?;
-    wait_until_ready(&format!("{api}/sim/stats"), READY_WITHIN).await?;
+    )
+    .await?;
 
     let ops_port = free_port();
     let mut enricher = Command::new(binary("enricher"));

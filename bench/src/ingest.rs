@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use end_to_end::{free_port, log_dir, wait_until_ready, Process};
+use end_to_end::{free_port, largest_forged_request, log_dir, wait_until_ready, Process};
 
 use crate::machine::{busy_share, machine_cpu};
 use crate::producer::{self, AckLimit};
@@ -234,12 +234,7 @@ struct Flood {
 
 impl Flood {
     fn genuine_percentile(&self, p: f64) -> Duration {
-        if self.genuine.is_empty() {
-            return Duration::ZERO;
-        }
-        let index =
-            ((self.genuine.len() as f64 * p).ceil() as usize).clamp(1, self.genuine.len()) - 1;
-        self.genuine[index]
+        crate::latency::percentile(&self.genuine, p)
     }
 
     /// ingest's CPU time per forged request (genuine ones are a rounding error).
@@ -250,24 +245,11 @@ impl Flood {
     }
 }
 
-/// The largest forged request ingest reads to the end: a body at its limit
-/// and a signature header of eight well-formed candidates padded to its limit.
-fn forged_request() -> (String, String) {
-    let candidate = format!("sha256={}", "ab".repeat(32));
-    let (count, limit) = (
+async fn flood(server: &Process, url: &str, options: &Options) -> anyhow::Result<Flood> {
+    let (header, body) = largest_forged_request(
         ingest::signature::MAX_CANDIDATES,
         ingest::signature::MAX_HEADER_BYTES,
     );
-    let separator = format!(
-        ",{}",
-        " ".repeat((limit - count * candidate.len()) / (count - 1) - 1)
-    );
-    let header = vec![candidate; count].join(&separator);
-    (header, "x".repeat(64 * 1024))
-}
-
-async fn flood(server: &Process, url: &str, options: &Options) -> anyhow::Result<Flood> {
-    let (header, body) = forged_request();
     let forged_requests = Requests::new(&[(body.clone(), header.clone())])?;
     let genuine = webhooks::signed_bodies(SECRET, 100_000);
     let cpu_before = server.cpu_seconds();

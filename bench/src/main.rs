@@ -5,6 +5,7 @@
 mod backfill;
 mod enricher;
 mod ingest;
+mod latency;
 mod machine;
 mod producer;
 mod report;

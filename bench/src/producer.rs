@@ -24,12 +24,7 @@ impl AckLimit {
     }
 
     pub(crate) fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let index =
-            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-        self.latencies[index]
+        crate::latency::percentile(&self.latencies, p)
     }
 }
 

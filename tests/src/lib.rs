@@ -334,6 +334,47 @@ impl Drop for Process {
     }
 }
 
+/// A forged webhook as large as ingest reads by default: `candidates`
+/// well-formed (and wrong) signatures, their separators padded so that the
+/// header just fits in `header_bytes`, and a 64 KiB body. Header, body.
+pub fn largest_forged_request(candidates: usize, header_bytes: usize) -> (String, String) {
+    let candidate = format!("sha256={}", "ab".repeat(32));
+    let separator = format!(
+        ",{}",
+        " ".repeat((header_bytes - candidates * candidate.len()) / (candidates - 1) - 1)
+    );
+    let header = vec![candidate; candidates].join(&separator);
+    (header, "x".repeat(64 * 1024))
+}
+
+/// Starts the Mobaro simulator's API (`mobaro-sim serve`) on a free port,
+/// expecting `api_key`, with `args` added; the process and its base URL once
+/// it answers.
+pub async fn start_simulator(
+    api_key: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    logs: &Path,
+) -> anyhow::Result<(Process, String)> {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut all = vec!["serve", "--listen", &listen, "--api-key", api_key];
+    all.extend_from_slice(args);
+    let sim = Process::start("mobaro-sim", &all, env, logs)?;
+    let url = format!("http://{listen}");
+    wait_until_ready(&format!("{url}/sim/stats"), Duration::from_secs(30)).await?;
+    Ok((sim, url))
+}
+
+/// How many objects an `enricher backfill` run produced, from the line it
+/// prints per resource (`Results: 3000 objects in 24 pages`).
+pub fn backfilled_objects(output: &str) -> anyhow::Result<u64> {
+    output
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no object count in {output:?}"))
+}
+
 /// Waits until `url` answers 200.
 pub async fn wait_until_ready(url: &str, within: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
