@@ -6,7 +6,8 @@ TOOLS="$LAKE_CACHE/tools"
 VENV="$LAKE_CACHE/venv"
 TANSU_VERSION=0.6.0
 S3S_FS_VERSION=0.14.1
-DUCKDB_VERSION=2.0.1
+DUCKDB_VERSION=1.5.5
+DELTALAKE_PY_VERSION=1.6.6
 SERVICE_PIDS=()
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -21,10 +22,15 @@ ensure_tools() {
     log "installing s3s-fs $S3S_FS_VERSION (S3-compatible server; first time only)"
     cargo install --locked --quiet --root "$TOOLS" s3s-fs --version "$S3S_FS_VERSION" --features binary
   fi
-  if ! "$VENV/bin/python" -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null; then
-    log "installing DuckDB $DUCKDB_VERSION for Python into $VENV"
+  # DuckDB with its delta and httpfs extensions from their PyPI wheels (no
+  # download at query time), and the deltalake package: readers of the lake
+  # that share no code with the sink.
+  if ! "$VENV/bin/python" -c "import duckdb, deltalake, duckdb_extension_delta, duckdb_extension_httpfs, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION' or deltalake.__version__ != '$DELTALAKE_PY_VERSION')" 2>/dev/null; then
+    log "installing DuckDB $DUCKDB_VERSION (with its delta and httpfs extensions) and deltalake $DELTALAKE_PY_VERSION for Python into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION" \
+      "duckdb-extension-delta==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION" \
+      "deltalake==$DELTALAKE_PY_VERSION"
   fi
 }
 

@@ -20,7 +20,12 @@ use serde_json::json;
 /// instance name (static membership), with the consumer's default timeouts.
 const SLOT: (&str, &str) = ("INSTANCE_NAME", "slot-0");
 
+const PARQUET: &str = "parquet";
+const DELTA: &str = "delta";
+
 struct Setup {
+    /// `LAKE_FORMAT` of the sinks it starts.
+    format: &'static str,
     services: Services,
     logs: std::path::PathBuf,
     topic: String,
@@ -29,10 +34,11 @@ struct Setup {
 }
 
 impl Setup {
-    fn new() -> anyhow::Result<Setup> {
+    fn new(format: &'static str) -> anyhow::Result<Setup> {
         let run = unique("sink");
         let logs = log_dir("sink-logs-")?;
         Ok(Setup {
+            format,
             services: Services::from_env(),
             logs,
             // Short names: s3s-fs keeps multipart uploads under file names
@@ -60,6 +66,7 @@ impl Setup {
             ("SINK_GROUP_ID", &self.group),
             ("SINK_OPS_LISTEN", &ops),
             ("LAKE_URL", &lake_url),
+            ("LAKE_FORMAT", self.format),
             ("SINK_MAX_FILE_ROWS", "150"),
             ("SINK_MAX_FILE_AGE", "1s"),
         ];
@@ -168,12 +175,18 @@ fn counts_of(python: &Path, dir: &Path, table: &str) -> anyhow::Result<(u64, u64
     if !dir.join(table).exists() {
         return Ok((0, 0));
     }
+    // A Delta table counts the files its log holds, a plain one every file.
+    let source = if dir.join(table).join("_delta_log").exists() {
+        format!("delta_scan('{}/{table}')", dir.display())
+    } else {
+        format!(
+            "read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true)",
+            dir.display()
+        )
+    };
     let rows = duckdb(
         python,
-        &format!(
-            "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true)",
-            dir.display()
-        ),
+        &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM {source}"),
     )?;
     Ok((
         rows[0]["n"].as_u64().unwrap_or(0),
@@ -183,7 +196,7 @@ fn counts_of(python: &Path, dir: &Path, table: &str) -> anyhow::Result<(u64, u64
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::Result<()> {
-    let setup = Setup::new()?;
+    let setup = Setup::new(PARQUET)?;
     let store = setup.services.bucket()?;
     // As if an earlier sink had announced partition 0's first 100 records and
     // crashed while writing them: the replay must cut exactly there.
@@ -211,9 +224,34 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
     second.interrupt(Duration::from_secs(30))
 }
 
+/// The same kill -9 on Delta tables: the restarted sink reads each table's
+/// transaction for its partitions and skips what the table holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_killed_mid_stream_commits_every_record_once_to_delta() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    let first = setup.sink(&[SLOT]).await?;
+    setup.produce(0, 3000).await?;
+    setup.wait_for_rows(store.as_ref(), 600).await?;
+    drop(first);
+    let second = setup.sink(&[SLOT]).await?;
+    setup.expect_exactly(store.as_ref(), 3000).await?;
+    second.interrupt(Duration::from_secs(30))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_sinks_sharing_the_partitions_write_every_record_exactly_once() -> anyhow::Result<()> {
-    let setup = Setup::new()?;
+    two_sinks_share_the_partitions(PARQUET).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_sinks_sharing_the_partitions_commit_every_record_once_to_delta() -> anyhow::Result<()>
+{
+    two_sinks_share_the_partitions(DELTA).await
+}
+
+async fn two_sinks_share_the_partitions(format: &'static str) -> anyhow::Result<()> {
+    let setup = Setup::new(format)?;
     let store = setup.services.bucket()?;
     // The first instance uploads every file in parts.
     let first = setup
@@ -238,7 +276,16 @@ async fn two_sinks_sharing_the_partitions_write_every_record_exactly_once() -> a
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_outage_loses_nothing_and_duplicates_nothing() -> anyhow::Result<()> {
-    let setup = Setup::new()?;
+    an_s3_outage_loses_nothing(PARQUET).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_outage_loses_nothing_and_duplicates_nothing_in_delta() -> anyhow::Result<()> {
+    an_s3_outage_loses_nothing(DELTA).await
+}
+
+async fn an_s3_outage_loses_nothing(format: &'static str) -> anyhow::Result<()> {
+    let setup = Setup::new(format)?;
     // An S3 server of this test's own, to stop and start again.
     let root = setup.logs.join("s3");
     std::fs::create_dir_all(root.join("outage"))?;
@@ -348,7 +395,7 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use schemas::Table;
 
-    let setup = Setup::new()?;
+    let setup = Setup::new(PARQUET)?;
     let lake = tempfile::tempdir()?;
     let lake_url = format!("file://{}", lake.path().display());
     let dead_letters = format!("{}.deadletter", setup.topic);
@@ -538,7 +585,7 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
 /// again and again, and every record still arrives exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result<()> {
-    let setup = Setup::new()?;
+    let setup = Setup::new(PARQUET)?;
     let store = setup.services.bucket()?;
     let (sink, ops) = setup
         .sink_with_ops(&[
@@ -570,7 +617,7 @@ async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result
 /// other rows. The sink stops loudly instead of counting them as written.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_with_the_same_name_but_other_rows_stops_the_sink() -> anyhow::Result<()> {
-    let setup = Setup::new()?;
+    let setup = Setup::new(PARQUET)?;
     let store = setup.services.bucket()?;
     end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
     setup.produce(0, 900).await?;
@@ -580,6 +627,7 @@ async fn a_file_with_the_same_name_but_other_rows_stops_the_sink() -> anyhow::Re
 
     let other = end_to_end::OwnBroker::start(&setup.logs)?;
     let elsewhere = Setup {
+        format: setup.format,
         services: Services {
             brokers: other.brokers.clone(),
             ..setup.services.clone()
@@ -715,7 +763,7 @@ fn ranges(
 /// every record is in the lake once and no offset range is cut twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::Result<()> {
-    let setup = Setup::new()?;
+    let setup = Setup::new(PARQUET)?;
     let store = setup.services.bucket()?;
     end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
     let blackhole = Blackhole::start(&setup.services.s3_endpoint).await?;

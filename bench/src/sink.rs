@@ -57,7 +57,7 @@ async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
         batch.push(offset as i64, Some(&record), line.len())?;
     }
     let mut size = 0;
-    for file in batch.finish("bench")? {
+    for file in batch.finish("bench", sink::Naming::Range)? {
         size += file.bytes.len() as u64;
         // A fresh memory lake each run: every file is new.
         let _created = lake.create(&lake.path(&file.name), file.bytes).await?;

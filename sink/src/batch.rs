@@ -28,6 +28,9 @@ pub struct Batch {
     /// The announced range this batch replays: its files take the range's
     /// name even when offsets at its edges are missing from the topic.
     pub announced: Option<(i64, i64)>,
+    /// Per table, the last offset of this partition the table already holds
+    /// (Delta tables): records at or below it are left out of that table.
+    pub held: BTreeMap<Table, i64>,
     files: BTreeMap<(Table, NaiveDate), ParquetFile>,
     compression: Compression,
     chunk_bytes: usize,
@@ -37,6 +40,10 @@ pub struct Batch {
 pub struct EncodedFile {
     /// The file's path in the lake.
     pub name: String,
+    /// Its table.
+    pub table: Table,
+    /// The event date of its rows (its `dt` partition).
+    pub date: NaiveDate,
     /// The Parquet bytes.
     pub bytes: Bytes,
     /// Rows in it.
@@ -57,6 +64,7 @@ impl Batch {
             opened_at: Instant::now(),
             cut_at: None,
             announced: None,
+            held: BTreeMap::new(),
             files: BTreeMap::new(),
             compression,
             chunk_bytes,
@@ -78,6 +86,9 @@ impl Batch {
         };
         let date = record.event_timestamp.date_naive();
         for table in [table_for(record.resource), Table::Events] {
+            if self.held.get(&table).is_some_and(|held| offset <= *held) {
+                continue;
+            }
             let file = match self.files.entry((table, date)) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
@@ -119,8 +130,9 @@ impl Batch {
     }
 
     /// Closes every file of the batch, named after the topic, partition and
-    /// offset range, so a replay of the same range writes the same names.
-    pub fn finish(self, topic: &str) -> Result<Vec<EncodedFile>, EncodingError> {
+    /// offset range, so a replay of the same range writes the same names;
+    /// with [`Naming::Unique`], a random suffix follows the range.
+    pub fn finish(self, topic: &str, naming: Naming) -> Result<Vec<EncodedFile>, EncodingError> {
         let (first, last) = self.range();
         let metadata = vec![
             ("mobaro_lake.topic".to_string(), topic.to_string()),
@@ -132,13 +144,19 @@ impl Batch {
             ("mobaro_lake.last_offset".to_string(), last.to_string()),
         ];
         let partition = self.partition;
+        let stem = match naming {
+            Naming::Range => format!("{topic}+{partition}+{first:020}+{last:020}"),
+            Naming::Unique => format!("{partition}-{first}-{last}-{:08x}", rand::random::<u32>()),
+        };
         self.files
             .into_iter()
             .map(|((table, date), file)| {
                 let rows = file.rows();
                 let (bytes, identity) = file.finish(metadata.clone())?;
                 Ok(EncodedFile {
-                    name: object_name(topic, partition, first, last, table, date),
+                    name: object_name(&stem, table, date),
+                    table,
+                    date,
                     bytes,
                     rows,
                     identity,
@@ -148,18 +166,23 @@ impl Batch {
     }
 }
 
-/// `{table}/dt={date}/{topic}+{partition}+{first}+{last}.parquet`, offsets
-/// zero-padded so names sort by offset.
-pub(crate) fn object_name(
-    topic: &str,
-    partition: i32,
-    first: i64,
-    last: i64,
-    table: Table,
-    date: NaiveDate,
-) -> String {
+/// How a batch's files are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// After the offset range only: a replay of the range writes the same
+    /// names (plain Parquet, where the names are the only record).
+    Range,
+    /// After the partition, the range and a random suffix, short (Delta
+    /// tables, where the log says which files count and holds the topic).
+    Unique,
+}
+
+/// `{table}/dt={date}/{stem}.parquet`; plain Parquet's stem is
+/// `{topic}+{partition}+{first}+{last}`, offsets zero-padded so names sort by
+/// offset.
+fn object_name(stem: &str, table: Table, date: NaiveDate) -> String {
     format!(
-        "{}/dt={}/{topic}+{partition}+{first:020}+{last:020}.parquet",
+        "{}/dt={}/{stem}.parquet",
         table.name(),
         date.format("%Y-%m-%d"),
     )
@@ -187,7 +210,9 @@ mod tests {
         }
         batch.push(13, None, 0).expect("a dead-lettered offset");
         assert_eq!(batch.most_rows(), 2);
-        let files = batch.finish("mobaro.enriched").expect("closes");
+        let files = batch
+            .finish("mobaro.enriched", Naming::Range)
+            .expect("closes");
         let names: Vec<(&str, usize)> = files.iter().map(|f| (f.name.as_str(), f.rows)).collect();
         let suffix = "mobaro.enriched+3+00000000000000000010+00000000000000000013.parquet";
         assert_eq!(

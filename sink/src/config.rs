@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "LAKE_URL", default_value = "./lake")]
     pub lake_url: String,
 
+    /// How the tables are kept: `delta` (Delta Lake tables: files become
+    /// visible in atomic commits, each record once per table, compaction
+    /// and vacuum) or `parquet` (plain Hive-partitioned Parquet files).
+    #[arg(long, env = "LAKE_FORMAT", default_value = "delta")]
+    pub lake_format: LakeFormat,
+
     /// Close a file after this many rows.
     #[arg(long, env = "SINK_MAX_FILE_ROWS", default_value_t = 500_000)]
     pub max_file_rows: usize,
@@ -46,7 +52,7 @@ pub struct Config {
     pub multipart_part_size: usize,
 
     /// Close a file once its oldest record has waited this long.
-    #[arg(long, env = "SINK_MAX_FILE_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SINK_MAX_FILE_AGE", default_value = "1m", value_parser = humantime::parse_duration)]
     pub max_file_age: Duration,
 
     /// Parquet compression: zstd, snappy or none.
@@ -80,6 +86,15 @@ pub struct Config {
     #[command(flatten)]
     /// How the instance joins its consumer group.
     pub membership: MembershipArgs,
+}
+
+/// How the lake's tables are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LakeFormat {
+    /// Delta Lake tables.
+    Delta,
+    /// Plain Hive-partitioned Parquet files.
+    Parquet,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

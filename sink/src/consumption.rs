@@ -20,11 +20,12 @@ use runtime::checks;
 use runtime::{
     produce, with_headers, Failure, Outgoing, Readiness, RebalanceContext, Retry, Revoked, Verdict,
 };
-use schemas::{DeadLetter, DeadLetterClass, EnrichedView, Position, Stage};
+use schemas::{DeadLetter, DeadLetterClass, EnrichedView, Position, Stage, Table};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, EncodedFile};
+use crate::batch::{Batch, EncodedFile, Naming};
 use crate::config::Config;
+use crate::delta::{app_id, Appended, DataFile, DeltaError, DeltaTables};
 use crate::intents::Intents;
 use crate::lake::{Lake, LakeError, Put};
 use crate::parquet_file::{EncodingError, CONTENT_DIGEST_KEY};
@@ -50,6 +51,8 @@ pub enum ConsumptionError {
         offset: i64,
         error: rdkafka::error::KafkaError,
     },
+    #[error("{0}; nothing past it was committed")]
+    Delta(#[from] DeltaError),
     #[error(transparent)]
     Fatal(#[from] runtime::ConsumerFailed),
 }
@@ -60,6 +63,8 @@ pub(crate) struct Consumption {
     pub consumer: Arc<SinkConsumer>,
     pub producer: FutureProducer,
     pub lake: Lake,
+    /// The Delta tables, unless the lake is plain Parquet.
+    pub tables: Option<DeltaTables>,
     pub config: Config,
     pub readiness: Readiness,
 }
@@ -73,6 +78,8 @@ const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 struct Buffer {
     batches: BTreeMap<i32, Batch>,
     announced: BTreeMap<i32, VecDeque<(i64, i64)>>,
+    /// Per partition, the last offset each Delta table holds.
+    held: BTreeMap<i32, BTreeMap<Table, i64>>,
 }
 
 impl Buffer {
@@ -91,6 +98,7 @@ impl Buffer {
             );
             self.batches.remove(&partition);
             self.announced.remove(&partition);
+            self.held.remove(&partition);
         }
     }
 
@@ -348,11 +356,17 @@ impl Consumption {
         offset: i64,
         shutdown: &CancellationToken,
     ) -> Result<(), Halt> {
-        // Without the intents the batch could be cut anywhere: a stop
-        // while reading them leaves it unwritten.
-        let cut = self
-            .replay_cut(buffer, intents, partition, offset, shutdown)
-            .await?;
+        // Without the intents (or the tables' versions) the batch could be
+        // cut anywhere (or take records a table holds): a stop while reading
+        // them leaves it unwritten.
+        let (cut, held) = match &self.tables {
+            Some(tables) => (None, self.held(buffer, tables, partition, shutdown).await?),
+            None => (
+                self.replay_cut(buffer, intents, partition, offset, shutdown)
+                    .await?,
+                BTreeMap::new(),
+            ),
+        };
         let mut batch = Batch::new(
             partition,
             offset,
@@ -361,8 +375,53 @@ impl Consumption {
         );
         batch.cut_at = cut.map(|c| c.at);
         batch.announced = cut.and_then(|c| c.replays);
+        batch.held = held;
         buffer.batches.insert(partition, batch);
         Ok(())
+    }
+
+    /// The last offset of `partition` each Delta table holds, read from the
+    /// tables' transactions on the partition's first batch.
+    async fn held(
+        &self,
+        buffer: &mut Buffer,
+        tables: &DeltaTables,
+        partition: i32,
+        shutdown: &CancellationToken,
+    ) -> Result<BTreeMap<Table, i64>, Halt> {
+        if let Some(held) = buffer.held.get(&partition) {
+            return Ok(held.clone());
+        }
+        let id = app_id(&self.config.enriched_topic, partition);
+        let mut held = BTreeMap::new();
+        for table in Table::all() {
+            let version = STORE_RETRY
+                .run(
+                    shutdown,
+                    |_| tables.version_of(table, &id),
+                    |error, attempt| self.judge_delta(error, attempt, "reading a table's version"),
+                )
+                .await;
+            match version {
+                Ok(Some(version)) => {
+                    held.insert(table, version);
+                }
+                Ok(None) => {}
+                Err(Failure::Stopped) => return Err(Halt::Stopped),
+                Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
+                    return Err(Halt::Failed(error.into()))
+                }
+            }
+        }
+        if !held.is_empty() {
+            tracing::info!(
+                partition,
+                ?held,
+                "records up to these offsets are in the tables already"
+            );
+        }
+        buffer.held.insert(partition, held.clone());
+        Ok(held)
     }
 
     /// Drops the unwritten batches of revoked partitions: their offsets were
@@ -373,6 +432,7 @@ impl Consumption {
             Revoked::Some(partitions) => partitions,
             Revoked::All => {
                 buffer.announced.clear();
+                buffer.held.clear();
                 buffer.batches.keys().copied().collect()
             }
         };
@@ -386,6 +446,7 @@ impl Consumption {
                 );
             }
             buffer.announced.remove(&partition);
+            buffer.held.remove(&partition);
         }
     }
 
@@ -430,6 +491,19 @@ impl Consumption {
             .announced
             .get_mut(&partition)
             .and_then(|announced| cut_for(announced, offset)))
+    }
+
+    /// Logs a failed Delta request and says whether to retry it.
+    fn judge_delta(&self, error: &DeltaError, attempt: u32, what: &str) -> Verdict {
+        self.readiness
+            .set(checks::OBJECT_STORE, Err(error.to_string()));
+        if error.is_permanent() {
+            tracing::error!(%error, "{what} failed for good");
+            Verdict::GiveUp
+        } else {
+            tracing::warn!(%error, attempt, "{what} failed; retrying");
+            Verdict::Retry
+        }
     }
 
     /// Logs a failed store request and says whether to retry it.
@@ -524,20 +598,30 @@ impl Consumption {
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<Flushed, ConsumptionError> {
-        let Some(batch) = buffer.batches.remove(&partition) else {
+        let Some(mut batch) = buffer.batches.remove(&partition) else {
             return Ok(Flushed::Done);
         };
         let (first, last) = batch.range();
         let first_offset = batch.first_offset;
         let replays = batch.announced.is_some();
-        let files = batch.finish(&self.config.enriched_topic)?;
-        let recorded = STORE_RETRY
-            .run(
-                shutdown,
-                |_| intents.record(partition, first, last),
-                |error, attempt| self.judge_store(error, attempt, "recording a flush intent"),
-            )
-            .await;
+        let held = std::mem::take(&mut batch.held);
+        let naming = match self.tables {
+            Some(_) => Naming::Unique,
+            None => Naming::Range,
+        };
+        let files = batch.finish(&self.config.enriched_topic, naming)?;
+        let recorded = if self.tables.is_some() {
+            // The tables' transactions stand in for the intents.
+            Ok(())
+        } else {
+            STORE_RETRY
+                .run(
+                    shutdown,
+                    |_| intents.record(partition, first, last),
+                    |error, attempt| self.judge_store(error, attempt, "recording a flush intent"),
+                )
+                .await
+        };
         match recorded {
             Ok(()) => self.readiness.set(checks::OBJECT_STORE, Ok(())),
             Err(Failure::Stopped) => return Ok(Flushed::Stopped),
@@ -560,7 +644,24 @@ impl Consumption {
                     first_offset,
                     reason,
                 };
-                self.write(files, &target, shutdown).await?
+                let added = files_by_table(&files);
+                match self.write(files, &target, shutdown).await? {
+                    Written::All => match &self.tables {
+                        Some(tables) => {
+                            self.commit_tables(
+                                buffer,
+                                tables,
+                                added,
+                                &held,
+                                (partition, last),
+                                shutdown,
+                            )
+                            .await?
+                        }
+                        None => Written::All,
+                    },
+                    other => other,
+                }
             }
             Ownership::Lost => Written::Lost,
             Ownership::Stopped => Written::Stopped,
@@ -578,6 +679,7 @@ impl Consumption {
                     replays,
                 )
                 .await;
+                buffer.held.remove(&partition);
                 return Ok(Flushed::Abandoned);
             }
         }
@@ -596,13 +698,84 @@ impl Consumption {
         )
         .await
         {
-            Ok(()) => {
+            Ok(()) if self.tables.is_none() => {
                 let intents = intents.clone();
                 tokio::spawn(async move { intents.forget_below(partition, next).await });
             }
+            Ok(()) => {}
             Err(error) => tracing::warn!(%error, partition, "offset commit failed"),
         }
         Ok(Flushed::Done)
+    }
+
+    /// Adds the written files to their Delta tables, one commit per table,
+    /// each with the partition's transaction at the batch's last offset.
+    /// A table whose transaction moved past what the batch was filtered
+    /// against belongs to another member's work: the batch is lost.
+    async fn commit_tables(
+        &self,
+        buffer: &mut Buffer,
+        tables: &DeltaTables,
+        added: BTreeMap<Table, Vec<DataFile>>,
+        held: &BTreeMap<Table, i64>,
+        (partition, last): (i32, i64),
+        shutdown: &CancellationToken,
+    ) -> Result<Written, ConsumptionError> {
+        let id = app_id(&self.config.enriched_topic, partition);
+        for (table, files) in added {
+            let expected = held.get(&table).copied();
+            let started = Instant::now();
+            let appended = STORE_RETRY
+                .run(
+                    shutdown,
+                    |_| tables.append(table, &files, &id, expected, last),
+                    |error, attempt| self.judge_delta(error, attempt, "committing to a table"),
+                )
+                .await;
+            metrics::histogram!("sink_delta_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match appended {
+                Ok(Appended::Committed(version)) => {
+                    tracing::info!(
+                        table = table.name(),
+                        version,
+                        partition,
+                        last_offset = last,
+                        files = files.len(),
+                        "committed"
+                    );
+                }
+                Ok(Appended::AlreadyThere) => {
+                    tracing::info!(
+                        table = table.name(),
+                        partition,
+                        last_offset = last,
+                        "the table holds these records already"
+                    );
+                }
+                Ok(Appended::Superseded(found)) => {
+                    tracing::warn!(
+                        table = table.name(),
+                        partition,
+                        ?expected,
+                        ?found,
+                        "another member committed this partition"
+                    );
+                    return Ok(Written::Lost);
+                }
+                Err(Failure::Stopped) => return Ok(Written::Stopped),
+                Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
+                    return Err(error.into())
+                }
+            }
+            buffer
+                .held
+                .entry(partition)
+                .or_default()
+                .insert(table, last);
+        }
+        self.readiness.set(checks::OBJECT_STORE, Ok(()));
+        Ok(Written::All)
     }
 
     fn offsets(&self, partition: i32, offset: i64) -> Result<TopicPartitionList, ConsumptionError> {
@@ -686,7 +859,7 @@ impl Consumption {
         );
         metrics::counter!("sink_batches_abandoned_total").increment(1);
         buffer.announced.remove(&partition);
-        if !replays {
+        if !replays && self.tables.is_none() {
             intents.forget(partition, first, last).await;
         }
         if let Err(error) = self.consumer.seek(
@@ -827,6 +1000,24 @@ impl Consumption {
             expected,
         })
     }
+}
+
+/// The files of a batch as Delta data files, per table.
+fn files_by_table(files: &[EncodedFile]) -> BTreeMap<Table, Vec<DataFile>> {
+    let mut by_table: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
+    for file in files {
+        let path = file
+            .name
+            .split_once('/')
+            .map_or(file.name.as_str(), |(_, rest)| rest);
+        by_table.entry(file.table).or_default().push(DataFile {
+            path: path.to_string(),
+            date: file.date,
+            size: file.bytes.len(),
+            rows: file.rows,
+        });
+    }
+    by_table
 }
 
 /// The batch a file belongs to.

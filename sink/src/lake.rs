@@ -83,6 +83,11 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     description: String,
+    /// The store at the root of `url`'s scheme (the bucket, or `/` for a
+    /// folder), where full URLs resolve: Delta readers address the log so.
+    root: Arc<dyn ObjectStore>,
+    /// The lake's location as a URL ending in `/`.
+    url: Url,
 }
 
 impl Lake {
@@ -101,11 +106,16 @@ impl Lake {
                 url.to_file_path()
                     .map_err(|()| invalid("not an absolute file path"))?,
             ),
-            "memory" => Ok(Lake {
-                store: Arc::new(InMemory::new()),
-                prefix: Path::from(url.path().trim_matches('/')),
-                description: location.to_string(),
-            }),
+            "memory" => {
+                let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+                Ok(Lake {
+                    root: store.clone(),
+                    store,
+                    prefix: Path::from(url.path().trim_matches('/')),
+                    description: location.to_string(),
+                    url: directory_url(url),
+                })
+            }
             "s3" | "s3a" => {
                 let bucket = url.host_str().ok_or_else(|| invalid("no bucket"))?;
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -124,10 +134,13 @@ impl Lake {
                 {
                     builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
                 }
+                let store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
                 Ok(Lake {
-                    store: Arc::new(builder.build()?),
+                    root: store.clone(),
+                    store,
                     prefix: Path::from(url.path().trim_matches('/')),
                     description: location.to_string(),
+                    url: directory_url(url),
                 })
             }
             other => Err(invalid(&format!(
@@ -145,11 +158,36 @@ impl Lake {
             path: path.clone(),
             source,
         })?;
+        let url = Url::from_directory_path(&path).map_err(|()| LakeError::InvalidUrl {
+            url: path.display().to_string(),
+            reason: "not an absolute folder".into(),
+        })?;
         Ok(Lake {
             store: Arc::new(LocalFileSystem::new_with_prefix(&path)?),
             description: path.display().to_string(),
             prefix: Path::default(),
+            root: Arc::new(LocalFileSystem::new()),
+            url,
         })
+    }
+
+    /// The store under `relative` (a table's folder), the store where the
+    /// URLs of the lake resolve, and the folder's URL (ending in `/`).
+    pub(crate) fn folder(
+        &self,
+        relative: &str,
+    ) -> (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, Url) {
+        let prefixed = Arc::new(object_store::prefix::PrefixStore::new(
+            self.store.clone(),
+            self.path(relative),
+        ));
+        let mut url = self.url.clone();
+        url.set_path(&format!(
+            "{}{}/",
+            self.url.path(),
+            relative.trim_matches('/')
+        ));
+        (prefixed, self.root.clone(), url)
     }
 
     /// The object store.
@@ -262,6 +300,15 @@ impl Lake {
         }
         Ok(created)
     }
+}
+
+/// `url` with a path ending in `/`, so that names join under it.
+fn directory_url(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
 }
 
 /// Where multipart uploads are staged before their create-only copy.

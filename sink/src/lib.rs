@@ -3,6 +3,7 @@
 mod batch;
 mod config;
 mod consumption;
+mod delta;
 mod extraction;
 mod intents;
 mod lake;
@@ -14,8 +15,9 @@ mod table_builder;
 
 use tokio_util::sync::CancellationToken;
 
+pub use batch::Naming;
 pub use batch::{Batch, EncodedFile};
-pub use config::{parse_bytes, Config};
+pub use config::{parse_bytes, Config, LakeFormat};
 pub use lake::{Lake, LakeError};
 pub use lake_state::latest_per_object;
 pub use parquet_file::{Compression, EncodingError};
@@ -93,13 +95,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         runtime::ops_router(readiness.clone()),
         ops_shutdown.clone(),
     ));
-    tracing::info!(lake = lake.describe(), topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
+    tracing::info!(lake = lake.describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = std::sync::Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
+    let tables = match config.lake_format {
+        LakeFormat::Delta => Some(delta::DeltaTables::new(lake.clone())),
+        LakeFormat::Parquet => None,
+    };
     let result = consumption::Consumption {
         consumer,
         producer,
         lake,
+        tables,
         config,
         readiness,
     }

@@ -434,8 +434,21 @@ pub fn duckdb(
     sql: &str,
 ) -> anyhow::Result<Vec<BTreeMap<String, serde_json::Value>>> {
     const SCRIPT: &str = r#"
-import duckdb, json, sys
-result = duckdb.sql(sys.argv[1])
+import duckdb, glob, json, os, sys
+sql = sys.argv[1]
+if "delta_scan" in sql or "s3://" in sql:
+    # The extensions come from their PyPI wheels, not from a download.
+    import duckdb_extension_delta, duckdb_extension_httpfs
+    for module, name in ((duckdb_extension_httpfs, "httpfs"), (duckdb_extension_delta, "delta")):
+        path = glob.glob(os.path.join(os.path.dirname(module.__file__), "extensions", "*", name + ".duckdb_extension"))[0]
+        duckdb.sql(f"INSTALL '{path}'")
+        duckdb.sql(f"LOAD {name}")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint:
+        duckdb.sql(f"""CREATE SECRET lake (TYPE s3, KEY_ID '{os.environ["AWS_ACCESS_KEY_ID"]}',
+            SECRET '{os.environ["AWS_SECRET_ACCESS_KEY"]}', REGION '{os.environ.get("AWS_REGION", "us-east-1")}',
+            ENDPOINT '{endpoint.split("://", 1)[1]}', USE_SSL {str(endpoint.startswith("https")).lower()}, URL_STYLE 'path')""")
+result = duckdb.sql(sql)
 names = [c for c in result.columns]
 print(json.dumps([dict(zip(names, row)) for row in result.fetchall()], default=str))
 "#;
