@@ -818,3 +818,147 @@ async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::
     zombie.interrupt(Duration::from_secs(40))?;
     survivor.interrupt(Duration::from_secs(40))
 }
+
+/// Compaction of Delta tables while the sink appends to the same days: no row
+/// lost, the duplicate deliveries gone from the compacted days, few files per
+/// day; then a vacuum with log cleanup, after which time travel to before
+/// compaction fails with an error, and a sink re-reading the whole topic
+/// under a new group adds nothing (the checkpoint kept the transactions).
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_and_vacuum_keep_every_event_once() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    let python = &setup.services.python;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let events = format!("{lake_url}/events");
+    const TARGET: u64 = 64 * 1024;
+    let upkeep = [
+        ("LAKE_URL", lake_url.as_str()),
+        ("LAKE_FORMAT", DELTA),
+        ("SINK_COMPACT_TARGET_SIZE", "64KiB"),
+    ];
+    let compact = |env: [(&str, &str); 3]| -> anyhow::Result<String> {
+        end_to_end::run_binary("sink", &["compact"], &env)
+    };
+
+    let sink = setup.sink(&[]).await?;
+    setup.produce(0, 2000).await?;
+    // At-least-once upstream: 500 events delivered a second time.
+    setup.produce(0, 500).await?;
+    setup.wait_for_rows(store.as_ref(), 2500).await?;
+    let before_compaction = end_to_end::deltalake(python, &events, None)?.version;
+
+    // More events for the same (closed) days while compaction runs.
+    let (compacted, produced) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            compact(upkeep)
+        },
+        setup.produce(2000, 4000)
+    );
+    produced?;
+    let first_run = compacted?;
+    ensure!(
+        first_run.contains("events dt="),
+        "nothing compacted: {first_run}"
+    );
+    // Everything consumed: every event is in the table at least once.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while end_to_end::deltalake(python, &events, None)?.distinct < 4000 {
+        ensure!(
+            Instant::now() < deadline,
+            "not every event reached the table"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    sink.interrupt(Duration::from_secs(30))?;
+    let mut runs = vec![first_run];
+    while runs
+        .last()
+        .is_some_and(|r| r.contains("left for the next run"))
+        || runs.len() < 2
+    {
+        ensure!(runs.len() < 6, "compaction kept conflicting: {runs:?}");
+        runs.push(compact(upkeep)?);
+    }
+
+    for table in ["events", "results"] {
+        let read = end_to_end::deltalake(python, &format!("{lake_url}/{table}"), None)?;
+        ensure!(
+            read.rows == 4000 && read.distinct == 4000,
+            "{table}: {} rows, {} distinct after compaction ({runs:?})",
+            read.rows,
+            read.distinct
+        );
+        let mut days: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (day, size) in &read.files {
+            let entry = days.entry(day.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += size;
+        }
+        for (day, (files, bytes)) in days {
+            ensure!(
+                files <= bytes.div_ceil(TARGET),
+                "{table} dt={day}: {files} files for {bytes} bytes"
+            );
+        }
+        // DuckDB reads the same over S3.
+        let rows = duckdb(
+            python,
+            &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM delta_scan('{lake_url}/{table}')"),
+        )?;
+        ensure!(
+            rows[0]["n"].as_u64() == Some(4000) && rows[0]["d"].as_u64() == Some(4000),
+            "{table}: DuckDB reads {rows:?}"
+        );
+    }
+
+    let vacuumed = end_to_end::run_binary(
+        "sink",
+        &["vacuum", "--force"],
+        &[
+            upkeep[0],
+            upkeep[1],
+            ("SINK_VACUUM_RETENTION", "0s"),
+            ("SINK_LOG_RETENTION", "0s"),
+        ],
+    )?;
+    ensure!(vacuumed.contains("events: "), "vacuum said {vacuumed}");
+    let travelled = end_to_end::deltalake(python, &events, Some(before_compaction));
+    ensure!(
+        travelled.is_err(),
+        "version {before_compaction} still reads after vacuum: {travelled:?}"
+    );
+    ensure!(end_to_end::deltalake(python, &events, None)?.rows == 4000);
+
+    // The whole topic again, under a new group: nothing is added.
+    let group = format!("{}-again", setup.group);
+    let again = setup.sink(&[("SINK_GROUP_ID", &group)]).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while again
+        .log_text()
+        .matches("are in the tables already")
+        .count()
+        < 3
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the new group did not read the tables' versions"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = again.log_text();
+    again.interrupt(Duration::from_secs(30))?;
+    ensure!(
+        !log.contains("committed table="),
+        "the second group committed files"
+    );
+    let read = end_to_end::deltalake(python, &events, None)?;
+    ensure!(
+        read.rows == 4000,
+        "{} rows after re-reading the topic",
+        read.rows
+    );
+    Ok(())
+}

@@ -80,6 +80,10 @@ pub struct Config {
     pub create_topics: bool,
 
     #[command(flatten)]
+    /// Compaction and vacuum of Delta tables.
+    pub upkeep: UpkeepArgs,
+
+    #[command(flatten)]
     /// Broker address and client options.
     pub kafka: KafkaArgs,
 
@@ -97,11 +101,56 @@ pub enum LakeFormat {
     Parquet,
 }
 
+/// Compaction and vacuum of Delta tables, run by `sink compact`, `sink
+/// vacuum`, or on a schedule inside the sink.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpkeepArgs {
+    /// Compact closed days and vacuum the tables this often inside the sink
+    /// (e.g. `1h`); off unless set. Several sinks may run it: a rewrite that
+    /// loses a race to another commit is left for the next run.
+    #[arg(long, env = "SINK_COMPACT_EVERY", value_parser = humantime::parse_duration)]
+    pub compact_every: Option<Duration>,
+
+    /// A day (`dt`) is closed, and compacted, once it ended at least this
+    /// long ago: late events after that get a new small file until the next
+    /// compaction.
+    #[arg(long, env = "SINK_COMPACT_GRACE", default_value = "2d", value_parser = humantime::parse_duration)]
+    pub compact_grace: Duration,
+
+    /// Size of the files compaction writes.
+    #[arg(long, env = "SINK_COMPACT_TARGET_SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    pub compact_target_size: usize,
+
+    /// Vacuum deletes data files out of a table for at least this long
+    /// (time travel reaches back as far).
+    #[arg(long, env = "SINK_VACUUM_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub vacuum_retention: Duration,
+
+    /// Commits older than this leave the log once a checkpoint covers them.
+    #[arg(long, env = "SINK_LOG_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub log_retention: Duration,
+}
+
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Print the CREATE statements that expose the lake's tables, with the
     /// types the sink writes, to DuckDB, Athena, BigQuery or Snowflake.
     Ddl(DdlArgs),
+    /// Compact the closed days of the Delta tables once: each day rewritten
+    /// into files of SINK_COMPACT_TARGET_SIZE holding each event once.
+    Compact,
+    /// Vacuum the Delta tables once (delete files out of the tables for
+    /// SINK_VACUUM_RETENTION), checkpoint them and clean their logs.
+    Vacuum(VacuumArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VacuumArgs {
+    /// Allow a retention shorter than the tables' own
+    /// `delta.deletedFileRetentionDuration` (7 days): files of commits still
+    /// in flight, or read by running queries, may be deleted.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -19,7 +19,7 @@ use schemas::Table;
 use crate::lake::Lake;
 
 /// The partition column of every table: the event's UTC date.
-pub const PARTITION_COLUMN: &str = "dt";
+pub(crate) const PARTITION_COLUMN: &str = "dt";
 
 /// Why a Delta table could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum DeltaError {
 }
 
 impl DeltaError {
-    fn of(table: Table) -> impl FnOnce(DeltaTableError) -> DeltaError {
+    pub(crate) fn of(table: Table) -> impl FnOnce(DeltaTableError) -> DeltaError {
         move |source| DeltaError::Table {
             table: table.name(),
             source: Box::new(source),
@@ -119,7 +119,7 @@ pub enum Appended {
 }
 
 /// The application id of a topic partition's transactions.
-pub fn app_id(topic: &str, partition: i32) -> String {
+pub(crate) fn app_id(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
@@ -280,7 +280,7 @@ async fn transaction_version(
 }
 
 /// The columns of `table` in Delta types, with the `dt` partition column.
-pub fn delta_columns(table: Table) -> Result<Vec<StructField>, DeltaError> {
+pub(crate) fn delta_columns(table: Table) -> Result<Vec<StructField>, DeltaError> {
     let schema = table.schema();
     let converted: StructType =
         schema

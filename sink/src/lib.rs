@@ -1,6 +1,7 @@
 //! `sink`: enriched records to Hive-partitioned Parquet in an object store.
 
 mod batch;
+mod compaction;
 mod config;
 mod consumption;
 mod delta;
@@ -12,15 +13,20 @@ mod layout;
 mod parquet_file;
 mod rotation;
 mod table_builder;
+mod upkeep;
+mod vacuum;
 
 use tokio_util::sync::CancellationToken;
 
 pub use batch::Naming;
 pub use batch::{Batch, EncodedFile};
+pub use compaction::{CompactionError, CompactionReport, DayCompacted};
 pub use config::{parse_bytes, Config, LakeFormat};
+pub use delta::{DeltaError, DeltaTables};
 pub use lake::{Lake, LakeError};
 pub use lake_state::latest_per_object;
 pub use parquet_file::{Compression, EncodingError};
+pub use vacuum::Vacuumed;
 
 #[derive(Debug, thiserror::Error)]
 /// Why the sink stopped.
@@ -34,6 +40,15 @@ pub enum SinkError {
     #[error(transparent)]
     /// Consuming enriched records failed for good.
     Consumption(#[from] consumption::ConsumptionError),
+    #[error(transparent)]
+    /// A compaction failed.
+    Compaction(#[from] CompactionError),
+    #[error(transparent)]
+    /// A Delta table could not be read or written.
+    Delta(#[from] DeltaError),
+    #[error("`sink {0}` works on Delta tables: set LAKE_FORMAT=delta")]
+    /// A Delta command on a plain Parquet lake.
+    NotDelta(&'static str),
 }
 
 /// The librdkafka client's own errors are Kafka errors too: one variant.
@@ -45,15 +60,39 @@ impl From<rdkafka::error::KafkaError> for SinkError {
 
 /// Runs the sink (or its subcommand) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
-    if let Some(config::Command::Ddl(args)) = &config.command {
-        let location = args.location.as_deref().unwrap_or(&config.lake_url);
-        for table in schemas::Table::all() {
-            println!(
-                "{}",
-                schemas::create_table(table, args.dialect, location, &args.name_prefix)
-            );
+    match &config.command {
+        Some(config::Command::Ddl(args)) => {
+            let location = args.location.as_deref().unwrap_or(&config.lake_url);
+            for table in schemas::Table::all() {
+                println!(
+                    "{}",
+                    schemas::create_table(table, args.dialect, location, &args.name_prefix)
+                );
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(config::Command::Compact) => {
+            let tables = delta_tables(&config, "compact")?;
+            let settings = upkeep::compaction_settings(&config);
+            let report = compaction::compact(&tables, &settings, chrono::Utc::now()).await?;
+            print_compaction(&report);
+            return Ok(());
+        }
+        Some(config::Command::Vacuum(args)) => {
+            let tables = delta_tables(&config, "vacuum")?;
+            let settings = upkeep::vacuum_settings(&config, args.force);
+            for done in vacuum::vacuum(&tables, &settings).await? {
+                println!(
+                    "{}: {} files deleted, checkpoint at version {}, {} log files removed",
+                    done.table.name(),
+                    done.files_deleted,
+                    done.checkpoint,
+                    done.logs_removed
+                );
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let lake = Lake::open(&config.lake_url)?;
     let readiness = runtime::Readiness::for_stage("sink");
@@ -102,6 +141,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         LakeFormat::Delta => Some(delta::DeltaTables::new(lake.clone())),
         LakeFormat::Parquet => None,
     };
+    if let (LakeFormat::Delta, Some(every)) = (config.lake_format, config.upkeep.compact_every) {
+        tokio::spawn(upkeep::run_every(
+            delta::DeltaTables::new(lake.clone()),
+            config.clone(),
+            every,
+            ops_shutdown.clone(),
+        ));
+    }
     let result = consumption::Consumption {
         consumer,
         producer,
@@ -118,4 +165,37 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     }
     tracing::info!("sink stopped");
     Ok(result?)
+}
+
+/// The lake's Delta tables, for a command that works on them only.
+fn delta_tables(config: &Config, command: &'static str) -> Result<DeltaTables, SinkError> {
+    if config.lake_format != LakeFormat::Delta {
+        return Err(SinkError::NotDelta(command));
+    }
+    Ok(DeltaTables::new(Lake::open(&config.lake_url)?))
+}
+
+fn print_compaction(report: &CompactionReport) {
+    for day in &report.compacted {
+        println!(
+            "{} dt={}: {} files ({} rows, {} bytes) -> {} files ({} rows, {} bytes)",
+            day.table.name(),
+            day.date,
+            day.files_in,
+            day.rows_in,
+            day.bytes_in,
+            day.files_out,
+            day.rows_out,
+            day.bytes_out
+        );
+    }
+    for (table, date) in &report.conflicts {
+        println!(
+            "{} dt={date}: changed by another writer meanwhile; left for the next run",
+            table.name()
+        );
+    }
+    if report.compacted.is_empty() && report.conflicts.is_empty() {
+        println!("nothing to compact");
+    }
 }

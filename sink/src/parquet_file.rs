@@ -72,7 +72,7 @@ const ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
 /// at most this many rows; the writer's size is measured at those points.
 const CHUNK_ROWS: usize = 8 * 1024;
 
-fn properties(compression: Compression) -> WriterProperties {
+pub(crate) fn properties(compression: Compression) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(compression.parquet())
         .set_dictionary_enabled(true)

@@ -562,3 +562,54 @@ pub async fn set_faults(sim: &str, faults: serde_json::Value) -> anyhow::Result<
         .error_for_status()?;
     Ok(())
 }
+
+/// A Delta table as the Python `deltalake` package (delta-rs, not this
+/// sink's code path) reads it.
+#[derive(Debug, serde::Deserialize)]
+pub struct DeltaSummary {
+    /// The version read.
+    pub version: i64,
+    /// Rows in it.
+    pub rows: u64,
+    /// Distinct `event_id`s.
+    pub distinct: u64,
+    /// Column names and Arrow types.
+    pub columns: Vec<(String, String)>,
+    /// Its files: the `dt` partition and the size in bytes of each.
+    pub files: Vec<(String, u64)>,
+}
+
+/// Reads the Delta table at `uri` (a folder or `s3://…`, with the S3 server
+/// from the AWS variables) with the Python `deltalake` package, at `version`
+/// or the latest. An error carries the reader's message.
+pub fn deltalake(python: &Path, uri: &str, version: Option<i64>) -> anyhow::Result<DeltaSummary> {
+    const SCRIPT: &str = r#"
+import json, os, sys
+from deltalake import DeltaTable, QueryBuilder
+options = {}
+if sys.argv[1].startswith("s3://"):
+    options = {key: os.environ[key] for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    options["AWS_ALLOW_HTTP"] = "true"
+table = DeltaTable(sys.argv[1], version=int(sys.argv[2]) if sys.argv[2] else None, storage_options=options)
+counts = QueryBuilder().register("t", table).execute("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM t").read_all()
+adds = table.get_add_actions(flatten=True)
+print(json.dumps({
+    "version": table.version(),
+    "rows": counts.column("n").to_pylist()[0],
+    "distinct": counts.column("d").to_pylist()[0],
+    "columns": [[field.name, str(field.type)] for field in table.schema().to_arrow()],
+    "files": [[str(d), s] for d, s in zip(adds.column("partition.dt").to_pylist(), adds.column("size_bytes").to_pylist())],
+}))
+"#;
+    let version = version.map(|v| v.to_string()).unwrap_or_default();
+    let output = Command::new(python)
+        .args(["-c", SCRIPT, uri, &version])
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "deltalake could not read {uri}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
