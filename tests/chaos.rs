@@ -354,8 +354,8 @@ async fn lake_event_ids(
     let rows = duckdb(
         &services.python,
         &format!(
-            "SELECT event_id, count(*) AS n FROM read_parquet('{}/events/*/*.parquet') GROUP BY event_id",
-            dir.display()
+            "SELECT event_id, count(*) AS n FROM {} GROUP BY event_id",
+            end_to_end::table_scan(dir, "events")
         ),
     )?;
     Ok(rows
@@ -377,8 +377,8 @@ async fn check_records(services: &Services, dir: &Path, sim: &str) -> anyhow::Re
         let rows = duckdb(
             &services.python,
             &format!(
-                "SELECT DISTINCT object_id, record_json FROM read_parquet('{}/*/*.parquet') WHERE status = 'found'",
-                table.display()
+                "SELECT DISTINCT object_id, record_json FROM {} WHERE status = 'found'",
+                end_to_end::table_scan(dir, collection)
             ),
         )?;
         for row in rows {

@@ -176,14 +176,7 @@ fn counts_of(python: &Path, dir: &Path, table: &str) -> anyhow::Result<(u64, u64
         return Ok((0, 0));
     }
     // A Delta table counts the files its log holds, a plain one every file.
-    let source = if dir.join(table).join("_delta_log").exists() {
-        format!("delta_scan('{}/{table}')", dir.display())
-    } else {
-        format!(
-            "read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true)",
-            dir.display()
-        )
-    };
+    let source = end_to_end::table_scan(dir, table);
     let rows = duckdb(
         python,
         &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM {source}"),
@@ -553,7 +546,7 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
     let ddl = end_to_end::run_binary(
         "sink",
         &["ddl", "--dialect", "duckdb", "--location", &location],
-        &[],
+        &[("LAKE_FORMAT", PARQUET)],
     )?;
     let current_users = records
         .iter()
@@ -959,6 +952,125 @@ async fn compaction_and_vacuum_keep_every_event_once() -> anyhow::Result<()> {
         read.rows == 4000,
         "{} rows after re-reading the topic",
         read.rows
+    );
+    Ok(())
+}
+
+/// Every table as Delta tables on the S3 server, read there by DuckDB's
+/// `delta_scan` and by the Python `deltalake` package: the declared column
+/// types, one row per record; then `sink ddl`'s DuckDB views over them.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_delta_table_reads_back_with_its_declared_types_over_s3() -> anyhow::Result<()> {
+    use schemas::Table;
+
+    let setup = Setup::new(DELTA)?;
+    let python = &setup.services.python;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let sink = setup.sink(&[("SINK_MAX_FILE_ROWS", "100000")]).await?;
+    let records = every_kind_of_record();
+    let messages: Vec<(String, String)> = records
+        .iter()
+        .map(|(k, p, _, _)| (k.clone(), p.clone()))
+        .collect();
+    setup.send(&messages).await?;
+    // Every record lands in `events` and in its resource's table.
+    let all_rows = Table::all()
+        .map(|t| {
+            format!(
+                "SELECT count(*) AS n FROM delta_scan('{lake_url}/{}')",
+                t.name()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = duckdb(python, &format!("SELECT sum(n) AS n FROM ({all_rows})"))
+            .map_or(0, |rows| rows[0]["n"].as_u64().unwrap_or(0));
+        if rows >= 2 * records.len() as u64 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the tables did not fill: {rows} rows"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sink.interrupt(Duration::from_secs(30))?;
+
+    for table in Table::all() {
+        let name = table.name();
+        let wanted = match table {
+            Table::Events => records.len(),
+            Table::Records(r) => records
+                .iter()
+                .filter(|(_, _, res, _)| *res == r.as_str())
+                .count(),
+        } as u64;
+        let uri = format!("{lake_url}/{name}");
+        let schema = table.schema();
+        let mut declared: Vec<(String, String)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
+            .collect();
+        declared.push(("dt".into(), "DATE".into()));
+        let described = duckdb(
+            python,
+            &format!("DESCRIBE SELECT * FROM delta_scan('{uri}')"),
+        )?;
+        let read: Vec<(String, String)> = described
+            .iter()
+            .map(|row| {
+                (
+                    row["column_name"].as_str().unwrap_or_default().to_string(),
+                    row["column_type"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ensure!(read == declared, "{name}: DuckDB reads {read:?}");
+        let counted = duckdb(
+            python,
+            &format!(
+                "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM delta_scan('{uri}')"
+            ),
+        )?;
+        ensure!(
+            counted[0]["n"].as_u64() == Some(wanted) && counted[0]["d"].as_u64() == Some(wanted),
+            "{name}: DuckDB counts {counted:?}, {wanted} produced"
+        );
+        let summary = end_to_end::deltalake(python, &uri, None)?;
+        let columns: Vec<&str> = summary.columns.iter().map(|(n, _)| n.as_str()).collect();
+        let expected: Vec<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+        ensure!(
+            columns == expected,
+            "{name}: deltalake reads columns {columns:?}"
+        );
+        ensure!(
+            summary.rows == wanted && summary.distinct == wanted,
+            "{name}: deltalake counts {} rows, {} distinct, {wanted} produced",
+            summary.rows,
+            summary.distinct
+        );
+    }
+
+    let ddl = end_to_end::run_binary(
+        "sink",
+        &["ddl", "--dialect", "duckdb"],
+        &[("LAKE_URL", &lake_url), ("LAKE_FORMAT", DELTA)],
+    )?;
+    let rows = duckdb(
+        python,
+        &format!(
+            "{ddl}
+            SELECT (SELECT count(*) FROM mobaro_events) AS events,
+                   (SELECT count(*) FROM mobaro_results r, UNNEST(r.values) AS t(v) WHERE v.question IS NOT NULL) AS answers"
+        ),
+    )?;
+    ensure!(
+        rows[0]["events"].as_u64() == Some(records.len() as u64)
+            && rows[0]["answers"].as_u64().unwrap_or(0) > 0,
+        "queries over the DDL's views returned {rows:?}"
     );
     Ok(())
 }

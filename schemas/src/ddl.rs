@@ -38,10 +38,90 @@ impl FromStr for Dialect {
     }
 }
 
-/// The statement creating `table` as `{name_prefix}{table}` over the files
+/// How the lake's tables are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LakeFormat {
+    /// Delta Lake tables: files become visible in atomic commits, each
+    /// record once per table, compaction and vacuum.
+    Delta,
+    /// Plain Hive-partitioned Parquet files.
+    Parquet,
+}
+
+/// The statement creating `table` as `{name_prefix}{table}` over the table
 /// under `location` (the lake's URL: `s3://bucket/prefix`, `gs://…`, a folder,
-/// or for Snowflake a stage such as `@mobaro_lake`).
-pub fn create_table(table: Table, dialect: Dialect, location: &str, name_prefix: &str) -> String {
+/// or for Snowflake a stage such as `@mobaro_lake`), kept in `format`.
+pub fn create_table(
+    table: Table,
+    dialect: Dialect,
+    format: LakeFormat,
+    location: &str,
+    name_prefix: &str,
+) -> String {
+    match format {
+        LakeFormat::Parquet => create_parquet_table(table, dialect, location, name_prefix),
+        LakeFormat::Delta => create_delta_table(table, dialect, location, name_prefix),
+    }
+}
+
+/// A Delta table: engines read the schema, the partitions and the current
+/// files from its log.
+fn create_delta_table(table: Table, dialect: Dialect, location: &str, name_prefix: &str) -> String {
+    let location = location.trim_end_matches('/');
+    let name = format!("{name_prefix}{}", table.name());
+    let files = format!("{location}/{}", table.name());
+    match dialect {
+        Dialect::DuckDb => {
+            format!("CREATE OR REPLACE VIEW {name} AS\nSELECT * FROM delta_scan('{files}');\n")
+        }
+        Dialect::Athena => format!(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS {name}\n\
+             LOCATION '{files}/'\n\
+             TBLPROPERTIES ('table_type' = 'DELTA');\n"
+        ),
+        Dialect::BigQuery => format!(
+            "-- Replace the connection with your BigLake connection to the bucket.\n\
+             CREATE OR REPLACE EXTERNAL TABLE `{name}`\n\
+             WITH CONNECTION `{BIGQUERY_CONNECTION}`\n\
+             OPTIONS (\n  format = 'DELTA_LAKE',\n  uris = ['{files}']\n);\n"
+        ),
+        Dialect::Snowflake => {
+            let dt = "dt DATE AS (PARSE_JSON(METADATA$EXTERNAL_TABLE_PARTITION):dt::DATE)";
+            let fields = table.schema();
+            let columns = columns(std::iter::once(dt.to_string()).chain(
+                fields.fields().iter().map(|f| {
+                    let kind = snowflake_type(f.data_type());
+                    format!(
+                        "{} {kind} AS (VALUE:\"{}\"::{kind})",
+                        snowflake_name(f),
+                        f.name()
+                    )
+                }),
+            ));
+            format!(
+                "CREATE OR REPLACE EXTERNAL TABLE {name} (\n{columns}\n)\n\
+                 PARTITION BY (dt)\n\
+                 LOCATION = {files}/\n\
+                 FILE_FORMAT = (TYPE = PARQUET)\n\
+                 TABLE_FORMAT = DELTA\n\
+                 REFRESH_ON_CREATE = FALSE\n\
+                 AUTO_REFRESH = FALSE;\n\
+                 -- After each compaction (or on a schedule): ALTER EXTERNAL TABLE {name} REFRESH;\n"
+            )
+        }
+    }
+}
+
+/// The BigLake connection named in BigQuery's Delta tables: replace it with
+/// yours (`project.region.connection`).
+const BIGQUERY_CONNECTION: &str = "my-project.us.mobaro_lake";
+
+fn create_parquet_table(
+    table: Table,
+    dialect: Dialect,
+    location: &str,
+    name_prefix: &str,
+) -> String {
     let location = location.trim_end_matches('/');
     let name = format!("{name_prefix}{}", table.name());
     let files = format!("{location}/{}", table.name());
@@ -192,7 +272,13 @@ mod tests {
             Dialect::Snowflake,
             Dialect::DuckDb,
         ] {
-            let sql = create_table(results, dialect, "s3://lake/prefix/", "mobaro_");
+            let sql = create_table(
+                results,
+                dialect,
+                LakeFormat::Parquet,
+                "s3://lake/prefix/",
+                "mobaro_",
+            );
             assert!(sql.contains("mobaro_results"), "{sql}");
             assert!(sql.contains("s3://lake/prefix/results"), "{sql}");
             if dialect == Dialect::DuckDb {
@@ -202,17 +288,50 @@ mod tests {
                 assert!(sql.contains(field.name().as_str()), "{dialect:?}: {sql}");
             }
         }
-        let athena = create_table(results, Dialect::Athena, "s3://b/p", "");
+        let athena = create_table(
+            results,
+            Dialect::Athena,
+            LakeFormat::Parquet,
+            "s3://b/p",
+            "",
+        );
         assert!(athena.contains(
             "`values` array<struct<question:string,answers:array<string>,answered_at:timestamp>>"
         ));
         assert!(athena.contains("`event_timestamp` timestamp"));
-        let bigquery = create_table(results, Dialect::BigQuery, "gs://b/p", "d.");
+        let bigquery = create_table(
+            results,
+            Dialect::BigQuery,
+            LakeFormat::Parquet,
+            "gs://b/p",
+            "d.",
+        );
         assert!(bigquery.contains(
             "`values` ARRAY<STRUCT<question STRING, answers ARRAY<STRING>, answered_at TIMESTAMP>>"
         ));
-        let snowflake = create_table(results, Dialect::Snowflake, "@stage", "");
+        let snowflake = create_table(
+            results,
+            Dialect::Snowflake,
+            LakeFormat::Parquet,
+            "@stage",
+            "",
+        );
         assert!(snowflake.contains("result_values ARRAY AS (VALUE:\"values\"::ARRAY)"));
         assert!(snowflake.contains("score DOUBLE AS (VALUE:\"score\"::DOUBLE)"));
+    }
+
+    #[test]
+    fn delta_tables_are_read_through_their_log() {
+        let users = Table::Records(Resource::Users);
+        let ddl = |dialect| create_table(users, dialect, LakeFormat::Delta, "s3://b/p/", "m_");
+        assert_eq!(
+            ddl(Dialect::DuckDb),
+            "CREATE OR REPLACE VIEW m_users AS\nSELECT * FROM delta_scan('s3://b/p/users');\n"
+        );
+        assert!(ddl(Dialect::Athena).contains("'table_type' = 'DELTA'"));
+        assert!(ddl(Dialect::BigQuery).contains("format = 'DELTA_LAKE'"));
+        let snowflake = ddl(Dialect::Snowflake);
+        assert!(snowflake.contains("TABLE_FORMAT = DELTA"), "{snowflake}");
+        assert!(snowflake.contains("METADATA$EXTERNAL_TABLE_PARTITION"));
     }
 }

@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use runtime::{KafkaArgs, MembershipArgs};
+pub use schemas::LakeFormat;
 
 use crate::parquet_file::Compression;
 
@@ -92,16 +93,6 @@ pub struct Config {
     pub membership: MembershipArgs,
 }
 
-/// How the lake's tables are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LakeFormat {
-    /// Delta Lake tables.
-    Delta,
-    /// Plain Hive-partitioned Parquet files.
-    Parquet,
-}
-
-/// Compaction and vacuum of Delta tables, run by `sink compact`, `sink
 /// vacuum`, or on a schedule inside the sink.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpkeepArgs {

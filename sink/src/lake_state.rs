@@ -24,7 +24,10 @@ pub async fn latest_per_object(
     let files: Vec<_> = lake
         .store()
         .list(Some(&prefix))
-        .try_filter(|meta| std::future::ready(meta.location.as_ref().ends_with(".parquet")))
+        .try_filter(|meta| {
+            let path = meta.location.as_ref();
+            std::future::ready(path.ends_with(".parquet") && !path.contains("/_delta_log/"))
+        })
         .try_collect()
         .await?;
     let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();

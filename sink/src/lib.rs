@@ -66,7 +66,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             for table in schemas::Table::all() {
                 println!(
                     "{}",
-                    schemas::create_table(table, args.dialect, location, &args.name_prefix)
+                    schemas::create_table(
+                        table,
+                        args.dialect,
+                        config.lake_format,
+                        location,
+                        &args.name_prefix
+                    )
                 );
             }
             return Ok(());

@@ -613,3 +613,18 @@ print(json.dumps({
     }
     Ok(serde_json::from_slice(&output.stdout)?)
 }
+
+/// The DuckDB table function reading the lake table `name` downloaded to
+/// `dir`: `delta_scan` over a Delta table (the files its log holds), else
+/// `read_parquet` over every file.
+pub fn table_scan(dir: &Path, name: &str) -> String {
+    let table = dir.join(name);
+    if table.join("_delta_log").exists() {
+        format!("delta_scan('{}')", table.display())
+    } else {
+        format!(
+            "read_parquet('{}/*/*.parquet', hive_partitioning = true)",
+            table.display()
+        )
+    }
+}
