@@ -137,30 +137,31 @@ impl Setup {
         }
     }
 
-    /// Waits until the lake's `events` table holds `expected` rows, then checks
-    /// that they are `expected` distinct events (no duplicate, nothing lost).
+    /// Waits until the lake's `events` and `results` tables hold `expected`
+    /// rows each, then checks that they are `expected` distinct events (no
+    /// duplicate, nothing lost). With Delta tables, `results` commits after
+    /// `events` in each batch.
     async fn expect_exactly(&self, store: &dyn ObjectStore, expected: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let dir = tempfile::tempdir()?;
             download(store, &self.prefix, dir.path()).await?;
-            let (rows, distinct) = counts(&self.services.python, dir.path())?;
-            if rows >= expected {
-                ensure!(
-                    rows == expected && distinct == expected,
-                    "{rows} rows, {distinct} distinct, {expected} produced"
-                );
-                // Each resource table holds the same rows once as well.
-                let (rows, distinct) = counts_of(&self.services.python, dir.path(), "results")?;
-                ensure!(
-                    rows == expected && distinct == expected,
-                    "results: {rows} rows, {distinct} distinct"
-                );
+            let events = counts(&self.services.python, dir.path())?;
+            let results = counts_of(&self.services.python, dir.path(), "results")?;
+            if events.0 >= expected && results.0 >= expected {
+                for (table, (rows, distinct)) in [("events", events), ("results", results)] {
+                    ensure!(
+                        rows == expected && distinct == expected,
+                        "{table}: {rows} rows, {distinct} distinct, {expected} produced"
+                    );
+                }
                 return Ok(());
             }
             ensure!(
                 Instant::now() < deadline,
-                "only {rows} of {expected} rows reached the lake"
+                "only {} (events) and {} (results) of {expected} rows reached the lake",
+                events.0,
+                results.0
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -4,6 +4,7 @@
 
 mod backfill;
 mod enricher;
+mod freshness;
 mod ingest;
 mod latency;
 mod machine;
@@ -69,6 +70,8 @@ enum Bench {
         #[arg(long, default_value = "64MiB")]
         memory_budget: String,
     },
+    /// Webhook-to-queryable latency of the whole pipeline on its defaults.
+    Freshness(freshness::Options),
     /// The baseline: a bare axum endpoint answering 202 (run by `bench ingest`).
     Baseline {
         #[arg(long)]
@@ -92,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::Ingest(options) => ingest::run(&options).await,
         Bench::Backfill(options) => backfill::run(&options).await,
+        Bench::Freshness(options) => freshness::run(&options).await,
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
         Bench::Sink {
             records,

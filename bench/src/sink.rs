@@ -24,20 +24,49 @@ fn records_file(dir: &Path, count: usize) -> anyhow::Result<(std::path::PathBuf,
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
     let mut bytes = 0;
     for i in 0..count {
-        let id = format!("results/{i}-A");
-        let record = mobaro_sim::records::record("results", &id).context("results exist")?;
-        let line = serde_json::json!({
-            "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
-            "object_id": id, "event_timestamp": "2025-03-01T08:00:00Z",
-            "received_at": "2025-03-01T08:00:00.120Z", "fetched_at": "2025-03-01T08:00:00.250Z",
-            "status": "found", "record": record,
-        })
-        .to_string();
+        let line = enriched_result(i, "2025-03-01T08:00:00Z", "2025-03-01T08:00:00.120Z")?;
         bytes += line.len() + 1;
         writeln!(file, "{line}")?;
     }
     file.flush()?;
     Ok((path, bytes / count))
+}
+
+/// The enriched record of the `i`th Result event.
+fn enriched_result(i: usize, event_timestamp: &str, received_at: &str) -> anyhow::Result<String> {
+    let id = format!("results/{i}-A");
+    let record = mobaro_sim::records::record("results", &id).context("results exist")?;
+    Ok(serde_json::json!({
+        "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
+        "object_id": id, "event_timestamp": event_timestamp,
+        "received_at": received_at, "fetched_at": received_at,
+        "status": "found", "record": record,
+    })
+    .to_string())
+}
+
+/// A day at one event per second (2025-03-01), with one event in a hundred
+/// delivered twice, a second later; returns the file and the distinct events.
+fn day_file(dir: &Path) -> anyhow::Result<(std::path::PathBuf, usize)> {
+    const SECONDS: usize = 86_400;
+    let path = dir.join("day.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let day = chrono::NaiveDate::from_ymd_opt(2025, 3, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .context("a date")?
+        .and_utc();
+    let at = |s: i64| {
+        (day + chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    for second in 0..SECONDS {
+        let s = second as i64;
+        writeln!(file, "{}", enriched_result(second, &at(s), &at(s))?)?;
+        if second % 100 == 0 {
+            writeln!(file, "{}", enriched_result(second, &at(s), &at(s + 1))?)?;
+        }
+    }
+    file.flush()?;
+    Ok((path, SECONDS))
 }
 
 /// The sink's path, on the current (single) thread: each line is decoded into
@@ -79,9 +108,21 @@ fn run_duckdb(python: &Path, script: &str, args: &[&Path]) -> anyhow::Result<Str
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Rows of the lake table at `table`, a Delta table or plain Parquet files.
 fn rows_in(python: &Path, table: &Path) -> anyhow::Result<u64> {
-    const SCRIPT: &str = "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*) FROM read_parquet('{sys.argv[1]}/*/*.parquet')\").fetchall()[0][0])";
-    Ok(run_duckdb(python, SCRIPT, &[table])?.trim().parse()?)
+    let dir = table.parent().context("a table folder")?;
+    let name = table
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("a table name")?;
+    let rows = end_to_end::duckdb(
+        python,
+        &format!(
+            "SELECT count(*) AS n FROM {}",
+            end_to_end::table_scan(dir, name)
+        ),
+    )?;
+    rows[0]["n"].as_u64().context("a count")
 }
 
 fn duckdb(python: &Path, input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
@@ -178,11 +219,12 @@ async fn bare_consumer(brokers: &str, topic: &str, count: usize) -> anyhow::Resu
 async fn end_to_end(
     brokers: &str,
     input: &Path,
-    dir: &Path,
+    lake: &Path,
     budget: &str,
+    format: &str,
 ) -> anyhow::Result<EndToEnd> {
     use end_to_end::{binary, free_port, log_dir, metric, Process};
-    let run = format!("bench.sink.{}", std::process::id());
+    let run = format!("bench.sink.{}.{format}", std::process::id());
     let topic = format!("{run}.enriched");
     let records = prefill(brokers, &topic, input).await?;
     let bare_consumer = bare_consumer(brokers, &topic, records).await?;
@@ -195,7 +237,8 @@ async fn end_to_end(
         .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
         .env("SINK_GROUP_ID", format!("{run}.group"))
         .env("SINK_OPS_LISTEN", &ops)
-        .env("LAKE_URL", dir.join("e2e-lake"))
+        .env("LAKE_URL", lake)
+        .env("LAKE_FORMAT", format)
         .env("SINK_MEMORY_BUDGET", budget)
         .env("RUST_LOG", "warn");
     let mut sink = Process::spawn("sink", command, &log_dir("bench-sink-")?)?;
@@ -261,25 +304,23 @@ pub(crate) async fn run(
         )?;
         duck_best = duck_best.min(result);
     }
-    let end_to_end = match brokers {
-        Some(brokers) => {
-            let measured = end_to_end(brokers, &input, dir.path(), budget).await?;
-            let rows = rows_in(python, &dir.path().join("e2e-lake").join("results"))?;
+    let mut text = render(count, record_bytes, ours_best, duck_best);
+    if let Some(brokers) = brokers {
+        let mut measured = Vec::new();
+        for format in ["parquet", "delta"] {
+            let lake = dir.path().join(format!("e2e-{format}"));
+            let run = end_to_end(brokers, &input, &lake, budget, format).await?;
+            let rows = rows_in(python, &lake.join("results"))?;
             ensure!(
                 rows == count as u64,
-                "the lake holds {rows} of {count} records"
+                "the {format} lake holds {rows} of {count} records"
             );
-            Some(measured)
+            measured.push(run);
         }
-        None => None,
-    };
-    let text = render(
-        count,
-        record_bytes,
-        ours_best,
-        duck_best,
-        end_to_end.as_ref(),
-    );
+        text.push_str(&render_end_to_end(count, &measured[0], &measured[1]));
+        let day = simulated_day(brokers, python, dir.path()).await?;
+        text.push_str(&day.render());
+    }
     println!("{text}");
     report::replace_section(report_path, "sink", &text)?;
     Ok(())
@@ -290,11 +331,10 @@ fn render(
     record_bytes: usize,
     ours: (Duration, u64),
     duckdb: (Duration, u64),
-    end_to_end: Option<&EndToEnd>,
 ) -> String {
     let rate = |d: Duration| records as f64 / d.as_secs_f64();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let mut text = format!(
+    format!(
         "{records} enriched Result records of about {record_bytes} bytes of JSON each (with `values`), one core, best of three.\n\n\
 | path | records/s | time | Parquet size |\n|---|---|---|---|\n\
 | sink: JSON → Arrow → Parquet (zstd) → object store (local) | {:.0} | {:.2} s | {:.1} MiB |\n\
@@ -307,8 +347,13 @@ fn render(
         duckdb.0.as_secs_f64(),
         mib(duckdb.1),
         rate(ours.0) / rate(duckdb.0),
-    );
-    if let Some(e2e) = end_to_end {
+    )
+}
+
+/// The end-to-end runs into plain Parquet and into Delta tables.
+fn render_end_to_end(records: usize, parquet: &EndToEnd, delta: &EndToEnd) -> String {
+    let mut text = String::new();
+    for (format, e2e) in [("plain Parquet", parquet), ("Delta tables", delta)] {
         let budget = e2e.budget as f64 / (1024.0 * 1024.0);
         let limit = budget + 100.0;
         let rss = e2e
@@ -316,7 +361,7 @@ fn render(
             .map_or("unknown".to_string(), |r| format!("{r:.0} MiB"));
         let within = e2e.peak_rss_mib.is_some_and(|r| r <= limit);
         text.push_str(&format!(
-            "\nEnd to end, the sink binary draining the same records from a pre-filled \
+            "\nEnd to end into {format}: the sink binary draining the same records from a pre-filled \
 topic (3 partitions, tansu) into a local lake, `results` and `events` files, \
 with a {budget:.0} MiB memory budget and the default rotation limits, stopped \
 (SIGTERM, final flush) once every record was consumed: **{:.0} records/s** \
@@ -334,5 +379,122 @@ In the same run a bare consumer (rdkafka, no processing) read the topic at \
             e2e.bare_consumer.as_secs_f64() / e2e.elapsed.as_secs_f64(),
         ));
     }
+    text.push_str(&format!(
+        "\n**Ratio Delta / plain Parquet, records/s end to end: {:.2}** (target ≥ 0.9).\n",
+        parquet.elapsed.as_secs_f64() / delta.elapsed.as_secs_f64()
+    ));
     text
+}
+
+/// A day at one event per second through the sink into Delta tables, with
+/// files closed every 20 rows per partition (a minute's worth at that rate
+/// over 3 partitions, as the 1-minute file age closes them), then `sink
+/// compact`.
+struct Day {
+    events: usize,
+    delivered: usize,
+    sink_elapsed: Duration,
+    before: Vec<(String, usize, u64)>,
+    after: Vec<(String, usize, u64, u64)>,
+    compaction: Duration,
+    rows_read: u64,
+}
+
+async fn simulated_day(brokers: &str, python: &Path, dir: &Path) -> anyhow::Result<Day> {
+    use end_to_end::{binary, free_port, log_dir, metric, Process};
+    let (input, events) = day_file(dir)?;
+    let run = format!("bench.day.{}", std::process::id());
+    let topic = format!("{run}.enriched");
+    let delivered = prefill(brokers, &topic, &input).await?;
+    let lake = dir.join("day-lake");
+    let ops = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let mut command = Command::new(binary("sink"));
+    command
+        .env("KAFKA_BROKERS", brokers)
+        .env("ENRICHED_TOPIC", &topic)
+        .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
+        .env("SINK_GROUP_ID", format!("{run}.group"))
+        .env("SINK_OPS_LISTEN", &ops)
+        .env("LAKE_URL", &lake)
+        .env("SINK_MAX_FILE_ROWS", "20")
+        .env("RUST_LOG", "warn");
+    let sink = Process::spawn("sink", command, &log_dir("bench-day-")?)?;
+    while metric(&ops, "sink_messages_total").await < delivered as f64 {
+        ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the sink did not consume the day"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sink.interrupt(Duration::from_secs(60))?;
+    let sink_elapsed = started.elapsed();
+    let tables = ["events", "results"];
+    let mut before = Vec::new();
+    for table in tables {
+        let read = end_to_end::deltalake(python, &lake.join(table).display().to_string(), None)?;
+        before.push((table.to_string(), read.files.len(), read.rows));
+    }
+    let started = Instant::now();
+    let output = end_to_end::run_binary(
+        "sink",
+        &["compact"],
+        &[("LAKE_URL", &lake.display().to_string())],
+    )?;
+    let compaction = started.elapsed();
+    let rows_read = output
+        .lines()
+        .filter_map(|l| {
+            l.split(" files (")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let mut after = Vec::new();
+    for table in tables {
+        let read = end_to_end::deltalake(python, &lake.join(table).display().to_string(), None)?;
+        after.push((
+            table.to_string(),
+            read.files.len(),
+            read.rows,
+            read.distinct,
+        ));
+    }
+    Ok(Day {
+        events,
+        delivered,
+        sink_elapsed,
+        before,
+        after,
+        compaction,
+        rows_read,
+    })
+}
+
+impl Day {
+    fn render(&self) -> String {
+        let mut text = format!(
+            "\nA simulated day: {} events at one per second on 2025-03-01 ({} deliveries: one \
+event in a hundred twice), through the sink into Delta tables with files closed every 20 rows \
+per partition (a minute of traffic at that rate), in {:.1} s; then `sink compact` (grace 2 days, \
+target 128 MiB) in {:.2} s: **{:.0} rows/s** read, deduplicated and rewritten.\n\n\
+| table | files before | rows before | files after | rows after | distinct event_ids |\n|---|---|---|---|---|---|\n",
+            self.events,
+            self.delivered,
+            self.sink_elapsed.as_secs_f64(),
+            self.compaction.as_secs_f64(),
+            self.rows_read as f64 / self.compaction.as_secs_f64(),
+        );
+        for ((table, files, rows), (_, files_after, rows_after, distinct)) in
+            self.before.iter().zip(&self.after)
+        {
+            text.push_str(&format!(
+                "| {table} | {files} | {rows} | {files_after} | {rows_after} | {distinct} |\n"
+            ));
+        }
+        text
+    }
 }
