@@ -360,6 +360,20 @@ fn every_kind_of_record() -> Vec<(String, String, &'static str, &'static str)> {
 }
 
 /// DuckDB's name for an Arrow type of the lake's schemas.
+/// Column names and types as DuckDB describes `source`.
+fn described_types(python: &Path, source: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let described = duckdb(python, &format!("DESCRIBE SELECT * FROM {source}"))?;
+    Ok(described
+        .iter()
+        .map(|row| {
+            (
+                row["column_name"].as_str().unwrap_or_default().to_string(),
+                row["column_type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
 fn duckdb_type(data_type: &arrow::datatypes::DataType) -> String {
     use arrow::datatypes::{DataType, TimeUnit};
     match data_type {
@@ -445,9 +459,9 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
         };
         let glob = format!("{}/{name}/*/*.parquet", lake.path().display());
         // DuckDB: types as declared, one row per record, typed ids read.
-        let described = duckdb(
+        let actual_types = described_types(
             python,
-            &format!("DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"),
+            &format!("read_parquet('{glob}', hive_partitioning = true)"),
         )?;
         let schema = table.schema();
         let mut expected_types: Vec<(String, String)> = schema
@@ -456,15 +470,6 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
             .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
             .collect();
         expected_types.push(("dt".into(), "DATE".into()));
-        let actual_types: Vec<(String, String)> = described
-            .iter()
-            .map(|row| {
-                (
-                    row["column_name"].as_str().unwrap_or_default().to_string(),
-                    row["column_type"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
         ensure!(
             actual_types == expected_types,
             "{name}: DuckDB reads {actual_types:?}"
@@ -1016,19 +1021,7 @@ async fn every_delta_table_reads_back_with_its_declared_types_over_s3() -> anyho
             .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
             .collect();
         declared.push(("dt".into(), "DATE".into()));
-        let described = duckdb(
-            python,
-            &format!("DESCRIBE SELECT * FROM delta_scan('{uri}')"),
-        )?;
-        let read: Vec<(String, String)> = described
-            .iter()
-            .map(|row| {
-                (
-                    row["column_name"].as_str().unwrap_or_default().to_string(),
-                    row["column_type"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
+        let read = described_types(python, &format!("delta_scan('{uri}')"))?;
         ensure!(read == declared, "{name}: DuckDB reads {read:?}");
         let counted = duckdb(
             python,

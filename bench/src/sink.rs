@@ -141,6 +141,20 @@ print(time.perf_counter() - started, os.path.getsize(sys.argv[2]))
     Ok((Duration::from_secs_f64(seconds), size))
 }
 
+/// The sink binary consuming `{run}.enriched` into the lake at `lake`, with
+/// its operations endpoint at `ops`.
+fn sink_command(brokers: &str, run: &str, ops: &str, lake: &Path) -> Command {
+    let mut command = Command::new(end_to_end::binary("sink"));
+    command
+        .env("KAFKA_BROKERS", brokers)
+        .env("ENRICHED_TOPIC", format!("{run}.enriched"))
+        .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
+        .env("SINK_GROUP_ID", format!("{run}.group"))
+        .env("SINK_OPS_LISTEN", ops)
+        .env("LAKE_URL", lake);
+    command
+}
+
 /// What the end-to-end run measured.
 pub(crate) struct EndToEnd {
     /// A bare consumer reading the pre-filled topic: the broker's ceiling.
@@ -223,21 +237,15 @@ async fn end_to_end(
     budget: &str,
     format: &str,
 ) -> anyhow::Result<EndToEnd> {
-    use end_to_end::{binary, free_port, log_dir, metric, Process};
+    use end_to_end::{free_port, log_dir, metric, Process};
     let run = format!("bench.sink.{}.{format}", std::process::id());
     let topic = format!("{run}.enriched");
     let records = prefill(brokers, &topic, input).await?;
     let bare_consumer = bare_consumer(brokers, &topic, records).await?;
     let ops = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let mut command = Command::new(binary("sink"));
+    let mut command = sink_command(brokers, &run, &ops, lake);
     command
-        .env("KAFKA_BROKERS", brokers)
-        .env("ENRICHED_TOPIC", &topic)
-        .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
-        .env("SINK_GROUP_ID", format!("{run}.group"))
-        .env("SINK_OPS_LISTEN", &ops)
-        .env("LAKE_URL", lake)
         .env("LAKE_FORMAT", format)
         .env("SINK_MEMORY_BUDGET", budget)
         .env("RUST_LOG", "warn");
@@ -401,7 +409,7 @@ struct Day {
 }
 
 async fn simulated_day(brokers: &str, python: &Path, dir: &Path) -> anyhow::Result<Day> {
-    use end_to_end::{binary, free_port, log_dir, metric, Process};
+    use end_to_end::{free_port, log_dir, metric, Process};
     let (input, events) = day_file(dir)?;
     let run = format!("bench.day.{}", std::process::id());
     let topic = format!("{run}.enriched");
@@ -409,14 +417,8 @@ async fn simulated_day(brokers: &str, python: &Path, dir: &Path) -> anyhow::Resu
     let lake = dir.join("day-lake");
     let ops = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let mut command = Command::new(binary("sink"));
+    let mut command = sink_command(brokers, &run, &ops, &lake);
     command
-        .env("KAFKA_BROKERS", brokers)
-        .env("ENRICHED_TOPIC", &topic)
-        .env("DEAD_LETTER_TOPIC", format!("{run}.dead"))
-        .env("SINK_GROUP_ID", format!("{run}.group"))
-        .env("SINK_OPS_LISTEN", &ops)
-        .env("LAKE_URL", &lake)
         .env("SINK_MAX_FILE_ROWS", "20")
         .env("RUST_LOG", "warn");
     let sink = Process::spawn("sink", command, &log_dir("bench-day-")?)?;

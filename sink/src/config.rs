@@ -6,8 +6,9 @@ pub use schemas::LakeFormat;
 
 use crate::parquet_file::Compression;
 
-/// Consumes enriched records and writes them as Hive-partitioned Parquet files
-/// (`{table}/dt=YYYY-MM-DD/`) to a local folder or an object store.
+/// Consumes enriched records and writes them as Delta Lake tables (or plain
+/// Hive-partitioned Parquet files), partitioned by `dt`, to a local folder or
+/// an object store.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "sink", version)]
 pub struct Config {

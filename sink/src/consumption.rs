@@ -399,7 +399,7 @@ impl Consumption {
                 .run(
                     shutdown,
                     |_| tables.version_of(table, &id),
-                    |error, attempt| self.judge_delta(error, attempt, "reading a table's version"),
+                    |error, attempt| self.judge_store(error, attempt, "reading a table's version"),
                 )
                 .await;
             match version {
@@ -493,21 +493,9 @@ impl Consumption {
             .and_then(|announced| cut_for(announced, offset)))
     }
 
-    /// Logs a failed Delta request and says whether to retry it.
-    fn judge_delta(&self, error: &DeltaError, attempt: u32, what: &str) -> Verdict {
-        self.readiness
-            .set(checks::OBJECT_STORE, Err(error.to_string()));
-        if error.is_permanent() {
-            tracing::error!(%error, "{what} failed for good");
-            Verdict::GiveUp
-        } else {
-            tracing::warn!(%error, attempt, "{what} failed; retrying");
-            Verdict::Retry
-        }
-    }
-
-    /// Logs a failed store request and says whether to retry it.
-    fn judge_store(&self, error: &LakeError, attempt: u32, what: &str) -> Verdict {
+    /// Logs a failed store request (a file, or a table's log) and says
+    /// whether to retry it.
+    fn judge_store(&self, error: &impl Permanence, attempt: u32, what: &str) -> Verdict {
         self.readiness
             .set(checks::OBJECT_STORE, Err(error.to_string()));
         if error.is_permanent() {
@@ -729,7 +717,7 @@ impl Consumption {
                 .run(
                     shutdown,
                     |_| tables.append(table, &files, &id, expected, last),
-                    |error, attempt| self.judge_delta(error, attempt, "committing to a table"),
+                    |error, attempt| self.judge_store(error, attempt, "committing to a table"),
                 )
                 .await;
             metrics::histogram!("sink_delta_commit_seconds")
@@ -999,6 +987,24 @@ impl Consumption {
             found,
             expected,
         })
+    }
+}
+
+/// A failure of the store that repeating the request may or may not cure.
+trait Permanence: std::fmt::Display {
+    /// True when repeating cannot help.
+    fn is_permanent(&self) -> bool;
+}
+
+impl Permanence for LakeError {
+    fn is_permanent(&self) -> bool {
+        LakeError::is_permanent(self)
+    }
+}
+
+impl Permanence for DeltaError {
+    fn is_permanent(&self) -> bool {
+        DeltaError::is_permanent(self)
     }
 }
 

@@ -106,16 +106,7 @@ impl Lake {
                 url.to_file_path()
                     .map_err(|()| invalid("not an absolute file path"))?,
             ),
-            "memory" => {
-                let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-                Ok(Lake {
-                    root: store.clone(),
-                    store,
-                    prefix: Path::from(url.path().trim_matches('/')),
-                    description: location.to_string(),
-                    url: directory_url(url),
-                })
-            }
+            "memory" => Ok(Lake::rooted(Arc::new(InMemory::new()), url, location)),
             "s3" | "s3a" => {
                 let bucket = url.host_str().ok_or_else(|| invalid("no bucket"))?;
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -134,18 +125,22 @@ impl Lake {
                 {
                     builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
                 }
-                let store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
-                Ok(Lake {
-                    root: store.clone(),
-                    store,
-                    prefix: Path::from(url.path().trim_matches('/')),
-                    description: location.to_string(),
-                    url: directory_url(url),
-                })
+                Ok(Lake::rooted(Arc::new(builder.build()?), url, location))
             }
             other => Err(invalid(&format!(
                 "unsupported scheme {other:?} (use a folder, file://, s3:// or memory://)"
             ))),
+        }
+    }
+
+    /// A lake in `store` (a bucket, or memory) under `url`'s path.
+    fn rooted(store: Arc<dyn ObjectStore>, url: Url, location: &str) -> Lake {
+        Lake {
+            root: store.clone(),
+            store,
+            prefix: Path::from(url.path().trim_matches('/')),
+            description: location.to_string(),
+            url: directory_url(url),
         }
     }
 

@@ -1,4 +1,5 @@
-//! `sink`: enriched records to Hive-partitioned Parquet in an object store.
+//! `sink`: enriched records to Delta Lake tables (or Hive-partitioned Parquet)
+//! in an object store.
 
 mod batch;
 mod compaction;
