@@ -360,6 +360,18 @@ fn every_kind_of_record() -> Vec<(String, String, &'static str, &'static str)> {
 }
 
 /// DuckDB's name for an Arrow type of the lake's schemas.
+/// A table's columns with the DuckDB types the schema declares, then `dt`.
+fn declared_types(table: schemas::Table) -> Vec<(String, String)> {
+    let mut declared: Vec<(String, String)> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
+        .collect();
+    declared.push(("dt".into(), "DATE".into()));
+    declared
+}
+
 /// Column names and types as DuckDB describes `source`.
 fn described_types(python: &Path, source: &str) -> anyhow::Result<Vec<(String, String)>> {
     let described = duckdb(python, &format!("DESCRIBE SELECT * FROM {source}"))?;
@@ -464,12 +476,7 @@ async fn every_table_reads_back_with_its_declared_types_from_a_file_lake() -> an
             &format!("read_parquet('{glob}', hive_partitioning = true)"),
         )?;
         let schema = table.schema();
-        let mut expected_types: Vec<(String, String)> = schema
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
-            .collect();
-        expected_types.push(("dt".into(), "DATE".into()));
+        let expected_types = declared_types(table);
         ensure!(
             actual_types == expected_types,
             "{name}: DuckDB reads {actual_types:?}"
@@ -1014,13 +1021,7 @@ async fn every_delta_table_reads_back_with_its_declared_types_over_s3() -> anyho
                 .count(),
         } as u64;
         let uri = format!("{lake_url}/{name}");
-        let schema = table.schema();
-        let mut declared: Vec<(String, String)> = schema
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
-            .collect();
-        declared.push(("dt".into(), "DATE".into()));
+        let declared = declared_types(table);
         let read = described_types(python, &format!("delta_scan('{uri}')"))?;
         ensure!(read == declared, "{name}: DuckDB reads {read:?}");
         let counted = duckdb(
