@@ -402,6 +402,11 @@ pub async fn download(
     let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
     let mut files = vec![];
     for object in objects {
+        // A Delta log's `_last_checkpoint` may name a checkpoint written
+        // after the listing: readers find the checkpoints without the hint.
+        if object.location.filename() == Some("_last_checkpoint") {
+            continue;
+        }
         let relative = object
             .location
             .prefix_match(&prefix)
