@@ -48,26 +48,38 @@ pub enum LakeFormat {
     Parquet,
 }
 
+/// Where the lake's tables are and how they are named.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSource<'a> {
+    /// How the tables are kept.
+    pub format: LakeFormat,
+    /// The lake's URL (`s3://bucket/prefix`, `gs://…`, a folder) or, for
+    /// Snowflake, a stage such as `@mobaro_lake`.
+    pub location: &'a str,
+    /// Prefix of the table names (e.g. `analytics.mobaro_`).
+    pub name_prefix: &'a str,
+    /// The BigLake connection BigQuery reads Delta tables through
+    /// (`project.region.connection`).
+    pub bigquery_connection: &'a str,
+}
+
 /// The statement creating `table` as `{name_prefix}{table}` over the table
-/// under `location` (the lake's URL: `s3://bucket/prefix`, `gs://…`, a folder,
-/// or for Snowflake a stage such as `@mobaro_lake`), kept in `format`.
-pub fn create_table(
-    table: Table,
-    dialect: Dialect,
-    format: LakeFormat,
-    location: &str,
-    name_prefix: &str,
-) -> String {
-    match format {
-        LakeFormat::Parquet => create_parquet_table(table, dialect, location, name_prefix),
-        LakeFormat::Delta => create_delta_table(table, dialect, location, name_prefix),
+/// under `source.location`, kept in `source.format`.
+pub fn create_table(table: Table, dialect: Dialect, source: &TableSource<'_>) -> String {
+    match source.format {
+        LakeFormat::Parquet => {
+            create_parquet_table(table, dialect, source.location, source.name_prefix)
+        }
+        LakeFormat::Delta => create_delta_table(table, dialect, source),
     }
 }
 
 /// A Delta table: engines read the schema, the partitions and the current
 /// files from its log.
-fn create_delta_table(table: Table, dialect: Dialect, location: &str, name_prefix: &str) -> String {
-    let location = location.trim_end_matches('/');
+fn create_delta_table(table: Table, dialect: Dialect, source: &TableSource<'_>) -> String {
+    let location = source.location.trim_end_matches('/');
+    let name_prefix = source.name_prefix;
+    let connection = source.bigquery_connection;
     let name = format!("{name_prefix}{}", table.name());
     let files = format!("{location}/{}", table.name());
     match dialect {
@@ -80,9 +92,8 @@ fn create_delta_table(table: Table, dialect: Dialect, location: &str, name_prefi
              TBLPROPERTIES ('table_type' = 'DELTA');\n"
         ),
         Dialect::BigQuery => format!(
-            "-- Replace the connection with your BigLake connection to the bucket.\n\
-             CREATE OR REPLACE EXTERNAL TABLE `{name}`\n\
-             WITH CONNECTION `{BIGQUERY_CONNECTION}`\n\
+            "CREATE OR REPLACE EXTERNAL TABLE `{name}`\n\
+             WITH CONNECTION `{connection}`\n\
              OPTIONS (\n  format = 'DELTA_LAKE',\n  uris = ['{files}']\n);\n"
         ),
         Dialect::Snowflake => {
@@ -111,10 +122,6 @@ fn create_delta_table(table: Table, dialect: Dialect, location: &str, name_prefi
         }
     }
 }
-
-/// The BigLake connection named in BigQuery's Delta tables: replace it with
-/// yours (`project.region.connection`).
-const BIGQUERY_CONNECTION: &str = "my-project.us.mobaro_lake";
 
 fn create_parquet_table(
     table: Table,
@@ -263,6 +270,15 @@ mod tests {
     use super::*;
     use crate::Resource;
 
+    fn parquet<'a>(location: &'a str, name_prefix: &'a str) -> TableSource<'a> {
+        TableSource {
+            format: LakeFormat::Parquet,
+            location,
+            name_prefix,
+            bigquery_connection: "",
+        }
+    }
+
     #[test]
     fn every_dialect_names_every_column_with_its_type() {
         let results = Table::Records(Resource::Results);
@@ -272,13 +288,7 @@ mod tests {
             Dialect::Snowflake,
             Dialect::DuckDb,
         ] {
-            let sql = create_table(
-                results,
-                dialect,
-                LakeFormat::Parquet,
-                "s3://lake/prefix/",
-                "mobaro_",
-            );
+            let sql = create_table(results, dialect, &parquet("s3://lake/prefix/", "mobaro_"));
             assert!(sql.contains("mobaro_results"), "{sql}");
             assert!(sql.contains("s3://lake/prefix/results"), "{sql}");
             if dialect == Dialect::DuckDb {
@@ -288,34 +298,16 @@ mod tests {
                 assert!(sql.contains(field.name().as_str()), "{dialect:?}: {sql}");
             }
         }
-        let athena = create_table(
-            results,
-            Dialect::Athena,
-            LakeFormat::Parquet,
-            "s3://b/p",
-            "",
-        );
+        let athena = create_table(results, Dialect::Athena, &parquet("s3://b/p", ""));
         assert!(athena.contains(
             "`values` array<struct<question:string,answers:array<string>,answered_at:timestamp>>"
         ));
         assert!(athena.contains("`event_timestamp` timestamp"));
-        let bigquery = create_table(
-            results,
-            Dialect::BigQuery,
-            LakeFormat::Parquet,
-            "gs://b/p",
-            "d.",
-        );
+        let bigquery = create_table(results, Dialect::BigQuery, &parquet("gs://b/p", "d."));
         assert!(bigquery.contains(
             "`values` ARRAY<STRUCT<question STRING, answers ARRAY<STRING>, answered_at TIMESTAMP>>"
         ));
-        let snowflake = create_table(
-            results,
-            Dialect::Snowflake,
-            LakeFormat::Parquet,
-            "@stage",
-            "",
-        );
+        let snowflake = create_table(results, Dialect::Snowflake, &parquet("@stage", ""));
         assert!(snowflake.contains("result_values ARRAY AS (VALUE:\"values\"::ARRAY)"));
         assert!(snowflake.contains("score DOUBLE AS (VALUE:\"score\"::DOUBLE)"));
     }
@@ -323,13 +315,24 @@ mod tests {
     #[test]
     fn delta_tables_are_read_through_their_log() {
         let users = Table::Records(Resource::Users);
-        let ddl = |dialect| create_table(users, dialect, LakeFormat::Delta, "s3://b/p/", "m_");
+        let source = TableSource {
+            format: LakeFormat::Delta,
+            location: "s3://b/p/",
+            name_prefix: "m_",
+            bigquery_connection: "p.eu.lake",
+        };
+        let ddl = |dialect| create_table(users, dialect, &source);
         assert_eq!(
             ddl(Dialect::DuckDb),
             "CREATE OR REPLACE VIEW m_users AS\nSELECT * FROM delta_scan('s3://b/p/users');\n"
         );
         assert!(ddl(Dialect::Athena).contains("'table_type' = 'DELTA'"));
-        assert!(ddl(Dialect::BigQuery).contains("format = 'DELTA_LAKE'"));
+        let bigquery = ddl(Dialect::BigQuery);
+        assert!(bigquery.contains("format = 'DELTA_LAKE'"), "{bigquery}");
+        assert!(
+            bigquery.contains("WITH CONNECTION `p.eu.lake`"),
+            "{bigquery}"
+        );
         let snowflake = ddl(Dialect::Snowflake);
         assert!(snowflake.contains("TABLE_FORMAT = DELTA"), "{snowflake}");
         assert!(snowflake.contains("METADATA$EXTERNAL_TABLE_PARTITION"));

@@ -13,7 +13,7 @@ mod quarantine;
 mod tables;
 pub mod topics;
 
-pub use ddl::{create_table, Dialect, LakeFormat};
+pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
 pub use dead_letter::{DeadLetter, DeadLetterClass, DeadLetterHeaderError, Position, Stage};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};

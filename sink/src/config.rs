@@ -160,6 +160,11 @@ pub struct DdlArgs {
     /// Prefix of the table names (e.g. `analytics.mobaro_`).
     #[arg(long, default_value = "mobaro_")]
     pub name_prefix: String,
+
+    /// BigQuery reads Delta tables through a BigLake connection to the
+    /// bucket: its name, `project.region.connection`.
+    #[arg(long, default_value = "my-project.us.mobaro_lake")]
+    pub bigquery_connection: String,
 }
 
 /// A byte count: a plain number, or one with a KB/MB/GB (powers of 1000) or

@@ -63,18 +63,14 @@ impl From<rdkafka::error::KafkaError> for SinkError {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
     match &config.command {
         Some(config::Command::Ddl(args)) => {
-            let location = args.location.as_deref().unwrap_or(&config.lake_url);
+            let source = schemas::TableSource {
+                format: config.lake_format,
+                location: args.location.as_deref().unwrap_or(&config.lake_url),
+                name_prefix: &args.name_prefix,
+                bigquery_connection: &args.bigquery_connection,
+            };
             for table in schemas::Table::all() {
-                println!(
-                    "{}",
-                    schemas::create_table(
-                        table,
-                        args.dialect,
-                        config.lake_format,
-                        location,
-                        &args.name_prefix
-                    )
-                );
+                println!("{}", schemas::create_table(table, args.dialect, &source));
             }
             return Ok(());
         }
