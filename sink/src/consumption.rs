@@ -64,7 +64,7 @@ pub(crate) struct Consumption {
     pub producer: FutureProducer,
     pub lake: Lake,
     /// The Delta tables, unless the lake is plain Parquet.
-    pub tables: Option<DeltaTables>,
+    pub tables: Option<Arc<DeltaTables>>,
     pub config: Config,
     pub readiness: Readiness,
 }

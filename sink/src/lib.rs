@@ -140,13 +140,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     tracing::info!(lake = lake.describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = std::sync::Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
+    // One loaded state per table, shared by the commits and the scheduled
+    // upkeep.
     let tables = match config.lake_format {
-        LakeFormat::Delta => Some(delta::DeltaTables::new(lake.clone())),
+        LakeFormat::Delta => Some(std::sync::Arc::new(delta::DeltaTables::new(lake.clone()))),
         LakeFormat::Parquet => None,
     };
-    if let (LakeFormat::Delta, Some(every)) = (config.lake_format, config.upkeep.compact_every) {
+    if let (Some(tables), Some(every)) = (&tables, config.upkeep.compact_every) {
         tokio::spawn(upkeep::run_every(
-            delta::DeltaTables::new(lake.clone()),
+            tables.clone(),
             config.clone(),
             every,
             ops_shutdown.clone(),

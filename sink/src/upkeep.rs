@@ -33,7 +33,7 @@ pub(crate) fn vacuum_settings(config: &Config, force: bool) -> VacuumSettings {
 /// Compacts, then vacuums, every `every` until `shutdown`. A failed run is
 /// logged and the next one tries again.
 pub(crate) async fn run_every(
-    tables: DeltaTables,
+    tables: std::sync::Arc<DeltaTables>,
     config: Config,
     every: Duration,
     shutdown: CancellationToken,
