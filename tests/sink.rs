@@ -120,6 +120,22 @@ impl Setup {
         self.send(&messages).await
     }
 
+    /// Produces 3,000 records to a sink, kills it (-9) once some files are
+    /// written and more are being flushed, restarts it under the same name
+    /// and waits for every record exactly once; returns the restarted sink.
+    async fn killed_mid_stream_and_restarted(
+        &self,
+        store: &dyn ObjectStore,
+    ) -> anyhow::Result<Process> {
+        let first = self.sink(&[SLOT]).await?;
+        self.produce(0, 3000).await?;
+        self.wait_for_rows(store, 600).await?;
+        drop(first);
+        let second = self.sink(&[SLOT]).await?;
+        self.expect_exactly(store, 3000).await?;
+        Ok(second)
+    }
+
     /// Waits until the lake's `events` table holds at least `rows` rows.
     async fn wait_for_rows(&self, store: &dyn ObjectStore, rows: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -199,13 +215,9 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
         setup.prefix, setup.topic, 0, 99
     ));
     store.put(&intent, bytes::Bytes::new().into()).await?;
-    let first = setup.sink(&[SLOT]).await?;
-    setup.produce(0, 3000).await?;
-    // Kill -9 once some files are written and more are being flushed.
-    setup.wait_for_rows(store.as_ref(), 600).await?;
-    drop(first);
-    let second = setup.sink(&[SLOT]).await?;
-    setup.expect_exactly(store.as_ref(), 3000).await?;
+    let second = setup
+        .killed_mid_stream_and_restarted(store.as_ref())
+        .await?;
     let replayed = format!("{}+0+{:020}+{:020}.parquet", setup.topic, 0, 99);
     let dir = tempfile::tempdir()?;
     let files = download(store.as_ref(), &setup.prefix, dir.path()).await?;
@@ -224,12 +236,9 @@ async fn a_sink_killed_mid_stream_writes_every_record_exactly_once() -> anyhow::
 async fn a_sink_killed_mid_stream_commits_every_record_once_to_delta() -> anyhow::Result<()> {
     let setup = Setup::new(DELTA)?;
     let store = setup.services.bucket()?;
-    let first = setup.sink(&[SLOT]).await?;
-    setup.produce(0, 3000).await?;
-    setup.wait_for_rows(store.as_ref(), 600).await?;
-    drop(first);
-    let second = setup.sink(&[SLOT]).await?;
-    setup.expect_exactly(store.as_ref(), 3000).await?;
+    let second = setup
+        .killed_mid_stream_and_restarted(store.as_ref())
+        .await?;
     second.interrupt(Duration::from_secs(30))
 }
 
