@@ -73,10 +73,10 @@ fn day_file(dir: &Path) -> anyhow::Result<(std::path::PathBuf, usize)> {
 /// a batch as a consumed message would be (the Result goes to `results` and its
 /// envelope to `events`), then the batch's files are closed and written.
 async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
-    let lake = sink::Lake::open(output.to_str().context("utf-8 path")?)?;
+    let lake = lake::Lake::open(output.to_str().context("utf-8 path")?)?;
     let started = Instant::now();
     let text = std::fs::read(input)?;
-    let mut batch = sink::Batch::new(0, 0, sink::Compression::Zstd, 8 << 20);
+    let mut batch = sink::Batch::new(0, 0, lake::Compression::Zstd, 8 << 20);
     for (offset, line) in text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())

@@ -4,7 +4,6 @@
 //! the enriched-record envelope, the Kafka topic and header names, and the Arrow
 //! schemas of the lake's tables.
 
-mod ddl;
 mod dead_letter;
 mod envelope;
 mod event;
@@ -13,7 +12,6 @@ mod quarantine;
 mod tables;
 pub mod topics;
 
-pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
 pub use dead_letter::{DeadLetter, DeadLetterClass, DeadLetterHeaderError, Position, Stage};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};

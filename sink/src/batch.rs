@@ -8,7 +8,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use schemas::{table_for, EnrichedView, Table};
 
-use crate::parquet_file::{Compression, EncodingError, ParquetFile};
+use lake::{Compression, EncodingError, ParquetFile};
 
 /// A contiguous offset range of one partition, waiting to be written. Every
 /// record lands in its resource's table and in `events`, in a file per UTC

@@ -1,10 +1,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use lake::LakeFormat;
 use runtime::{KafkaArgs, MembershipArgs};
-pub use schemas::LakeFormat;
 
-use crate::parquet_file::Compression;
+use lake::Compression;
 
 /// Consumes enriched records and writes them as Delta Lake tables (or plain
 /// Hive-partitioned Parquet files), partitioned by `dt`, to a local folder or
@@ -149,7 +149,7 @@ pub struct VacuumArgs {
 pub struct DdlArgs {
     /// duckdb, athena, bigquery or snowflake.
     #[arg(long)]
-    pub dialect: schemas::Dialect,
+    pub dialect: lake::Dialect,
 
     /// Where the tables are: the lake's URL (`s3://bucket/prefix`, `gs://…`,
     /// a folder) or, for Snowflake, a stage (`@mobaro_lake`). Defaults to

@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, EncodedFile, Naming};
 use crate::config::Config;
-use crate::delta::{app_id, Appended, DataFile, DeltaError, DeltaTables};
-use crate::intents::Intents;
-use crate::lake::{Lake, LakeError, Put};
-use crate::parquet_file::{EncodingError, CONTENT_DIGEST_KEY};
 use crate::rotation::{FlushReason, Rotation};
+use lake::{
+    app_id, Appended, DataFile, DeltaError, DeltaTables, EncodingError, Intents, Lake, LakeError,
+    Put, CONTENT_DIGEST_KEY,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumptionError {

@@ -2,32 +2,17 @@
 //! in an object store.
 
 mod batch;
-mod compaction;
 mod config;
 mod consumption;
-mod delta;
-mod extraction;
-mod intents;
-mod lake;
-mod lake_state;
-mod layout;
-mod parquet_file;
 mod rotation;
-mod table_builder;
 mod upkeep;
-mod vacuum;
 
 use tokio_util::sync::CancellationToken;
 
 pub use batch::Naming;
 pub use batch::{Batch, EncodedFile};
-pub use compaction::{CompactionError, CompactionReport, DayCompacted};
 pub use config::{parse_bytes, Config, LakeFormat};
-pub use delta::{DeltaError, DeltaTables};
-pub use lake::{Lake, LakeError};
-pub use lake_state::latest_per_object;
-pub use parquet_file::{Compression, EncodingError};
-pub use vacuum::Vacuumed;
+use lake::{CompactionError, CompactionReport, DeltaError, DeltaTables, Lake, LakeError};
 
 #[derive(Debug, thiserror::Error)]
 /// Why the sink stopped.
@@ -63,28 +48,28 @@ impl From<rdkafka::error::KafkaError> for SinkError {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
     match &config.command {
         Some(config::Command::Ddl(args)) => {
-            let source = schemas::TableSource {
+            let source = lake::TableSource {
                 format: config.lake_format,
                 location: args.location.as_deref().unwrap_or(&config.lake_url),
                 name_prefix: &args.name_prefix,
                 bigquery_connection: &args.bigquery_connection,
             };
             for table in schemas::Table::all() {
-                println!("{}", schemas::create_table(table, args.dialect, &source));
+                println!("{}", lake::create_table(table, args.dialect, &source));
             }
             return Ok(());
         }
         Some(config::Command::Compact) => {
             let tables = delta_tables(&config, "compact")?;
             let settings = upkeep::compaction_settings(&config);
-            let report = compaction::compact(&tables, &settings, chrono::Utc::now()).await?;
+            let report = lake::compact(&tables, &settings, chrono::Utc::now()).await?;
             print_compaction(&report);
             return Ok(());
         }
         Some(config::Command::Vacuum(args)) => {
             let tables = delta_tables(&config, "vacuum")?;
             let settings = upkeep::vacuum_settings(&config, args.force);
-            for done in vacuum::vacuum(&tables, &settings).await? {
+            for done in lake::vacuum(&tables, &settings).await? {
                 println!(
                     "{}: {} files deleted, checkpoint at version {}, {} log files removed",
                     done.table.name(),
@@ -143,7 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     // One loaded state per table, shared by the commits and the scheduled
     // upkeep.
     let tables = match config.lake_format {
-        LakeFormat::Delta => Some(std::sync::Arc::new(delta::DeltaTables::new(lake.clone()))),
+        LakeFormat::Delta => Some(std::sync::Arc::new(DeltaTables::new(lake.clone()))),
         LakeFormat::Parquet => None,
     };
     if let (Some(tables), Some(every)) = (&tables, config.upkeep.compact_every) {

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::compaction::{compact, CompactionReport, CompactionSettings};
+use lake::{compact, vacuum, CompactionReport, CompactionSettings, DeltaTables, VacuumSettings};
+
 use crate::config::Config;
-use crate::delta::DeltaTables;
-use crate::vacuum::{vacuum, VacuumSettings};
 
 /// The compaction settings of `config`.
 pub(crate) fn compaction_settings(config: &Config) -> CompactionSettings {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use arrow::datatypes::SchemaRef;
 use schemas::{Column, Source, Table};
 
-use crate::extraction::Selector;
+use crate::encoding::extraction::Selector;
 
 /// A table's columns compiled for reading: which slots of the record's
 /// extraction feed each column.

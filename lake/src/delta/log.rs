@@ -16,7 +16,7 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableConfig, DeltaTableError};
 use schemas::Table;
 
-use crate::lake::Lake;
+use crate::store::Lake;
 
 /// The partition column of every table: the event's UTC date.
 pub(crate) const PARTITION_COLUMN: &str = "dt";
@@ -119,7 +119,7 @@ pub enum Appended {
 }
 
 /// The application id of a topic partition's transactions.
-pub(crate) fn app_id(topic: &str, partition: i32) -> String {
+pub fn app_id(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 

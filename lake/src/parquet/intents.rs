@@ -10,18 +10,20 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use crate::lake::{Lake, LakeError};
+use crate::store::{Lake, LakeError};
 
 const DIRECTORY: &str = "_sink_intents";
 
+/// The flush intents of one topic's partitions.
 #[derive(Debug, Clone)]
-pub(crate) struct Intents {
+pub struct Intents {
     lake: Lake,
     topic: String,
 }
 
 impl Intents {
-    pub(crate) fn new(lake: Lake, topic: &str) -> Self {
+    /// The intents of `topic` in `lake`.
+    pub fn new(lake: Lake, topic: &str) -> Self {
         Intents {
             lake,
             topic: topic.to_string(),
@@ -34,12 +36,7 @@ impl Intents {
     }
 
     /// Records the intent to write `[first, last]`; idempotent.
-    pub(crate) async fn record(
-        &self,
-        partition: i32,
-        first: i64,
-        last: i64,
-    ) -> Result<(), LakeError> {
+    pub async fn record(&self, partition: i32, first: i64, last: i64) -> Result<(), LakeError> {
         let path = self
             .directory(partition)
             .child(format!("{first:020}+{last:020}"));
@@ -50,11 +47,7 @@ impl Intents {
     }
 
     /// Ranges with an intent that end at or after `from`, in offset order.
-    pub(crate) async fn from(
-        &self,
-        partition: i32,
-        from: i64,
-    ) -> Result<Vec<(i64, i64)>, LakeError> {
+    pub async fn from(&self, partition: i32, from: i64) -> Result<Vec<(i64, i64)>, LakeError> {
         let prefix = self.directory(partition);
         let objects: Vec<_> = self.lake.store().list(Some(&prefix)).try_collect().await?;
         let mut ranges: Vec<(i64, i64)> = objects
@@ -67,7 +60,7 @@ impl Intents {
     }
 
     /// Deletes the intent of `[first, last]`; best effort.
-    pub(crate) async fn forget(&self, partition: i32, first: i64, last: i64) {
+    pub async fn forget(&self, partition: i32, first: i64, last: i64) {
         let path = self
             .directory(partition)
             .child(format!("{first:020}+{last:020}"));
@@ -77,7 +70,7 @@ impl Intents {
     }
 
     /// Deletes intents of ranges wholly below `offset` (committed); best effort.
-    pub(crate) async fn forget_below(&self, partition: i32, offset: i64) {
+    pub async fn forget_below(&self, partition: i32, offset: i64) {
         let prefix = self.directory(partition);
         let Ok(objects) = self
             .lake

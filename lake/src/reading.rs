@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use schemas::Table;
 
-use crate::lake::{Lake, LakeError};
+use crate::store::{Lake, LakeError};
 
 /// Each object's latest `event_timestamp` in `table`.
 pub async fn latest_per_object(

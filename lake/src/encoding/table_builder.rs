@@ -14,8 +14,8 @@ use schemas::Kind::*;
 use schemas::Source::*;
 use schemas::{result_value_fields, EnrichedView, Kind, Source, Table};
 
-use crate::extraction::{Extracted, Scalar};
-use crate::layout::{layout, Layout, Slots, ValueSlots};
+use crate::encoding::extraction::{Extracted, Scalar};
+use crate::encoding::layout::{layout, Layout, Slots, ValueSlots};
 
 /// A batch could not be built.
 #[derive(Debug, thiserror::Error)]

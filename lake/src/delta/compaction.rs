@@ -20,9 +20,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use schemas::Table;
 
-use crate::delta::{DataFile, DeltaError, DeltaTables, PARTITION_COLUMN};
-use crate::lake::{Lake, LakeError, Put};
-use crate::parquet_file::{properties, Compression, EncodingError};
+use crate::delta::log::{DataFile, DeltaError, DeltaTables, PARTITION_COLUMN};
+use crate::encoding::parquet_file::{properties, Compression, EncodingError};
+use crate::store::{Lake, LakeError, Put};
 
 /// Why a compaction failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum CompactionError {
 
 /// What a compaction does.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CompactionSettings {
+pub struct CompactionSettings {
     /// Days whose end is at least this long ago are closed.
     pub grace: Duration,
     /// Output files are closed once they reach this encoded size.
@@ -113,7 +113,7 @@ const COMPACTED_PREFIX: &str = "compacted-";
 const COMMIT_ATTEMPTS: usize = 10;
 
 /// Compacts every closed day of every table.
-pub(crate) async fn compact(
+pub async fn compact(
     tables: &DeltaTables,
     settings: &CompactionSettings,
     now: DateTime<Utc>,

@@ -72,6 +72,7 @@ impl LakeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Put {
+    /// The object was written.
     Created,
     /// An object of that name was there already; nothing was written.
     AlreadyExisted,
@@ -396,7 +397,7 @@ mod tests {
     #[tokio::test]
     async fn the_footer_metadata_of_a_written_file_reads_back() {
         let lake = Lake::open("memory:///lake").expect("opens");
-        let mut file = crate::parquet_file::ParquetFile::new(
+        let mut file = crate::encoding::parquet_file::ParquetFile::new(
             schemas::Table::Events,
             crate::Compression::Zstd,
             1 << 20,
@@ -417,7 +418,7 @@ mod tests {
         found.retain(|key, _| key.starts_with("mobaro_lake."));
         let expected: BTreeMap<String, String> = identity.into_iter().collect();
         assert_eq!(found, expected);
-        assert!(found.contains_key(crate::parquet_file::CONTENT_DIGEST_KEY));
+        assert!(found.contains_key(crate::encoding::parquet_file::CONTENT_DIGEST_KEY));
     }
 
     #[test]

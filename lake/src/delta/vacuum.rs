@@ -11,11 +11,11 @@ use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
 use schemas::Table;
 
-use crate::delta::{DeltaError, DeltaTables};
+use crate::delta::log::{DeltaError, DeltaTables};
 
 /// What a vacuum keeps.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct VacuumSettings {
+pub struct VacuumSettings {
     /// Files out of the table for less than this are kept, so readers of
     /// recent versions (and time travel within it) still find them.
     pub retention: Duration,
@@ -41,7 +41,7 @@ pub struct Vacuumed {
 }
 
 /// Vacuums every table, then checkpoints it and cleans its log.
-pub(crate) async fn vacuum(
+pub async fn vacuum(
     tables: &DeltaTables,
     settings: &VacuumSettings,
 ) -> Result<Vec<Vacuumed>, DeltaError> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use arrow_schema::{DataType, Field};
 
-use crate::Table;
+use schemas::Table;
 
 /// The engines the lake is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +268,7 @@ fn snowflake_name(field: &Field) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Resource;
+    use schemas::Resource;
 
     fn parquet<'a>(location: &'a str, name_prefix: &'a str) -> TableSource<'a> {
         TableSource {
