@@ -76,20 +76,30 @@ async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
     let lake = lake::Lake::open(output.to_str().context("utf-8 path")?)?;
     let started = Instant::now();
     let text = std::fs::read(input)?;
-    let mut batch = sink::Batch::new(0, 0, lake::Compression::Zstd, 8 << 20);
+    let mut files = lake::FileSet::new(lake::Compression::Zstd, 8 << 20);
+    let mut last = 0;
     for (offset, line) in text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
     {
         let record = EnrichedView::from_json(line)?;
-        batch.push(offset as i64, Some(&record), line.len())?;
+        files.push(&record, line.len(), |_| false)?;
+        last = offset as i64;
     }
+    let origin = lake::Origin {
+        topic: "bench",
+        partition: 0,
+        first: 0,
+        last,
+    };
     let mut size = 0;
-    for file in batch.finish("bench", sink::Naming::Range)? {
+    for file in files.finish(&origin, lake::Naming::Range)? {
         size += file.bytes.len() as u64;
         // A fresh memory lake each run: every file is new.
-        let _created = lake.create(&lake.path(&file.name), file.bytes).await?;
+        let _created = lake
+            .create(&lake.path(&file.path.in_lake()), file.bytes)
+            .await?;
     }
     Ok((started.elapsed(), size))
 }

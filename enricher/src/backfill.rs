@@ -195,7 +195,7 @@ pub enum BackfillError {
     Http(reqwest::Error),
     /// The lake to compare with could not be read.
     #[error("comparing with the lake: {0}")]
-    Lake(lake::LakeError),
+    Lake(lake::ReadError),
     /// A list URL could not be built.
     #[error("invalid list url: {0}")]
     Url(#[from] url::ParseError),
@@ -300,7 +300,8 @@ struct LakeComparison {
 
 impl LakeComparison {
     async fn load(location: &str, resource: Resource) -> Result<Self, BackfillError> {
-        let lake = lake::Lake::open(location).map_err(BackfillError::Lake)?;
+        let lake = lake::Lake::open(location)
+            .map_err(|error| BackfillError::Lake(lake::ReadError::Store(error)))?;
         let latest = lake::latest_per_object(&lake, schemas::table_for(resource))
             .await
             .map_err(BackfillError::Lake)?;

@@ -1,7 +1,9 @@
-//! What the lake holds of a table: each object's latest event time, read
-//! from the `object_id` and `event_timestamp` columns of every file. Used by
+//! What the lake holds of a table: each object's latest event time. Used by
 //! `enricher backfill --compare-lake` to tell new and changed objects from
-//! those the lake already has.
+//! those the lake already has. A Delta table is read through its snapshot
+//! (only the files it holds); a plain Parquet table is every file of its
+//! folder. Only the `object_id` and `event_timestamp` columns are fetched,
+//! with ranged reads.
 
 use std::collections::HashMap;
 
@@ -9,39 +11,59 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
 use schemas::Table;
 
+use crate::delta::log::{DeltaError, DeltaTables};
 use crate::store::{Lake, LakeError};
+
+/// Why a table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    /// The store failed.
+    Store(#[from] LakeError),
+    #[error(transparent)]
+    /// The table's Delta log could not be read.
+    Delta(#[from] DeltaError),
+    #[error("reading {path}: {source}")]
+    /// A data file could not be decoded.
+    Parquet {
+        /// The file.
+        path: String,
+        /// Why.
+        source: parquet::errors::ParquetError,
+    },
+}
+
+/// A data file to read: its location in the store and its size.
+struct Located {
+    location: object_store::path::Path,
+    size: u64,
+}
 
 /// Each object's latest `event_timestamp` in `table`.
 pub async fn latest_per_object(
     lake: &Lake,
     table: Table,
-) -> Result<HashMap<String, DateTime<Utc>>, LakeError> {
-    let prefix = lake.path(table.name());
-    let files: Vec<_> = lake
-        .store()
-        .list(Some(&prefix))
-        .try_filter(|meta| {
-            let path = meta.location.as_ref();
-            std::future::ready(path.ends_with(".parquet") && !path.contains("/_delta_log/"))
-        })
-        .try_collect()
-        .await?;
+) -> Result<HashMap<String, DateTime<Utc>>, ReadError> {
     let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for file in files {
-        let bytes = lake.store().get(&file.location).await?.bytes().await?;
-        let footer = |source| LakeError::Footer {
-            path: file.location.to_string(),
+    for file in files_of(lake, table).await? {
+        let path = file.location.to_string();
+        let parquet = |source| ReadError::Parquet {
+            path: path.clone(),
             source,
         };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(footer)?;
+        let reader =
+            ParquetObjectReader::new(lake.store().clone(), file.location).with_file_size(file.size);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(parquet)?;
         let mask =
             ProjectionMask::columns(builder.parquet_schema(), ["object_id", "event_timestamp"]);
-        for batch in builder.with_projection(mask).build().map_err(footer)? {
-            let batch = batch.map_err(|e| footer(e.into()))?;
+        let mut batches = builder.with_projection(mask).build().map_err(parquet)?;
+        while let Some(batch) = batches.try_next().await.map_err(parquet)? {
             let (Some(ids), Some(times)) = (
                 batch.column_by_name("object_id"),
                 batch.column_by_name("event_timestamp"),
@@ -65,4 +87,35 @@ pub async fn latest_per_object(
         }
     }
     Ok(latest)
+}
+
+/// The data files `table` holds: a Delta table's active files, or every
+/// Parquet file under a plain table's folder.
+async fn files_of(lake: &Lake, table: Table) -> Result<Vec<Located>, ReadError> {
+    let delta = DeltaTables::new(lake.clone());
+    if let Some(current) = delta.latest(table).await? {
+        let state = current.snapshot().map_err(DeltaError::of(table))?;
+        return Ok(state
+            .log_data()
+            .iter()
+            .map(|file| Located {
+                location: lake.path(&format!("{}/{}", table.name(), file.path())),
+                size: file.size().max(0) as u64,
+            })
+            .collect());
+    }
+    let listed: Vec<_> = lake
+        .store()
+        .list(Some(&lake.path(table.name())))
+        .try_collect()
+        .await
+        .map_err(LakeError::from)?;
+    Ok(listed
+        .into_iter()
+        .filter(|meta| meta.location.as_ref().ends_with(".parquet"))
+        .map(|meta| Located {
+            location: meta.location,
+            size: meta.size,
+        })
+        .collect())
 }

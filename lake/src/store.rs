@@ -13,6 +13,9 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use sha2::Digest;
 use url::Url;
 
+use crate::encoding::file_set::EncodedFile;
+use crate::encoding::parquet_file::CONTENT_DIGEST_KEY;
+
 #[derive(Debug, thiserror::Error)]
 /// Why the lake could not be opened, read or written.
 pub enum LakeError {
@@ -35,6 +38,16 @@ pub enum LakeError {
     #[error(transparent)]
     /// The object store failed.
     Store(#[from] object_store::Error),
+    #[error("{path} exists but holds other rows than the batch named after it (found {found:?}, expected {expected:?}): was the topic deleted and recreated, or does another deployment write a topic of the same name into this prefix? Nothing past it was committed; give this deployment its own LAKE_URL prefix or topic name")]
+    /// A file found under a batch's name holds other rows.
+    ForeignFile {
+        /// The file.
+        path: String,
+        /// The identity metadata found in it.
+        found: BTreeMap<String, String>,
+        /// The batch's identity metadata.
+        expected: BTreeMap<String, String>,
+    },
     #[error("reading the parquet footer of {path}: {source}")]
     /// A Parquet file's footer could not be read.
     Footer {
@@ -52,9 +65,10 @@ impl LakeError {
     /// retried those already).
     pub fn is_permanent(&self) -> bool {
         match self {
-            LakeError::InvalidUrl { .. } | LakeError::Folder { .. } | LakeError::Footer { .. } => {
-                true
-            }
+            LakeError::InvalidUrl { .. }
+            | LakeError::Folder { .. }
+            | LakeError::Footer { .. }
+            | LakeError::ForeignFile { .. } => true,
             LakeError::Store(error) => matches!(
                 error,
                 object_store::Error::PermissionDenied { .. }
@@ -76,6 +90,15 @@ pub enum Put {
     Created,
     /// An object of that name was there already; nothing was written.
     AlreadyExisted,
+}
+
+/// How large objects are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upload {
+    /// Objects at least this large are uploaded in parts.
+    pub multipart_threshold: usize,
+    /// Part size of those uploads.
+    pub part_size: usize,
 }
 
 /// An object store and the prefix under which the tables live.
@@ -220,6 +243,50 @@ impl Lake {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExisted),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Writes `bytes` to `path` only if it does not exist yet, in parts
+    /// when large.
+    pub async fn put(
+        &self,
+        path: &Path,
+        bytes: bytes::Bytes,
+        upload: &Upload,
+    ) -> Result<Put, LakeError> {
+        if bytes.len() >= upload.multipart_threshold {
+            self.create_multipart(path, bytes, upload.part_size).await
+        } else {
+            self.create(path, bytes).await
+        }
+    }
+
+    /// Writes an encoded data file only if its path is free.
+    pub async fn write_file(&self, file: &EncodedFile, upload: &Upload) -> Result<Put, LakeError> {
+        self.put(&self.path(&file.path.in_lake()), file.bytes.clone(), upload)
+            .await
+    }
+
+    /// Checks that the file found under `file`'s path holds the same rows:
+    /// its identity metadata matches (the content digest is compared when
+    /// the found file carries one).
+    pub async fn confirm_identity(&self, file: &EncodedFile) -> Result<(), LakeError> {
+        let path = self.path(&file.path.in_lake());
+        let found = self.parquet_metadata(&path).await?;
+        let expected: BTreeMap<String, String> = file.identity.iter().cloned().collect();
+        let same = expected.iter().all(|(key, value)| {
+            found.get(key) == Some(value) || (key == CONTENT_DIGEST_KEY && !found.contains_key(key))
+        });
+        if same {
+            return Ok(());
+        }
+        Err(LakeError::ForeignFile {
+            path: path.to_string(),
+            found: found
+                .into_iter()
+                .filter(|(key, _)| key.starts_with("mobaro_lake."))
+                .collect(),
+            expected,
+        })
     }
 
     /// The key-value metadata in the footer of the Parquet file at `path`,

@@ -26,7 +26,7 @@ pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};
 pub use rate_limit::TokenBucket;
 pub use rebalance::{fatal_error, ConsumerFailed, RebalanceContext, Revoked};
-pub use retry::{Failure, Retry, Verdict};
+pub use retry::{Failure, Retried, Retry, Stopped, Verdict};
 pub use shutdown::shutdown_on_signal;
 pub use telemetry::{init_tracing, prometheus};
 pub use topic_reader::read_topic_to_end;

@@ -41,6 +41,39 @@ pub enum Failure<E> {
     },
 }
 
+/// Shutdown came first: the work is not done, and nothing past it may be
+/// acknowledged or committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stopped by shutdown")]
+pub struct Stopped;
+
+impl<E> Failure<E> {
+    /// The error that ended the retries, or [`Stopped`] when shutdown did.
+    pub fn into_error(self) -> Result<E, Stopped> {
+        match self {
+            Failure::Stopped => Err(Stopped),
+            Failure::Permanent(error) | Failure::Exhausted { error, .. } => Ok(error),
+        }
+    }
+}
+
+/// A retried call's result, with shutdown split from the error, so that a
+/// caller writes `run(..).await.or_stopped()?` and handles the error alone.
+pub trait Retried<T, E> {
+    /// `Err(Stopped)` when shutdown came first; otherwise the success or
+    /// the error that ended the retries.
+    fn or_stopped(self) -> Result<Result<T, E>, Stopped>;
+}
+
+impl<T, E> Retried<T, E> for Result<T, Failure<E>> {
+    fn or_stopped(self) -> Result<Result<T, E>, Stopped> {
+        match self {
+            Ok(value) => Ok(Ok(value)),
+            Err(failure) => failure.into_error().map(Err),
+        }
+    }
+}
+
 /// A retry policy. Delays grow from `first` by doubling up to `max`, each
 /// drawn uniformly from the upper half of its ceiling so that clients failing
 /// together do not retry together.
@@ -224,6 +257,21 @@ mod tests {
                 .run(&shutdown, |_| async { Err("down") }, |_, _| Verdict::Retry)
                 .await;
         assert!(matches!(outcome, Err(Failure::Stopped)));
+    }
+
+    #[test]
+    fn shutdown_is_split_from_the_error() {
+        let stopped: Result<(), Failure<&str>> = Err(Failure::Stopped);
+        assert_eq!(stopped.or_stopped(), Err(Stopped));
+        let exhausted: Result<(), Failure<&str>> = Err(Failure::Exhausted {
+            error: "busy",
+            attempts: 3,
+        });
+        assert_eq!(exhausted.or_stopped(), Ok(Err("busy")));
+        let permanent: Result<(), Failure<&str>> = Err(Failure::Permanent("refused"));
+        assert_eq!(permanent.or_stopped(), Ok(Err("refused")));
+        let done: Result<u8, Failure<&str>> = Ok(1);
+        assert_eq!(done.or_stopped(), Ok(Ok(1)));
     }
 
     #[test]

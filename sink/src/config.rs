@@ -94,6 +94,7 @@ pub struct Config {
     pub membership: MembershipArgs,
 }
 
+/// Compaction and vacuum of Delta tables, by `sink compact` and `sink
 /// vacuum`, or on a schedule inside the sink.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpkeepArgs {
@@ -165,6 +166,16 @@ pub struct DdlArgs {
     /// bucket: its name, `project.region.connection`.
     #[arg(long, default_value = "my-project.us.mobaro_lake")]
     pub bigquery_connection: String,
+}
+
+impl Config {
+    /// How files are uploaded.
+    pub(crate) fn upload(&self) -> lake::Upload {
+        lake::Upload {
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.multipart_part_size,
+        }
+    }
 }
 
 /// A byte count: a plain number, or one with a KB/MB/GB (powers of 1000) or

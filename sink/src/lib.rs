@@ -4,15 +4,20 @@
 mod batch;
 mod config;
 mod consumption;
+mod flush;
+mod ownership;
 mod rotation;
+mod telemetry;
 mod upkeep;
 
 use tokio_util::sync::CancellationToken;
 
-pub use batch::Naming;
-pub use batch::{Batch, EncodedFile};
 pub use config::{parse_bytes, Config, LakeFormat};
-use lake::{CompactionError, CompactionReport, DeltaError, DeltaTables, Lake, LakeError};
+pub use telemetry::METRICS;
+
+use std::sync::Arc;
+
+use lake::{CompactionError, CompactionReport, DeltaError, Lake, LakeError, Tables};
 
 #[derive(Debug, thiserror::Error)]
 /// Why the sink stopped.
@@ -60,16 +65,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             return Ok(());
         }
         Some(config::Command::Compact) => {
-            let tables = delta_tables(&config, "compact")?;
+            let tables = tables(&config)?;
             let settings = upkeep::compaction_settings(&config);
-            let report = lake::compact(&tables, &settings, chrono::Utc::now()).await?;
+            let delta = tables.delta().ok_or(SinkError::NotDelta("compact"))?;
+            let report = lake::compact(delta, &settings, chrono::Utc::now()).await?;
             print_compaction(&report);
             return Ok(());
         }
         Some(config::Command::Vacuum(args)) => {
-            let tables = delta_tables(&config, "vacuum")?;
+            let tables = tables(&config)?;
             let settings = upkeep::vacuum_settings(&config, args.force);
-            for done in lake::vacuum(&tables, &settings).await? {
+            let delta = tables.delta().ok_or(SinkError::NotDelta("vacuum"))?;
+            for done in lake::vacuum(delta, &settings).await? {
                 println!(
                     "{}: {} files deleted, checkpoint at version {}, {} log files removed",
                     done.table.name(),
@@ -82,7 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         }
         None => {}
     }
-    let lake = Lake::open(&config.lake_url)?;
+    let tables = Arc::new(tables(&config)?);
     let readiness = runtime::Readiness::for_stage("sink");
     if config.create_topics {
         runtime::ensure_topics(
@@ -122,16 +129,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         runtime::ops_router(readiness.clone()),
         ops_shutdown.clone(),
     ));
-    tracing::info!(lake = lake.describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
-    let consumer = std::sync::Arc::new(consumer);
+    tracing::info!(lake = tables.lake().describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
+    let consumer = Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
     // One loaded state per table, shared by the commits and the scheduled
     // upkeep.
-    let tables = match config.lake_format {
-        LakeFormat::Delta => Some(std::sync::Arc::new(DeltaTables::new(lake.clone()))),
-        LakeFormat::Parquet => None,
-    };
-    if let (Some(tables), Some(every)) = (&tables, config.upkeep.compact_every) {
+    if let Some(every) = config.upkeep.compact_every {
         tokio::spawn(upkeep::run_every(
             tables.clone(),
             config.clone(),
@@ -142,7 +145,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     let result = consumption::Consumption {
         consumer,
         producer,
-        lake,
         tables,
         config,
         readiness,
@@ -157,12 +159,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     Ok(result?)
 }
 
-/// The lake's Delta tables, for a command that works on them only.
-fn delta_tables(config: &Config, command: &'static str) -> Result<DeltaTables, SinkError> {
-    if config.lake_format != LakeFormat::Delta {
-        return Err(SinkError::NotDelta(command));
-    }
-    Ok(DeltaTables::new(Lake::open(&config.lake_url)?))
+/// The lake's tables, in the configured format.
+fn tables(config: &Config) -> Result<Tables, SinkError> {
+    let lake = Lake::open(&config.lake_url)?;
+    Ok(Tables::open(
+        lake,
+        config.lake_format,
+        &config.enriched_topic,
+    ))
 }
 
 fn print_compaction(report: &CompactionReport) {

@@ -1,4 +1,4 @@
-//! `sink`: enriched records to Hive-partitioned Parquet files in an object store.
+//! `sink`: enriched records to Delta Lake tables (or plain Parquet) in an object store.
 
 fn main() -> std::process::ExitCode {
     runtime::launch(sink::run)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use lake::{compact, vacuum, CompactionReport, CompactionSettings, DeltaTables, VacuumSettings};
+use lake::{compact, vacuum, CompactionReport, CompactionSettings, Tables, VacuumSettings};
 
 use crate::config::Config;
 
@@ -15,8 +15,7 @@ pub(crate) fn compaction_settings(config: &Config) -> CompactionSettings {
         grace: config.upkeep.compact_grace,
         target_bytes: config.upkeep.compact_target_size,
         compression: config.compression,
-        multipart_threshold: config.multipart_threshold,
-        part_size: config.multipart_part_size,
+        upload: config.upload(),
     }
 }
 
@@ -29,14 +28,18 @@ pub(crate) fn vacuum_settings(config: &Config, force: bool) -> VacuumSettings {
     }
 }
 
-/// Compacts, then vacuums, every `every` until `shutdown`. A failed run is
-/// logged and the next one tries again.
+/// Compacts, then vacuums, the Delta tables every `every` until `shutdown`
+/// (plain Parquet has no upkeep). A failed run is logged and the next one
+/// tries again.
 pub(crate) async fn run_every(
-    tables: std::sync::Arc<DeltaTables>,
+    tables: std::sync::Arc<Tables>,
     config: Config,
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let Some(tables) = tables.delta() else {
+        return;
+    };
     let compaction = compaction_settings(&config);
     let vacuuming = vacuum_settings(&config, false);
     let mut tick = tokio::time::interval(every);
@@ -48,11 +51,11 @@ pub(crate) async fn run_every(
             _ = tick.tick() => {}
         }
         let work = async {
-            match compact(&tables, &compaction, chrono::Utc::now()).await {
+            match compact(tables, &compaction, chrono::Utc::now()).await {
                 Ok(report) => log(&report),
                 Err(error) => tracing::warn!(%error, "compaction failed; the next run tries again"),
             }
-            if let Err(error) = vacuum(&tables, &vacuuming).await {
+            if let Err(error) = vacuum(tables, &vacuuming).await {
                 tracing::warn!(%error, "vacuum failed; the next run tries again");
             }
         };

@@ -20,9 +20,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use schemas::Table;
 
-use crate::delta::log::{DataFile, DeltaError, DeltaTables, PARTITION_COLUMN};
+use crate::data_file::DataFile;
+use crate::delta::log::{add_action, partition_values, DeltaError, DeltaTables};
 use crate::encoding::parquet_file::{properties, Compression, EncodingError};
-use crate::store::{Lake, LakeError, Put};
+use crate::path::{DataPath, PARTITION_COLUMN};
+use crate::store::{Lake, LakeError, Put, Upload};
 
 /// Why a compaction failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +63,8 @@ pub struct CompactionSettings {
     pub target_bytes: usize,
     /// The output files' codec.
     pub compression: Compression,
-    /// Files at least this large are uploaded in parts.
-    pub multipart_threshold: usize,
-    /// Part size of those uploads.
-    pub part_size: usize,
+    /// How the output files are uploaded.
+    pub upload: Upload,
 }
 
 /// One day of one table, compacted.
@@ -101,8 +101,24 @@ pub struct CompactionReport {
 /// An active file of a table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Active {
-    path: String,
+    path: DataPath,
     size: u64,
+}
+
+impl Active {
+    fn is_compacted(&self) -> bool {
+        self.path.stem.starts_with(COMPACTED_PREFIX)
+    }
+}
+
+/// How the rewrite of one day ended.
+#[derive(Debug)]
+#[must_use]
+enum DayOutcome {
+    Compacted(DayCompacted),
+    /// Another writer added or removed a file of the day meanwhile: the
+    /// rewrite was dropped, and the day is left for the next run.
+    Changed,
 }
 
 /// Output files start with this, so that a day already compacted into one
@@ -126,12 +142,12 @@ pub async fn compact(
         };
         for (date, files) in days(&current, table)? {
             let due = date < closed_before
-                && (files.len() > 1 || !files.iter().any(|f| is_compacted(&f.path)));
+                && (files.len() > 1 || !files.iter().any(Active::is_compacted));
             if !due {
                 continue;
             }
             match compact_day(tables, table, date, &files, settings).await? {
-                Some(done) => {
+                DayOutcome::Compacted(done) => {
                     tracing::info!(table = table.name(), %date, files_in = done.files_in, files_out = done.files_out, rows_in = done.rows_in, rows_out = done.rows_out, "day compacted");
                     metrics::counter!("sink_compactions_total", "table" => table.name())
                         .increment(1);
@@ -143,7 +159,7 @@ pub async fn compact(
                         .increment(done.rows_in - done.rows_out);
                     report.compacted.push(done);
                 }
-                None => {
+                DayOutcome::Changed => {
                     tracing::info!(table = table.name(), %date, "another writer committed to the day meanwhile; left for the next run");
                     metrics::counter!("sink_compaction_conflicts_total").increment(1);
                     report.conflicts.push((table, date));
@@ -154,12 +170,6 @@ pub async fn compact(
     Ok(report)
 }
 
-fn is_compacted(path: &str) -> bool {
-    path.rsplit('/')
-        .next()
-        .is_some_and(|name| name.starts_with(COMPACTED_PREFIX))
-}
-
 /// The active files of `current`, per day.
 fn days(
     current: &DeltaTable,
@@ -168,16 +178,15 @@ fn days(
     let state = current.snapshot().map_err(DeltaError::of(table))?;
     let mut days: BTreeMap<NaiveDate, BTreeSet<Active>> = BTreeMap::new();
     for file in state.log_data().iter() {
-        let path = file.path().to_string();
-        let Some(date) = date_of(&path) else {
+        let Some(path) = DataPath::parse_in_table(table, file.path().as_ref()) else {
             tracing::warn!(
                 table = table.name(),
-                path,
+                path = %file.path(),
                 "a file outside dt= folders is left alone"
             );
             continue;
         };
-        days.entry(date).or_default().insert(Active {
+        days.entry(path.date).or_default().insert(Active {
             path,
             size: file.size().max(0) as u64,
         });
@@ -185,23 +194,16 @@ fn days(
     Ok(days)
 }
 
-/// The day of a path `dt=YYYY-MM-DD/…`.
-fn date_of(path: &str) -> Option<NaiveDate> {
-    let folder = path.split('/').next()?;
-    let day = folder.strip_prefix(&format!("{PARTITION_COLUMN}="))?;
-    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
-}
-
-/// Rewrites one day; None when another writer changed the day first.
+/// Rewrites one day.
 async fn compact_day(
     tables: &DeltaTables,
     table: Table,
     date: NaiveDate,
     files: &BTreeSet<Active>,
     settings: &CompactionSettings,
-) -> Result<Option<DayCompacted>, CompactionError> {
+) -> Result<DayOutcome, CompactionError> {
     let lake = tables.lake();
-    let folder = |path: &str| lake.path(&format!("{}/{path}", table.name()));
+    let location = |path: &DataPath| lake.path(&path.in_lake());
     let store_error = |source| CompactionError::Store {
         table: table.name(),
         date,
@@ -216,7 +218,9 @@ async fn compact_day(
     let mut keep: HashMap<String, (Option<i64>, usize, usize)> = HashMap::new();
     let mut rows_in = 0u64;
     for (index, file) in files.iter().enumerate() {
-        let bytes = read(lake, &folder(&file.path)).await.map_err(store_error)?;
+        let bytes = read(lake, &location(&file.path))
+            .await
+            .map_err(store_error)?;
         let mut row = 0;
         for batch in decode(bytes, Some(&["event_id", "received_at"])).map_err(parquet_error)? {
             let ids = batch.column(0).as_string::<i32>();
@@ -245,7 +249,9 @@ async fn compact_day(
     // Pass 2: the kept rows, file by file, into outputs of the target size.
     let mut output = Output::new(table, date, settings);
     for (index, file) in files.iter().enumerate() {
-        let bytes = read(lake, &folder(&file.path)).await.map_err(store_error)?;
+        let bytes = read(lake, &location(&file.path))
+            .await
+            .map_err(store_error)?;
         let mut row = 0;
         for batch in decode(bytes, None).map_err(parquet_error)? {
             let mask: BooleanArray = (row..row + batch.num_rows())
@@ -273,15 +279,16 @@ async fn compact_day(
         bytes_out: written.iter().map(|f| f.size as u64).sum(),
     };
     let data_change = rows_out != rows_in;
-    if commit(tables, table, date, files, &written, data_change, settings).await? {
-        Ok(Some(done))
-    } else {
-        for file in &written {
-            if let Err(error) = lake.store().delete(&folder(&file.path)).await {
-                tracing::warn!(%error, path = file.path, "removing an unused compacted file failed; vacuum removes it");
+    match commit(tables, table, date, files, &written, data_change, settings).await? {
+        Rewrite::Committed => Ok(DayOutcome::Compacted(done)),
+        Rewrite::DayChanged => {
+            for file in &written {
+                if let Err(error) = lake.store().delete(&location(&file.path)).await {
+                    tracing::warn!(%error, path = %file.path.in_lake(), "removing an unused compacted file failed; vacuum removes it");
+                }
             }
+            Ok(DayOutcome::Changed)
         }
-        Ok(None)
     }
 }
 
@@ -385,18 +392,18 @@ impl<'s> Output<'s> {
         let size = bytes.len();
         // Names are random: a taken one (never seen yet) is drawn again.
         let path = loop {
-            let path = format!(
-                "{PARTITION_COLUMN}={}/{COMPACTED_PREFIX}{:016x}.parquet",
-                date.format("%Y-%m-%d"),
-                rand::random::<u64>()
-            );
-            let location = lake.path(&format!("{}/{path}", table.name()));
-            let put = if size >= self.settings.multipart_threshold {
-                lake.create_multipart(&location, bytes.clone(), self.settings.part_size)
-                    .await
-            } else {
-                lake.create(&location, bytes.clone()).await
+            let path = DataPath {
+                table,
+                date,
+                stem: format!("{COMPACTED_PREFIX}{:016x}", rand::random::<u64>()),
             };
+            let put = lake
+                .put(
+                    &lake.path(&path.in_lake()),
+                    bytes.clone(),
+                    &self.settings.upload,
+                )
+                .await;
             match put {
                 Ok(Put::Created) => break path,
                 Ok(Put::AlreadyExisted) => continue,
@@ -411,7 +418,6 @@ impl<'s> Output<'s> {
         };
         self.written.push(DataFile {
             path,
-            date,
             size,
             rows: std::mem::take(&mut self.rows),
         });
@@ -419,9 +425,18 @@ impl<'s> Output<'s> {
     }
 }
 
+/// How committing a day's rewrite ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+enum Rewrite {
+    Committed,
+    /// A commit in between added or removed a file of the day.
+    DayChanged,
+}
+
 /// Commits the rewrite of a day: removes exactly `read`, adds `written`.
 /// Commits to other days that come first are let through; one that added
-/// or removed a file of this day makes it give up (false).
+/// or removed a file of this day makes it give up.
 async fn commit(
     tables: &DeltaTables,
     table: Table,
@@ -430,20 +445,17 @@ async fn commit(
     written: &[DataFile],
     data_change: bool,
     settings: &CompactionSettings,
-) -> Result<bool, CompactionError> {
+) -> Result<Rewrite, CompactionError> {
     let deleted_at = Utc::now().timestamp_millis();
     let mut actions: Vec<Action> = read
         .iter()
         .map(|file| {
             Action::Remove(Remove {
-                path: file.path.clone(),
+                path: file.path.in_table(),
                 data_change,
                 deletion_timestamp: Some(deleted_at),
                 extended_file_metadata: Some(true),
-                partition_values: Some(HashMap::from([(
-                    PARTITION_COLUMN.to_string(),
-                    Some(date.format("%Y-%m-%d").to_string()),
-                )])),
+                partition_values: Some(partition_values(date)),
                 size: Some(file.size as i64),
                 tags: None,
                 deletion_vector: None,
@@ -452,14 +464,18 @@ async fn commit(
             })
         })
         .collect();
-    actions.extend(written.iter().map(|f| Action::Add(f.add(data_change))));
+    actions.extend(
+        written
+            .iter()
+            .map(|f| Action::Add(add_action(f, data_change))),
+    );
     for _ in 0..COMMIT_ATTEMPTS {
         let Some(current) = tables.latest(table).await? else {
-            return Ok(false);
+            return Ok(Rewrite::DayChanged);
         };
         let unchanged = days(&current, table)?.get(&date) == Some(read);
         if !unchanged {
-            return Ok(false);
+            return Ok(Rewrite::DayChanged);
         }
         let state = current.snapshot().map_err(DeltaError::of(table))?;
         // No retries inside the library: a commit in between is examined
@@ -476,7 +492,7 @@ async fn commit(
             )
             .await;
         match committed {
-            Ok(_) => return Ok(true),
+            Ok(_) => return Ok(Rewrite::Committed),
             Err(DeltaTableError::Transaction {
                 source: TransactionError::MaxCommitAttempts(_),
             })
@@ -484,7 +500,7 @@ async fn commit(
             Err(error) => return Err(DeltaError::of(table)(error).into()),
         }
     }
-    Ok(false)
+    Ok(Rewrite::DayChanged)
 }
 
 #[cfg(test)]
@@ -492,14 +508,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_come_from_dt_folders() {
-        assert_eq!(
-            date_of("dt=2025-03-01/2-0-9-0a0b0c0d.parquet"),
-            NaiveDate::from_ymd_opt(2025, 3, 1)
-        );
-        assert_eq!(date_of("elsewhere/x.parquet"), None);
-        assert!(is_compacted("dt=2025-03-01/compacted-0a0b0c0d.parquet"));
-        assert!(!is_compacted("dt=2025-03-01/2-0-9-0a0b0c0d.parquet"));
+    fn compacted_files_are_told_by_their_names() {
+        let active = |path: &str| Active {
+            path: DataPath::parse_in_table(Table::Events, path).expect("a data path"),
+            size: 1,
+        };
+        assert!(active("dt=2025-03-01/compacted-0a0b0c0d.parquet").is_compacted());
+        assert!(!active("dt=2025-03-01/2-0-9-0a0b0c0d.parquet").is_compacted());
     }
 
     #[test]

@@ -16,10 +16,9 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableConfig, DeltaTableError};
 use schemas::Table;
 
+use crate::data_file::DataFile;
+use crate::path::{partition_value, PARTITION_COLUMN};
 use crate::store::Lake;
-
-/// The partition column of every table: the event's UTC date.
-pub(crate) const PARTITION_COLUMN: &str = "dt";
 
 /// Why a Delta table could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -70,44 +69,32 @@ impl DeltaError {
     }
 }
 
-/// A data file already in the store, to be added to its table.
-#[derive(Debug, Clone)]
-pub struct DataFile {
-    /// Its path under the table's folder (`dt=YYYY-MM-DD/name.parquet`).
-    pub path: String,
-    /// The event date of its rows.
-    pub date: NaiveDate,
-    /// Its size in bytes.
-    pub size: usize,
-    /// Rows in it.
-    pub rows: usize,
+/// The `add` action of `file`.
+pub(crate) fn add_action(file: &DataFile, data_change: bool) -> Add {
+    Add {
+        path: file.path.in_table(),
+        partition_values: partition_values(file.path.date),
+        size: file.size as i64,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change,
+        stats: Some(format!(r#"{{"numRecords":{}}}"#, file.rows)),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    }
 }
 
-impl DataFile {
-    pub(crate) fn add(&self, data_change: bool) -> Add {
-        Add {
-            path: self.path.clone(),
-            partition_values: HashMap::from([(
-                PARTITION_COLUMN.to_string(),
-                Some(self.date.format("%Y-%m-%d").to_string()),
-            )]),
-            size: self.size as i64,
-            modification_time: chrono::Utc::now().timestamp_millis(),
-            data_change,
-            stats: Some(format!(r#"{{"numRecords":{}}}"#, self.rows)),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        }
-    }
+/// The partition values of a file of `date`.
+pub(crate) fn partition_values(date: NaiveDate) -> HashMap<String, Option<String>> {
+    HashMap::from([(PARTITION_COLUMN.to_string(), Some(partition_value(date)))])
 }
 
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
-pub enum Appended {
+pub(crate) enum Appended {
     /// The files are in the table, at this table version.
     Committed(i64),
     /// The table already holds the partition up to the batch's last offset
@@ -119,7 +106,7 @@ pub enum Appended {
 }
 
 /// The application id of a topic partition's transactions.
-pub fn app_id(topic: &str, partition: i32) -> String {
+pub(crate) fn app_id(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
@@ -181,7 +168,7 @@ impl DeltaTables {
 
     /// `table` at its latest version, created (empty, partitioned by `dt`)
     /// when missing.
-    pub async fn latest_or_created(&self, table: Table) -> Result<DeltaTable, DeltaError> {
+    pub(crate) async fn latest_or_created(&self, table: Table) -> Result<DeltaTable, DeltaError> {
         if let Some(current) = self.latest(table).await? {
             return Ok(current);
         }
@@ -201,7 +188,11 @@ impl DeltaTables {
     }
 
     /// The last offset of `app_id`'s partition that `table` holds.
-    pub async fn version_of(&self, table: Table, app_id: &str) -> Result<Option<i64>, DeltaError> {
+    pub(crate) async fn version_of(
+        &self,
+        table: Table,
+        app_id: &str,
+    ) -> Result<Option<i64>, DeltaError> {
         let Some(current) = self.latest(table).await? else {
             return Ok(None);
         };
@@ -213,7 +204,7 @@ impl DeltaTables {
     /// at `expected`, the version the batch's records were filtered against.
     /// Concurrent appends of other partitions are retried; a concurrent
     /// commit of the same partition is re-examined.
-    pub async fn append(
+    pub(crate) async fn append(
         &self,
         table: Table,
         files: &[DataFile],
@@ -230,7 +221,10 @@ impl DeltaTables {
             if found != expected {
                 return Ok(Appended::Superseded(found));
             }
-            let mut actions: Vec<Action> = files.iter().map(|f| Action::Add(f.add(true))).collect();
+            let mut actions: Vec<Action> = files
+                .iter()
+                .map(|f| Action::Add(add_action(f, true)))
+                .collect();
             actions.push(Action::Txn(Transaction::new(app_id, version)));
             let state = current.snapshot().map_err(DeltaError::of(table))?;
             let committed =
@@ -318,8 +312,11 @@ mod tests {
 
     fn file(name: &str) -> DataFile {
         DataFile {
-            path: format!("dt=2025-03-01/{name}.parquet"),
-            date: NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date"),
+            path: crate::path::DataPath {
+                table: Table::Records(schemas::Resource::Users),
+                date: NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date"),
+                stem: name.into(),
+            },
             size: 100,
             rows: 1,
         }

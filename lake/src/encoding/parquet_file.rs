@@ -91,7 +91,7 @@ pub(crate) fn properties(compression: Compression) -> WriterProperties {
 
 /// One Parquet file being written: rows go into an Arrow builder, then in
 /// chunks into a Parquet writer that encodes and compresses them in memory.
-pub struct ParquetFile {
+pub(crate) struct ParquetFile {
     builder: TableBuilder,
     writer: ArrowWriter<Vec<u8>>,
     rows: usize,
@@ -106,12 +106,12 @@ pub struct ParquetFile {
 
 /// Key-value metadata key of the content digest (hex SHA-256 of the rows'
 /// event_ids, in order).
-pub const CONTENT_DIGEST_KEY: &str = "mobaro_lake.event_ids_sha256";
+pub(crate) const CONTENT_DIGEST_KEY: &str = "mobaro_lake.event_ids_sha256";
 
 impl ParquetFile {
     /// Rows go to the writer in chunks of `chunk_bytes` input bytes (or
     /// 8192 rows): the writer measures the file at those points.
-    pub fn new(
+    pub(crate) fn new(
         table: Table,
         compression: Compression,
         chunk_bytes: usize,
@@ -130,7 +130,11 @@ impl ParquetFile {
     }
 
     /// Appends one record, `size` bytes of input.
-    pub fn append(&mut self, record: &EnrichedView<'_>, size: usize) -> Result<(), EncodingError> {
+    pub(crate) fn append(
+        &mut self,
+        record: &EnrichedView<'_>,
+        size: usize,
+    ) -> Result<(), EncodingError> {
         self.builder.append(record);
         self.content.update(record.event_id.as_bytes());
         self.content.update(b"\n");
@@ -155,26 +159,26 @@ impl ParquetFile {
     }
 
     /// Rows appended so far.
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
     /// The file's size so far as the writer measures it: row groups written
     /// plus its estimate of the open one. Rows of the current chunk are not in
     /// it yet.
-    pub fn encoded_bytes(&self) -> usize {
+    pub(crate) fn encoded_bytes(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
     /// Memory held for this file: the encoded bytes, the writer's open pages
     /// and the input waiting in the builder.
-    pub fn buffered_bytes(&self) -> usize {
+    pub(crate) fn buffered_bytes(&self) -> usize {
         self.writer.bytes_written() + self.writer.memory_size() + self.pending_bytes
     }
 
     /// Closes the file, with `metadata` and the content digest added to its
     /// key-value metadata; returns the bytes and the metadata added.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         mut metadata: Vec<(String, String)>,
     ) -> Result<(Bytes, Vec<(String, String)>), EncodingError> {

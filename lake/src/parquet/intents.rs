@@ -16,14 +16,14 @@ const DIRECTORY: &str = "_sink_intents";
 
 /// The flush intents of one topic's partitions.
 #[derive(Debug, Clone)]
-pub struct Intents {
+pub(crate) struct Intents {
     lake: Lake,
     topic: String,
 }
 
 impl Intents {
     /// The intents of `topic` in `lake`.
-    pub fn new(lake: Lake, topic: &str) -> Self {
+    pub(crate) fn new(lake: Lake, topic: &str) -> Self {
         Intents {
             lake,
             topic: topic.to_string(),
@@ -36,7 +36,11 @@ impl Intents {
     }
 
     /// Records the intent to write `[first, last]`; idempotent.
-    pub async fn record(&self, partition: i32, first: i64, last: i64) -> Result<(), LakeError> {
+    pub(crate) async fn record(
+        &self,
+        partition: i32,
+        (first, last): (i64, i64),
+    ) -> Result<(), LakeError> {
         let path = self
             .directory(partition)
             .child(format!("{first:020}+{last:020}"));
@@ -47,7 +51,11 @@ impl Intents {
     }
 
     /// Ranges with an intent that end at or after `from`, in offset order.
-    pub async fn from(&self, partition: i32, from: i64) -> Result<Vec<(i64, i64)>, LakeError> {
+    pub(crate) async fn from(
+        &self,
+        partition: i32,
+        from: i64,
+    ) -> Result<Vec<(i64, i64)>, LakeError> {
         let prefix = self.directory(partition);
         let objects: Vec<_> = self.lake.store().list(Some(&prefix)).try_collect().await?;
         let mut ranges: Vec<(i64, i64)> = objects
@@ -60,7 +68,7 @@ impl Intents {
     }
 
     /// Deletes the intent of `[first, last]`; best effort.
-    pub async fn forget(&self, partition: i32, first: i64, last: i64) {
+    pub(crate) async fn forget(&self, partition: i32, (first, last): (i64, i64)) {
         let path = self
             .directory(partition)
             .child(format!("{first:020}+{last:020}"));
@@ -70,7 +78,7 @@ impl Intents {
     }
 
     /// Deletes intents of ranges wholly below `offset` (committed); best effort.
-    pub async fn forget_below(&self, partition: i32, offset: i64) {
+    pub(crate) async fn forget_below(&self, partition: i32, offset: i64) {
         let prefix = self.directory(partition);
         let Ok(objects) = self
             .lake
@@ -107,10 +115,10 @@ mod tests {
     async fn intents_are_listed_in_order_and_forgotten_once_committed() {
         let lake = Lake::open("memory:///lake").expect("opens");
         let intents = Intents::new(lake, "t");
-        intents.record(1, 10, 19).await.expect("records");
-        intents.record(1, 0, 9).await.expect("records");
-        intents.record(1, 0, 9).await.expect("idempotent");
-        intents.record(2, 0, 4).await.expect("records");
+        intents.record(1, (10, 19)).await.expect("records");
+        intents.record(1, (0, 9)).await.expect("records");
+        intents.record(1, (0, 9)).await.expect("idempotent");
+        intents.record(2, (0, 4)).await.expect("records");
         assert_eq!(intents.from(1, 0).await.expect("lists"), [(0, 9), (10, 19)]);
         assert_eq!(intents.from(1, 10).await.expect("lists"), [(10, 19)]);
         intents.forget_below(1, 10).await;
