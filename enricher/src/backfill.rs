@@ -636,7 +636,7 @@ impl Scan<'_> {
                 }
             }
         }
-        metrics::counter!("enricher_backfill_objects_total").increment(items.len() as u64);
+        crate::telemetry::backfilled(items.len());
         Ok(())
     }
 

@@ -270,7 +270,7 @@ impl MobaroClient {
                 |error, attempt| match error {
                     AttemptError::Final(_) => Verdict::GiveUp,
                     AttemptError::Transient { retry_after, message, .. } => {
-                        metrics::counter!("enricher_api_retries_total").increment(1);
+                        crate::telemetry::api_retry();
                         tracing::debug!(%url, attempt, error = %message, elapsed = ?started.elapsed(), "retrying");
                         retry_after.map_or(Verdict::Retry, Verdict::RetryAfter)
                     }
@@ -304,7 +304,7 @@ impl MobaroClient {
     async fn attempt(&self, url: &Url) -> Result<Fetched, AttemptError> {
         if let Some(limit) = &self.limit {
             let waited = limit.acquire().await;
-            metrics::histogram!("enricher_rate_limit_wait_seconds").record(waited.as_secs_f64());
+            crate::telemetry::rate_limit_waited(waited);
         }
         let response = self
             .http
@@ -316,7 +316,7 @@ impl MobaroClient {
         let response = match response {
             Ok(r) => r,
             Err(error) => {
-                metrics::counter!("enricher_api_calls_total", "status" => "error").increment(1);
+                crate::telemetry::api_call("error".into());
                 return Err(AttemptError::Transient {
                     status: None,
                     retry_after: None,
@@ -325,8 +325,7 @@ impl MobaroClient {
             }
         };
         let status = response.status();
-        metrics::counter!("enricher_api_calls_total", "status" => status.as_u16().to_string())
-            .increment(1);
+        crate::telemetry::api_call(status.as_u16().to_string());
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -74,15 +74,14 @@ impl Consumption {
                     if pause { "paused" } else { "resumed" }
                 );
                 if full {
-                    metrics::counter!("enricher_backpressure_pauses_total").increment(1);
+                    crate::telemetry::backpressure_paused();
                 }
             }
             if pause != paused || (pause && assigned) {
                 paused = pause;
                 self.set_paused(paused);
             }
-            metrics::gauge!("enricher_events_in_flight").set(in_flight as f64);
-            metrics::gauge!("enricher_consumption_paused").set(if paused { 1.0 } else { 0.0 });
+            crate::telemetry::consumption(in_flight, paused);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some((partition, offset)) = self.done.recv() => self.complete(&mut pending, partition, offset),

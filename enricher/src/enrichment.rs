@@ -232,8 +232,7 @@ impl Enricher {
         let fetched = match (self.needs_fetch(&group[0]), &group[0].event) {
             (Some(resource), Ok(event)) => {
                 if group.len() > 1 {
-                    metrics::counter!("enricher_coalesced_events_total")
-                        .increment(group.len() as u64 - 1);
+                    crate::telemetry::coalesced(group.len() - 1);
                 }
                 let outcome = self.fetch(resource, &event.object_id).await;
                 // The permits bound concurrent API calls; producing needs none.
@@ -276,8 +275,7 @@ impl Enricher {
             Some(FetchOutcome::Found(value, at)) => record.with_record(value.clone(), *at),
             _ => record,
         };
-        metrics::counter!("enricher_events_total", "outcome" => record.status.as_str())
-            .increment(1);
+        crate::telemetry::event(record.status.as_str());
         self.emit(job, &record).await
     }
 
@@ -287,7 +285,7 @@ impl Enricher {
             .as_ref()
             .filter(|_| resource == Resource::Users);
         if let Some(value) = cache.and_then(|c| c.get(object_id)) {
-            metrics::counter!("enricher_cache_hits_total").increment(1);
+            crate::telemetry::cache_hit();
             return FetchOutcome::Found(value, Utc::now());
         }
         // A refused key fails every event alike: wait for a fix, retrying
@@ -302,7 +300,7 @@ impl Enricher {
                         self.readiness
                             .set(checks::MOBARO_API, Err(error.to_string()));
                         self.paused.store(true, Ordering::Relaxed);
-                        metrics::counter!("enricher_paused_total").increment(1);
+                        crate::telemetry::paused();
                         Verdict::Retry
                     }
                     _ => Verdict::GiveUp,
@@ -386,7 +384,7 @@ impl Enricher {
             offset = message.offset(),
             "event dead-lettered"
         );
-        metrics::counter!("enricher_events_total", "outcome" => "dead_letter").increment(1);
+        crate::telemetry::event("dead_letter");
         let letter = DeadLetter {
             stage: Stage::Enricher,
             class: gave_up.class,

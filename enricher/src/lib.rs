@@ -8,6 +8,7 @@ mod consumption;
 mod enrichment;
 mod pending;
 mod replay;
+mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::{FetchError, Fetched, MobaroClient};
 pub use config::{ApiKey, Command, Config, ReplayArgs};
+pub use telemetry::metric_names;
 
 #[derive(Debug, thiserror::Error)]
 /// Why the enricher stopped.

@@ -7,6 +7,7 @@ mod quarantine;
 mod replay;
 mod router;
 pub mod signature;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use publisher::{PublishError, Publisher};
 pub use quarantine::QuarantinedRequest;
 pub use replay::{replay, ReplayReport};
 pub use router::{router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, WEBHOOK_PATH};
+pub use telemetry::metric_names;
 
 #[derive(Debug, thiserror::Error)]
 /// Why ingest stopped or did not start.
@@ -144,7 +146,7 @@ pub fn app(
     });
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            metrics::counter!("ingest_requests_total", "outcome" => "overloaded").increment(1);
+            telemetry::request("overloaded");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],

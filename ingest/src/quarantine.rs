@@ -113,7 +113,7 @@ impl Quarantine {
     /// Queues the record and returns at once; the outcome is logged.
     pub fn keep(&self, request: QuarantinedRequest) {
         if !self.limit.try_acquire() {
-            metrics::counter!("ingest_quarantine_total", "outcome" => "rate_limited").increment(1);
+            crate::telemetry::quarantined("rate_limited");
             return;
         }
         let value = serde_json::to_vec(&request).expect("quarantine records serialize");
@@ -131,12 +131,12 @@ impl Quarantine {
                     if outcome == "failed" {
                         tracing::warn!(reason = %request.reason, "quarantine write failed");
                     }
-                    metrics::counter!("ingest_quarantine_total", "outcome" => outcome).increment(1);
+                    crate::telemetry::quarantined(outcome);
                 });
             }
             Err((error, _)) => {
                 tracing::warn!(%error, "quarantine write not queued");
-                metrics::counter!("ingest_quarantine_total", "outcome" => "failed").increment(1);
+                crate::telemetry::quarantined("failed");
             }
         }
     }

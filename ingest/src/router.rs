@@ -216,14 +216,14 @@ struct InFlight;
 
 impl InFlight {
     fn enter() -> Self {
-        metrics::gauge!("ingest_requests_in_flight").increment(1.0);
+        crate::telemetry::requests_in_flight(1.0);
         InFlight
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!("ingest_requests_in_flight").decrement(1.0);
+        crate::telemetry::requests_in_flight(-1.0);
     }
 }
 
@@ -245,7 +245,7 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Ok(_) => "accepted",
         Err(rejection) => rejection.reason(),
     };
-    metrics::counter!("ingest_requests_total", "outcome" => outcome).increment(1);
+    crate::telemetry::request(outcome);
     match result {
         Ok(event_id) => (
             StatusCode::ACCEPTED,
@@ -319,7 +319,7 @@ async fn accept(
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok());
         let matched = state.verifier.verify(body, signature)?;
-        metrics::counter!("ingest_signature_matches_total", "form" => matched.label()).increment(1);
+        crate::telemetry::signature_matched(matched.label());
         matched.label()
     };
     let event = WebhookEvent::from_json(body)?;
@@ -357,7 +357,7 @@ async fn accept(
             headers: &record_headers,
         })
         .await?;
-    metrics::histogram!("ingest_ack_seconds").record(started.elapsed().as_secs_f64());
+    crate::telemetry::acknowledged(started.elapsed());
     Ok(event_id.to_string())
 }
 

@@ -18,7 +18,7 @@ where
     C: Consumer<X> + Send + Sync + 'static,
     X: ConsumerContext + 'static,
 {
-    let name = format!("{stage}_consumer_lag");
+    let name = crate::telemetry::lag_metric(stage);
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -28,5 +28,5 @@ pub use rate_limit::TokenBucket;
 pub use rebalance::{fatal_error, ConsumerFailed, RebalanceContext, Revoked};
 pub use retry::{Failure, Retried, Retry, Stopped, Verdict};
 pub use shutdown::shutdown_on_signal;
-pub use telemetry::{init_tracing, prometheus};
+pub use telemetry::{init_tracing, lag_metric, prometheus, ready_metric};
 pub use topic_reader::read_topic_to_end;

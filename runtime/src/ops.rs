@@ -52,7 +52,7 @@ impl Readiness {
         // touched only when the check flips.
         if changed && !self.stage.is_empty() {
             let value = if ready { 1.0 } else { 0.0 };
-            metrics::gauge!(format!("{}_ready", self.stage), "check" => name.to_string())
+            metrics::gauge!(crate::telemetry::ready_metric(self.stage), "check" => name.to_string())
                 .set(value);
         }
     }

@@ -32,3 +32,14 @@ pub fn prometheus() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// The name of a stage's readiness gauge, `{stage}_ready{check}`.
+pub fn ready_metric(stage: &str) -> String {
+    format!("{stage}_ready")
+}
+
+/// The name of a consuming stage's lag gauge,
+/// `{stage}_consumer_lag{topic,partition}`.
+pub fn lag_metric(stage: &str) -> String {
+    format!("{stage}_consumer_lag")
+}

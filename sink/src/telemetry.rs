@@ -1,7 +1,8 @@
 //! Every metric the sink's Kafka side records, one function per thing that
-//! happens, so that each name is written once; [`METRICS`] lists them for
-//! the check that alert rules and dashboards name only metrics that exist.
-//! The tables' own metrics (commits, compaction, vacuum) are `lake`'s.
+//! happens, so that each name is written once; [`metric_names`] lists every
+//! metric the sink serves, for the check that alert rules and dashboards
+//! name only metrics that exist. The tables' own metrics (commits,
+//! compaction, vacuum) are `lake`'s.
 
 use std::time::Duration;
 
@@ -18,8 +19,7 @@ const ROWS: &str = "sink_rows_total";
 const FILE_BYTES: &str = "sink_file_bytes";
 const FILE_ROWS: &str = "sink_file_rows";
 
-/// The names of the metrics above.
-pub const METRICS: &[&str] = &[
+const METRICS: &[&str] = &[
     MESSAGES,
     BUFFERED_BYTES,
     DEAD_LETTERS,
@@ -31,6 +31,17 @@ pub const METRICS: &[&str] = &[
     FILE_BYTES,
     FILE_ROWS,
 ];
+
+/// Every metric the sink serves: its own, the tables', and the readiness
+/// and lag gauges of the runtime.
+pub fn metric_names() -> Vec<String> {
+    METRICS
+        .iter()
+        .chain(lake::METRICS)
+        .map(|name| name.to_string())
+        .chain([runtime::ready_metric("sink"), runtime::lag_metric("sink")])
+        .collect()
+}
 
 /// A message was taken from the topic.
 pub(crate) fn message_taken() {

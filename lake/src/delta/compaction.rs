@@ -25,6 +25,7 @@ use crate::delta::log::{add_action, partition_values, DeltaError, DeltaTables};
 use crate::encoding::parquet_file::{properties, Compression, EncodingError};
 use crate::path::{DataPath, PARTITION_COLUMN};
 use crate::store::{Lake, LakeError, Put, Upload};
+use crate::telemetry;
 
 /// Why a compaction failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,19 +150,12 @@ pub async fn compact(
             match compact_day(tables, table, date, &files, settings).await? {
                 DayOutcome::Compacted(done) => {
                     tracing::info!(table = table.name(), %date, files_in = done.files_in, files_out = done.files_out, rows_in = done.rows_in, rows_out = done.rows_out, "day compacted");
-                    metrics::counter!("sink_compactions_total", "table" => table.name())
-                        .increment(1);
-                    metrics::counter!("sink_compaction_files_in_total")
-                        .increment(done.files_in as u64);
-                    metrics::counter!("sink_compaction_files_out_total")
-                        .increment(done.files_out as u64);
-                    metrics::counter!("sink_compaction_rows_deduplicated_total")
-                        .increment(done.rows_in - done.rows_out);
+                    telemetry::day_compacted(&done);
                     report.compacted.push(done);
                 }
                 DayOutcome::Changed => {
                     tracing::info!(table = table.name(), %date, "another writer committed to the day meanwhile; left for the next run");
-                    metrics::counter!("sink_compaction_conflicts_total").increment(1);
+                    telemetry::compaction_conflict();
                     report.conflicts.push((table, date));
                 }
             }

@@ -19,6 +19,7 @@ use schemas::Table;
 use crate::data_file::DataFile;
 use crate::path::{partition_value, PARTITION_COLUMN};
 use crate::store::Lake;
+use crate::telemetry;
 
 /// Why a Delta table could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +228,7 @@ impl DeltaTables {
                 .collect();
             actions.push(Action::Txn(Transaction::new(app_id, version)));
             let state = current.snapshot().map_err(DeltaError::of(table))?;
+            let started = std::time::Instant::now();
             let committed =
                 CommitBuilder::from(CommitProperties::default().with_max_retries(APPEND_RETRIES))
                     .with_actions(actions)
@@ -242,15 +244,13 @@ impl DeltaTables {
                     .await;
             match committed {
                 Ok(commit) => {
-                    metrics::counter!("sink_delta_commits_total", "table" => table.name())
-                        .increment(1);
+                    telemetry::delta_committed(table, started.elapsed());
                     return Ok(Appended::Committed(commit.version()));
                 }
                 Err(DeltaTableError::Transaction {
                     source: TransactionError::CommitConflict(conflict),
                 }) => {
-                    metrics::counter!("sink_delta_conflicts_total", "table" => table.name())
-                        .increment(1);
+                    telemetry::delta_conflict(table);
                     tracing::info!(table = table.name(), app_id, %conflict, "commit conflict; examining the table again");
                 }
                 Err(error) => return Err(DeltaError::of(table)(error)),

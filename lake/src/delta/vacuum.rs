@@ -12,6 +12,7 @@ use deltalake_core::protocol::checkpoints::{cleanup_expired_logs_for, create_che
 use schemas::Table;
 
 use crate::delta::log::{DeltaError, DeltaTables};
+use crate::telemetry;
 
 /// What a vacuum keeps.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +81,7 @@ pub async fn vacuum(
             logs_removed,
             "vacuumed"
         );
-        metrics::counter!("sink_vacuum_files_deleted_total").increment(files_deleted as u64);
-        metrics::counter!("sink_vacuums_total").increment(1);
+        telemetry::vacuumed(files_deleted);
         done.push(Vacuumed {
             table,
             files_deleted,
