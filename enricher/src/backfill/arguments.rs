@@ -1,0 +1,138 @@
+//! What `enricher backfill` loads, and how the list endpoints are called.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use schemas::Resource;
+use serde_json::Value;
+
+/// What `enricher backfill` loads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackfillArgs {
+    /// Resources to load, comma separated (Results, Users, Locations,
+    /// Assignments, Notes, Downtimes).
+    #[arg(long = "resource", value_delimiter = ',', required = true)]
+    pub resources: Vec<Resource>,
+
+    /// Only records updated at or after this time (ISO-8601 UTC).
+    #[arg(long, conflicts_with = "since")]
+    pub updated_after: Option<DateTime<Utc>>,
+
+    /// Only records updated before this time (ISO-8601 UTC). Without it the
+    /// scan runs until it has caught up with now, so that records edited
+    /// while it runs are included too.
+    #[arg(long)]
+    pub updated_before: Option<DateTime<Utc>>,
+
+    /// Only records updated in this last stretch, e.g. `1d`: the
+    /// reconciliation run, repeated on a schedule.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+
+    /// Records per list request (Mobaro allows up to 20 on ordinary
+    /// endpoints and 128 on bulk ones).
+    #[arg(long, env = "BACKFILL_PAGE_SIZE", default_value_t = 128)]
+    pub page_size: usize,
+
+    /// List requests per second: the backfill's own share of the account's
+    /// rate limit, separate from the live enricher's.
+    #[arg(long, env = "BACKFILL_RATE_LIMIT", default_value_t = 2.0)]
+    pub rate_limit: f64,
+
+    /// How far before the latest update time seen each page starts again, so
+    /// that an exclusive or second-precision filter cannot skip a record.
+    #[arg(long, env = "BACKFILL_OVERLAP", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub overlap: Duration,
+
+    /// Fetch each listed record by id (the enricher's record path) instead
+    /// of taking the list item as the record: for list endpoints that answer
+    /// summaries. Costs one request per object more.
+    #[arg(long, env = "BACKFILL_FETCH_EACH")]
+    pub fetch_each: bool,
+
+    /// Compare what is listed with the lake at this location (as `LAKE_URL`):
+    /// the run then reports how many objects were new to the lake and how
+    /// many changed since its latest row. Reads the `object_id` and
+    /// `event_timestamp` columns of every file of the resource's table.
+    #[arg(long, env = "BACKFILL_COMPARE_LAKE")]
+    pub compare_lake: Option<String>,
+
+    /// Count pages and objects without producing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start over instead of resuming an unfinished run.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Compacted topic holding each resource's position.
+    #[arg(long, env = "BACKFILL_CHECKPOINT_TOPIC", default_value = schemas::topics::BACKFILL_CHECKPOINTS)]
+    pub checkpoint_topic: String,
+
+    /// The shape of the list endpoints.
+    #[command(flatten)]
+    pub api: ListApi,
+}
+
+/// How the list endpoints are called and answer. Mobaro does not publish
+/// the parameter names or the envelope: every part is configurable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListApi {
+    /// Path of a list endpoint under MOBARO_API_URL; `{collection}` is the
+    /// resource's lower-case plural.
+    #[arg(
+        long = "list-path",
+        env = "BACKFILL_LIST_PATH",
+        default_value = "{collection}"
+    )]
+    pub path: String,
+    /// Query parameter for the page size.
+    #[arg(long, env = "BACKFILL_LIMIT_PARAM", default_value = "limit")]
+    pub limit_param: String,
+    /// Query parameter for the offset.
+    #[arg(long, env = "BACKFILL_OFFSET_PARAM", default_value = "offset")]
+    pub offset_param: String,
+    /// Query parameter for "updated at or after".
+    #[arg(
+        long,
+        env = "BACKFILL_UPDATED_AFTER_PARAM",
+        default_value = "updatedAfter"
+    )]
+    pub updated_after_param: String,
+    /// Query parameter for "updated before".
+    #[arg(
+        long,
+        env = "BACKFILL_UPDATED_BEFORE_PARAM",
+        default_value = "updatedBefore"
+    )]
+    pub updated_before_param: String,
+    /// Query parameter for the order.
+    #[arg(long, env = "BACKFILL_ORDER_PARAM", default_value = "orderBy")]
+    pub order_param: String,
+    /// Its value: ascending update time.
+    #[arg(long, env = "BACKFILL_ORDER", default_value = "updated:asc")]
+    pub order: String,
+    /// JSON pointer to the items in a page.
+    #[arg(long, env = "BACKFILL_ITEMS_PATH", default_value = "/items")]
+    pub items_path: String,
+    /// JSON pointer to the total count in a page (for progress only).
+    #[arg(long, env = "BACKFILL_TOTAL_PATH", default_value = "/total")]
+    pub total_path: String,
+    /// JSON pointer to an item's id.
+    #[arg(long, env = "BACKFILL_ID_FIELD", default_value = "/id")]
+    pub id_field: String,
+    /// JSON pointers to an item's update time, the first present wins.
+    #[arg(
+        long,
+        env = "BACKFILL_UPDATED_FIELDS",
+        value_delimiter = ',',
+        default_value = "/updated,/updatedAt"
+    )]
+    pub updated_fields: Vec<String>,
+}
+
+impl ListApi {
+    pub(super) fn total_path_value(&self, page: &Value) -> Option<u64> {
+        page.pointer(&self.total_path)?.as_u64()
+    }
+}
