@@ -135,7 +135,17 @@ async fn run_command(
             if config.api_key.0.trim().is_empty() {
                 return Err(EnricherError::NoApiKey);
             }
-            for (resource, loaded) in backfill::backfill(config, args, shutdown).await? {
+            let client = api_client(config, Some(args.rate_share()))?;
+            let producer = enriched_producer(config)?;
+            let target = backfill::Target {
+                kafka: &config.kafka,
+                enriched_topic: &config.enriched_topic,
+                create_topics: config.create_topics,
+                concurrency: config.concurrency,
+                client: &client,
+                producer: &producer,
+            };
+            for (resource, loaded) in backfill::backfill(&target, args, shutdown).await? {
                 println!("{resource}: {loaded}");
             }
         }

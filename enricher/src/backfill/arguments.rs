@@ -131,6 +131,14 @@ pub struct ListApi {
     pub updated_fields: Vec<String>,
 }
 
+impl BackfillArgs {
+    /// The backfill's share of the account's rate limit, apart from the
+    /// live enricher's.
+    pub fn rate_share(&self) -> runtime::TokenBucket {
+        runtime::TokenBucket::new(self.rate_limit.max(0.01), 1)
+    }
+}
+
 impl ListApi {
     pub(super) fn total_path_value(&self, page: &Value) -> Option<u64> {
         page.pointer(&self.total_path)?.as_u64()

@@ -34,9 +34,6 @@ pub enum BackfillError {
     /// Kafka configuration or a Kafka call failed.
     #[error(transparent)]
     Kafka(#[from] runtime::KafkaError),
-    /// The HTTP client could not be built.
-    #[error("http client: {0}")]
-    Http(reqwest::Error),
     /// The lake to compare with could not be read.
     #[error("comparing with the lake: {0}")]
     Lake(lake::ReadError),

@@ -26,8 +26,9 @@ mod progress;
 mod scan;
 
 use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
-use runtime::{KafkaArgs, TokenBucket};
+use runtime::KafkaArgs;
 use schemas::Resource;
 use tokio_util::sync::CancellationToken;
 
@@ -35,34 +36,47 @@ pub use arguments::{BackfillArgs, ListApi};
 pub use comparison::{Compared, Loaded};
 pub use error::BackfillError;
 
-use crate::config::Config;
+use crate::client::MobaroClient;
 use checkpoint::Checkpoint;
 use scan::Scan;
 
+/// Where a backfill's records go and how it reaches Mobaro: the enricher's
+/// own settings, given by the caller.
+pub struct Target<'a> {
+    /// The broker.
+    pub kafka: &'a KafkaArgs,
+    /// Topic of the enriched records.
+    pub enriched_topic: &'a str,
+    /// Create missing topics first.
+    pub create_topics: bool,
+    /// Record requests in flight at once (with `--fetch-each`).
+    pub concurrency: usize,
+    /// The API client, with the backfill's rate share
+    /// ([`BackfillArgs::rate_share`]).
+    pub client: &'a MobaroClient,
+    /// The producer of enriched records and checkpoints.
+    pub producer: &'a FutureProducer,
+}
+
 /// Runs the backfill for every requested resource in turn.
 pub async fn backfill(
-    config: &Config,
+    target: &Target<'_>,
     args: &BackfillArgs,
     shutdown: &CancellationToken,
 ) -> Result<Vec<(Resource, Loaded)>, BackfillError> {
-    if !args.dry_run && config.create_topics {
-        runtime::ensure_topics(&config.kafka, &[&config.enriched_topic]).await?;
-        runtime::ensure_compacted_topic(&config.kafka, &args.checkpoint_topic).await?;
+    if !args.dry_run && target.create_topics {
+        runtime::ensure_topics(target.kafka, &[target.enriched_topic]).await?;
+        runtime::ensure_compacted_topic(target.kafka, &args.checkpoint_topic).await?;
     }
-    let share = TokenBucket::new(args.rate_limit.max(0.01), 1);
-    let client = crate::api_client(config, Some(share)).map_err(BackfillError::Http)?;
-    let producer = crate::enriched_producer(config)?;
     let stored = if args.dry_run || args.restart {
         Vec::new()
     } else {
-        stored_checkpoints(&config.kafka, &args.checkpoint_topic).await?
+        stored_checkpoints(target.kafka, &args.checkpoint_topic).await?
     };
     let mut results = vec![];
     for resource in &args.resources {
         let scan = Scan {
-            client: &client,
-            producer: &producer,
-            config,
+            target,
             args,
             resource: *resource,
             shutdown,

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::FutureProducer;
 use runtime::{produce, with_headers, Failure, Outgoing};
 use schemas::{headers, EnrichedRecord, EventKind, FetchStatus, Resource, WebhookEvent};
 use serde_json::Value;
@@ -17,14 +16,12 @@ use super::comparison::{LakeComparison, Loaded};
 use super::error::BackfillError;
 use super::page::{iso, items, Item};
 use super::progress::Progress;
-use crate::client::{Fetched, MobaroClient};
-use crate::config::Config;
+use super::Target;
+use crate::client::Fetched;
 
 /// One resource's scan.
 pub(super) struct Scan<'a> {
-    pub(super) client: &'a MobaroClient,
-    pub(super) producer: &'a FutureProducer,
-    pub(super) config: &'a Config,
+    pub(super) target: &'a Target<'a>,
     pub(super) args: &'a BackfillArgs,
     pub(super) resource: Resource,
     pub(super) shutdown: &'a CancellationToken,
@@ -145,8 +142,9 @@ impl Scan<'_> {
             query.push((api.updated_before_param.as_str(), iso(before)));
         }
         let path = api.path.replace("{collection}", self.resource.collection());
-        let url = self.client.list_url(&path, &query)?;
+        let url = self.target.client.list_url(&path, &query)?;
         let (page, _) = self
+            .target
             .client
             .list(&url, self.shutdown)
             .await
@@ -162,8 +160,12 @@ impl Scan<'_> {
     pub(super) async fn fetch_each(&self, items: &mut [Item]) -> Result<(), BackfillError> {
         use futures::StreamExt;
         let fetched: Vec<_> = futures::stream::iter(items.iter())
-            .map(|item| self.client.fetch(self.resource, &item.id, self.shutdown))
-            .buffered(self.config.concurrency.max(1))
+            .map(|item| {
+                self.target
+                    .client
+                    .fetch(self.resource, &item.id, self.shutdown)
+            })
+            .buffered(self.target.concurrency.max(1))
             .collect()
             .await;
         for (item, fetched) in items.iter_mut().zip(fetched) {
@@ -201,7 +203,7 @@ impl Scan<'_> {
             .collect();
         let sends = records.iter().map(|(record, value)| {
             let outgoing = Outgoing {
-                topic: &self.config.enriched_topic,
+                topic: self.target.enriched_topic,
                 key: Some(record.object_id.as_bytes()),
                 payload: value,
                 headers: with_headers(
@@ -209,20 +211,20 @@ impl Scan<'_> {
                     &[(headers::EVENT_ID, record.event_id.as_str())],
                 ),
             };
-            async move { produce(self.producer, &outgoing, self.shutdown).await }
+            async move { produce(self.target.producer, &outgoing, self.shutdown).await }
         });
         for result in futures::future::join_all(sends).await {
             match result {
                 Ok(()) => {}
                 Err(Failure::Stopped) => {
                     return Err(BackfillError::Produce {
-                        topic: self.config.enriched_topic.clone(),
+                        topic: self.target.enriched_topic.to_string(),
                         message: "stopped before every record was acknowledged".into(),
                     })
                 }
                 Err(failure) => {
                     return Err(BackfillError::Produce {
-                        topic: self.config.enriched_topic.clone(),
+                        topic: self.target.enriched_topic.to_string(),
                         message: failure.to_string(),
                     })
                 }
@@ -240,7 +242,7 @@ impl Scan<'_> {
             payload: &value,
             headers: OwnedHeaders::new(),
         };
-        produce(self.producer, &outgoing, &CancellationToken::new())
+        produce(self.target.producer, &outgoing, &CancellationToken::new())
             .await
             .map_err(|failure| BackfillError::Produce {
                 topic: self.args.checkpoint_topic.clone(),
