@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::config::ApiKey;
+use crate::api_key::ApiKey;
 
 /// Everything but RFC 3986's unreserved characters is encoded, `/` included, so
 /// an id like `users/112899-C` stays one path segment.

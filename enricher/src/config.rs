@@ -1,4 +1,3 @@
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -6,22 +5,7 @@ use runtime::{KafkaArgs, MembershipArgs};
 use schemas::{DeadLetterClass, Resource};
 use url::Url;
 
-/// A Mobaro API key; redacted in `Debug`.
-#[derive(Clone)]
-pub struct ApiKey(pub String);
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-impl std::str::FromStr for ApiKey {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(ApiKey(s.to_string()))
-    }
-}
+pub use crate::api_key::ApiKey;
 
 // Parsed once at start: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]

@@ -1,5 +1,6 @@
 //! `enricher`: turns thin webhook events into full records from Mobaro's API.
 
+mod api_key;
 pub mod backfill;
 mod cache;
 mod client;
