@@ -71,8 +71,8 @@ pub enum FetchError {
     /// The record's URL could not be built from the path template.
     Url(#[from] url::ParseError),
     /// Shutdown came before an answer.
-    #[error("stopped before the api answered")]
-    Stopped,
+    #[error("{0} before the api answered")]
+    Stopped(#[from] runtime::Stopped),
 }
 
 impl FetchError {
@@ -85,7 +85,7 @@ impl FetchError {
             FetchError::Permanent { .. } => Some(DeadLetterClass::Permanent),
             FetchError::Exhausted { .. } => Some(DeadLetterClass::Exhausted),
             FetchError::Url(_) => Some(DeadLetterClass::InvalidUrl),
-            FetchError::Stopped => None,
+            FetchError::Stopped(_) => None,
         }
     }
 
@@ -96,7 +96,7 @@ impl FetchError {
             | FetchError::Forbidden { status }
             | FetchError::Permanent { status, .. } => Some(*status),
             FetchError::Exhausted { status, .. } => *status,
-            FetchError::Url(_) | FetchError::Stopped => None,
+            FetchError::Url(_) | FetchError::Stopped(_) => None,
         }
     }
 }
@@ -146,7 +146,7 @@ impl AttemptError {
 /// The error of a request that the retry policy gave up on after `attempts`.
 fn fetch_error(failure: Failure<AttemptError>, attempts: u32) -> FetchError {
     match failure {
-        Failure::Stopped => FetchError::Stopped,
+        Failure::Stopped => runtime::Stopped.into(),
         Failure::Permanent(error) => error.into_fetch_error(attempts),
         Failure::Exhausted { error, attempts } => error.into_fetch_error(attempts),
     }
@@ -292,7 +292,7 @@ impl MobaroClient {
             return FetchError::Unauthorized { status: 403 };
         };
         let probe = tokio::select! {
-            _ = shutdown.cancelled() => return FetchError::Stopped,
+            _ = shutdown.cancelled() => return runtime::Stopped.into(),
             probe = self.attempt(&known) => probe,
         };
         match probe {

@@ -23,7 +23,6 @@ use crate::enrichment::{Enricher, Job};
 use crate::pending::PendingEvents;
 
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
-const RECHECK: Duration = Duration::from_millis(500);
 
 pub(crate) type EnricherConsumer = StreamConsumer<RebalanceContext>;
 
@@ -43,6 +42,8 @@ pub(crate) struct Consumption {
     pub topic: String,
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
+    /// Whether the API refuses the key (see [`Enricher::key_refused`]).
+    pub key_refused: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Consumption {
@@ -60,7 +61,7 @@ impl Consumption {
             } else {
                 in_flight >= self.max_in_flight
             };
-            let pause = full || self.enricher.is_paused();
+            let pause = full || *self.key_refused.borrow_and_update();
             // Partitions assigned since the last pause come unpaused. The
             // refused key is logged where it is detected (enrichment), so a
             // transition here is routine: a debug line, and a counter for
@@ -100,7 +101,7 @@ impl Consumption {
                         tracing::warn!(%error, "consumer error");
                     }
                 },
-                _ = tokio::time::sleep(RECHECK) => {}
+                Ok(()) = self.key_refused.changed() => {}
             }
         }
         self.drain(&mut pending).await;

@@ -10,7 +10,6 @@
 //! its enriched or dead-letter record was acknowledged by the broker.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,16 +55,12 @@ impl Job {
     }
 
     fn received_at(&self) -> Option<DateTime<Utc>> {
-        let value = self
-            .message
-            .headers()?
-            .iter()
-            .find(|h| h.key == headers::RECEIVED_AT)?
-            .value?;
-        let text = std::str::from_utf8(value).ok()?;
-        DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        let found = self.message.headers()?;
+        headers::RawHeaders::decode(|name| {
+            let value = found.iter().find(|h| h.key == name)?.value?;
+            std::str::from_utf8(value).ok()
+        })
+        .received_at
     }
 }
 
@@ -107,7 +102,8 @@ pub(crate) struct Enricher {
     pub user_cache: Option<RecordCache>,
     permits: Semaphore,
     queues: Mutex<HashMap<String, VecDeque<Job>>>,
-    paused: AtomicBool,
+    /// True while the API refuses the key: consumption pauses.
+    key_refused: tokio::sync::watch::Sender<bool>,
     /// (partition, offset) of each event whose record the broker acknowledged.
     done: mpsc::UnboundedSender<(i32, i64)>,
     /// Cancelled when the drain deadline passes at shutdown.
@@ -133,15 +129,16 @@ impl Enricher {
             readiness,
             user_cache,
             queues: Mutex::new(HashMap::new()),
-            paused: AtomicBool::new(false),
+            key_refused: tokio::sync::watch::Sender::new(false),
             done,
             stop,
         }
     }
 
-    /// True while the API refuses the key: consumption should pause.
-    pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Relaxed)
+    /// Whether the API refuses the key, as it changes: consumption pauses
+    /// while it does.
+    pub(crate) fn key_refused(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.key_refused.subscribe()
     }
 
     /// Queues a job behind the earlier events of its object, starting a task
@@ -223,12 +220,12 @@ impl Enricher {
     }
 
     /// Handles a group (events sharing one fetch, or a single event needing
-    /// none); [`Stopped`] before every record was delivered.
+    /// none); [`Unsettled`] before every record was delivered.
     async fn handle(
         &self,
         group: Vec<Job>,
         permit: Option<SemaphorePermit<'_>>,
-    ) -> Result<(), Stopped> {
+    ) -> Result<(), Unsettled> {
         let fetched = match (self.needs_fetch(&group[0]), &group[0].event) {
             (Some(resource), Ok(event)) => {
                 if group.len() > 1 {
@@ -238,7 +235,7 @@ impl Enricher {
                 // The permits bound concurrent API calls; producing needs none.
                 drop(permit);
                 match outcome {
-                    FetchOutcome::Interrupted => return Err(Stopped),
+                    FetchOutcome::Interrupted => return Err(Unsettled),
                     outcome => Some(outcome),
                 }
             }
@@ -254,7 +251,7 @@ impl Enricher {
     }
 
     /// Produces one event's enriched record, or its dead letter.
-    async fn deliver(&self, job: &Job, fetched: Option<&FetchOutcome>) -> Result<(), Stopped> {
+    async fn deliver(&self, job: &Job, fetched: Option<&FetchOutcome>) -> Result<(), Unsettled> {
         let event = match (&job.event, fetched) {
             (Err(error), _) => {
                 let unparsable = GaveUp {
@@ -299,7 +296,7 @@ impl Enricher {
                         tracing::error!(%error, "enrichment paused");
                         self.readiness
                             .set(checks::MOBARO_API, Err(error.to_string()));
-                        self.paused.store(true, Ordering::Relaxed);
+                        self.key_refused.send_replace(true);
                         crate::telemetry::paused();
                         Verdict::Retry
                     }
@@ -319,7 +316,7 @@ impl Enricher {
                 self.resume();
                 FetchOutcome::NotFound
             }
-            Err(Failure::Stopped) | Err(Failure::Permanent(FetchError::Stopped)) => {
+            Err(Failure::Stopped) | Err(Failure::Permanent(FetchError::Stopped(_))) => {
                 FetchOutcome::Interrupted
             }
             Err(Failure::Permanent(error) | Failure::Exhausted { error, .. }) => {
@@ -341,7 +338,7 @@ impl Enricher {
     }
 
     fn resume(&self) {
-        if self.paused.swap(false, Ordering::Relaxed) {
+        if self.key_refused.send_replace(false) {
             tracing::info!("mobaro api accepts the key again; enrichment resumed");
         }
         self.readiness.set(checks::MOBARO_API, Ok(()));
@@ -349,16 +346,13 @@ impl Enricher {
 
     /// Produces the enriched record; one the broker refuses for good (too
     /// large) goes to the dead-letter topic instead.
-    async fn emit(&self, job: &Job, record: &EnrichedRecord) -> Result<(), Stopped> {
+    async fn emit(&self, job: &Job, record: &EnrichedRecord) -> Result<(), Unsettled> {
         let value = serde_json::to_vec(record).expect("enriched records serialize");
         let outgoing = Outgoing {
             topic: &self.config.enriched_topic,
             key: job.message.key(),
             payload: &value,
-            headers: with_headers(
-                OwnedHeaders::new(),
-                &[(headers::EVENT_ID, record.event_id.as_str())],
-            ),
+            headers: with_headers(OwnedHeaders::new(), &headers::enriched(&record.event_id)),
         };
         match produce(&self.producer, &outgoing, &self.stop).await {
             Ok(()) => Ok(()),
@@ -371,11 +365,11 @@ impl Enricher {
                 };
                 self.dead_letter(job, letter).await
             }
-            Err(Failure::Stopped) => Err(Stopped),
+            Err(Failure::Stopped) => Err(Unsettled),
         }
     }
 
-    async fn dead_letter(&self, job: &Job, gave_up: GaveUp) -> Result<(), Stopped> {
+    async fn dead_letter(&self, job: &Job, gave_up: GaveUp) -> Result<(), Unsettled> {
         let message = &job.message;
         tracing::warn!(
             class = %gave_up.class,
@@ -412,20 +406,20 @@ impl Enricher {
                 self.readiness.set(checks::DEAD_LETTER_TOPIC, Ok(()));
                 Ok(())
             }
-            Err(Failure::Stopped) => Err(Stopped),
+            Err(Failure::Stopped) => Err(Unsettled),
             Err(failure) => {
                 // The raw event came through the same broker, so this is
                 // rare; the event stays uncommitted rather than dropped.
                 tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "the dead-letter topic refused the event; it stays uncommitted");
                 self.readiness
                     .set(checks::DEAD_LETTER_TOPIC, Err(failure.to_string()));
-                Err(Stopped)
+                Err(Unsettled)
             }
         }
     }
 }
 
-/// The work was cut short (shutdown, or a record that cannot be delivered):
-/// the event stays uncommitted.
+/// An event's work was cut short, so the event stays uncommitted: shutdown
+/// came, or no topic accepted its record.
 #[derive(Debug)]
-pub(crate) struct Stopped;
+pub(crate) struct Unsettled;

@@ -92,21 +92,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     runtime::report_lag(consumer.clone(), "enricher", shutdown.clone());
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
+    let (topic, max_in_flight, drain_timeout) = (
+        config.raw_topic.clone(),
+        config.max_in_flight.max(1),
+        config.drain_timeout,
+    );
+    let enricher = Arc::new(enrichment::Enricher::new(
+        client,
+        producer.clone(),
+        config,
+        readiness,
+        done_tx,
+        stop.clone(),
+    ));
     let consumption = consumption::Consumption {
         consumer,
         done: done_rx,
-        stop: stop.clone(),
-        topic: config.raw_topic.clone(),
-        max_in_flight: config.max_in_flight.max(1),
-        drain_timeout: config.drain_timeout,
-        enricher: Arc::new(enrichment::Enricher::new(
-            client,
-            producer.clone(),
-            config,
-            readiness,
-            done_tx,
-            stop,
-        )),
+        stop,
+        topic,
+        max_in_flight,
+        drain_timeout,
+        key_refused: enricher.key_refused(),
+        enricher,
     };
     consumption.run(shutdown.clone()).await?;
     if let Err(error) = producer.flush(Duration::from_secs(10)) {

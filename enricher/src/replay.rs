@@ -13,6 +13,43 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ReplayArgs};
 use crate::EnricherError;
 
+/// What became of one dead letter (in the order printed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum ReplayOutcome {
+    /// Producing it back failed.
+    Failed,
+    /// Put back on the raw topic.
+    Replayed,
+    /// Its class is not among those asked for.
+    SkippedClass,
+    /// Another stage dead-lettered it.
+    SkippedOtherStage,
+    /// Its dead-letter headers cannot be read.
+    SkippedUnreadableHeaders,
+    /// A dry run: it would be put back.
+    WouldReplay,
+}
+
+impl ReplayOutcome {
+    /// The outcome's name, as printed.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ReplayOutcome::Failed => "failed",
+            ReplayOutcome::Replayed => "replayed",
+            ReplayOutcome::SkippedClass => "skipped_class",
+            ReplayOutcome::SkippedOtherStage => "skipped_other_stage",
+            ReplayOutcome::SkippedUnreadableHeaders => "skipped_unreadable_headers",
+            ReplayOutcome::WouldReplay => "would_replay",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplayOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     let value = message.headers()?.iter().find(|h| h.key == name)?.value?;
     std::str::from_utf8(value).ok()
@@ -22,7 +59,7 @@ fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 pub(crate) async fn replay(
     config: &Config,
     args: &ReplayArgs,
-) -> Result<BTreeMap<String, u64>, EnricherError> {
+) -> Result<BTreeMap<ReplayOutcome, u64>, EnricherError> {
     let kafka = config.kafka.clone();
     let topic = config.dead_letter_topic.clone();
     let records = tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, &topic))
@@ -37,16 +74,16 @@ pub(crate) async fn replay(
         let outcome = match DeadLetter::from_headers(|name| header(message, name)) {
             Err(error) => {
                 tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "skipping a record without readable dead-letter headers");
-                "skipped_unreadable_headers"
+                ReplayOutcome::SkippedUnreadableHeaders
             }
-            Ok(letter) if letter.stage != Stage::Enricher => "skipped_other_stage",
+            Ok(letter) if letter.stage != Stage::Enricher => ReplayOutcome::SkippedOtherStage,
             Ok(letter) if !args.class.is_empty() && !args.class.contains(&letter.class) => {
-                "skipped_class"
+                ReplayOutcome::SkippedClass
             }
-            Ok(_) if args.dry_run => "would_replay",
+            Ok(_) if args.dry_run => ReplayOutcome::WouldReplay,
             Ok(_) => put_back(config, &producer, message).await,
         };
-        *outcomes.entry(outcome.to_string()).or_default() += 1;
+        *outcomes.entry(outcome).or_default() += 1;
     }
     Ok(outcomes)
 }
@@ -57,7 +94,7 @@ async fn put_back(
     config: &Config,
     producer: &FutureProducer,
     message: &OwnedMessage,
-) -> &'static str {
+) -> ReplayOutcome {
     let never = CancellationToken::new();
     let mut kept = OwnedHeaders::new();
     if let Some(original) = message.headers() {
@@ -78,10 +115,10 @@ async fn put_back(
         headers: with_headers(kept, &[(headers::REPLAYED_FROM, "dead_letter")]),
     };
     match runtime::produce(producer, &outgoing, &never).await {
-        Ok(()) => "replayed",
+        Ok(()) => ReplayOutcome::Replayed,
         Err(failure) => {
             tracing::error!(%failure, partition = message.partition(), offset = message.offset(), "replaying a dead letter failed");
-            "failed"
+            ReplayOutcome::Failed
         }
     }
 }

@@ -23,7 +23,7 @@ use tower::ServiceBuilder;
 pub use config::{Command, Config, ReplayArgs};
 pub use publisher::{PublishError, Publisher};
 pub use quarantine::QuarantinedRequest;
-pub use replay::{replay, ReplayReport};
+pub use replay::{replay, ReplayOutcome, ReplayReport};
 pub use router::{router, AppState, Rejection, SharedToken, FORWARDED_HEADER_PREFIX, WEBHOOK_PATH};
 pub use telemetry::metric_names;
 

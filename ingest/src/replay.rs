@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use rdkafka::Message;
 use schemas::{headers, WebhookEvent};
 
@@ -19,8 +19,48 @@ use crate::IngestError;
 pub struct ReplayReport {
     /// Requests published to the raw topic.
     pub replayed: u64,
-    /// Records per outcome (`replayed`, `skipped_reason`, ...).
-    pub outcomes: BTreeMap<String, u64>,
+    /// Records per outcome.
+    pub outcomes: BTreeMap<ReplayOutcome, u64>,
+}
+
+/// What became of one quarantined request (in the order printed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReplayOutcome {
+    /// Its body was cut at the quarantine's limit: it cannot be verified.
+    BodyTruncated,
+    /// Published to the raw topic.
+    Replayed,
+    /// Its reason is not among those asked for.
+    SkippedReason,
+    /// Its signature still does not verify.
+    StillBadSignature,
+    /// Its body is still not a webhook event.
+    StillUnparsable,
+    /// The quarantine record itself cannot be read.
+    UnreadableRecord,
+    /// A dry run: it would be published.
+    WouldReplay,
+}
+
+impl ReplayOutcome {
+    /// The outcome's name, as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayOutcome::BodyTruncated => "body_truncated",
+            ReplayOutcome::Replayed => "replayed",
+            ReplayOutcome::SkippedReason => "skipped_reason",
+            ReplayOutcome::StillBadSignature => "still_bad_signature",
+            ReplayOutcome::StillUnparsable => "still_unparsable",
+            ReplayOutcome::UnreadableRecord => "unreadable_record",
+            ReplayOutcome::WouldReplay => "would_replay",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplayOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Replays the quarantine topic from its start to its end as of now.
@@ -39,32 +79,32 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
         .await
         .expect("the reader does not panic")?;
     let mut report = ReplayReport::default();
-    let mut tally = |outcome: &str| *report.outcomes.entry(outcome.to_string()).or_default() += 1;
+    let mut tally = |outcome: ReplayOutcome| *report.outcomes.entry(outcome).or_default() += 1;
     let mut replayed = 0;
     for message in &records {
         let Ok(request) =
             serde_json::from_slice::<QuarantinedRequest>(message.payload().unwrap_or_default())
         else {
-            tally("unreadable_record");
+            tally(ReplayOutcome::UnreadableRecord);
             continue;
         };
         if !args.reason.is_empty() && !args.reason.contains(&request.reason) {
-            tally("skipped_reason");
+            tally(ReplayOutcome::SkippedReason);
             continue;
         }
         if request.body_truncated {
-            tally("body_truncated");
+            tally(ReplayOutcome::BodyTruncated);
             continue;
         }
         let Ok(body) = request.body() else {
-            tally("unreadable_record");
+            tally(ReplayOutcome::UnreadableRecord);
             continue;
         };
         let matched = if verifier.has_secrets() {
             match verifier.verify(&body, request.signature.as_deref()) {
                 Ok(matched) => matched.label(),
                 Err(_) => {
-                    tally("still_bad_signature");
+                    tally(ReplayOutcome::StillBadSignature);
                     continue;
                 }
             }
@@ -74,33 +114,32 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
         let event = match WebhookEvent::from_json(&body) {
             Ok(event) => event,
             Err(_) => {
-                tally("still_unparsable");
+                tally(ReplayOutcome::StillUnparsable);
                 continue;
             }
         };
         if args.dry_run {
-            tally("would_replay");
+            tally(ReplayOutcome::WouldReplay);
             continue;
         }
-        let event_id = event.event_id();
-        let received_at = request
-            .received_at
-            .to_rfc3339_opts(SecondsFormat::Micros, true);
-        let replayed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let raw_headers = headers::RawHeaders {
+            event_id: event.event_id().to_string(),
+            received_at: Some(request.received_at),
+            signature_form: Some(matched.to_string()),
+            replayed_at: Some(Utc::now()),
+        }
+        .encode();
+        let record_headers: Vec<(&str, &str)> =
+            raw_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         publisher
             .publish(RawRecord {
                 key: &event.object_id,
                 body: &body,
-                headers: &[
-                    (headers::EVENT_ID, event_id.as_str()),
-                    (headers::RECEIVED_AT, &received_at),
-                    (headers::SIGNATURE_FORM, matched),
-                    ("replayed_at", &replayed_at),
-                ],
+                headers: &record_headers,
             })
             .await?;
         replayed += 1;
-        tally("replayed");
+        tally(ReplayOutcome::Replayed);
     }
     report.replayed = replayed;
     Ok(report)

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use schemas::{headers, EventKind, EventParseError, QuarantineReason, WebhookEvent};
 use subtle::ConstantTimeEq;
 
@@ -330,7 +330,13 @@ async fn accept(
         )));
     }
     let event_id = event.event_id();
-    let received_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let raw_headers = headers::RawHeaders {
+        event_id: event_id.to_string(),
+        received_at: Some(Utc::now()),
+        signature_form: Some(signature_form.to_string()),
+        replayed_at: None,
+    }
+    .encode();
     let forwarded: Vec<(String, String)> = state
         .forward_headers
         .iter()
@@ -342,12 +348,11 @@ async fn accept(
             ))
         })
         .collect();
-    let mut record_headers = vec![
-        (headers::EVENT_ID, event_id.as_str()),
-        (headers::RECEIVED_AT, received_at.as_str()),
-        (headers::SIGNATURE_FORM, signature_form),
-    ];
-    record_headers.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let record_headers: Vec<(&str, &str)> = raw_headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect();
     let started = Instant::now();
     state
         .publisher

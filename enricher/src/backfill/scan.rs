@@ -206,10 +206,7 @@ impl Scan<'_> {
                 topic: self.target.enriched_topic,
                 key: Some(record.object_id.as_bytes()),
                 payload: value,
-                headers: with_headers(
-                    OwnedHeaders::new(),
-                    &[(headers::EVENT_ID, record.event_id.as_str())],
-                ),
+                headers: with_headers(OwnedHeaders::new(), &headers::enriched(&record.event_id)),
             };
             async move { produce(self.target.producer, &outgoing, self.shutdown).await }
         });
