@@ -53,7 +53,8 @@ pub struct BackfillArgs {
     /// Compare what is listed with the lake at this location (as `LAKE_URL`):
     /// the run then reports how many objects were new to the lake and how
     /// many changed since its latest row. Reads the `object_id` and
-    /// `event_timestamp` columns of every file of the resource's table.
+    /// `event_timestamp` columns of the resource's table: a Delta table's
+    /// active files, or every file of a plain Parquet table.
     #[arg(long, env = "BACKFILL_COMPARE_LAKE")]
     pub compare_lake: Option<String>,
 
