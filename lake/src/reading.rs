@@ -11,7 +11,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::async_reader::{
+    ParquetObjectReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use schemas::Table;
 
@@ -87,6 +89,27 @@ pub async fn latest_per_object(
         }
     }
     Ok(latest)
+}
+
+/// The record batches of the Parquet file at `location` (`size` bytes),
+/// with only `columns` when given, read with ranged requests as they are
+/// consumed: one row group in memory at a time.
+pub(crate) async fn batches(
+    lake: &Lake,
+    location: object_store::path::Path,
+    size: u64,
+    columns: Option<&[&str]>,
+) -> Result<ParquetRecordBatchStream<ParquetObjectReader>, parquet::errors::ParquetError> {
+    let reader = ParquetObjectReader::new(lake.store().clone(), location).with_file_size(size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let builder = match columns {
+        Some(columns) => {
+            let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    builder.build()
 }
 
 /// The data files `table` holds: a Delta table's active files, or every

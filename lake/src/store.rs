@@ -15,6 +15,8 @@ use url::Url;
 
 use crate::encoding::file_set::EncodedFile;
 use crate::encoding::parquet_file::CONTENT_DIGEST_KEY;
+use crate::path::DataPath;
+use schemas::Table;
 
 #[derive(Debug, thiserror::Error)]
 /// Why the lake could not be opened, read or written.
@@ -242,6 +244,29 @@ impl Lake {
             Ok(_) => Ok(Put::Created),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExisted),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The data path of the object at `location`, when it is a data file of
+    /// `table` (`{table}/dt=…/{stem}.parquet` under the lake's prefix).
+    pub(crate) fn data_path(&self, table: Table, location: &Path) -> Option<DataPath> {
+        let folder = self.path(table.name());
+        let relative: Vec<String> = location
+            .prefix_match(&folder)?
+            .map(|part| part.as_ref().to_string())
+            .collect();
+        DataPath::parse_in_table(table, &relative.join("/"))
+    }
+
+    /// The first object under the folder `relative`, if any: one listing
+    /// request.
+    pub async fn first_under(&self, relative: &str) -> Result<Option<String>, LakeError> {
+        use futures::StreamExt;
+        let prefix = self.path(relative);
+        let mut listing = self.store.list(Some(&prefix));
+        match listing.next().await {
+            Some(found) => Ok(Some(found?.location.to_string())),
+            None => Ok(None),
         }
     }
 

@@ -69,6 +69,18 @@ pub struct Config {
     #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = schemas::topics::DEAD_LETTER)]
     pub dead_letter_topic: String,
 
+    /// Names this incarnation of the enriched topic in the lake: the tables
+    /// record, per partition, the last offset they hold of `{topic}` (or of
+    /// `{topic}@{source id}` when set). When the topic is recreated under
+    /// its old name, or the pipeline moves to another Kafka cluster, its
+    /// offsets start again from 0: the sink stops rather than skip them,
+    /// and a new value here (e.g. the new cluster's name) makes it add the
+    /// new topic's records from its first offset, keeping what the tables
+    /// hold. Never change it for the same topic: its records would be added
+    /// again.
+    #[arg(long, env = "SINK_SOURCE_ID", default_value = "")]
+    pub source_id: String,
+
     /// Consumer group id; instances sharing it split the topic's partitions.
     #[arg(long, env = "SINK_GROUP_ID", default_value = "mobaro-sink")]
     pub group_id: String,
@@ -98,11 +110,13 @@ pub struct Config {
 /// vacuum`, or on a schedule inside the sink.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpkeepArgs {
-    /// Compact closed days and vacuum the tables this often inside the sink
-    /// (e.g. `1h`); off unless set. Several sinks may run it: a rewrite that
-    /// loses a race to another commit is left for the next run.
-    #[arg(long, env = "SINK_COMPACT_EVERY", value_parser = humantime::parse_duration)]
-    pub compact_every: Option<Duration>,
+    /// Compact closed days and vacuum the tables this often inside the sink;
+    /// `0s` turns it off (schedule `sink compact` and `sink vacuum`
+    /// instead). Without either, a table's file list, its checkpoints and
+    /// the sink's memory grow every day. Several sinks may run it: a rewrite
+    /// that loses a race to another commit is left for the next run.
+    #[arg(long, env = "SINK_COMPACT_EVERY", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub compact_every: Duration,
 
     /// A day (`dt`) is closed, and compacted, once it ended at least this
     /// long ago: late events after that get a new small file until the next
@@ -169,6 +183,15 @@ pub struct DdlArgs {
 }
 
 impl Config {
+    /// The topic as the lake knows it: `{topic}`, or `{topic}@{source id}`.
+    pub(crate) fn source(&self) -> String {
+        if self.source_id.is_empty() {
+            self.enriched_topic.clone()
+        } else {
+            format!("{}@{}", self.enriched_topic, self.source_id)
+        }
+    }
+
     /// How files are uploaded.
     pub(crate) fn upload(&self) -> lake::Upload {
         lake::Upload {

@@ -58,6 +58,20 @@ pub enum ConsumptionError {
     #[error(transparent)]
     /// The consumer failed for good.
     Fatal(#[from] runtime::ConsumerFailed),
+    #[error("table {table} holds partition {partition} of {topic} up to offset {held}, but the broker's partition {partition} ends before it (its next offset is {end}): the topic was deleted and created again, or this is another Kafka cluster. Nothing was skipped or written. If it is a new topic under the old name, set SINK_SOURCE_ID to a new value (the new cluster's name, say) and restart: the tables keep what they hold and the new topic's records are added from its first offset. If it is the same topic and the broker lost records, restore the broker instead")]
+    /// The broker's partition starts again below what a table holds of it.
+    TopicRestarted {
+        /// The table holding the highest offset.
+        table: &'static str,
+        /// The topic as the lake knows it.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The last offset the table holds.
+        held: i64,
+        /// The broker's next offset in the partition.
+        end: i64,
+    },
 }
 
 pub(crate) type SinkConsumer = StreamConsumer<RebalanceContext>;
@@ -342,6 +356,8 @@ impl Consumption {
                         what: format!("reading what the tables hold of partition {partition}"),
                         source,
                     })?;
+                self.check_continuity(partition, &standing, shutdown)
+                    .await?;
                 unknown.insert(standing)
             }
         };

@@ -4,6 +4,7 @@
 mod batch;
 mod config;
 mod consumption;
+mod continuity;
 mod flush;
 mod ownership;
 mod rotation;
@@ -17,7 +18,9 @@ pub use telemetry::metric_names;
 
 use std::sync::Arc;
 
-use lake::{CompactionError, CompactionReport, DeltaError, Lake, LakeError, Tables};
+use runtime::Retried;
+
+use lake::{CompactionError, CompactionReport, DeltaError, Lake, LakeError, Tables, TablesError};
 
 #[derive(Debug, thiserror::Error)]
 /// Why the sink stopped.
@@ -37,6 +40,20 @@ pub enum SinkError {
     #[error(transparent)]
     /// A Delta table could not be read or written.
     Delta(#[from] DeltaError),
+    #[error(transparent)]
+    /// The tables could not be opened as configured.
+    Tables(#[from] TablesError),
+    #[error("`sink {command}` left {failed} table(s) or day(s) alone; see the lines above")]
+    /// A one-off compaction or vacuum could not do all of its work.
+    Upkeep {
+        /// The command.
+        command: &'static str,
+        /// How many tables or days failed.
+        failed: usize,
+    },
+    #[error("{0} before the lake could be read")]
+    /// Shutdown came while the lake was unreachable.
+    Stopped(#[from] runtime::Stopped),
     #[error("`sink {0}` works on Delta tables: set LAKE_FORMAT=delta")]
     /// A Delta command on a plain Parquet lake.
     NotDelta(&'static str),
@@ -65,18 +82,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             return Ok(());
         }
         Some(config::Command::Compact) => {
-            let tables = tables(&config)?;
+            let tables = tables(&config, &shutdown).await?;
             let settings = upkeep::compaction_settings(&config);
             let delta = tables.delta().ok_or(SinkError::NotDelta("compact"))?;
             let report = lake::compact(delta, &settings, chrono::Utc::now()).await?;
             print_compaction(&report);
+            if !report.failed.is_empty() {
+                return Err(SinkError::Upkeep {
+                    command: "compact",
+                    failed: report.failed.len(),
+                });
+            }
             return Ok(());
         }
         Some(config::Command::Vacuum(args)) => {
-            let tables = tables(&config)?;
+            let tables = tables(&config, &shutdown).await?;
             let settings = upkeep::vacuum_settings(&config, args.force);
             let delta = tables.delta().ok_or(SinkError::NotDelta("vacuum"))?;
-            for done in lake::vacuum(delta, &settings).await? {
+            let report = lake::vacuum(delta, &settings).await;
+            for done in &report.done {
                 println!(
                     "{}: {} files deleted, checkpoint at version {}, {} log files removed",
                     done.table.name(),
@@ -85,11 +109,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
                     done.logs_removed
                 );
             }
+            for (table, error) in &report.failed {
+                println!("{}: vacuum failed: {error}", table.name());
+            }
+            if !report.failed.is_empty() {
+                return Err(SinkError::Upkeep {
+                    command: "vacuum",
+                    failed: report.failed.len(),
+                });
+            }
             return Ok(());
         }
         None => {}
     }
-    let tables = Arc::new(tables(&config)?);
+    let tables = Arc::new(tables(&config, &shutdown).await?);
     let readiness = runtime::Readiness::for_stage("sink");
     if config.create_topics {
         runtime::ensure_topics(
@@ -134,14 +167,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
     // One loaded state per table, shared by the commits and the scheduled
     // upkeep.
-    if let Some(every) = config.upkeep.compact_every {
-        tokio::spawn(upkeep::run_every(
-            tables.clone(),
-            config.clone(),
-            every,
-            ops_shutdown.clone(),
-        ));
-    }
+    tokio::spawn(upkeep::run_every(
+        tables.clone(),
+        config.clone(),
+        config.upkeep.compact_every,
+        ops_shutdown.clone(),
+    ));
     let result = consumption::Consumption {
         consumer,
         producer,
@@ -159,14 +190,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     Ok(result?)
 }
 
-/// The lake's tables, in the configured format.
-fn tables(config: &Config) -> Result<Tables, SinkError> {
+/// The lake's tables, in the configured format, once the prefix is known
+/// to hold no table of the other format (retried while the store is down).
+async fn tables(config: &Config, shutdown: &CancellationToken) -> Result<Tables, SinkError> {
     let lake = Lake::open(&config.lake_url)?;
-    Ok(Tables::open(
-        lake,
-        config.lake_format,
-        &config.enriched_topic,
-    ))
+    let tables = Tables::open(lake, config.lake_format, &config.source());
+    consumption::STORE_RETRY
+        .run(
+            shutdown,
+            |_| tables.check_format(),
+            |error, attempt| {
+                if error.is_permanent() {
+                    return runtime::Verdict::GiveUp;
+                }
+                tracing::warn!(%error, attempt, "reading the lake failed; retrying");
+                runtime::Verdict::Retry
+            },
+        )
+        .await
+        .or_stopped()??;
+    Ok(tables)
 }
 
 fn print_compaction(report: &CompactionReport) {
@@ -189,7 +232,10 @@ fn print_compaction(report: &CompactionReport) {
             table.name()
         );
     }
-    if report.compacted.is_empty() && report.conflicts.is_empty() {
+    for (table, date, reason) in &report.failed {
+        println!("{} dt={date}: left alone: {reason}", table.name());
+    }
+    if report.compacted.is_empty() && report.conflicts.is_empty() && report.failed.is_empty() {
         println!("nothing to compact");
     }
 }

@@ -18,6 +18,7 @@ const FILE_BYTES_TOTAL: &str = "sink_file_bytes_total";
 const ROWS: &str = "sink_rows_total";
 const FILE_BYTES: &str = "sink_file_bytes";
 const FILE_ROWS: &str = "sink_file_rows";
+const UPKEEP_FAILURES: &str = "sink_upkeep_failures_total";
 
 const METRICS: &[&str] = &[
     MESSAGES,
@@ -30,6 +31,7 @@ const METRICS: &[&str] = &[
     ROWS,
     FILE_BYTES,
     FILE_ROWS,
+    UPKEEP_FAILURES,
 ];
 
 /// Every metric the sink serves: its own, the tables', and the readiness
@@ -41,6 +43,11 @@ pub fn metric_names() -> Vec<String> {
         .map(|name| name.to_string())
         .chain([runtime::ready_metric("sink"), runtime::lag_metric("sink")])
         .collect()
+}
+
+/// A scheduled upkeep run (compaction, vacuum) failed or panicked.
+pub(crate) fn upkeep_failed() {
+    metrics::counter!(UPKEEP_FAILURES).increment(1);
 }
 
 /// A message was taken from the topic.

@@ -1,6 +1,7 @@
 //! Compaction and vacuum on a schedule inside the sink, and the settings
 //! both the schedule and the one-off commands take from the configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -8,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use lake::{compact, vacuum, CompactionReport, CompactionSettings, Tables, VacuumSettings};
 
 use crate::config::Config;
+use crate::telemetry;
 
 /// The compaction settings of `config`.
 pub(crate) fn compaction_settings(config: &Config) -> CompactionSettings {
@@ -29,19 +31,17 @@ pub(crate) fn vacuum_settings(config: &Config, force: bool) -> VacuumSettings {
 }
 
 /// Compacts, then vacuums, the Delta tables every `every` until `shutdown`
-/// (plain Parquet has no upkeep). A failed run is logged and the next one
-/// tries again.
+/// (plain Parquet has no upkeep). Each run is supervised: a failure, or a
+/// panic, is logged and counted, and the next run tries again.
 pub(crate) async fn run_every(
-    tables: std::sync::Arc<Tables>,
+    tables: Arc<Tables>,
     config: Config,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let Some(tables) = tables.delta() else {
+    if tables.delta().is_none() || every.is_zero() {
         return;
-    };
-    let compaction = compaction_settings(&config);
-    let vacuuming = vacuum_settings(&config, false);
+    }
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -50,19 +50,38 @@ pub(crate) async fn run_every(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let work = async {
-            match compact(tables, &compaction, chrono::Utc::now()).await {
-                Ok(report) => log(&report),
-                Err(error) => tracing::warn!(%error, "compaction failed; the next run tries again"),
-            }
-            if let Err(error) = vacuum(tables, &vacuuming).await {
-                tracing::warn!(%error, "vacuum failed; the next run tries again");
-            }
-        };
+        let run = tokio::spawn(run_once(tables.clone(), config.clone()));
+        let abort = run.abort_handle();
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = work => {}
+            _ = shutdown.cancelled() => {
+                abort.abort();
+                return;
+            }
+            ended = run => {
+                if let Err(error) = ended {
+                    tracing::error!(%error, "the upkeep run panicked; the next run tries again");
+                    telemetry::upkeep_failed();
+                }
+            }
         }
+    }
+}
+
+/// One upkeep run: compaction, then vacuum.
+async fn run_once(tables: Arc<Tables>, config: Config) {
+    let Some(delta) = tables.delta() else {
+        return;
+    };
+    match compact(delta, &compaction_settings(&config), chrono::Utc::now()).await {
+        Ok(report) => log(&report),
+        Err(error) => {
+            tracing::warn!(%error, "compaction failed; the next run tries again");
+            telemetry::upkeep_failed();
+        }
+    }
+    let vacuumed = vacuum(delta, &vacuum_settings(&config, false)).await;
+    if !vacuumed.failed.is_empty() {
+        telemetry::upkeep_failed();
     }
 }
 
@@ -73,6 +92,7 @@ fn log(report: &CompactionReport) {
         days = report.compacted.len(),
         rows_deduplicated = rows_in - rows_out,
         conflicts = report.conflicts.len(),
+        failed = report.failed.len(),
         "compaction run done"
     );
 }

@@ -70,6 +70,18 @@ impl DeltaError {
     }
 }
 
+/// The properties of every commit of the sink: at most `retries` retries
+/// by the library, and no post-commit hooks. Checkpoints and log cleanup
+/// belong to the upkeep (see `vacuum.rs`): run after each commit they list
+/// the whole log, a cost that grows with the table's age, and their failure
+/// after a landed commit would read as a failed commit.
+pub(crate) fn commit_properties(retries: usize) -> CommitProperties {
+    CommitProperties::default()
+        .with_max_retries(retries)
+        .with_create_checkpoint(false)
+        .with_cleanup_expired_logs(Some(false))
+}
+
 /// The `add` action of `file`.
 pub(crate) fn add_action(file: &DataFile, data_change: bool) -> Add {
     Add {
@@ -229,19 +241,18 @@ impl DeltaTables {
             actions.push(Action::Txn(Transaction::new(app_id, version)));
             let state = current.snapshot().map_err(DeltaError::of(table))?;
             let started = std::time::Instant::now();
-            let committed =
-                CommitBuilder::from(CommitProperties::default().with_max_retries(APPEND_RETRIES))
-                    .with_actions(actions)
-                    .build(
-                        Some(state),
-                        current.log_store(),
-                        DeltaOperation::Write {
-                            mode: SaveMode::Append,
-                            partition_by: None,
-                            predicate: None,
-                        },
-                    )
-                    .await;
+            let committed = CommitBuilder::from(commit_properties(APPEND_RETRIES))
+                .with_actions(actions)
+                .build(
+                    Some(state),
+                    current.log_store(),
+                    DeltaOperation::Write {
+                        mode: SaveMode::Append,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                )
+                .await;
             match committed {
                 Ok(commit) => {
                     telemetry::delta_committed(table, started.elapsed());

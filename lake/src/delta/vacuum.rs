@@ -1,17 +1,22 @@
-//! Vacuum and log upkeep of the Delta tables: data files no longer in the
-//! tables (replaced by compaction, or left by a failed commit) are deleted
-//! once older than the retention; the log gets a checkpoint, and commits
-//! older than the log retention are removed. The checkpoint holds every
+//! Vacuum and log upkeep of the Delta tables: data files removed from the
+//! tables (replaced by compaction) are deleted once removed longer than the
+//! retention ago, files the sink uploaded for a commit that never landed
+//! once older than it; the log gets a checkpoint, and commits older than the
+//! log retention are removed. The checkpoint holds every
 //! partition's transaction, so exactly-once survives the log cleanup.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
+use deltalake_core::DeltaTable;
+use futures::TryStreamExt;
 use schemas::Table;
 
 use crate::delta::log::{DeltaError, DeltaTables};
+use crate::path::stems;
 use crate::telemetry;
 
 /// What a vacuum keeps.
@@ -41,53 +46,241 @@ pub struct Vacuumed {
     pub logs_removed: usize,
 }
 
+/// What a vacuum run did: the tables vacuumed, and those that failed (one
+/// table's failure does not keep the others from their upkeep).
+#[derive(Debug, Default)]
+pub struct VacuumReport {
+    /// The tables vacuumed.
+    pub done: Vec<Vacuumed>,
+    /// The tables that failed, and why.
+    pub failed: Vec<(Table, DeltaError)>,
+}
+
 /// Vacuums every table, then checkpoints it and cleans its log.
-pub async fn vacuum(
-    tables: &DeltaTables,
-    settings: &VacuumSettings,
-) -> Result<Vec<Vacuumed>, DeltaError> {
-    let mut done = Vec::new();
+pub async fn vacuum(tables: &DeltaTables, settings: &VacuumSettings) -> VacuumReport {
+    let mut report = VacuumReport::default();
     for table in Table::all() {
-        let Some(current) = tables.latest(table).await? else {
+        match vacuum_table(tables, table, settings).await {
+            Ok(Some(done)) => report.done.push(done),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(table = table.name(), %error, "vacuum failed; the next run tries again");
+                report.failed.push((table, error));
+            }
+        }
+    }
+    report
+}
+
+/// Vacuums one table: files removed from it longer than the retention ago
+/// (by the time of their removal, not of their creation), then files the
+/// sink wrote that no commit ever added (a commit that failed after its
+/// upload), older than the retention. A file of another writer is never
+/// deleted unless a commit added and later removed it.
+async fn vacuum_table(
+    tables: &DeltaTables,
+    table: Table,
+    settings: &VacuumSettings,
+) -> Result<Option<Vacuumed>, DeltaError> {
+    let Some(current) = tables.latest(table).await? else {
+        return Ok(None);
+    };
+    let retention = chrono::Duration::from_std(settings.retention).unwrap_or(chrono::Duration::MAX);
+    let (current, metrics) = current
+        .vacuum()
+        .with_retention_period(retention)
+        .with_mode(VacuumMode::Lite)
+        .with_enforce_retention_duration(!settings.force)
+        .await
+        .map_err(DeltaError::of(table))?;
+    let orphans = delete_orphans(tables, table, &current, settings.retention).await?;
+    let checkpoint = current.version().unwrap_or_default();
+    create_checkpoint(&current, None)
+        .await
+        .map_err(DeltaError::of(table))?;
+    let log_retention =
+        chrono::Duration::from_std(settings.log_retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = Utc::now()
+        .checked_sub_signed(log_retention)
+        .map_or(0, |at| at.timestamp_millis());
+    let logs_removed =
+        cleanup_expired_logs_for(checkpoint, current.log_store().as_ref(), cutoff, None)
+            .await
+            .map_err(DeltaError::of(table))?;
+    let files_deleted = metrics.files_deleted.len() + orphans;
+    tracing::info!(
+        table = table.name(),
+        files_deleted,
+        checkpoint,
+        logs_removed,
+        "vacuumed"
+    );
+    telemetry::vacuumed(files_deleted);
+    Ok(Some(Vacuumed {
+        table,
+        files_deleted,
+        checkpoint,
+        logs_removed,
+    }))
+}
+
+/// Deletes the sink's own data files that neither the table nor its
+/// tombstones name, last modified longer than `retention` ago.
+async fn delete_orphans(
+    tables: &DeltaTables,
+    table: Table,
+    current: &DeltaTable,
+    retention: Duration,
+) -> Result<usize, DeltaError> {
+    let state = current.snapshot().map_err(DeltaError::of(table))?;
+    let mut known: HashSet<String> = state
+        .log_data()
+        .iter()
+        .map(|file| file.path().to_string())
+        .collect();
+    let tombstones: Vec<String> = state
+        .all_tombstones(current.log_store().as_ref())
+        .map_ok(|tombstone| tombstone.path().to_string())
+        .try_collect()
+        .await
+        .map_err(DeltaError::of(table))?;
+    known.extend(tombstones);
+    let lake = tables.lake();
+    let folder = lake.path(table.name());
+    let store_error = |error: object_store::Error| DeltaError::of(table)(error.into());
+    let listed: Vec<_> = lake
+        .store()
+        .list(Some(&folder))
+        .try_collect()
+        .await
+        .map_err(store_error)?;
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut deleted = 0;
+    for object in listed {
+        let Some(path) = lake.data_path(table, &object.location) else {
             continue;
         };
-        let retention =
-            chrono::Duration::from_std(settings.retention).unwrap_or(chrono::Duration::MAX);
-        let (current, metrics) = current
-            .vacuum()
-            .with_retention_period(retention)
-            .with_mode(VacuumMode::Full)
-            .with_enforce_retention_duration(!settings.force)
+        if !stems::written_by_sink(&path.stem)
+            || known.contains(&path.in_table())
+            || object.last_modified >= cutoff
+        {
+            continue;
+        }
+        lake.store()
+            .delete(&object.location)
             .await
-            .map_err(DeltaError::of(table))?;
-        let checkpoint = current.version().unwrap_or_default();
-        create_checkpoint(&current, None)
-            .await
-            .map_err(DeltaError::of(table))?;
-        let log_retention =
-            chrono::Duration::from_std(settings.log_retention).unwrap_or(chrono::Duration::MAX);
-        let cutoff = Utc::now()
-            .checked_sub_signed(log_retention)
-            .map_or(0, |at| at.timestamp_millis());
-        let logs_removed =
-            cleanup_expired_logs_for(checkpoint, current.log_store().as_ref(), cutoff, None)
-                .await
-                .map_err(DeltaError::of(table))?;
-        let files_deleted = metrics.files_deleted.len();
-        tracing::info!(
-            table = table.name(),
-            files_deleted,
-            checkpoint,
-            logs_removed,
-            "vacuumed"
-        );
-        telemetry::vacuumed(files_deleted);
-        done.push(Vacuumed {
-            table,
-            files_deleted,
-            checkpoint,
-            logs_removed,
-        });
+            .map_err(store_error)?;
+        tracing::debug!(path = %object.location, "unreferenced file deleted");
+        deleted += 1;
     }
-    Ok(done)
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data_file::DataFile;
+    use crate::delta::log::{app_id, commit_properties, partition_values};
+    use crate::path::DataPath;
+    use crate::store::Lake;
+    use deltalake_core::kernel::transaction::CommitBuilder;
+    use deltalake_core::kernel::{Action, Remove};
+    use deltalake_core::protocol::DeltaOperation;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    fn data_file(stem: &str) -> DataFile {
+        DataFile {
+            path: DataPath {
+                table: Table::Events,
+                date: chrono::NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date"),
+                stem: stem.into(),
+            },
+            size: 1,
+            rows: 1,
+        }
+    }
+
+    /// Writes the file and dates it `age` back.
+    fn place(root: &std::path::Path, file: &DataFile, age: Duration) {
+        let path = root.join(file.path.in_lake());
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("mkdir");
+        std::fs::write(&path, b"x").expect("write");
+        let old = std::time::SystemTime::now() - age;
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(old))
+            .expect("dated");
+    }
+
+    #[tokio::test]
+    async fn files_outlive_their_removal_by_the_retention_and_foreign_files_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables =
+            DeltaTables::new(Lake::open(dir.path().to_str().expect("utf8")).expect("opens"));
+        let (removed, kept) = (data_file("0-0-9-0a0b0c0d"), data_file("0-10-19-0a0b0c0e"));
+        let orphan = data_file("0-20-29-0a0b0c0f");
+        let foreign = data_file("part-00000-written-by-spark");
+        for file in [&removed, &kept, &orphan, &foreign] {
+            place(dir.path(), file, 10 * DAY);
+        }
+        let appended = tables
+            .append(
+                Table::Events,
+                &[removed.clone(), kept.clone()],
+                &app_id("t", 0),
+                None,
+                19,
+            )
+            .await
+            .expect("appends");
+        assert!(matches!(
+            appended,
+            crate::delta::log::Appended::Committed(_)
+        ));
+        // Compacted away now, ten days after it was written.
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let remove = Action::Remove(Remove {
+            path: removed.path.in_table(),
+            data_change: true,
+            deletion_timestamp: Some(Utc::now().timestamp_millis()),
+            extended_file_metadata: Some(true),
+            partition_values: Some(partition_values(removed.path.date)),
+            size: Some(1),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        });
+        CommitBuilder::from(commit_properties(0))
+            .with_actions(vec![remove])
+            .build(
+                Some(current.snapshot().expect("a snapshot")),
+                current.log_store(),
+                DeltaOperation::Delete { predicate: None },
+            )
+            .await
+            .expect("commits");
+        let settings = VacuumSettings {
+            retention: 7 * DAY,
+            log_retention: 30 * DAY,
+            force: false,
+        };
+        let report = vacuum(&tables, &settings).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let exists = |file: &DataFile| dir.path().join(file.path.in_lake()).exists();
+        assert!(exists(&removed), "removed now: kept for the retention");
+        assert!(exists(&kept), "active");
+        assert!(
+            !exists(&orphan),
+            "the sink's own upload that no commit added"
+        );
+        assert!(exists(&foreign), "another writer's file");
+    }
 }

@@ -1,0 +1,572 @@
+//! Compaction of Delta tables: each closed day (`dt` older than a grace
+//! period) is rewritten into files of about a target size holding each event
+//! once, in one commit that removes exactly the files it read. A day whose
+//! files are all compaction's own is done: it is rewritten again only when
+//! new files arrive.
+//!
+//! Memory: the day's events (about 48 bytes each, see `selection.rs`), one
+//! input row group and one output file up to the target size.
+
+mod rewrite;
+mod selection;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake_core::kernel::{Action, Remove};
+use deltalake_core::protocol::DeltaOperation;
+use deltalake_core::{DeltaTable, DeltaTableError};
+use futures::FutureExt;
+use schemas::Table;
+
+use crate::data_file::DataFile;
+use crate::delta::log::{add_action, commit_properties, partition_values, DeltaError, DeltaTables};
+use crate::encoding::parquet_file::{Compression, EncodingError};
+use crate::path::{stems, DataPath, PARTITION_COLUMN};
+use crate::store::{LakeError, Upload};
+use crate::telemetry;
+
+/// Why a compaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    #[error(transparent)]
+    /// The table's log could not be read or written.
+    Delta(#[from] DeltaError),
+    #[error("{table} dt={date}: {source}")]
+    /// A data file could not be read or written.
+    Store {
+        /// The table.
+        table: &'static str,
+        /// The day.
+        date: NaiveDate,
+        /// Why.
+        source: LakeError,
+    },
+    #[error("{table} dt={date}: {reason}")]
+    /// A data file could not be read, or does not fit the table's schema.
+    Unreadable {
+        /// The table.
+        table: &'static str,
+        /// The day.
+        date: NaiveDate,
+        /// Why.
+        reason: String,
+    },
+    #[error("{table} dt={date}: {source}")]
+    /// A data file could not be encoded.
+    Parquet {
+        /// The table.
+        table: &'static str,
+        /// The day.
+        date: NaiveDate,
+        /// Why.
+        source: EncodingError,
+    },
+}
+
+/// What a compaction does.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionSettings {
+    /// Days whose end is at least this long ago are closed.
+    pub grace: Duration,
+    /// Output files are closed once they reach this encoded size.
+    pub target_bytes: usize,
+    /// The output files' codec.
+    pub compression: Compression,
+    /// How the output files are uploaded.
+    pub upload: Upload,
+}
+
+/// One day of one table, compacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCompacted {
+    /// The table.
+    pub table: Table,
+    /// The day (`dt`).
+    pub date: NaiveDate,
+    /// Files read.
+    pub files_in: usize,
+    /// Files written.
+    pub files_out: usize,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written: one per event.
+    pub rows_out: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+}
+
+/// What a compaction run did.
+#[derive(Debug, Default)]
+pub struct CompactionReport {
+    /// The days compacted.
+    pub compacted: Vec<DayCompacted>,
+    /// Days left for the next run: another writer committed to them while
+    /// they were being rewritten.
+    pub conflicts: Vec<(Table, NaiveDate)>,
+    /// Days left alone, and why: a file that cannot be read or does not fit
+    /// the table, deletion vectors, a failure. The other days go on.
+    pub failed: Vec<(Table, NaiveDate, String)>,
+}
+
+/// An active file of a table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Active {
+    path: DataPath,
+    size: u64,
+    /// Another engine deleted rows of it through a deletion vector.
+    has_deletion_vector: bool,
+}
+
+impl Active {
+    fn is_compacted(&self) -> bool {
+        self.path.stem.starts_with(stems::COMPACTED_PREFIX)
+    }
+}
+
+/// How the rewrite of one day ended.
+#[derive(Debug)]
+#[must_use]
+enum DayOutcome {
+    Compacted(DayCompacted),
+    /// Another writer added or removed a file of the day meanwhile: the
+    /// rewrite was dropped, and the day is left for the next run.
+    Changed,
+    /// The day cannot be rewritten (why): it is left as it is.
+    Failed(String),
+}
+
+/// Attempts at committing a day's rewrite when other commits (to other
+/// days) came first.
+const COMMIT_ATTEMPTS: usize = 10;
+
+/// Compacts every closed day of every table. A day that fails (or panics)
+/// is reported and left alone; the others go on. Only an unreadable table
+/// log ends the run.
+pub async fn compact(
+    tables: &DeltaTables,
+    settings: &CompactionSettings,
+    now: DateTime<Utc>,
+) -> Result<CompactionReport, CompactionError> {
+    let closed_before = (now - settings.grace).date_naive();
+    let mut report = CompactionReport::default();
+    for table in Table::all() {
+        let Some(current) = tables.latest(table).await? else {
+            continue;
+        };
+        for (date, files) in days(&current, table)? {
+            // Compaction's own files only: the day is done.
+            let due = date < closed_before && !files.iter().all(Active::is_compacted);
+            if !due {
+                continue;
+            }
+            let outcome =
+                std::panic::AssertUnwindSafe(compact_day(tables, table, date, &files, settings))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let reason = panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("a panic");
+                        Ok(DayOutcome::Failed(format!("panicked: {reason}")))
+                    })
+                    .unwrap_or_else(|error| DayOutcome::Failed(error.to_string()));
+            match outcome {
+                DayOutcome::Compacted(done) => {
+                    tracing::info!(table = table.name(), %date, files_in = done.files_in, files_out = done.files_out, rows_in = done.rows_in, rows_out = done.rows_out, "day compacted");
+                    telemetry::day_compacted(&done);
+                    report.compacted.push(done);
+                }
+                DayOutcome::Changed => {
+                    tracing::info!(table = table.name(), %date, "another writer committed to the day meanwhile; left for the next run");
+                    telemetry::compaction_conflict();
+                    report.conflicts.push((table, date));
+                }
+                DayOutcome::Failed(reason) => {
+                    tracing::error!(table = table.name(), %date, %reason, "the day is left alone; the other days go on");
+                    telemetry::compaction_failed(table);
+                    report.failed.push((table, date, reason));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The active files of `current`, per day.
+fn days(
+    current: &DeltaTable,
+    table: Table,
+) -> Result<BTreeMap<NaiveDate, BTreeSet<Active>>, DeltaError> {
+    let state = current.snapshot().map_err(DeltaError::of(table))?;
+    let mut days: BTreeMap<NaiveDate, BTreeSet<Active>> = BTreeMap::new();
+    for file in state.log_data().iter() {
+        let Some(path) = DataPath::parse_in_table(table, file.path().as_ref()) else {
+            tracing::warn!(
+                table = table.name(),
+                path = %file.path(),
+                "a file outside dt= folders is left alone"
+            );
+            continue;
+        };
+        days.entry(path.date).or_default().insert(Active {
+            path,
+            size: file.size().max(0) as u64,
+            has_deletion_vector: file.deletion_vector_descriptor().is_some(),
+        });
+    }
+    Ok(days)
+}
+
+/// Rewrites one day.
+async fn compact_day(
+    tables: &DeltaTables,
+    table: Table,
+    date: NaiveDate,
+    files: &BTreeSet<Active>,
+    settings: &CompactionSettings,
+) -> Result<DayOutcome, CompactionError> {
+    if files.iter().any(|f| f.has_deletion_vector) {
+        return Ok(DayOutcome::Failed(
+            "a file has a deletion vector (rows deleted by another engine), which this compaction does not apply: left as it is so that no deleted row comes back".into(),
+        ));
+    }
+    let lake = tables.lake();
+    let located: Vec<(object_store::path::Path, u64)> = files
+        .iter()
+        .map(|f| (lake.path(&f.path.in_lake()), f.size))
+        .collect();
+    let selection =
+        selection::select(lake, &located)
+            .await
+            .map_err(|error| CompactionError::Unreadable {
+                table: table.name(),
+                date,
+                reason: error.to_string(),
+            })?;
+    let written = rewrite::rewrite(lake, table, date, &located, &selection, settings).await?;
+    let done = DayCompacted {
+        table,
+        date,
+        files_in: files.len(),
+        files_out: written.len(),
+        rows_in: selection.rows_in,
+        rows_out: selection.rows_out,
+        bytes_in: files.iter().map(|f| f.size).sum(),
+        bytes_out: written.iter().map(|f| f.size as u64).sum(),
+    };
+    let data_change = selection.rows_out != selection.rows_in;
+    match commit(tables, table, date, files, &written, data_change, settings).await? {
+        Rewrite::Committed => Ok(DayOutcome::Compacted(done)),
+        Rewrite::DayChanged => {
+            for file in &written {
+                let location = lake.path(&file.path.in_lake());
+                if let Err(error) = lake.store().delete(&location).await {
+                    tracing::warn!(%error, path = %location, "removing an unused compacted file failed; vacuum removes it");
+                }
+            }
+            Ok(DayOutcome::Changed)
+        }
+    }
+}
+
+/// How committing a day's rewrite ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+enum Rewrite {
+    Committed,
+    /// A commit in between added or removed a file of the day.
+    DayChanged,
+}
+
+/// Commits the rewrite of a day: removes exactly `read`, adds `written`.
+/// Commits to other days that come first are let through; one that added
+/// or removed a file of this day makes it give up.
+async fn commit(
+    tables: &DeltaTables,
+    table: Table,
+    date: NaiveDate,
+    read: &BTreeSet<Active>,
+    written: &[DataFile],
+    data_change: bool,
+    settings: &CompactionSettings,
+) -> Result<Rewrite, CompactionError> {
+    let deleted_at = Utc::now().timestamp_millis();
+    let mut actions: Vec<Action> = read
+        .iter()
+        .map(|file| {
+            Action::Remove(Remove {
+                path: file.path.in_table(),
+                data_change,
+                deletion_timestamp: Some(deleted_at),
+                extended_file_metadata: Some(true),
+                partition_values: Some(partition_values(date)),
+                size: Some(file.size as i64),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        })
+        .collect();
+    actions.extend(
+        written
+            .iter()
+            .map(|f| Action::Add(add_action(f, data_change))),
+    );
+    for _ in 0..COMMIT_ATTEMPTS {
+        let Some(current) = tables.latest(table).await? else {
+            return Ok(Rewrite::DayChanged);
+        };
+        let unchanged = days(&current, table)?.get(&date) == Some(read);
+        if !unchanged {
+            return Ok(Rewrite::DayChanged);
+        }
+        let state = current.snapshot().map_err(DeltaError::of(table))?;
+        // No retries inside the library: a commit in between is examined
+        // here, against this day's files.
+        let committed = CommitBuilder::from(commit_properties(0))
+            .with_actions(actions.clone())
+            .build(
+                Some(state),
+                current.log_store(),
+                DeltaOperation::Optimize {
+                    predicate: Some(format!("{PARTITION_COLUMN} = '{date}'")),
+                    target_size: settings.target_bytes as i64,
+                },
+            )
+            .await;
+        match committed {
+            Ok(_) => return Ok(Rewrite::Committed),
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_),
+            })
+            | Err(DeltaTableError::VersionAlreadyExists(_)) => continue,
+            Err(error) => return Err(DeltaError::of(table)(error).into()),
+        }
+    }
+    Ok(Rewrite::DayChanged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Lake, Put};
+
+    #[test]
+    fn compacted_files_are_told_by_their_names() {
+        let active = |path: &str| Active {
+            path: DataPath::parse_in_table(Table::Events, path).expect("a data path"),
+            size: 1,
+            has_deletion_vector: false,
+        };
+        assert!(active("dt=2025-03-01/compacted-0a0b0c0d.parquet").is_compacted());
+        assert!(!active("dt=2025-03-01/2-0-9-0a0b0c0d.parquet").is_compacted());
+    }
+
+    fn settings() -> CompactionSettings {
+        CompactionSettings {
+            grace: Duration::from_secs(3600),
+            target_bytes: 1 << 20,
+            compression: Compression::Zstd,
+            upload: Upload {
+                multipart_threshold: 1 << 30,
+                part_size: 16 << 20,
+            },
+        }
+    }
+
+    fn record(id: u32, day: u32, status: &str, fetched: &str) -> String {
+        format!(
+            r#"{{"event_id":"{id:032x}","resource":"Users","event":"Updated","object_id":"users/{id}-A","event_timestamp":"2025-03-{day:02}T08:00:00Z","received_at":"2025-03-{day:02}T08:00:01Z","fetched_at":"{fetched}","status":"{status}","record":{{"id":"users/{id}-A"}}}}"#
+        )
+    }
+
+    /// Writes a batch of `records` as the sink does; returns its `events` file.
+    async fn sink_file(lake: &Lake, records: &[String]) -> DataFile {
+        let mut files = crate::FileSet::new(Compression::Zstd, 1 << 20);
+        for text in records {
+            let view = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
+            files.push(&view, text.len(), |_| false).expect("encodes");
+        }
+        let origin = crate::Origin {
+            topic: "t",
+            partition: 0,
+            first: 0,
+            last: 9,
+        };
+        let encoded = files
+            .finish(&origin, crate::Naming::Unique)
+            .expect("closes")
+            .into_iter()
+            .find(|f| f.path.table == Table::Events)
+            .expect("an events file");
+        let put = lake.write_file(&encoded, &settings().upload).await;
+        assert_eq!(put.expect("writes"), Put::Created);
+        encoded.data_file()
+    }
+
+    /// An `events` file another engine wrote: large strings, nanoseconds,
+    /// no `record_json`-like optional columns.
+    async fn foreign_file(lake: &Lake, id: u32) -> DataFile {
+        use arrow::array::{LargeStringArray, TimestampNanosecondArray};
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let text = |value: &str| -> arrow::array::ArrayRef {
+            std::sync::Arc::new(LargeStringArray::from(vec![value]))
+        };
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::LargeUtf8, false),
+            Field::new("resource", DataType::LargeUtf8, false),
+            Field::new("event", DataType::LargeUtf8, false),
+            Field::new("object_id", DataType::LargeUtf8, false),
+            Field::new(
+                "event_timestamp",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("status", DataType::LargeUtf8, false),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                text(&format!("{id:032x}")),
+                text("Users"),
+                text("Updated"),
+                text("users/9-A"),
+                std::sync::Arc::new(
+                    TimestampNanosecondArray::from(vec![1_740_816_000_000_000_000])
+                        .with_timezone("UTC"),
+                ),
+                text("found"),
+            ],
+        )
+        .expect("a batch");
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, None).expect("a writer");
+        writer.write(&batch).expect("writes");
+        let bytes = bytes::Bytes::from(writer.into_inner().expect("closes"));
+        let path = DataPath {
+            table: Table::Events,
+            date: NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date"),
+            stem: "part-00000-foreign".into(),
+        };
+        let size = bytes.len();
+        let put = lake.create(&lake.path(&path.in_lake()), bytes).await;
+        assert_eq!(put.expect("writes"), Put::Created);
+        DataFile {
+            path,
+            size,
+            rows: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_day_keeps_the_best_copy_of_each_event_and_a_bad_day_stays_alone() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        let tables = DeltaTables::new(lake.clone());
+        let (early, late) = ("2025-03-01T09:00:00Z", "2025-03-01T10:00:00Z");
+        // Day 1: event 2 found late in one file, not found in another; event
+        // 3 twice; event 4 from another engine's file.
+        let first = sink_file(
+            &lake,
+            &[
+                record(1, 1, "found", early),
+                record(2, 1, "not_found", late),
+                record(3, 1, "found", early),
+            ],
+        )
+        .await;
+        let second = sink_file(
+            &lake,
+            &[record(2, 1, "found", early), record(3, 1, "found", early)],
+        )
+        .await;
+        let foreign = foreign_file(&lake, 4).await;
+        // Day 2: one good file and one that is not Parquet at all.
+        let good = sink_file(&lake, &[record(5, 2, "found", early)]).await;
+        let broken = DataFile {
+            path: DataPath {
+                table: Table::Events,
+                date: NaiveDate::from_ymd_opt(2025, 3, 2).expect("a date"),
+                stem: "0-0-0-0a0b0c0d".into(),
+            },
+            size: 3,
+            rows: 1,
+        };
+        let put = lake
+            .create(&lake.path(&broken.path.in_lake()), "bad".into())
+            .await;
+        assert_eq!(put.expect("writes"), Put::Created);
+        let id = crate::delta::log::app_id("t", 0);
+        let appended = tables
+            .append(
+                Table::Events,
+                &[first, second, foreign, good, broken],
+                &id,
+                None,
+                9,
+            )
+            .await
+            .expect("appends");
+        assert!(matches!(
+            appended,
+            crate::delta::log::Appended::Committed(_)
+        ));
+        let now = "2025-03-10T00:00:00Z".parse().expect("a time");
+        let report = compact(&tables, &settings(), now).await.expect("runs");
+        assert_eq!(report.compacted.len(), 1, "{report:?}");
+        let day = &report.compacted[0];
+        assert_eq!((day.rows_in, day.rows_out, day.files_out), (6, 4, 1));
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(
+            report.failed[0].1,
+            NaiveDate::from_ymd_opt(2025, 3, 2).expect("a date")
+        );
+        // The kept copy of event 2 is the found one.
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let days = days(&current, Table::Events).expect("days");
+        let compacted = days
+            .get(&NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date"))
+            .expect("day 1");
+        let located: Vec<_> = compacted
+            .iter()
+            .map(|f| (lake.path(&f.path.in_lake()), f.size))
+            .collect();
+        let mut statuses = BTreeMap::new();
+        for (location, size) in located {
+            let mut stream = crate::reading::batches(&lake, location, size, None)
+                .await
+                .expect("opens");
+            use arrow::array::AsArray;
+            use futures::TryStreamExt;
+            while let Some(batch) = stream.try_next().await.expect("reads") {
+                let ids = batch
+                    .column_by_name("event_id")
+                    .expect("ids")
+                    .as_string::<i32>();
+                let status = batch
+                    .column_by_name("status")
+                    .expect("status")
+                    .as_string::<i32>();
+                for row in 0..batch.num_rows() {
+                    statuses.insert(ids.value(row).to_string(), status.value(row).to_string());
+                }
+            }
+        }
+        assert_eq!(statuses.len(), 4);
+        assert_eq!(statuses[&format!("{:032x}", 2)], "found");
+        // Done: a second run rewrites nothing of day 1.
+        let again = compact(&tables, &settings(), now).await.expect("runs");
+        assert!(again.compacted.is_empty(), "{again:?}");
+    }
+}
