@@ -57,6 +57,14 @@ impl Setup {
 
     /// [`Setup::sink`], with the address of its operations endpoint.
     async fn sink_with_ops(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Process, String)> {
+        let (sink, ops) = self.start_sink(extra)?;
+        wait_until_ready(&format!("http://{ops}/healthz"), Duration::from_secs(30)).await?;
+        Ok((sink, ops))
+    }
+
+    /// Starts a sink without waiting for it; with the address of its
+    /// operations endpoint.
+    fn start_sink(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Process, String)> {
         let ops = format!("127.0.0.1:{}", free_port());
         let lake_url = format!("s3://{}/{}", self.services.s3_bucket, self.prefix);
         let mut env = vec![
@@ -72,7 +80,6 @@ impl Setup {
         ];
         env.extend_from_slice(extra);
         let sink = Process::start(&format!("sink#{}", unique("s")), &[], &env, &self.logs)?;
-        wait_until_ready(&format!("http://{ops}/healthz"), Duration::from_secs(30)).await?;
         Ok((sink, ops))
     }
 
@@ -632,6 +639,104 @@ async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result
     // The last records, under the budget, wait for the age limit.
     setup.expect_exactly(store.as_ref(), 1000).await?;
     sink.interrupt(Duration::from_secs(30))
+}
+
+/// The same deployment moved to a new broker (a new cluster, or the topic
+/// deleted and created again): its offsets start again below what the
+/// tables hold. The sink stops and says so; with `SINK_SOURCE_ID` the new
+/// topic's records are all added, next to the old ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_topic_under_an_old_name_stops_the_sink_until_adopted() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    setup.produce(0, 300).await?;
+    let first = setup.sink(&[]).await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    first.interrupt(Duration::from_secs(30))?;
+
+    let other = end_to_end::OwnBroker::start(&setup.logs)?;
+    let elsewhere = Setup {
+        format: setup.format,
+        services: Services {
+            brokers: other.brokers.clone(),
+            ..setup.services.clone()
+        },
+        logs: setup.logs.clone(),
+        topic: setup.topic.clone(),
+        group: setup.group.clone(),
+        prefix: setup.prefix.clone(),
+    };
+    other.create_topics(&[&setup.topic], 3).await?;
+    // Fewer records on the same keys: every partition ends below the
+    // offsets the tables hold.
+    elsewhere.produce_numbered(0, 100, 1_000_000).await?;
+    let mut stopped = elsewhere.sink(&[SLOT]).await?;
+    let status = stopped.exit_status(Duration::from_secs(60))?;
+    ensure!(!status.success(), "the sink ran on over a restarted topic");
+    let log = stopped.log_text();
+    ensure!(
+        log.contains("ends before it") && log.contains("SINK_SOURCE_ID"),
+        "no clear error in {}",
+        stopped.log.display()
+    );
+    setup.expect_exactly(store.as_ref(), 300).await?;
+
+    let adopted = elsewhere
+        .sink(&[SLOT, ("SINK_SOURCE_ID", "cluster-b")])
+        .await?;
+    setup.expect_exactly(store.as_ref(), 400).await?;
+    adopted.interrupt(Duration::from_secs(30))
+}
+
+/// An upgrade from plain Parquet (the old default) to Delta on the same
+/// prefix: the sink and its vacuum refuse, and no file is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_tables_are_not_created_over_plain_parquet_history() -> anyhow::Result<()> {
+    let setup = Setup::new(PARQUET)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    setup.produce(0, 300).await?;
+    let first = setup.sink(&[]).await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    first.interrupt(Duration::from_secs(30))?;
+    let files = |store: std::sync::Arc<dyn ObjectStore>, prefix: String| async move {
+        let listed: Vec<_> = store
+            .list(Some(&prefix.as_str().into()))
+            .collect::<Vec<_>>()
+            .await;
+        listed.len()
+    };
+    let before = files(store.clone(), setup.prefix.clone()).await;
+
+    let (mut upgraded, _) = setup.start_sink(&[("LAKE_FORMAT", DELTA)])?;
+    let status = upgraded.exit_status(Duration::from_secs(60))?;
+    ensure!(
+        !status.success(),
+        "the sink wrote Delta tables over Parquet history"
+    );
+    let log = upgraded.log_text();
+    ensure!(
+        log.contains("is a plain Parquet file, but LAKE_FORMAT=delta"),
+        "no clear error in {}",
+        upgraded.log.display()
+    );
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let vacuum = end_to_end::run_binary(
+        "sink",
+        &["vacuum", "--force"],
+        &[
+            ("LAKE_URL", &lake_url),
+            ("LAKE_FORMAT", DELTA),
+            ("SINK_VACUUM_RETENTION", "0s"),
+        ],
+    );
+    ensure!(vacuum.is_err(), "vacuum ran over Parquet history");
+    ensure!(
+        files(store.clone(), setup.prefix.clone()).await == before,
+        "files were deleted or added"
+    );
+    setup.expect_exactly(store.as_ref(), 300).await
 }
 
 /// A second deployment (another broker, the same topic name) writing into
