@@ -50,6 +50,12 @@ pub enum LakeError {
         /// The batch's identity metadata.
         expected: BTreeMap<String, String>,
     },
+    #[error("the store at {store} accepted a second create of one key (it ignores If-None-Match), so two writers could overwrite each other's commits: use a store that honours conditional writes (AWS S3, MinIO, Cloudflare R2, GCS, Azure), or, if another mechanism serialises the writers (a single writer, a locking provider), set SINK_TRUST_STORE=true")]
+    /// The store does not refuse a second create of one key.
+    NotCreateOnly {
+        /// The store.
+        store: String,
+    },
     #[error("reading the parquet footer of {path}: {source}")]
     /// A Parquet file's footer could not be read.
     Footer {
@@ -70,7 +76,8 @@ impl LakeError {
             LakeError::InvalidUrl { .. }
             | LakeError::Folder { .. }
             | LakeError::Footer { .. }
-            | LakeError::ForeignFile { .. } => true,
+            | LakeError::ForeignFile { .. }
+            | LakeError::NotCreateOnly { .. } => true,
             LakeError::Store(error) => matches!(
                 error,
                 object_store::Error::PermissionDenied { .. }
@@ -242,8 +249,48 @@ impl Lake {
             .await
         {
             Ok(_) => Ok(Put::Created),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExisted),
+            Err(object_store::Error::AlreadyExists { .. }) => self.confirm_exists(path).await,
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A create reported as refused counts as "already existed" only once a
+    /// HEAD shows the object: S3 answers a conditional write that raced
+    /// another with 409, which `object_store` reports as `AlreadyExists`
+    /// though nothing may have landed. Otherwise a transient error, retried.
+    async fn confirm_exists(&self, path: &Path) -> Result<Put, LakeError> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(Put::AlreadyExisted),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(LakeError::Store(object_store::Error::Generic {
+                    store: "lake",
+                    source: format!("a create of {path} was refused, but no object is there")
+                        .into(),
+                }))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Proves that the store refuses a second create of one key (a put with
+    /// `If-None-Match: *` on S3), which the tables' commits rely on: two
+    /// writers must never both create one log entry. Writes and removes one
+    /// small object under `_sink_checks/`.
+    pub async fn check_create_only(&self) -> Result<(), LakeError> {
+        let probe = self.path(&format!(
+            "{CHECKS}/create-only-{:016x}",
+            rand::random::<u64>()
+        ));
+        let first = self.create(&probe, "1".into()).await?;
+        let second = self.create(&probe, "2".into()).await;
+        if let Err(error) = self.store.delete(&probe).await {
+            tracing::warn!(%error, path = %probe, "removing the create-only probe failed");
+        }
+        match (first, second?) {
+            (Put::Created, Put::AlreadyExisted) => Ok(()),
+            _ => Err(LakeError::NotCreateOnly {
+                store: self.description.clone(),
+            }),
         }
     }
 
@@ -380,7 +427,7 @@ impl Lake {
         writer.finish().await?;
         let created = match self.store.copy_if_not_exists(&staging, path).await {
             Ok(()) => Put::Created,
-            Err(object_store::Error::AlreadyExists { .. }) => Put::AlreadyExisted,
+            Err(object_store::Error::AlreadyExists { .. }) => self.confirm_exists(path).await?,
             Err(error) => return Err(error.into()),
         };
         if let Err(error) = self.store.delete(&staging).await {
@@ -398,6 +445,9 @@ fn directory_url(mut url: Url) -> Url {
     }
     url
 }
+
+/// Where the checks of the store write their probes.
+const CHECKS: &str = "_sink_checks";
 
 /// Where multipart uploads are staged before their create-only copy.
 const STAGING: &str = "_sink_staging";
@@ -511,6 +561,88 @@ mod tests {
         let expected: BTreeMap<String, String> = identity.into_iter().collect();
         assert_eq!(found, expected);
         assert!(found.contains_key(crate::encoding::parquet_file::CONTENT_DIGEST_KEY));
+    }
+
+    /// A store that ignores create-only puts, as some S3-compatible servers
+    /// ignore `If-None-Match`.
+    #[derive(Debug)]
+    struct Overwriting(InMemory);
+
+    impl std::fmt::Display for Overwriting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Overwriting")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Overwriting {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            mut opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            opts.mode = PutMode::Overwrite;
+            self.0.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        async fn delete(&self, location: &Path) -> object_store::Result<()> {
+            self.0.delete(location).await
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+            self.0.copy(from, to).await
+        }
+        async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+            self.0.copy(from, to).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_ignores_create_only_puts_is_refused() {
+        let url = Url::parse("memory:///lake").expect("a url");
+        let honest = Lake::rooted(Arc::new(InMemory::new()), url.clone(), "memory:///lake");
+        honest
+            .check_create_only()
+            .await
+            .expect("refuses a second create");
+        let careless = Lake::rooted(
+            Arc::new(Overwriting(InMemory::new())),
+            url,
+            "memory:///careless",
+        );
+        let refused = careless.check_create_only().await;
+        assert!(
+            matches!(&refused, Err(LakeError::NotCreateOnly { store }) if store == "memory:///careless"),
+            "{refused:?}"
+        );
+        let leftovers: Vec<_> = careless.store().list(None).collect().await;
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

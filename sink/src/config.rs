@@ -29,6 +29,12 @@ pub struct Config {
     #[arg(long, env = "LAKE_FORMAT", default_value = "delta")]
     pub lake_format: LakeFormat,
 
+    /// Skip the start-up proof that the store refuses a second create of
+    /// one key (`If-None-Match`), on which commits rely. Only for stores
+    /// whose writers another mechanism serialises.
+    #[arg(long, env = "SINK_TRUST_STORE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_store: bool,
+
     /// Close a file after this many rows.
     #[arg(long, env = "SINK_MAX_FILE_ROWS", default_value_t = 500_000)]
     pub max_file_rows: usize,

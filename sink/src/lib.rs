@@ -190,15 +190,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     Ok(result?)
 }
 
-/// The lake's tables, in the configured format, once the prefix is known
-/// to hold no table of the other format (retried while the store is down).
+/// The lake's tables, in the configured format, once the store is known to
+/// refuse a second create of one key and the prefix to hold no table of the
+/// other format (retried while the store is down).
 async fn tables(config: &Config, shutdown: &CancellationToken) -> Result<Tables, SinkError> {
     let lake = Lake::open(&config.lake_url)?;
     let tables = Tables::open(lake, config.lake_format, &config.source());
     consumption::STORE_RETRY
         .run(
             shutdown,
-            |_| tables.check_format(),
+            |_| async {
+                if !config.trust_store {
+                    tables.lake().check_create_only().await?;
+                }
+                tables.check_format().await
+            },
             |error, attempt| {
                 if error.is_permanent() {
                     return runtime::Verdict::GiveUp;
