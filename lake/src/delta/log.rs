@@ -9,7 +9,8 @@ use chrono::NaiveDate;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake_core::kernel::{
-    Action, Add, DataType as DeltaType, PrimitiveType, StructField, StructType, Transaction,
+    Action, Add, DataType as DeltaType, MetadataExt, PrimitiveType, StructField, StructType,
+    Transaction,
 };
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -31,6 +32,18 @@ pub enum DeltaError {
         table: &'static str,
         /// Why.
         source: Box<DeltaTableError>,
+    },
+    #[error("delta table {table}: column {column} is {found} in the table but {wanted} in the sink's schema; the sink cannot write it. Write this version of the pipeline to a new LAKE_URL prefix, or rewrite the table with the new type (e.g. in Spark or DuckDB) and restart")]
+    /// A column's type in the table differs from the sink's.
+    SchemaConflict {
+        /// The table's name.
+        table: &'static str,
+        /// The column.
+        column: String,
+        /// Its type in the table.
+        found: String,
+        /// Its type in the sink's schema.
+        wanted: String,
     },
     #[error("delta table {table}: the schema does not convert: {reason}")]
     /// A column type has no Delta equivalent.
@@ -54,16 +67,27 @@ impl DeltaError {
     /// credentials, or the log holds something this sink cannot use.
     pub fn is_permanent(&self) -> bool {
         match self {
-            DeltaError::Schema { .. } => true,
+            DeltaError::Schema { .. } | DeltaError::SchemaConflict { .. } => true,
             DeltaError::Table { source, .. } => match source.as_ref() {
                 DeltaTableError::ObjectStore { source } => matches!(
                     source,
                     object_store::Error::PermissionDenied { .. }
                         | object_store::Error::Unauthenticated { .. }
                 ),
+                // A log this sink cannot use (features it does not
+                // support, entries it cannot read): repeating cannot help.
                 DeltaTableError::InvalidTableLocation(_)
                 | DeltaTableError::MissingFeature { .. }
-                | DeltaTableError::SchemaMismatch { .. } => true,
+                | DeltaTableError::SchemaMismatch { .. }
+                | DeltaTableError::InvalidJsonLog { .. }
+                | DeltaTableError::InvalidData { .. }
+                | DeltaTableError::InvalidVersion(_)
+                | DeltaTableError::Transaction {
+                    source:
+                        TransactionError::UnsupportedTableFeatures(_)
+                        | TransactionError::TableFeaturesRequired(_)
+                        | TransactionError::DeltaTableAppendOnly,
+                } => true,
                 _ => false,
             },
         }
@@ -127,6 +151,8 @@ pub(crate) fn app_id(topic: &str, partition: i32) -> String {
 pub struct DeltaTables {
     lake: Lake,
     loaded: tokio::sync::Mutex<BTreeMap<Table, DeltaTable>>,
+    /// Tables whose schema this process has checked against the sink's.
+    conformed: tokio::sync::Mutex<std::collections::BTreeSet<Table>>,
 }
 
 /// Commit attempts for blind appends that collide with other writers'
@@ -140,6 +166,7 @@ impl DeltaTables {
         DeltaTables {
             lake,
             loaded: Default::default(),
+            conformed: Default::default(),
         }
     }
 
@@ -183,7 +210,21 @@ impl DeltaTables {
     /// when missing.
     pub(crate) async fn latest_or_created(&self, table: Table) -> Result<DeltaTable, DeltaError> {
         if let Some(current) = self.latest(table).await? {
-            return Ok(current);
+            let mut conformed = self.conformed.lock().await;
+            if conformed.contains(&table) {
+                return Ok(current);
+            }
+            return match conform_schema(table, &current).await? {
+                Conformed::Already => {
+                    conformed.insert(table);
+                    Ok(current)
+                }
+                Conformed::Evolved => {
+                    conformed.insert(table);
+                    Ok(self.latest(table).await?.unwrap_or(current))
+                }
+                Conformed::Raced => Ok(current),
+            };
         }
         let created = create_table(table, self.log_store(table)).await;
         match created {
@@ -267,6 +308,86 @@ impl DeltaTables {
                 Err(error) => return Err(DeltaError::of(table)(error)),
             }
         }
+    }
+}
+
+/// Whether a table's schema had to change to take the sink's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+enum Conformed {
+    Already,
+    /// Columns were added in a metadata commit.
+    Evolved,
+    /// Another writer committed first: checked again on the next load.
+    Raced,
+}
+
+/// Makes `current`'s schema hold every column of the sink's: the columns it
+/// lacks (added to the data contract since the table was created) are added
+/// as nullable in one metadata commit, so readers see them; a column whose
+/// type differs stops the sink.
+async fn conform_schema(table: Table, current: &DeltaTable) -> Result<Conformed, DeltaError> {
+    let state = current.snapshot().map_err(DeltaError::of(table))?;
+    let existing = state.schema();
+    let mut missing = Vec::new();
+    for wanted in delta_columns(table)? {
+        match existing.field(wanted.name()) {
+            Some(found) if found.data_type() == wanted.data_type() => {}
+            Some(found) => {
+                return Err(DeltaError::SchemaConflict {
+                    table: table.name(),
+                    column: wanted.name().clone(),
+                    found: found.data_type().to_string(),
+                    wanted: wanted.data_type().to_string(),
+                })
+            }
+            None => missing.push(StructField::new(
+                wanted.name().clone(),
+                wanted.data_type().clone(),
+                true,
+            )),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Conformed::Already);
+    }
+    let evolved = StructType::try_new(existing.fields().cloned().chain(missing.iter().cloned()))
+        .map_err(|error| DeltaError::Schema {
+            table: table.name(),
+            reason: error.to_string(),
+        })?;
+    let metadata = state
+        .metadata()
+        .clone()
+        .with_schema(&evolved)
+        .map_err(|error| DeltaError::Schema {
+            table: table.name(),
+            reason: error.to_string(),
+        })?;
+    let added: Vec<String> = missing.iter().map(|f| f.name().clone()).collect();
+    let committed = CommitBuilder::from(commit_properties(0))
+        .with_actions(vec![Action::Metadata(metadata)])
+        .build(
+            Some(state),
+            current.log_store(),
+            DeltaOperation::AddColumn { fields: missing },
+        )
+        .await;
+    match committed {
+        Ok(_) => {
+            tracing::info!(table = table.name(), columns = ?added, "columns added to the table's schema");
+            Ok(Conformed::Evolved)
+        }
+        // Another writer changed the table first: the next load checks again.
+        Err(DeltaTableError::Transaction { .. })
+        | Err(DeltaTableError::VersionAlreadyExists(_)) => {
+            tracing::info!(
+                table = table.name(),
+                "the table changed while its schema was evolved; checked again on the next load"
+            );
+            Ok(Conformed::Raced)
+        }
+        Err(error) => Err(DeltaError::of(table)(error)),
     }
 }
 
@@ -374,5 +495,60 @@ mod tests {
                 None
             );
         }
+    }
+
+    /// Creates `table` with only its first `columns` columns (and `dt`), as
+    /// an older version of the data contract would have.
+    async fn create_older(tables: &DeltaTables, table: Table, columns: usize, retype: bool) {
+        let mut fields = delta_columns(table).expect("converts");
+        let partition = fields.pop().expect("dt");
+        fields.truncate(columns);
+        if retype {
+            let last = fields.pop().expect("a column");
+            fields.push(StructField::new(
+                last.name().clone(),
+                DeltaType::Primitive(PrimitiveType::Long),
+                true,
+            ));
+        }
+        fields.push(partition);
+        deltalake_core::operations::create::CreateBuilder::new()
+            .with_log_store(tables.log_store(table))
+            .with_table_name(table.name())
+            .with_columns(fields)
+            .with_partition_columns([PARTITION_COLUMN])
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .await
+            .expect("creates");
+    }
+
+    #[tokio::test]
+    async fn new_columns_are_added_to_an_older_table_and_a_retyped_one_stops() {
+        let tables = DeltaTables::new(Lake::open("memory:///lake").expect("opens"));
+        let users = Table::Records(schemas::Resource::Users);
+        create_older(&tables, users, 3, false).await;
+        let current = tables.latest_or_created(users).await.expect("evolves");
+        let schema = current.snapshot().expect("a snapshot").schema();
+        for wanted in delta_columns(users).expect("converts") {
+            assert!(
+                schema.field(wanted.name()).is_some(),
+                "{} missing",
+                wanted.name()
+            );
+        }
+        // Appends go on into the evolved table.
+        let appended = tables
+            .append(users, &[file("a")], &app_id("t", 0), None, 9)
+            .await
+            .expect("appends");
+        assert!(matches!(appended, Appended::Committed(_)), "{appended:?}");
+
+        let retyped = DeltaTables::new(Lake::open("memory:///other").expect("opens"));
+        create_older(&retyped, users, 3, true).await;
+        let refused = retyped.latest_or_created(users).await;
+        assert!(
+            matches!(&refused, Err(error @ DeltaError::SchemaConflict { .. }) if error.is_permanent()),
+            "{refused:?}"
+        );
     }
 }
