@@ -128,21 +128,12 @@ impl Active {
     }
 }
 
-/// How the rewrite of one day ended.
-#[derive(Debug)]
-#[must_use]
-enum DayOutcome {
-    Compacted(DayCompacted),
-    /// Another writer added or removed a file of the day meanwhile: the
-    /// rewrite was dropped, and the day is left for the next run.
-    Changed,
-    /// The day cannot be rewritten (why): it is left as it is.
-    Failed(String),
-}
-
-/// Attempts at committing a day's rewrite when other commits (to other
-/// days) came first.
+/// Attempts at committing rewrites when other commits (to other days) came
+/// first.
 const COMMIT_ATTEMPTS: usize = 10;
+/// Days whose rewrites share one commit: a commit (and the reload of the
+/// log before it) costs about as much for one small day as for many.
+const DAYS_PER_COMMIT: usize = 64;
 
 /// Compacts every closed day of every table. A day that fails (or panics)
 /// is reported and left alone; the others go on. Only an unreadable table
@@ -158,14 +149,15 @@ pub async fn compact(
         let Some(current) = tables.latest(table).await? else {
             continue;
         };
+        let mut prepared = Vec::new();
         for (date, files) in days(&current, table)? {
             // Compaction's own files only: the day is done.
             let due = date < closed_before && !files.iter().all(Active::is_compacted);
             if !due {
                 continue;
             }
-            let outcome =
-                std::panic::AssertUnwindSafe(compact_day(tables, table, date, &files, settings))
+            let rewritten =
+                std::panic::AssertUnwindSafe(rewrite_day(tables, table, date, files, settings))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|panic| {
@@ -174,27 +166,28 @@ pub async fn compact(
                             .map(String::as_str)
                             .or_else(|| panic.downcast_ref::<&str>().copied())
                             .unwrap_or("a panic");
-                        Ok(DayOutcome::Failed(format!("panicked: {reason}")))
-                    })
-                    .unwrap_or_else(|error| DayOutcome::Failed(error.to_string()));
-            match outcome {
-                DayOutcome::Compacted(done) => {
-                    tracing::info!(table = table.name(), %date, files_in = done.files_in, files_out = done.files_out, rows_in = done.rows_in, rows_out = done.rows_out, "day compacted");
-                    telemetry::day_compacted(&done);
-                    report.compacted.push(done);
-                }
-                DayOutcome::Changed => {
-                    tracing::info!(table = table.name(), %date, "another writer committed to the day meanwhile; left for the next run");
-                    telemetry::compaction_conflict();
-                    report.conflicts.push((table, date));
-                }
-                DayOutcome::Failed(reason) => {
+                        Err(format!("panicked: {reason}"))
+                    });
+            match rewritten {
+                Ok(day) => prepared.push(day),
+                Err(reason) => {
                     tracing::error!(table = table.name(), %date, %reason, "the day is left alone; the other days go on");
                     telemetry::compaction_failed(table);
                     report.failed.push((table, date, reason));
                 }
             }
+            if prepared.len() >= DAYS_PER_COMMIT {
+                commit(
+                    tables,
+                    table,
+                    std::mem::take(&mut prepared),
+                    settings,
+                    &mut report,
+                )
+                .await?;
+            }
         }
+        commit(tables, table, prepared, settings, &mut report).await?;
     }
     Ok(report)
 }
@@ -224,33 +217,37 @@ fn days(
     Ok(days)
 }
 
-/// Rewrites one day.
-async fn compact_day(
+/// A day rewritten into new files, not committed yet.
+struct Prepared {
+    date: NaiveDate,
+    /// The files read: the commit removes exactly these.
+    read: BTreeSet<Active>,
+    written: Vec<DataFile>,
+    done: DayCompacted,
+}
+
+/// Rewrites one day into new files; why not, if it cannot.
+async fn rewrite_day(
     tables: &DeltaTables,
     table: Table,
     date: NaiveDate,
-    files: &BTreeSet<Active>,
+    files: BTreeSet<Active>,
     settings: &CompactionSettings,
-) -> Result<DayOutcome, CompactionError> {
+) -> Result<Prepared, String> {
     if files.iter().any(|f| f.has_deletion_vector) {
-        return Ok(DayOutcome::Failed(
-            "a file has a deletion vector (rows deleted by another engine), which this compaction does not apply: left as it is so that no deleted row comes back".into(),
-        ));
+        return Err("a file has a deletion vector (rows deleted by another engine), which this compaction does not apply: left as it is so that no deleted row comes back".into());
     }
     let lake = tables.lake();
     let located: Vec<(object_store::path::Path, u64)> = files
         .iter()
         .map(|f| (lake.path(&f.path.in_lake()), f.size))
         .collect();
-    let selection =
-        selection::select(lake, &located)
-            .await
-            .map_err(|error| CompactionError::Unreadable {
-                table: table.name(),
-                date,
-                reason: error.to_string(),
-            })?;
-    let written = rewrite::rewrite(lake, table, date, &located, &selection, settings).await?;
+    let selection = selection::select(lake, &located)
+        .await
+        .map_err(|error| error.to_string())?;
+    let written = rewrite::rewrite(lake, table, date, &located, &selection, settings)
+        .await
+        .map_err(|error| error.to_string())?;
     let done = DayCompacted {
         table,
         date,
@@ -261,89 +258,69 @@ async fn compact_day(
         bytes_in: files.iter().map(|f| f.size).sum(),
         bytes_out: written.iter().map(|f| f.size as u64).sum(),
     };
-    let data_change = selection.rows_out != selection.rows_in;
-    match commit(tables, table, date, files, &written, data_change, settings).await? {
-        Rewrite::Committed => Ok(DayOutcome::Compacted(done)),
-        Rewrite::DayChanged => {
-            for file in &written {
-                let location = lake.path(&file.path.in_lake());
-                if let Err(error) = lake.store().delete(&location).await {
-                    tracing::warn!(%error, path = %location, "removing an unused compacted file failed; vacuum removes it");
-                }
-            }
-            Ok(DayOutcome::Changed)
-        }
-    }
+    Ok(Prepared {
+        date,
+        read: files,
+        written,
+        done,
+    })
 }
 
-/// How committing a day's rewrite ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-enum Rewrite {
-    Committed,
-    /// A commit in between added or removed a file of the day.
-    DayChanged,
-}
-
-/// Commits the rewrite of a day: removes exactly `read`, adds `written`.
-/// Commits to other days that come first are let through; one that added
-/// or removed a file of this day makes it give up.
+/// Commits the rewrites of `days` of `table` in one commit that removes
+/// exactly the files each read and adds those it wrote. Commits to other
+/// days that come first are let through; a day whose files a commit in
+/// between added or removed is dropped from the commit (its new files
+/// deleted) and left for the next run.
 async fn commit(
     tables: &DeltaTables,
     table: Table,
-    date: NaiveDate,
-    read: &BTreeSet<Active>,
-    written: &[DataFile],
-    data_change: bool,
+    mut days_left: Vec<Prepared>,
     settings: &CompactionSettings,
-) -> Result<Rewrite, CompactionError> {
-    let deleted_at = Utc::now().timestamp_millis();
-    let mut actions: Vec<Action> = read
-        .iter()
-        .map(|file| {
-            Action::Remove(Remove {
-                path: file.path.in_table(),
-                data_change,
-                deletion_timestamp: Some(deleted_at),
-                extended_file_metadata: Some(true),
-                partition_values: Some(partition_values(date)),
-                size: Some(file.size as i64),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-            })
-        })
-        .collect();
-    actions.extend(
-        written
-            .iter()
-            .map(|f| Action::Add(add_action(f, data_change))),
-    );
+    report: &mut CompactionReport,
+) -> Result<(), CompactionError> {
     for _ in 0..COMMIT_ATTEMPTS {
-        let Some(current) = tables.latest(table).await? else {
-            return Ok(Rewrite::DayChanged);
-        };
-        let unchanged = days(&current, table)?.get(&date) == Some(read);
-        if !unchanged {
-            return Ok(Rewrite::DayChanged);
+        if days_left.is_empty() {
+            return Ok(());
         }
+        let current = tables.latest(table).await?;
+        let active = match &current {
+            Some(current) => days(current, table)?,
+            None => BTreeMap::new(),
+        };
+        let (unchanged, changed): (Vec<Prepared>, Vec<Prepared>) = days_left
+            .into_iter()
+            .partition(|day| active.get(&day.date) == Some(&day.read));
+        for day in changed {
+            drop_rewrite(tables, day, report).await;
+        }
+        days_left = unchanged;
+        let Some(current) = current.filter(|_| !days_left.is_empty()) else {
+            return Ok(());
+        };
         let state = current.snapshot().map_err(DeltaError::of(table))?;
         // No retries inside the library: a commit in between is examined
-        // here, against this day's files.
+        // here, against each day's files.
         let committed = CommitBuilder::from(commit_properties(0))
-            .with_actions(actions.clone())
+            .with_actions(actions(&days_left))
             .build(
                 Some(state),
                 current.log_store(),
                 DeltaOperation::Optimize {
-                    predicate: Some(format!("{PARTITION_COLUMN} = '{date}'")),
+                    predicate: Some(predicate(&days_left)),
                     target_size: settings.target_bytes as i64,
                 },
             )
             .await;
         match committed {
-            Ok(_) => return Ok(Rewrite::Committed),
+            Ok(_) => {
+                for day in days_left {
+                    let done = day.done;
+                    tracing::info!(table = table.name(), date = %done.date, files_in = done.files_in, files_out = done.files_out, rows_in = done.rows_in, rows_out = done.rows_out, "day compacted");
+                    telemetry::day_compacted(&done);
+                    report.compacted.push(done);
+                }
+                return Ok(());
+            }
             Err(DeltaTableError::Transaction {
                 source: TransactionError::MaxCommitAttempts(_),
             })
@@ -351,7 +328,62 @@ async fn commit(
             Err(error) => return Err(DeltaError::of(table)(error).into()),
         }
     }
-    Ok(Rewrite::DayChanged)
+    for day in days_left {
+        drop_rewrite(tables, day, report).await;
+    }
+    Ok(())
+}
+
+/// Forgets a rewrite another writer's commit overtook: deletes its files
+/// and reports the day as left for the next run.
+async fn drop_rewrite(tables: &DeltaTables, day: Prepared, report: &mut CompactionReport) {
+    let lake = tables.lake();
+    for file in &day.written {
+        let location = lake.path(&file.path.in_lake());
+        if let Err(error) = lake.store().delete(&location).await {
+            tracing::warn!(%error, path = %location, "removing an unused compacted file failed; vacuum removes it");
+        }
+    }
+    let table = day.done.table;
+    tracing::info!(table = table.name(), date = %day.date, "another writer committed to the day meanwhile; left for the next run");
+    telemetry::compaction_conflict();
+    report.conflicts.push((table, day.date));
+}
+
+/// The removes and adds of `days`: `dataChange` only where rows were
+/// dropped.
+fn actions(days: &[Prepared]) -> Vec<Action> {
+    let deleted_at = Utc::now().timestamp_millis();
+    let mut actions = Vec::new();
+    for day in days {
+        let data_change = day.done.rows_out != day.done.rows_in;
+        actions.extend(day.read.iter().map(|file| {
+            Action::Remove(Remove {
+                path: file.path.in_table(),
+                data_change,
+                deletion_timestamp: Some(deleted_at),
+                extended_file_metadata: Some(true),
+                partition_values: Some(partition_values(day.date)),
+                size: Some(file.size as i64),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        }));
+        actions.extend(
+            day.written
+                .iter()
+                .map(|f| Action::Add(add_action(f, data_change))),
+        );
+    }
+    actions
+}
+
+/// `dt IN ('…', …)` over `days`, as the commit's operation records it.
+fn predicate(days: &[Prepared]) -> String {
+    let dates: Vec<String> = days.iter().map(|d| format!("'{}'", d.date)).collect();
+    format!("{PARTITION_COLUMN} IN ({})", dates.join(", "))
 }
 
 #[cfg(test)]
