@@ -280,6 +280,15 @@ impl MobaroClient {
         (outcome, attempts)
     }
 
+    /// Whether the key has read a record yet: a later 403 is then probed
+    /// against it.
+    pub(crate) fn has_read_a_record(&self) -> bool {
+        self.last_readable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// After a 403 for `url`: [`FetchError::Forbidden`] when a record the key
     /// read before still reads, [`FetchError::Unauthorized`] otherwise.
     async fn refused_object_or_key(&self, url: &Url, shutdown: &CancellationToken) -> FetchError {

@@ -292,11 +292,16 @@ impl Enricher {
                 &self.stop,
                 |_| self.client.fetch(resource, object_id, &self.stop),
                 |error, _| match error {
-                    FetchError::Unauthorized { .. } => {
+                    FetchError::Unauthorized { status } => {
                         tracing::error!(%error, "enrichment paused");
                         self.readiness
                             .set(checks::MOBARO_API, Err(error.to_string()));
-                        self.key_refused.send_replace(true);
+                        // A 403 before the key has read any record may be
+                        // this object's alone: consumption goes on, so that
+                        // a record the key reads can tell the two apart.
+                        if *status == 401 || self.client.has_read_a_record() {
+                            self.key_refused.send_replace(true);
+                        }
                         crate::telemetry::paused();
                         Verdict::Retry
                     }
