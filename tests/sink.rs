@@ -143,6 +143,36 @@ impl Setup {
         Ok(second)
     }
 
+    /// `count` records written into the lake by a sink of this setup, which
+    /// then stops; then the same topic name on a broker of its own (another
+    /// cluster, or the topic created again) and a setup that writes it into
+    /// the same prefix.
+    async fn moved_to_another_broker(
+        &self,
+        count: usize,
+    ) -> anyhow::Result<(end_to_end::OwnBroker, Setup)> {
+        let store = self.services.bucket()?;
+        end_to_end::create_topics(&self.services.brokers, &[&self.topic], 3).await?;
+        self.produce(0, count).await?;
+        let first = self.sink(&[]).await?;
+        self.expect_exactly(store.as_ref(), count as u64).await?;
+        first.interrupt(Duration::from_secs(30))?;
+        let other = end_to_end::OwnBroker::start(&self.logs)?;
+        other.create_topics(&[&self.topic], 3).await?;
+        let elsewhere = Setup {
+            format: self.format,
+            services: Services {
+                brokers: other.brokers.clone(),
+                ..self.services.clone()
+            },
+            logs: self.logs.clone(),
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            prefix: self.prefix.clone(),
+        };
+        Ok((other, elsewhere))
+    }
+
     /// Waits until the lake's `events` table holds at least `rows` rows.
     async fn wait_for_rows(&self, store: &dyn ObjectStore, rows: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -649,25 +679,7 @@ async fn a_full_memory_budget_writes_early_and_loses_nothing() -> anyhow::Result
 async fn a_new_topic_under_an_old_name_stops_the_sink_until_adopted() -> anyhow::Result<()> {
     let setup = Setup::new(DELTA)?;
     let store = setup.services.bucket()?;
-    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
-    setup.produce(0, 300).await?;
-    let first = setup.sink(&[]).await?;
-    setup.expect_exactly(store.as_ref(), 300).await?;
-    first.interrupt(Duration::from_secs(30))?;
-
-    let other = end_to_end::OwnBroker::start(&setup.logs)?;
-    let elsewhere = Setup {
-        format: setup.format,
-        services: Services {
-            brokers: other.brokers.clone(),
-            ..setup.services.clone()
-        },
-        logs: setup.logs.clone(),
-        topic: setup.topic.clone(),
-        group: setup.group.clone(),
-        prefix: setup.prefix.clone(),
-    };
-    other.create_topics(&[&setup.topic], 3).await?;
+    let (_other, elsewhere) = setup.moved_to_another_broker(300).await?;
     // Fewer records on the same keys: every partition ends below the
     // offsets the tables hold.
     elsewhere.produce_numbered(0, 100, 1_000_000).await?;
@@ -746,25 +758,7 @@ async fn delta_tables_are_not_created_over_plain_parquet_history() -> anyhow::Re
 async fn a_file_with_the_same_name_but_other_rows_stops_the_sink() -> anyhow::Result<()> {
     let setup = Setup::new(PARQUET)?;
     let store = setup.services.bucket()?;
-    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
-    setup.produce(0, 900).await?;
-    let first = setup.sink(&[]).await?;
-    setup.expect_exactly(store.as_ref(), 900).await?;
-    first.interrupt(Duration::from_secs(30))?;
-
-    let other = end_to_end::OwnBroker::start(&setup.logs)?;
-    let elsewhere = Setup {
-        format: setup.format,
-        services: Services {
-            brokers: other.brokers.clone(),
-            ..setup.services.clone()
-        },
-        logs: setup.logs.clone(),
-        topic: setup.topic.clone(),
-        group: setup.group.clone(),
-        prefix: setup.prefix.clone(),
-    };
-    other.create_topics(&[&setup.topic], 3).await?;
+    let (_other, elsewhere) = setup.moved_to_another_broker(900).await?;
     // The same keys and offsets, other events.
     elsewhere.produce_numbered(0, 900, 1_000_000).await?;
     let mut second = elsewhere.sink(&[]).await?;
