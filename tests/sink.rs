@@ -1184,3 +1184,114 @@ async fn every_delta_table_reads_back_with_its_declared_types_over_s3() -> anyho
     );
     Ok(())
 }
+
+/// A year of a Delta lake, compressed: each simulated day's events (the day
+/// from the event time) go through the sink, then the upkeep runs (compact,
+/// vacuum and log cleanup, retention shortened in proportion). On the last
+/// day the log is as short, each closed day one file and the sink within
+/// its memory; the commit times of each day are printed.
+/// `LAKE_YEAR_DAYS` sets the length (the suite runs a short year;
+/// `scripts/year` a whole one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> anyhow::Result<()> {
+    const PER_DAY: usize = 40;
+    let days: usize = std::env::var("LAKE_YEAR_DAYS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(8);
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    let (sink, ops) = setup
+        .sink_with_ops(&[SLOT, ("SINK_COMPACT_EVERY", "0s")])
+        .await?;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let upkeep_env = [
+        ("LAKE_URL", lake_url.as_str()),
+        ("LAKE_FORMAT", DELTA),
+        ("SINK_VACUUM_RETENTION", "0s"),
+        ("SINK_LOG_RETENTION", "0s"),
+    ];
+    let first_day = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date");
+    let mut figures = Vec::new();
+    for day in 0..days {
+        let date = first_day + chrono::Duration::days(day as i64);
+        let messages: Vec<(String, String)> = (0..PER_DAY)
+            .map(|i| {
+                let n = day * PER_DAY + i;
+                let id = format!("results/{}-A", n % 97);
+                let value = json!({
+                    "event_id": format!("{n:032x}"), "resource": "Results", "event": "Updated",
+                    "object_id": id, "event_timestamp": format!("{date}T08:{:02}:00Z", i % 60),
+                    "received_at": null, "fetched_at": format!("{date}T09:00:00Z"), "status": "found",
+                    "record": {"id": id, "score": 0.5},
+                });
+                (id, value.to_string())
+            })
+            .collect();
+        let (sum, count) = (
+            metric(&ops, "sink_delta_commit_seconds_sum").await,
+            metric(&ops, "sink_delta_commit_seconds_count").await,
+        );
+        setup.send(&messages).await?;
+        setup
+            .expect_exactly(store.as_ref(), ((day + 1) * PER_DAY) as u64)
+            .await?;
+        let commits = metric(&ops, "sink_delta_commit_seconds_count").await - count;
+        let mean = (metric(&ops, "sink_delta_commit_seconds_sum").await - sum) / commits.max(1.0);
+        end_to_end::run_binary("sink", &["compact"], &upkeep_env)?;
+        end_to_end::run_binary("sink", &["vacuum", "--force"], &upkeep_env)?;
+        let log: Vec<_> = store
+            .list(Some(
+                &format!("{}/events/_delta_log", setup.prefix)
+                    .as_str()
+                    .into(),
+            ))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let log_files = log.len();
+        let checkpoint_bytes: u64 = log
+            .iter()
+            .filter(|meta| meta.location.as_ref().contains(".checkpoint"))
+            .map(|meta| meta.size)
+            .max()
+            .unwrap_or(0);
+        let rss = sink.peak_rss_mib().unwrap_or(0.0);
+        eprintln!(
+            "year: day {:>3}: {commits} commits, mean {:.1} ms; log {log_files} files, checkpoint {checkpoint_bytes} B; sink peak RSS {rss:.0} MiB",
+            day + 1,
+            mean * 1000.0
+        );
+        figures.push((mean, log_files, rss));
+    }
+    let events =
+        end_to_end::deltalake(&setup.services.python, &format!("{lake_url}/events"), None)?;
+    ensure!(
+        events.rows == (days * PER_DAY) as u64 && events.distinct == events.rows,
+        "{} rows, {} distinct, {} produced",
+        events.rows,
+        events.distinct,
+        days * PER_DAY
+    );
+    let mut per_day: BTreeMap<&str, usize> = BTreeMap::new();
+    for (dt, _) in &events.files {
+        *per_day.entry(dt.as_str()).or_default() += 1;
+    }
+    ensure!(
+        per_day.len() == days && per_day.values().all(|files| *files == 1),
+        "files per closed day: {per_day:?}"
+    );
+    // The log does not grow and memory stays in the budget. Commit times
+    // are printed, not asserted (a measurement, from `scripts/year`).
+    let (first, last) = (figures[0], figures[days - 1]);
+    ensure!(
+        last.1 <= first.1 + 4,
+        "the log had {} files on day 1 and {} on day {days}",
+        first.1,
+        last.1
+    );
+    ensure!(last.2 <= 512.0 + 100.0, "peak RSS {:.0} MiB", last.2);
+    sink.interrupt(Duration::from_secs(30))
+}
