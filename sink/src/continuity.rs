@@ -49,7 +49,7 @@ impl Consumption {
         }
         Err(Halt::Failed(ConsumptionError::TopicRestarted {
             table: table.name(),
-            topic: self.config.source(),
+            topic: self.tables.source().to_string(),
             partition,
             held,
             end,

@@ -74,7 +74,7 @@ impl Consumption {
             return Ok(Flushed::Done);
         };
         let span = batch.span();
-        let files = batch.finish(&self.config.source(), self.tables.naming())?;
+        let files = batch.finish(self.tables.source(), self.tables.naming())?;
         match self
             .write_and_commit(buffer, files, &span, reason, shutdown)
             .await
