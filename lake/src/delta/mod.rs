@@ -1,0 +1,5 @@
+//! The tables as Delta Lake tables: the log, compaction and vacuum.
+
+pub(crate) mod compaction;
+pub(crate) mod log;
+pub(crate) mod vacuum;

@@ -1,0 +1,33 @@
+//! `lake`: the tables the pipeline writes, whatever writes them: the object
+//! store chosen by URL, where files go, Parquet encoding, the table format
+//! (Delta Lake or plain Parquet) chosen once as [`Tables`], compaction,
+//! vacuum, reading and DDL. It knows nothing of Kafka: a source is a topic
+//! name, partitions and offsets.
+
+mod data_file;
+mod ddl;
+mod delta;
+mod encoding;
+mod parquet;
+mod path;
+mod reading;
+mod standing;
+mod store;
+mod tables;
+mod telemetry;
+
+pub use data_file::DataFile;
+pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
+pub use delta::compaction::{
+    compact, CompactionError, CompactionReport, CompactionSettings, DayCompacted,
+};
+pub use delta::log::{DeltaError, DeltaTables};
+pub use delta::vacuum::{vacuum, VacuumReport, VacuumSettings, Vacuumed};
+pub use encoding::file_set::{EncodedFile, FileSet, Naming, Origin};
+pub use encoding::parquet_file::{Compression, EncodingError};
+pub use path::{DataPath, PARTITION_COLUMN};
+pub use reading::{latest_per_object, ReadError};
+pub use standing::{Bounds, Standing};
+pub use store::{Lake, LakeError, Put, Upload};
+pub use tables::{Committed, Tables, TablesError};
+pub use telemetry::METRICS;

@@ -1,0 +1,3 @@
+//! The tables as plain Hive-partitioned Parquet files.
+
+pub(crate) mod intents;

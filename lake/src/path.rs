@@ -1,0 +1,139 @@
+//! Where a data file lives: `{table}/dt={YYYY-MM-DD}/{name}.parquet`. The
+//! one place that writes and reads that shape.
+
+use chrono::NaiveDate;
+use schemas::Table;
+
+/// The partition column of every table: the event's UTC date.
+pub const PARTITION_COLUMN: &str = "dt";
+
+const DATE_FORMAT: &str = "%Y-%m-%d";
+
+/// A data file's place in the lake.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DataPath {
+    /// Its table.
+    pub table: Table,
+    /// The event date of its rows (its `dt` partition).
+    pub date: NaiveDate,
+    /// Its file name without `.parquet`.
+    pub stem: String,
+}
+
+impl DataPath {
+    /// Its path under the table's folder: `dt=…/{stem}.parquet`, as a Delta
+    /// log names it.
+    pub fn in_table(&self) -> String {
+        format!("{}/{}.parquet", partition_folder(self.date), self.stem)
+    }
+
+    /// Its path under the lake's prefix: `{table}/dt=…/{stem}.parquet`.
+    pub fn in_lake(&self) -> String {
+        format!("{}/{}", self.table.name(), self.in_table())
+    }
+
+    /// The path `dt=…/{stem}.parquet` of a file of `table`, as found in its
+    /// log; None for any other shape.
+    pub fn parse_in_table(table: Table, path: &str) -> Option<DataPath> {
+        let (folder, name) = path.split_once('/')?;
+        let date = parse_partition(folder)?;
+        let stem = name.strip_suffix(".parquet")?;
+        (!stem.contains('/')).then(|| DataPath {
+            table,
+            date,
+            stem: stem.to_string(),
+        })
+    }
+}
+
+/// The stems the sink gives the files it writes to Delta tables: a batch's
+/// files, after their partition and offset range with a random suffix, and
+/// compaction's outputs. Vacuum deletes unreferenced files only of these
+/// shapes: a file of another writer (or plain-Parquet history) is never
+/// taken for one of ours.
+pub(crate) mod stems {
+    /// Prefix of compaction's outputs.
+    pub(crate) const COMPACTED_PREFIX: &str = "compacted-";
+
+    /// `{partition}-{first}-{last}-{8 hex}`.
+    pub(crate) fn batch(partition: i32, first: i64, last: i64) -> String {
+        format!("{partition}-{first}-{last}-{:08x}", rand::random::<u32>())
+    }
+
+    /// `compacted-{16 hex}`.
+    pub(crate) fn compacted() -> String {
+        format!("{COMPACTED_PREFIX}{:016x}", rand::random::<u64>())
+    }
+
+    /// Whether `stem` has a shape of [`batch`] or [`compacted`].
+    pub(crate) fn written_by_sink(stem: &str) -> bool {
+        let hex = |text: &str, len: usize| {
+            text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        if let Some(suffix) = stem.strip_prefix(COMPACTED_PREFIX) {
+            return hex(suffix, 16);
+        }
+        let parts: Vec<&str> = stem.split('-').collect();
+        matches!(parts.as_slice(), [partition, first, last, suffix]
+            if [partition, first, last].iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && hex(suffix, 8))
+    }
+}
+
+/// `dt=YYYY-MM-DD`.
+pub(crate) fn partition_folder(date: NaiveDate) -> String {
+    format!("{PARTITION_COLUMN}={}", partition_value(date))
+}
+
+/// A date as the `dt` column's value.
+pub(crate) fn partition_value(date: NaiveDate) -> String {
+    date.format(DATE_FORMAT).to_string()
+}
+
+/// The date of a `dt=YYYY-MM-DD` folder.
+fn parse_partition(folder: &str) -> Option<NaiveDate> {
+    let day = folder.strip_prefix(PARTITION_COLUMN)?.strip_prefix('=')?;
+    NaiveDate::parse_from_str(day, DATE_FORMAT).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sinks_own_files_are_told_from_others() {
+        assert!(stems::written_by_sink(&stems::batch(2, 0, 9)));
+        assert!(stems::written_by_sink(&stems::compacted()));
+        assert!(!stems::written_by_sink(
+            "mobaro.enriched+2+00000000000000000000+00000000000000000009"
+        ));
+        assert!(!stems::written_by_sink("part-00000-1b2c3d4e-c000.snappy"));
+        assert!(!stems::written_by_sink("2-0-9-nothex!!"));
+    }
+
+    #[test]
+    fn paths_read_back_as_written() {
+        let path = DataPath {
+            table: Table::Events,
+            date: NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date"),
+            stem: "2-0-9-0a0b0c0d".into(),
+        };
+        assert_eq!(path.in_table(), "dt=2025-03-01/2-0-9-0a0b0c0d.parquet");
+        assert_eq!(
+            path.in_lake(),
+            "events/dt=2025-03-01/2-0-9-0a0b0c0d.parquet"
+        );
+        assert_eq!(
+            DataPath::parse_in_table(Table::Events, &path.in_table()),
+            Some(path)
+        );
+        assert_eq!(
+            DataPath::parse_in_table(Table::Events, "elsewhere/x.parquet"),
+            None
+        );
+        assert_eq!(
+            DataPath::parse_in_table(Table::Events, "dt=2025-03-01/x.json"),
+            None
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The lake's tables in the format chosen at start-up, with one method per
+//! step of the writer's protocol: what the tables hold of a partition, how
+//! files are named, announce, commit, settle, abandon. The writer asks which
+//! format it is nowhere else.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use futures::TryStreamExt;
+use schemas::Table;
+
+use crate::data_file::DataFile;
+use crate::ddl::LakeFormat;
+use crate::delta::log::{app_id, Appended, DeltaError, DeltaTables};
+use crate::encoding::file_set::Naming;
+use crate::parquet::intents::Intents;
+use crate::path::stems;
+use crate::standing::{Held, Standing};
+use crate::store::{Lake, LakeError};
+
+/// The tables of one source topic, Delta or plain Parquet.
+pub struct Tables {
+    format: Format,
+    /// The source topic as the tables know it.
+    source: String,
+}
+
+enum Format {
+    /// Delta Lake tables: files become visible in one commit per table,
+    /// which records the partition's last offset as a transaction.
+    Delta {
+        /// The tables.
+        tables: DeltaTables,
+        /// The source topic, part of each transaction's id.
+        topic: String,
+    },
+    /// Plain Hive-partitioned Parquet: the files are the record, named after
+    /// their offset range, with flush intents for ranges in flight.
+    Parquet {
+        /// Where the files go.
+        lake: Lake,
+        /// The flush intents of the topic.
+        intents: Intents,
+    },
+}
+
+/// Why a step on the tables failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error(transparent)]
+    /// The store failed.
+    Store(#[from] LakeError),
+    #[error(transparent)]
+    /// A Delta log could not be read or written.
+    Delta(#[from] DeltaError),
+    #[error("{found} is a plain Parquet file, but LAKE_FORMAT=delta: Delta tables are not created over plain Parquet files (Delta readers would not see them, and vacuum could take them for its own). Point LAKE_URL at a new prefix for the Delta tables (and keep reading the old one as plain Parquet), or keep LAKE_FORMAT=parquet for this prefix")]
+    /// A Delta lake asked for where plain Parquet files are.
+    ParquetPrefix {
+        /// A file found.
+        found: String,
+    },
+    #[error("{found} belongs to a Delta table, but LAKE_FORMAT=parquet: plain Parquet files next to a Delta table are invisible to its readers. Set LAKE_FORMAT=delta for this prefix, or point LAKE_URL at a new prefix")]
+    /// A plain Parquet lake asked for where Delta tables are.
+    DeltaPrefix {
+        /// A log entry found.
+        found: String,
+    },
+}
+
+impl TablesError {
+    /// True when repeating the request cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            TablesError::Store(error) => error.is_permanent(),
+            TablesError::Delta(error) => error.is_permanent(),
+            TablesError::ParquetPrefix { .. } | TablesError::DeltaPrefix { .. } => true,
+        }
+    }
+}
+
+/// The first data file under `table`'s folder that the sink's Delta writer
+/// did not write (its uploads for a table not created yet are its own).
+async fn foreign_file(lake: &Lake, table: Table) -> Result<Option<String>, LakeError> {
+    let folder = lake.path(table.name());
+    let mut listing = lake.store().list(Some(&folder));
+    while let Some(object) = listing.try_next().await? {
+        let ours = lake
+            .data_path(table, &object.location)
+            .is_some_and(|path| stems::written_by_sink(&path.stem));
+        if !ours {
+            return Ok(Some(object.location.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// How a commit of a batch's files ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Committed {
+    /// Every table holds the batch's records (added now, or found there).
+    All,
+    /// A table's transaction for the partition moved since the batch was
+    /// bounded, to a version short of the batch's end: another writer
+    /// consumes the partition. Tables before it in the batch may hold the
+    /// batch already; the next owner skips what they hold.
+    Superseded {
+        /// The table.
+        table: Table,
+        /// The version the batch was bounded against.
+        expected: Option<i64>,
+        /// The version found.
+        found: Option<i64>,
+    },
+}
+
+impl Tables {
+    /// The tables of `topic` in `lake`, kept as `format` says.
+    pub fn open(lake: Lake, format: LakeFormat, topic: &str) -> Tables {
+        let format = match format {
+            LakeFormat::Delta => Format::Delta {
+                tables: DeltaTables::new(lake),
+                topic: topic.to_string(),
+            },
+            LakeFormat::Parquet => Format::Parquet {
+                intents: Intents::new(lake.clone(), topic),
+                lake,
+            },
+        };
+        Tables {
+            format,
+            source: topic.to_string(),
+        }
+    }
+
+    /// Checks that the prefix holds no table of the other format: one
+    /// listing request or two per table.
+    pub async fn check_format(&self) -> Result<(), TablesError> {
+        let lake = self.lake();
+        for table in Table::all() {
+            let log = lake
+                .first_under(&format!("{}/_delta_log", table.name()))
+                .await?;
+            match (&self.format, log) {
+                (Format::Delta { .. }, Some(_)) | (Format::Parquet { .. }, None) => {}
+                (Format::Parquet { .. }, Some(found)) => {
+                    return Err(TablesError::DeltaPrefix { found })
+                }
+                (Format::Delta { .. }, None) => {
+                    if let Some(found) = foreign_file(lake, table).await? {
+                        return Err(TablesError::ParquetPrefix { found });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source topic as the tables know it: the name its files and
+    /// transactions carry.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The lake the tables live in.
+    pub fn lake(&self) -> &Lake {
+        match &self.format {
+            Format::Delta { tables, .. } => tables.lake(),
+            Format::Parquet { lake, .. } => lake,
+        }
+    }
+
+    /// The Delta tables, for the upkeep that only they have.
+    pub fn delta(&self) -> Option<&DeltaTables> {
+        match &self.format {
+            Format::Delta { tables, .. } => Some(tables),
+            Format::Parquet { .. } => None,
+        }
+    }
+
+    /// What the tables hold of `partition`, read when a batch of it first
+    /// opens at `offset`.
+    pub async fn standing(&self, partition: i32, offset: i64) -> Result<Standing, TablesError> {
+        let held = match &self.format {
+            Format::Delta { tables, topic } => {
+                let id = app_id(topic, partition);
+                let mut versions = BTreeMap::new();
+                for table in Table::all() {
+                    if let Some(version) = tables.version_of(table, &id).await? {
+                        versions.insert(table, version);
+                    }
+                }
+                if !versions.is_empty() {
+                    tracing::info!(
+                        partition,
+                        ?versions,
+                        "records up to these offsets are in the tables already"
+                    );
+                }
+                Held::Versions(versions)
+            }
+            Format::Parquet { intents, .. } => {
+                let ranges = intents.from(partition, offset).await?;
+                if !ranges.is_empty() {
+                    tracing::info!(
+                        partition,
+                        ?ranges,
+                        "replaying announced ranges with their original boundaries"
+                    );
+                }
+                Held::Announced(VecDeque::from(ranges))
+            }
+        };
+        Ok(Standing { partition, held })
+    }
+
+    /// How a batch's files are named: plain Parquet files after their
+    /// range, so that a replay writes the same names; Delta files uniquely,
+    /// as the log says which count.
+    pub fn naming(&self) -> Naming {
+        match &self.format {
+            Format::Delta { .. } => Naming::Unique,
+            Format::Parquet { .. } => Naming::Range,
+        }
+    }
+
+    /// Announces that files of `partition`'s range `(first, last)` are about
+    /// to be written (plain Parquet: a flush intent; Delta tables need none,
+    /// their transactions stand in for it).
+    pub async fn announce(&self, partition: i32, range: (i64, i64)) -> Result<(), TablesError> {
+        match &self.format {
+            Format::Delta { .. } => Ok(()),
+            Format::Parquet { intents, .. } => Ok(intents.record(partition, range).await?),
+        }
+    }
+
+    /// Makes `files`, written already, part of their tables up to the
+    /// partition's offset `last`. Delta: one commit per table, with the
+    /// partition's transaction at `last`, provided the transaction is still
+    /// where `standing` says; a retry after a partial commit finds the
+    /// committed tables done. Plain Parquet: written files are the record.
+    /// Then [`Standing::committed`] moves the standing.
+    pub async fn commit(
+        &self,
+        standing: &Standing,
+        files: &[DataFile],
+        last: i64,
+    ) -> Result<Committed, TablesError> {
+        let Format::Delta { tables, topic } = &self.format else {
+            return Ok(Committed::All);
+        };
+        let partition = standing.partition;
+        let id = app_id(topic, partition);
+        let mut by_table: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
+        for file in files {
+            by_table
+                .entry(file.path.table)
+                .or_default()
+                .push(file.clone());
+        }
+        for (table, files) in by_table {
+            let expected = standing.version(table);
+            match tables.append(table, &files, &id, expected, last).await? {
+                Appended::Committed(version) => tracing::info!(
+                    table = table.name(),
+                    version,
+                    partition,
+                    last_offset = last,
+                    files = files.len(),
+                    "committed"
+                ),
+                Appended::AlreadyThere => tracing::info!(
+                    table = table.name(),
+                    partition,
+                    last_offset = last,
+                    "the table holds these records already"
+                ),
+                Appended::Superseded(found) => {
+                    return Ok(Committed::Superseded {
+                        table,
+                        expected,
+                        found,
+                    })
+                }
+            }
+        }
+        Ok(Committed::All)
+    }
+
+    /// Forgets what is no longer needed once the source's offset is
+    /// committed up to `next` (plain Parquet: the intents below it, in the
+    /// background, best effort).
+    pub fn settle(&self, partition: i32, next: i64) {
+        if let Format::Parquet { intents, .. } = &self.format {
+            let intents = intents.clone();
+            tokio::spawn(async move { intents.forget_below(partition, next).await });
+        }
+    }
+
+    /// Forgets a batch dropped unwritten: the intent of a range this writer
+    /// cut itself (`replays` false) is removed, as no file was written for
+    /// it.
+    pub async fn abandon(&self, partition: i32, range: (i64, i64), replays: bool) {
+        if let (Format::Parquet { intents, .. }, false) = (&self.format, replays) {
+            intents.forget(partition, range).await;
+        }
+    }
+}
