@@ -3,6 +3,7 @@
 //! between the stage's markers.
 
 mod backfill;
+mod compaction;
 mod enricher;
 mod freshness;
 mod ingest;
@@ -70,6 +71,10 @@ enum Bench {
         #[arg(long, default_value = "64MiB")]
         memory_budget: String,
     },
+    /// Rows per second through `sink compact` on a closed day of many small
+    /// files with duplicates, against DuckDB with one thread doing the same
+    /// deduplicating rewrite; then the cost of many small days.
+    Compaction(compaction::Options),
     /// Webhook-to-queryable latency of the whole pipeline on its defaults.
     Freshness(freshness::Options),
     /// The baseline: a bare axum endpoint answering 202 (run by `bench ingest`).
@@ -95,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::Ingest(options) => ingest::run(&options).await,
         Bench::Backfill(options) => backfill::run(&options).await,
+        Bench::Compaction(options) => compaction::run(&options).await,
         Bench::Freshness(options) => freshness::run(&options).await,
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
         Bench::Sink {

@@ -2,19 +2,22 @@
 //! `enricher backfill --compare-lake` to tell new and changed objects from
 //! those the lake already has. A Delta table is read through its snapshot
 //! (only the files it holds); a plain Parquet table is every file of its
-//! folder. Only the `object_id` and `event_timestamp` columns are fetched,
-//! with ranged reads.
+//! folder. Only the `object_id` and `event_timestamp` columns are decoded;
+//! small files are fetched with one request each, large ones streamed.
 
 use std::collections::HashMap;
 
+use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{Stream, StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::async_reader::{
     ParquetObjectReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::errors::ParquetError;
 use schemas::Table;
 
 use crate::delta::log::{DeltaError, DeltaTables};
@@ -35,7 +38,7 @@ pub enum ReadError {
         /// The file.
         path: String,
         /// Why.
-        source: parquet::errors::ParquetError,
+        source: ParquetError,
     },
 }
 
@@ -51,21 +54,22 @@ pub async fn latest_per_object(
     table: Table,
 ) -> Result<HashMap<String, DateTime<Utc>>, ReadError> {
     let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for file in files_of(lake, table).await? {
-        let path = file.location.to_string();
+    let files: Vec<_> = files_of(lake, table)
+        .await?
+        .into_iter()
+        .map(|file| (file.location, file.size))
+        .collect();
+    let opened = in_order(lake, &files, Some(&["object_id", "event_timestamp"]));
+    futures::pin_mut!(opened);
+    let mut index = 0;
+    while let Some(file) = opened.next().await {
         let parquet = |source| ReadError::Parquet {
-            path: path.clone(),
+            path: files[index].0.to_string(),
             source,
         };
-        let reader =
-            ParquetObjectReader::new(lake.store().clone(), file.location).with_file_size(file.size);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(parquet)?;
-        let mask =
-            ProjectionMask::columns(builder.parquet_schema(), ["object_id", "event_timestamp"]);
-        let mut batches = builder.with_projection(mask).build().map_err(parquet)?;
-        while let Some(batch) = batches.try_next().await.map_err(parquet)? {
+        let mut batches = file.map_err(parquet)?;
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(parquet)?;
             let (Some(ids), Some(times)) = (
                 batch.column_by_name("object_id"),
                 batch.column_by_name("event_timestamp"),
@@ -87,19 +91,82 @@ pub async fn latest_per_object(
                 *entry = (*entry).max(time);
             }
         }
+        index += 1;
     }
     Ok(latest)
 }
 
-/// The record batches of the Parquet file at `location` (`size` bytes),
-/// with only `columns` when given, read with ranged requests as they are
-/// consumed: one row group in memory at a time.
-pub(crate) async fn batches(
+/// Files up to this size are fetched with one GET and decoded from memory;
+/// larger ones are streamed with ranged reads, a row group at a time. Most
+/// of a lake's files are far smaller: a flush of a few seconds, or a
+/// compacted day.
+pub(crate) const FETCHED_WHOLE_UP_TO: u64 = 8 << 20;
+
+/// How many files are fetched ahead of the one being decoded: it hides the
+/// store's latency per request, and bounds memory to this many files below
+/// [`FETCHED_WHOLE_UP_TO`].
+const READ_AHEAD: usize = 8;
+
+/// The record batches of one Parquet file, one at a time.
+pub(crate) enum FileBatches {
+    /// Fetched whole, decoded from memory.
+    Fetched(ParquetRecordBatchReader),
+    /// Read with ranged requests as it is consumed.
+    Streamed(ParquetRecordBatchStream<ParquetObjectReader>),
+}
+
+impl FileBatches {
+    /// The next batch, or `None` at the end of the file.
+    pub(crate) async fn next(&mut self) -> Option<Result<RecordBatch, ParquetError>> {
+        match self {
+            FileBatches::Fetched(reader) => reader
+                .next()
+                .map(|batch| batch.map_err(|e| ParquetError::External(Box::new(e)))),
+            FileBatches::Streamed(stream) => stream.try_next().await.transpose(),
+        }
+    }
+}
+
+/// The Parquet files `files` (location, size), in their order, with only
+/// `columns` when given: each small file fetched with one request, up to
+/// [`READ_AHEAD`] of them in flight, a large one streamed.
+pub(crate) fn in_order<'a>(
+    lake: &'a Lake,
+    files: &'a [(object_store::path::Path, u64)],
+    columns: Option<&'a [&'a str]>,
+) -> impl Stream<Item = Result<FileBatches, ParquetError>> + 'a {
+    futures::stream::iter(files)
+        .map(move |(location, size)| open(lake, location.clone(), *size, columns))
+        .buffered(READ_AHEAD)
+}
+
+/// One file's batches, fetched whole or streamed by its size.
+async fn open(
     lake: &Lake,
     location: object_store::path::Path,
     size: u64,
     columns: Option<&[&str]>,
-) -> Result<ParquetRecordBatchStream<ParquetObjectReader>, parquet::errors::ParquetError> {
+) -> Result<FileBatches, ParquetError> {
+    if size <= FETCHED_WHOLE_UP_TO {
+        let bytes = lake
+            .store()
+            .get(&location)
+            .await
+            .map_err(|e| ParquetError::External(Box::new(e)))?
+            .bytes()
+            .await
+            .map_err(|e| ParquetError::External(Box::new(e)))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        let builder = match columns {
+            Some(columns) => {
+                let mask =
+                    ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        return Ok(FileBatches::Fetched(builder.build()?));
+    }
     let reader = ParquetObjectReader::new(lake.store().clone(), location).with_file_size(size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let builder = match columns {
@@ -109,7 +176,7 @@ pub(crate) async fn batches(
         }
         None => builder,
     };
-    builder.build()
+    Ok(FileBatches::Streamed(builder.build()?))
 }
 
 /// The data files `table` holds: a Delta table's active files, or every

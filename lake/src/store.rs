@@ -78,17 +78,40 @@ impl LakeError {
             | LakeError::Footer { .. }
             | LakeError::ForeignFile { .. }
             | LakeError::NotCreateOnly { .. } => true,
-            LakeError::Store(error) => matches!(
-                error,
-                object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-                    | object_store::Error::InvalidPath { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented
-                    | object_store::Error::UnknownConfigurationKey { .. }
-            ),
+            LakeError::Store(error) => {
+                matches!(
+                    error,
+                    object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. }
+                        | object_store::Error::InvalidPath { .. }
+                        | object_store::Error::NotSupported { .. }
+                        | object_store::Error::NotImplemented
+                        | object_store::Error::UnknownConfigurationKey { .. }
+                ) || refused_request(error)
+            }
         }
     }
+}
+
+/// True when the store answered the request with a client error (4xx)
+/// that waiting cannot cure, such as S3's 400 `InvalidBucketName`:
+/// `object_store` retries none of them and reports those without a variant
+/// of their own as `Generic`, its message naming the status. Timeouts
+/// (408), conflicts (409) and throttling (429) stay transient.
+fn refused_request(error: &object_store::Error) -> bool {
+    const STATUS: &str = "Server returned non-2xx status code: ";
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = next {
+        let text = error.to_string();
+        if let Some(at) = text.find(STATUS) {
+            let code = text[at + STATUS.len()..]
+                .get(..3)
+                .and_then(|c| c.parse().ok());
+            return matches!(code, Some(400..=499) if !matches!(code, Some(408 | 409 | 429)));
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// What a create-only write found.
@@ -507,6 +530,62 @@ mod tests {
             assert_eq!(stored, big);
             let staged: Vec<_> = lake.store().list(Some(&lake.path(STAGING))).collect().await;
             assert!(staged.is_empty(), "{location}: {staged:?}");
+        }
+    }
+
+    /// An S3 endpoint answering every request with `status` and an S3
+    /// error body naming `code`.
+    async fn refusing_endpoint(status: &'static str, code: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("an address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = vec![0u8; 64 << 10];
+                let _read = stream.read(&mut request).await;
+                let body = format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code></Error>");
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _written = stream.write_all(response.as_bytes()).await;
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_request_the_store_refuses_is_permanent() {
+        use object_store::aws::AmazonS3Builder;
+        for (status, code, permanent) in [
+            ("400 Bad Request", "InvalidBucketName", true),
+            ("400 Bad Request", "InvalidArgument", true),
+            ("429 Too Many Requests", "SlowDown", false),
+        ] {
+            let store = AmazonS3Builder::new()
+                .with_endpoint(refusing_endpoint(status, code).await)
+                .with_allow_http(true)
+                .with_bucket_name("a_bucket")
+                .with_region("us-east-1")
+                .with_access_key_id("key")
+                .with_secret_access_key("secret")
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 0,
+                    ..Default::default()
+                })
+                .build()
+                .expect("builds");
+            let error = store
+                .put(&Path::from("a/b.parquet"), "x".into())
+                .await
+                .expect_err("refused");
+            assert_eq!(
+                LakeError::Store(error).is_permanent(),
+                permanent,
+                "{status} {code}"
+            );
         }
     }
 

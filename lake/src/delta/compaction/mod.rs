@@ -575,13 +575,14 @@ mod tests {
             .map(|f| (lake.path(&f.path.in_lake()), f.size))
             .collect();
         let mut statuses = BTreeMap::new();
-        for (location, size) in located {
-            let mut stream = crate::reading::batches(&lake, location, size, None)
-                .await
-                .expect("opens");
-            use arrow::array::AsArray;
-            use futures::TryStreamExt;
-            while let Some(batch) = stream.try_next().await.expect("reads") {
+        let opened = crate::reading::in_order(&lake, &located, None);
+        futures::pin_mut!(opened);
+        use arrow::array::AsArray;
+        use futures::StreamExt;
+        while let Some(file) = opened.next().await {
+            let mut batches = file.expect("opens");
+            while let Some(batch) = batches.next().await {
+                let batch = batch.expect("reads");
                 let ids = batch
                     .column_by_name("event_id")
                     .expect("ids")

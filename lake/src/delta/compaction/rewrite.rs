@@ -1,14 +1,15 @@
-//! Pass 2 of a day's rewrite: the kept rows, file by file and one row group
-//! at a time, cast to the table's schema, into output files of the target
+//! Pass 2 of a day's rewrite: the kept rows, file by file and one batch at
+//! a time, cast to the table's schema, into output files of the target
 //! size. Encoding runs on the blocking pool, off the async workers.
 //!
-//! Memory: one input row group, and one output file up to the target size.
+//! Memory: the input files read ahead (see `reading::in_order`), and one
+//! output file up to the target size.
 
 use arrow::array::{new_null_array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use chrono::NaiveDate;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use schemas::Table;
 
@@ -17,7 +18,7 @@ use super::{CompactionError, CompactionSettings};
 use crate::data_file::DataFile;
 use crate::encoding::parquet_file::{properties, EncodingError};
 use crate::path::{stems, DataPath};
-use crate::reading::batches;
+use crate::reading::in_order;
 use crate::store::{Lake, Put};
 
 /// Writes the rows `selection` keeps of `files` (location, size) into new
@@ -37,17 +38,15 @@ pub(super) async fn rewrite(
     };
     let schema = table.schema();
     let mut output = Output::new(table, date, settings);
-    for (index, (location, size)) in files.iter().enumerate() {
-        let path = location.to_string();
-        let mut stream = batches(lake, location.clone(), *size, None)
-            .await
-            .map_err(|e| failed(format!("reading {path}: {e}")))?;
+    let opened = in_order(lake, files, None);
+    futures::pin_mut!(opened);
+    let mut index = 0;
+    while let Some(file) = opened.next().await {
+        let path = files[index].0.to_string();
+        let mut batches = file.map_err(|e| failed(format!("reading {path}: {e}")))?;
         let mut row = 0;
-        while let Some(batch) = stream
-            .try_next()
-            .await
-            .map_err(|e| failed(format!("reading {path}: {e}")))?
-        {
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(|e| failed(format!("reading {path}: {e}")))?;
             let mask: BooleanArray = (row..row + batch.num_rows())
                 .map(|r| Some(selection.keeps(index, r)))
                 .collect();
@@ -60,6 +59,7 @@ pub(super) async fn rewrite(
                 output.close(lake).await?;
             }
         }
+        index += 1;
     }
     output.close(lake).await?;
     Ok(output.written)

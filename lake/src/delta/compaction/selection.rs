@@ -4,7 +4,7 @@
 //! fetch found the record over any other, then the latest fetch, then the
 //! earliest receipt (the raw topic's order), then the first in the day's
 //! file order. Only `event_id`, `status`, `fetched_at` and `received_at` are
-//! read, one row group at a time, in whatever Arrow types the file's writer
+//! decoded, one batch at a time, in whatever Arrow types the file's writer
 //! chose (`Utf8View`, `LargeUtf8`, nanosecond timestamps are cast).
 //!
 //! Memory: per event of the day a 16-byte key and its kept copy, about 48
@@ -14,10 +14,10 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::reading::batches;
+use crate::reading::in_order;
 use crate::store::Lake;
 
 /// What ranks one copy of an event against another: greater is kept.
@@ -103,22 +103,23 @@ pub(crate) async fn select(
     let mut best: HashMap<u128, Copy> = HashMap::new();
     let mut rows_per_file = Vec::with_capacity(files.len());
     let mut rows_in = 0u64;
-    for (index, (location, size)) in files.iter().enumerate() {
-        let path = location.to_string();
+    let opened = in_order(
+        lake,
+        files,
+        Some(&["event_id", "status", "fetched_at", "received_at"]),
+    );
+    futures::pin_mut!(opened);
+    let mut index = 0;
+    while let Some(file) = opened.next().await {
+        let path = files[index].0.to_string();
         let parquet = |source| SelectionError::Parquet {
             path: path.clone(),
             source,
         };
-        let mut stream = batches(
-            lake,
-            location.clone(),
-            *size,
-            Some(&["event_id", "status", "fetched_at", "received_at"]),
-        )
-        .await
-        .map_err(parquet)?;
+        let mut batches = file.map_err(parquet)?;
         let mut row = 0u32;
-        while let Some(batch) = stream.try_next().await.map_err(parquet)? {
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(parquet)?;
             let columns = RankColumns::of(&batch).map_err(|reason| SelectionError::Column {
                 path: path.clone(),
                 reason,
@@ -143,6 +144,7 @@ pub(crate) async fn select(
                 row += 1;
             }
         }
+        index += 1;
         rows_per_file.push(row as usize);
         rows_in += u64::from(row);
     }
