@@ -296,7 +296,7 @@ async fn end_to_end(
         startup: startup.unwrap_or_default(),
         files,
         peak_rss_mib,
-        budget: sink::parse_bytes(budget).map_err(anyhow::Error::msg)?,
+        budget: runtime::parse_bytes(budget).map_err(anyhow::Error::msg)?,
     })
 }
 

@@ -1,6 +1,11 @@
 //! Mobaro REST API client: one GET per record, retried by the runtime's retry
 //! policy on 429, 5xx, timeouts and connection errors, honouring
 //! `Retry-After`; no blind retry on 401/403/404.
+//!
+//! The key stays with the API: requests go only to the configured origin
+//! (paths and templates that lead elsewhere are refused at start), redirects
+//! are followed only within it, and plain http is refused for any host but
+//! this machine unless explicitly allowed. Bodies are read up to a limit.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +27,53 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// Where and how the client reaches the API.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The API's base URL.
+    pub base: Url,
+    /// The key, sent as `x-api-key`.
+    pub key: ApiKey,
+    /// A record's path under the base (see `MOBARO_API_PATH_TEMPLATE`).
+    pub path_template: String,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// The largest response body read; a larger one fails its request for
+    /// good.
+    pub max_body: usize,
+    /// Plain http to another machine is allowed.
+    pub allow_insecure_http: bool,
+}
+
+/// Why the client cannot be built, or a URL would leave the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Plain http to another machine.
+    #[error("MOBARO_API_URL {url} is plain http to another machine, so the API key would cross the network unencrypted: use https, or set MOBARO_API_ALLOW_INSECURE_HTTP=true (--allow-insecure-http) on a network you trust")]
+    Insecure {
+        /// The base URL.
+        url: Url,
+    },
+    /// A configured path leads outside the API's origin.
+    #[error("{setting} {value:?} leads to {url}, outside the API's origin {origin}, where the API key would be sent: give a path relative to MOBARO_API_URL")]
+    OffOrigin {
+        /// The setting.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// Where it leads.
+        url: String,
+        /// The API's origin.
+        origin: String,
+    },
+    /// A URL could not be built.
+    #[error("invalid url: {0}")]
+    Url(#[from] url::ParseError),
+    /// The HTTP client could not be built.
+    #[error("building the http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
 
 /// What the API said about a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +121,7 @@ pub enum FetchError {
     },
     #[error("invalid record url: {0}")]
     /// The record's URL could not be built from the path template.
-    Url(#[from] url::ParseError),
+    Url(#[from] ClientError),
     /// Shutdown came before an answer.
     #[error("{0} before the api answered")]
     Stopped(#[from] runtime::Stopped),
@@ -109,6 +161,7 @@ pub struct MobaroClient {
     base: Url,
     key: ApiKey,
     path_template: String,
+    max_body: usize,
     retry: Retry,
     /// The last record the key could read: probed when another record is
     /// refused with 403, to tell a refused object from a refused key.
@@ -153,17 +206,32 @@ fn fetch_error(failure: Failure<AttemptError>, attempts: u32) -> FetchError {
 }
 
 impl MobaroClient {
-    /// A client for the API at `base`, with the key, path template and retry policy given.
-    pub fn new(
-        base: Url,
-        key: ApiKey,
-        path_template: String,
-        timeout: Duration,
-        retry: Retry,
-    ) -> reqwest::Result<Self> {
+    /// A client for `endpoint` with the retry policy given; refuses plain
+    /// http to another machine (unless allowed) and a path template that
+    /// leads outside the base's origin.
+    pub fn new(endpoint: Endpoint, retry: Retry) -> Result<Self, ClientError> {
+        let Endpoint {
+            base,
+            key,
+            path_template,
+            timeout,
+            max_body,
+            allow_insecure_http,
+        } = endpoint;
+        if base.scheme() != "https" && !(allow_insecure_http || is_this_machine(&base)) {
+            return Err(ClientError::Insecure { url: base });
+        }
+        let origin = base.origin();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("mobaro-lake-enricher/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS || attempt.url().origin() != origin {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()?;
         let base = if base.path().ends_with('/') {
             base
@@ -172,15 +240,18 @@ impl MobaroClient {
             base.set_path(&format!("{}/", base.path()));
             base
         };
-        Ok(MobaroClient {
+        let client = MobaroClient {
             http,
             base,
             key,
             path_template,
+            max_body,
             retry,
             limit: None,
             last_readable: Arc::new(Mutex::new(None)),
-        })
+        };
+        client.record_url(Resource::Results, "results/1-A")?;
+        Ok(client)
     }
 
     /// Every request, retries included, first takes a token from `limit`.
@@ -189,8 +260,9 @@ impl MobaroClient {
         self
     }
 
-    /// The URL of one record: the path template filled with the resource's collection and the id, URL-encoded.
-    pub fn record_url(&self, resource: Resource, object_id: &str) -> Result<Url, url::ParseError> {
+    /// The URL of one record: the path template filled with the resource's
+    /// collection and the id, URL-encoded; never outside the API's origin.
+    pub fn record_url(&self, resource: Resource, object_id: &str) -> Result<Url, ClientError> {
         let encode = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
         let tail = object_id.rsplit('/').next().unwrap_or(object_id);
         let path = self
@@ -198,7 +270,26 @@ impl MobaroClient {
             .replace("{collection}", resource.collection())
             .replace("{id_tail}", &encode(tail))
             .replace("{id}", &encode(object_id));
-        self.base.join(path.trim_start_matches('/'))
+        let url = self.base.join(path.trim_start_matches('/'))?;
+        self.within_origin("MOBARO_API_PATH_TEMPLATE", &self.path_template, url)
+    }
+
+    /// `url` when it is on the API's origin.
+    fn within_origin(
+        &self,
+        setting: &'static str,
+        value: &str,
+        url: Url,
+    ) -> Result<Url, ClientError> {
+        if url.origin() == self.base.origin() {
+            return Ok(url);
+        }
+        Err(ClientError::OffOrigin {
+            setting,
+            value: value.to_string(),
+            url: url.to_string(),
+            origin: self.base.origin().ascii_serialization(),
+        })
     }
 
     /// The record, and how many requests it took. Transient failures are
@@ -225,9 +316,11 @@ impl MobaroClient {
         }
     }
 
-    /// The URL of a list endpoint: `path` under the API's base, with `query`.
-    pub fn list_url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, url::ParseError> {
-        let mut url = self.base.join(path.trim_start_matches('/'))?;
+    /// The URL of a list endpoint: `path` under the API's base, with `query`;
+    /// never outside the API's origin.
+    pub fn list_url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, ClientError> {
+        let url = self.base.join(path.trim_start_matches('/'))?;
+        let mut url = self.within_origin("BACKFILL_LIST_PATH", path, url)?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         Ok(url)
@@ -339,16 +432,51 @@ impl MobaroClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after);
         match status {
-            StatusCode::OK => match response.json::<Value>().await {
-                Ok(value) => Ok(Fetched::Found(value)),
-                Err(error) => Err(AttemptError::Final(FetchError::Permanent {
-                    status: status.as_u16(),
-                    message: format!("body is not json: {error}"),
-                })),
-            },
+            StatusCode::OK => {
+                let body = match self.body(response).await {
+                    Ok(body) => body,
+                    Err(Body::TooLarge) => {
+                        return Err(AttemptError::Final(FetchError::Permanent {
+                            status: status.as_u16(),
+                            message: format!(
+                                "body larger than {} bytes (MOBARO_API_MAX_BODY)",
+                                self.max_body
+                            ),
+                        }))
+                    }
+                    Err(Body::Failed(error)) => {
+                        return Err(AttemptError::Transient {
+                            status: None,
+                            retry_after: None,
+                            message: format!("reading the body: {error}"),
+                        })
+                    }
+                };
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(value) => Ok(Fetched::Found(value)),
+                    Err(error) => Err(AttemptError::Final(FetchError::Permanent {
+                        status: status.as_u16(),
+                        message: format!("body is not json: {error}"),
+                    })),
+                }
+            }
+            s if s.is_redirection() => {
+                let to = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere")
+                    .to_string();
+                Err(AttemptError::Final(FetchError::Permanent {
+                    status: s.as_u16(),
+                    message: format!(
+                        "a redirect to {to} was not followed: the API key is sent only to {}",
+                        self.base.origin().ascii_serialization()
+                    ),
+                }))
+            }
             StatusCode::NOT_FOUND => Ok(Fetched::NotFound),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(AttemptError::Final(FetchError::Unauthorized {
@@ -374,18 +502,84 @@ impl MobaroClient {
             }
         }
     }
+
+    /// The body of `response`, read up to the client's limit.
+    async fn body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Body> {
+        if response
+            .content_length()
+            .is_some_and(|length| length > self.max_body as u64)
+        {
+            return Err(Body::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(Body::Failed)? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(Body::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// Redirects followed within the API's origin before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+/// Why a body was not read.
+enum Body {
+    /// Larger than the limit.
+    TooLarge,
+    /// The connection failed.
+    Failed(reqwest::Error),
+}
+
+/// True for a URL on this machine (a loopback address or `localhost`),
+/// where plain http does not cross a network.
+fn is_this_machine(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn endpoint(base: &str, template: &str) -> Endpoint {
+        Endpoint {
+            base: base.parse().expect("url"),
+            key: ApiKey("k".into()),
+            path_template: template.into(),
+            timeout: Duration::from_secs(5),
+            max_body: 1 << 20,
+            allow_insecure_http: false,
+        }
+    }
+
+    fn quick() -> Retry {
+        Retry::forever(Duration::from_millis(1), Duration::from_millis(2)).with_attempts(2)
+    }
+
     fn client(template: &str) -> MobaroClient {
         MobaroClient::new(
-            "https://app.mobaro.com/api/customers".parse().expect("url"),
-            ApiKey("k".into()),
-            template.into(),
-            Duration::from_secs(1),
+            endpoint("https://app.mobaro.com/api/customers", template),
             Retry::forever(Duration::from_secs(1), Duration::from_secs(8)).with_attempts(3),
         )
         .expect("client")
@@ -439,11 +633,8 @@ mod tests {
     async fn a_403_is_one_refused_object_only_while_another_record_reads() {
         let refuse_all = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = MobaroClient::new(
-            api(refuse_all.clone()).await,
-            ApiKey("k".into()),
-            "{collection}/{id}".into(),
-            Duration::from_secs(5),
-            Retry::forever(Duration::from_millis(1), Duration::from_millis(2)).with_attempts(2),
+            endpoint(api(refuse_all.clone()).await.as_str(), "{collection}/{id}"),
+            quick(),
         )
         .expect("client");
         let never = CancellationToken::new();
@@ -467,6 +658,136 @@ mod tests {
         assert!(
             matches!(revoked, Err(FetchError::Unauthorized { status: 403 })),
             "{revoked:?}"
+        );
+    }
+
+    #[test]
+    fn the_key_is_sent_only_to_the_api_and_over_http_only_on_this_machine() {
+        let insecure = MobaroClient::new(
+            endpoint("http://api.example.com/", "{collection}/{id}"),
+            quick(),
+        );
+        assert!(matches!(insecure, Err(ClientError::Insecure { .. })));
+        let mut allowed = endpoint("http://api.example.com/", "{collection}/{id}");
+        allowed.allow_insecure_http = true;
+        assert!(MobaroClient::new(allowed, quick()).is_ok());
+        for local in [
+            "http://127.0.0.1:8080/",
+            "http://localhost/",
+            "http://[::1]/",
+        ] {
+            assert!(MobaroClient::new(endpoint(local, "{collection}/{id}"), quick()).is_ok());
+        }
+        let away = MobaroClient::new(
+            endpoint(
+                "https://app.mobaro.com/api/",
+                "https://elsewhere.example/{id}",
+            ),
+            quick(),
+        );
+        assert!(matches!(away, Err(ClientError::OffOrigin { .. })));
+        let client = client("{collection}/{id}");
+        assert!(matches!(
+            client.list_url("https://elsewhere.example/results", &[]),
+            Err(ClientError::OffOrigin { .. })
+        ));
+        // A leading `//` is a path under the base, not another host.
+        for path in ["/results", "//elsewhere.example/results"] {
+            let url = client.list_url(path, &[]).expect("on the origin");
+            assert_eq!(url.host_str(), Some("app.mobaro.com"));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        assert_eq!(retry_after(" 60 "), Some(Duration::from_secs(60)));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = retry_after(&soon).expect("a date");
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    /// An API whose record `big` is larger than the client's limit, and
+    /// whose record `moved` redirects to `elsewhere`, which records the
+    /// keys it receives.
+    async fn redirecting_api(elsewhere: &str) -> Url {
+        use axum::extract::Path;
+        use axum::http::{header, StatusCode};
+        use axum::response::IntoResponse;
+        let elsewhere = elsewhere.to_string();
+        let router = axum::Router::new().route(
+            "/results/{id}",
+            axum::routing::get(move |Path(id): Path<String>| {
+                let elsewhere = elsewhere.clone();
+                async move {
+                    match id.as_str() {
+                        "big" => (StatusCode::OK, "x".repeat(2 << 20)).into_response(),
+                        "moved" => (
+                            StatusCode::FOUND,
+                            [(header::LOCATION, format!("{elsewhere}results/moved"))],
+                        )
+                            .into_response(),
+                        "here" => (
+                            StatusCode::FOUND,
+                            [(header::LOCATION, "/results/ok".to_string())],
+                        )
+                            .into_response(),
+                        _ => (StatusCode::OK, r#"{"id":"ok"}"#.to_string()).into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}/").parse().expect("url")
+    }
+
+    #[tokio::test]
+    async fn redirects_stay_on_the_origin_and_bodies_within_the_limit() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let keys_elsewhere = Arc::new(AtomicUsize::new(0));
+        let counter = keys_elsewhere.clone();
+        let other = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                if headers.contains_key("x-api-key") {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                "{}"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let elsewhere = format!("http://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, other).await });
+        let api = redirecting_api(&elsewhere).await;
+        let client = MobaroClient::new(endpoint(api.as_str(), "{collection}/{id_tail}"), quick())
+            .expect("client");
+        let never = CancellationToken::new();
+        let moved = client
+            .fetch(Resource::Results, "results/moved", &never)
+            .await;
+        assert!(
+            matches!(moved, Err(FetchError::Permanent { status: 302, .. })),
+            "{moved:?}"
+        );
+        assert_eq!(keys_elsewhere.load(Ordering::Relaxed), 0);
+        let here = client
+            .fetch(Resource::Results, "results/here", &never)
+            .await;
+        assert!(matches!(here, Ok((Fetched::Found(_), 1))), "{here:?}");
+        let big = client.fetch(Resource::Results, "results/big", &never).await;
+        assert!(
+            matches!(&big, Err(FetchError::Permanent { message, .. }) if message.contains("MOBARO_API_MAX_BODY")),
+            "{big:?}"
         );
     }
 }

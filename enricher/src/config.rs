@@ -84,6 +84,23 @@ pub struct Config {
     #[arg(long, env = "MOBARO_API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub api_timeout: Duration,
 
+    /// Allow plain http to an API on another machine (the key then crosses
+    /// the network unencrypted). Plain http to this machine is always allowed.
+    #[arg(long, env = "MOBARO_API_ALLOW_INSECURE_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_insecure_http: bool,
+
+    /// The largest response body read (a record or a list page); a larger
+    /// one fails for good: the event goes to the dead-letter topic as
+    /// `permanent`, a backfill stops.
+    #[arg(long, env = "MOBARO_API_MAX_BODY", default_value = "32MiB", value_parser = runtime::parse_bytes)]
+    pub api_max_body: usize,
+
+    /// The longest `Retry-After` honoured as asked (a longer one is cut to
+    /// it). Waits the API asks for do not count as failed attempts until
+    /// they add up to this.
+    #[arg(long, env = "MOBARO_API_MAX_RETRY_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub api_max_retry_after: Duration,
+
     /// Attempts per record before it goes to the dead-letter topic.
     #[arg(long, env = "MOBARO_API_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,

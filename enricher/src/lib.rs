@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use runtime::TokenBucket;
 use tokio_util::sync::CancellationToken;
 
-pub use client::{FetchError, Fetched, MobaroClient};
+pub use client::{ClientError, Endpoint, FetchError, Fetched, MobaroClient};
 pub use config::{ApiKey, Command, Config, ReplayArgs};
 pub use telemetry::metric_names;
 
@@ -28,9 +28,9 @@ pub enum EnricherError {
     #[error(transparent)]
     /// The broker or the Kafka client failed.
     Kafka(#[from] runtime::KafkaError),
-    #[error("http client: {0}")]
-    /// The HTTP client could not be built.
-    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    /// The API client could not be built.
+    Client(#[from] ClientError),
     #[error("no Mobaro API key: set MOBARO_API_KEY")]
     /// No API key was configured.
     NoApiKey,
@@ -200,14 +200,19 @@ pub(crate) fn enriched_producer(config: &Config) -> Result<FutureProducer, runti
 pub(crate) fn api_client(
     config: &Config,
     limit: Option<TokenBucket>,
-) -> Result<MobaroClient, reqwest::Error> {
+) -> Result<MobaroClient, ClientError> {
     let client = MobaroClient::new(
-        config.api_url.clone(),
-        config.api_key.clone(),
-        config.path_template.clone(),
-        config.api_timeout,
+        Endpoint {
+            base: config.api_url.clone(),
+            key: config.api_key.clone(),
+            path_template: config.path_template.clone(),
+            timeout: config.api_timeout,
+            max_body: config.api_max_body,
+            allow_insecure_http: config.allow_insecure_http,
+        },
         runtime::Retry::forever(config.backoff, config.backoff * 16)
-            .with_attempts(config.max_attempts.max(1)),
+            .with_attempts(config.max_attempts.max(1))
+            .with_asked_waits_up_to(config.api_max_retry_after),
     )?;
     Ok(match limit {
         Some(limit) => client.with_rate_limit(Arc::new(limit)),

@@ -14,6 +14,7 @@ mod rate_limit;
 mod rebalance;
 mod retry;
 mod shutdown;
+mod size;
 mod telemetry;
 mod topic_reader;
 
@@ -28,5 +29,6 @@ pub use rate_limit::TokenBucket;
 pub use rebalance::{fatal_error, ConsumerFailed, RebalanceContext, Revoked};
 pub use retry::{Failure, Retried, Retry, Stopped, Verdict};
 pub use shutdown::shutdown_on_signal;
+pub use size::parse_bytes;
 pub use telemetry::{init_tracing, lag_metric, prometheus, ready_metric};
 pub use topic_reader::read_topic_to_end;

@@ -87,6 +87,9 @@ pub struct Retry {
     pub attempts: Option<u32>,
     /// Time from the first attempt after which no new attempt starts.
     pub budget: Option<Duration>,
+    /// The longest wait the other side may ask for (`Retry-After`); waits
+    /// it asked for do not count as attempts until they add up to this.
+    pub asked_waits: Duration,
 }
 
 impl Retry {
@@ -97,7 +100,15 @@ impl Retry {
             max,
             attempts: None,
             budget: None,
+            asked_waits: max,
         }
+    }
+
+    /// Honours a wait the other side asks for up to `cap`, and does not
+    /// count such waits as attempts until they add up to `cap`.
+    pub const fn with_asked_waits_up_to(mut self, cap: Duration) -> Retry {
+        self.asked_waits = cap;
+        self
     }
 
     /// At most `attempts` attempts in all.
@@ -115,7 +126,7 @@ impl Retry {
     /// The delay before retry number `retry` (0 for the first retry).
     pub fn delay(&self, retry: u32, verdict: Verdict) -> Duration {
         if let Verdict::RetryAfter(wait) = verdict {
-            return wait.min(self.max);
+            return wait.min(self.asked_waits);
         }
         let ceiling = self.first.saturating_mul(1 << retry.min(20)).min(self.max);
         let low = ceiling / 2;
@@ -141,6 +152,10 @@ impl Retry {
     {
         let started = Instant::now();
         let mut number = 0;
+        // Failed attempts that count against the limit, and the waits asked
+        // for so far.
+        let mut counted = 0;
+        let mut asked = Duration::ZERO;
         loop {
             number += 1;
             let result = tokio::select! {
@@ -156,8 +171,12 @@ impl Retry {
             if verdict == Verdict::GiveUp {
                 return Err(Failure::Permanent(error));
             }
-            let delay = self.delay(number - 1, verdict);
-            let out_of_attempts = self.attempts.is_some_and(|max| number >= max);
+            let delay = self.delay(counted, verdict);
+            match verdict {
+                Verdict::RetryAfter(_) if asked + delay <= self.asked_waits => asked += delay,
+                _ => counted += 1,
+            }
+            let out_of_attempts = self.attempts.is_some_and(|max| counted >= max);
             let out_of_time = self
                 .budget
                 .is_some_and(|budget| started.elapsed() + delay > budget);
@@ -245,6 +264,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn asked_waits_do_not_count_as_attempts_until_they_add_up_to_the_cap() {
+        let started = Instant::now();
+        let outcome: Result<(), Failure<&str>> = QUICK
+            .with_attempts(2)
+            .with_asked_waits_up_to(Duration::from_secs(100))
+            .run(
+                &CancellationToken::new(),
+                |_| async { Err("throttled") },
+                |_, _| Verdict::RetryAfter(Duration::from_secs(30)),
+            )
+            .await;
+        // Three asked waits of 30 s fit in 100 s; then two counted attempts.
+        assert!(
+            matches!(outcome, Err(Failure::Exhausted { attempts: 5, .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(120));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shutdown_stops_the_wait() {
         let shutdown = CancellationToken::new();
         let stopper = shutdown.clone();
@@ -289,5 +328,7 @@ mod tests {
         assert_eq!(policy.delay(0, asked), Duration::from_secs(3));
         let too_long = Verdict::RetryAfter(Duration::from_secs(300));
         assert_eq!(policy.delay(0, too_long), policy.max);
+        let patient = policy.with_asked_waits_up_to(Duration::from_secs(600));
+        assert_eq!(patient.delay(0, too_long), Duration::from_secs(300));
     }
 }

@@ -13,7 +13,7 @@ mod upkeep;
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{parse_bytes, Config, LakeFormat};
+pub use config::{Config, LakeFormat};
 pub use telemetry::metric_names;
 
 use std::sync::Arc;

@@ -37,9 +37,9 @@ pub enum BackfillError {
     /// The lake to compare with could not be read.
     #[error("comparing with the lake: {0}")]
     Lake(lake::ReadError),
-    /// A list URL could not be built.
-    #[error("invalid list url: {0}")]
-    Url(#[from] url::ParseError),
+    /// A list URL could not be built, or would leave the API's origin.
+    #[error("list url: {0}")]
+    Url(#[from] crate::client::ClientError),
 }
 
 impl From<rdkafka::error::KafkaError> for BackfillError {
