@@ -306,10 +306,11 @@ fn duckdb(
 ) -> anyhow::Result<Measured> {
     const SCRIPT: &str = r#"
 import duckdb, json, resource, sys, time, os
-tables = json.loads(sys.argv[1])
+tables = json.load(open(sys.argv[1]))
 out_dir = sys.argv[2]
 con = duckdb.connect()
 con.execute("SET threads = 1")
+con.execute("SET enable_progress_bar = false")
 rows = 0
 size = 0
 started = time.perf_counter()
@@ -333,8 +334,11 @@ print(elapsed, rows, size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
             )
         })
         .collect();
+    let listing = dir.join("duckdb-inputs.json");
+    std::fs::write(&listing, serde_json::to_vec(&tables)?)?;
     let output = Command::new(python)
-        .args(["-c", SCRIPT, &serde_json::to_string(&tables)?])
+        .args(["-c", SCRIPT])
+        .arg(&listing)
         .arg(dir)
         .output()?;
     ensure!(
@@ -343,9 +347,14 @@ print(elapsed, rows, size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8(output.stdout)?;
-    let mut fields = text.split_whitespace();
+    let last = text.lines().last().unwrap_or_default();
+    let mut fields = last.split_whitespace();
     let mut next = || fields.next().context("duckdb printed too little");
-    let elapsed = Duration::from_secs_f64(next()?.parse()?);
+    let elapsed = Duration::from_secs_f64(
+        next()?
+            .parse()
+            .with_context(|| format!("duckdb printed {text:?}"))?,
+    );
     let rows_out = next()?.parse()?;
     let bytes_out = next()?.parse()?;
     let peak_kib: f64 = next()?.parse()?;

@@ -87,6 +87,10 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Strin
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
+/// The largest open row group, before compression: bounds the memory of the
+/// encoder apart from the file's encoded bytes.
+const ROW_GROUP_BYTES: usize = 64 << 20;
+
 /// The output files of a day: one open writer at a time.
 struct Output<'s> {
     table: Table,
@@ -132,15 +136,15 @@ impl<'s> Output<'s> {
             .map_err(|e| self.parquet_error(e.into()))?,
         };
         let rows = batch.num_rows();
-        let target = self.settings.target_bytes;
+        let group_bytes = self.settings.target_bytes.min(ROW_GROUP_BYTES);
         let encoded = tokio::task::spawn_blocking(move || {
             let mut writer = writer;
             writer.write(&batch)?;
             // The open row group's size is measured before compression: it
-            // is closed at the target, and the file at the target of closed
-            // groups, so every file but a day's last one is at least the
-            // target.
-            if writer.in_progress_size() >= target {
+            // is closed at 64 MiB (or the target, if smaller), and the file
+            // at the target of closed groups, so every file but a day's last
+            // one is at least the target.
+            if writer.in_progress_size() >= group_bytes {
                 writer.flush()?;
             }
             Ok::<_, parquet::errors::ParquetError>(writer)
