@@ -1,6 +1,9 @@
 //! `enricher backfill` against the simulator's list endpoints and a real
 //! broker: every object once, a resume after kill -9, records edited during
-//! the scan, the rate share and 429s, and an envelope it cannot read.
+//! the scan, every reading of the paging parameters (exclusive filter, page
+//! caps, more records at one time than a page), endpoints that ignore the
+//! order or the filter, a malformed item, the rate share and 429s, and an
+//! envelope it cannot read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -423,5 +426,132 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
         )),
         "{second}"
     );
+    Ok(())
+}
+
+/// Runs a full backfill of Results under the simulator's `listing` faults,
+/// after 150 of the records were edited at one instant; every object's
+/// latest version must arrive.
+async fn every_record_arrives_under(listing: Value, page_size: &str) -> anyhow::Result<String> {
+    const OBJECTS: u32 = 600;
+    let setup = Setup::start(OBJECTS).await?;
+    reqwest::Client::new()
+        .post(format!("{}/sim/touch", setup.sim_url))
+        .json(&serde_json::json!({"collection": "results", "count": 150, "same_time": true}))
+        .send()
+        .await?
+        .error_for_status()?;
+    set_faults(&setup.sim_url, serde_json::json!({ "listing": listing })).await?;
+    let output = setup.run(
+        &["--resource", "Results", "--page-size", page_size],
+        &[("BACKFILL_RATE_LIMIT", "1000")],
+    )?;
+    let records = setup.snapshots(backfilled_objects(&output)?).await?;
+    let found = objects(&records);
+    ensure!(
+        found.keys().cloned().collect::<BTreeSet<_>>() == expected_ids(OBJECTS),
+        "under {listing}: {} of {OBJECTS} objects arrived",
+        found.len()
+    );
+    for (id, versions) in &found {
+        let current = setup.current(id).await?;
+        let updated = current["updated"].as_str().unwrap_or_default();
+        ensure!(
+            versions.contains(updated),
+            "under {listing}: {id}'s latest version ({updated}) was skipped"
+        );
+    }
+    Ok(output)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_reading_of_the_paging_parameters_skips_a_record() -> anyhow::Result<()> {
+    // 150 records share one update time: more than a page.
+    let inclusive = every_record_arrives_under(serde_json::json!({}), "50").await?;
+    assert!(inclusive.contains("pages by offset"), "{inclusive}");
+    every_record_arrives_under(serde_json::json!({ "exclusive_after": true }), "50").await?;
+    // Pages capped at 20 where 50 are asked, with an exclusive filter.
+    every_record_arrives_under(
+        serde_json::json!({ "exclusive_after": true, "page_cap": 20 }),
+        "50",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_that_ignores_the_order_or_the_filter_stops_the_scan() -> anyhow::Result<()> {
+    for (listing, expected) in [
+        (
+            serde_json::json!({ "ignore_order": true }),
+            "BACKFILL_ORDER",
+        ),
+        (
+            serde_json::json!({ "ignore_after": true }),
+            "BACKFILL_UPDATED_AFTER_PARAM",
+        ),
+    ] {
+        let setup = Setup::start(300).await?;
+        set_faults(&setup.sim_url, serde_json::json!({ "listing": listing })).await?;
+        let output = setup
+            .command(
+                &["--resource", "Results", "--page-size", "50"],
+                &[("BACKFILL_RATE_LIMIT", "1000")],
+            )
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{listing}: {stderr}");
+        assert!(
+            stderr.contains("did not apply") && stderr.contains(expected),
+            "{listing}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_item_is_skipped_counted_and_the_run_says_so() -> anyhow::Result<()> {
+    const OBJECTS: u32 = 300;
+    let setup = Setup::start(OBJECTS).await?;
+    // An object listed well after the first page.
+    let later: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/customers/results?limit=1&offset=200",
+            setup.sim_url
+        ))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let malformed = later["items"][0]["id"]
+        .as_str()
+        .context("an id")?
+        .to_string();
+    set_faults(
+        &setup.sim_url,
+        serde_json::json!({ "listing": { "without_updated": [malformed] } }),
+    )
+    .await?;
+    let output = setup
+        .command(
+            &["--resource", "Results", "--page-size", "50"],
+            &[("BACKFILL_RATE_LIMIT", "1000")],
+        )
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("1 listed items were skipped") && stderr.contains("skipped an item"),
+        "{stderr}"
+    );
+    let records = setup.snapshots(backfilled_objects(&stdout)?).await?;
+    let found = objects(&records);
+    let mut expected = expected_ids(OBJECTS);
+    expected.remove(&malformed);
+    assert_eq!(found.keys().cloned().collect::<BTreeSet<_>>(), expected);
     Ok(())
 }

@@ -153,8 +153,13 @@ async fn run_command(
                 client: &client,
                 producer: &producer,
             };
+            let mut skipped = 0;
             for (resource, loaded) in backfill::backfill(&target, args, shutdown).await? {
                 println!("{resource}: {loaded}");
+                skipped += loaded.skipped;
+            }
+            if skipped > 0 {
+                return Err(backfill::BackfillError::Skipped { items: skipped }.into());
             }
         }
     }

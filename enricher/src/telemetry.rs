@@ -15,6 +15,7 @@ const BACKPRESSURE_PAUSES: &str = "enricher_backpressure_pauses_total";
 const EVENTS_IN_FLIGHT: &str = "enricher_events_in_flight";
 const CONSUMPTION_PAUSED: &str = "enricher_consumption_paused";
 const BACKFILL_OBJECTS: &str = "enricher_backfill_objects_total";
+const BACKFILL_SKIPPED: &str = "enricher_backfill_skipped_total";
 
 /// Every metric the enricher serves, with the runtime's readiness and lag
 /// gauges.
@@ -31,6 +32,7 @@ pub fn metric_names() -> Vec<String> {
         EVENTS_IN_FLIGHT,
         CONSUMPTION_PAUSED,
         BACKFILL_OBJECTS,
+        BACKFILL_SKIPPED,
     ]
     .iter()
     .map(|name| name.to_string())
@@ -90,4 +92,10 @@ pub(crate) fn consumption(in_flight: usize, paused: bool) {
 /// A backfill produced `objects` records.
 pub(crate) fn backfilled(objects: usize) {
     metrics::counter!(BACKFILL_OBJECTS).increment(objects as u64);
+}
+
+/// A backfill skipped a listed item of `resource` (malformed, or refused to
+/// the key with `--fetch-each`).
+pub(crate) fn backfill_skipped(resource: schemas::Resource) {
+    metrics::counter!(BACKFILL_SKIPPED, "resource" => resource.as_str()).increment(1);
 }

@@ -74,6 +74,29 @@ pub struct Faults {
     /// answered, as if people worked in Mobaro while a client scans.
     #[serde(default)]
     pub touch_per_list: u64,
+    /// How the list endpoints bend the documented paging.
+    #[serde(default)]
+    pub listing: ListFaults,
+}
+
+/// List endpoints that read the paging parameters otherwise than the
+/// simulator's default (all unknown of Mobaro's real API).
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+pub struct ListFaults {
+    /// `updatedAfter` is exclusive (strictly after).
+    #[serde(default)]
+    pub exclusive_after: bool,
+    /// Pages hold at most this many items, whatever the limit asked.
+    pub page_cap: Option<usize>,
+    /// `orderBy` is ignored: items come in id order.
+    #[serde(default)]
+    pub ignore_order: bool,
+    /// `updatedAfter` is ignored.
+    #[serde(default)]
+    pub ignore_after: bool,
+    /// Items of these ids come without their update time.
+    #[serde(default)]
+    pub without_updated: Vec<String>,
 }
 
 struct ApiState {
@@ -179,11 +202,18 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
 struct Touch {
     collection: String,
     count: u64,
+    /// Every touched record gets one and the same update time.
+    #[serde(default)]
+    same_time: bool,
 }
 
 /// Edits records now, as someone working in Mobaro would; answers their ids.
 async fn touch(State(state): State<Arc<ApiState>>, Json(touch): Json<Touch>) -> Json<Vec<String>> {
-    Json(state.catalogue.touch(&touch.collection, touch.count))
+    Json(
+        state
+            .catalogue
+            .touch(&touch.collection, touch.count, touch.same_time),
+    )
 }
 
 /// Counts the request, waits the latency, and answers an injected fault or
@@ -261,8 +291,14 @@ async fn list(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .touch_per_list;
-    let _ = state.catalogue.touch(&collection, touch);
-    match state.catalogue.page(&collection, &query) {
+    let _ = state.catalogue.touch(&collection, touch, false);
+    let listing = state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .listing
+        .clone();
+    match state.catalogue.page(&collection, &query, &listing) {
         Ok(page) => Json(page).into_response(),
         Err(message) => {
             (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()

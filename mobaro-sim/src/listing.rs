@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::api::ListFaults;
 use crate::records;
 
 /// Largest page a list request may ask for.
@@ -96,28 +97,35 @@ impl Catalogue {
         Some(record)
     }
 
-    /// Edits `count` records of a collection now, round-robin through it;
-    /// their ids.
-    pub fn touch(&self, collection: &str, count: u64) -> Vec<String> {
+    /// Edits `count` records of a collection now, round-robin through it,
+    /// all at one instant when `same_time`; their ids.
+    pub fn touch(&self, collection: &str, count: u64, same_time: bool) -> Vec<String> {
         if self.objects == 0 {
             return Vec::new();
         }
         let mut touched = vec![];
         let mut edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
         let start = edits.len() as u64;
+        let instant = Utc::now();
         for k in 0..count {
             // A stride that visits every object before repeating one.
             let n = ((start + k) * 7919 % u64::from(self.objects)) as u32;
             let id = object_id(collection, n);
-            let entry = edits.entry(id.clone()).or_insert((Utc::now(), 0));
-            *entry = (Utc::now(), entry.1 + 1);
+            let now = if same_time { instant } else { Utc::now() };
+            let entry = edits.entry(id.clone()).or_insert((now, 0));
+            *entry = (now, entry.1 + 1);
             touched.push(id);
         }
         touched
     }
 
     /// One page, or the reason the request is refused (answered 400).
-    pub fn page(&self, collection: &str, query: &HashMap<String, String>) -> Result<Value, String> {
+    pub fn page(
+        &self,
+        collection: &str,
+        query: &HashMap<String, String>,
+        faults: &ListFaults,
+    ) -> Result<Value, String> {
         let get = |name: &str| {
             query
                 .iter()
@@ -151,8 +159,14 @@ impl Catalogue {
         let mut entries = self
             .entries(collection)
             .ok_or_else(|| format!("no list endpoint for {collection:?}"))?;
+        let after = after.filter(|_| !faults.ignore_after);
         entries.retain(|e| {
-            after.is_none_or(|a| e.updated >= a) && before.is_none_or(|b| e.updated < b)
+            let from = match after {
+                Some(a) if faults.exclusive_after => e.updated > a,
+                Some(a) => e.updated >= a,
+                None => true,
+            };
+            from && before.is_none_or(|b| e.updated < b)
         });
         let order = get("orderBy").unwrap_or("updated:asc");
         let (field, direction) = order.split_once(':').unwrap_or((order, "asc"));
@@ -169,12 +183,24 @@ impl Catalogue {
         if direction.eq_ignore_ascii_case("desc") {
             entries.reverse();
         }
+        if faults.ignore_order {
+            entries.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        let limit = faults.page_cap.map_or(limit, |cap| limit.min(cap));
         let total = entries.len();
         let items: Vec<Value> = entries
             .iter()
             .skip(offset)
             .take(limit)
-            .filter_map(|e| self.record(collection, &e.id))
+            .filter_map(|e| {
+                let mut record = self.record(collection, &e.id)?;
+                if faults.without_updated.contains(&e.id) {
+                    if let Some(fields) = record.as_object_mut() {
+                        fields.remove("updated");
+                    }
+                }
+                Some(record)
+            })
             .collect();
         Ok(json!({ "items": items, "total": total, "amount": items.len() }))
     }
@@ -200,6 +226,7 @@ mod tests {
                 .page(
                     "users",
                     &query(&[("Limit", "20"), ("offset", &offset.to_string())]),
+                    &ListFaults::default(),
                 )
                 .expect("a page");
             assert_eq!(page["total"], 50);
@@ -210,13 +237,17 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 50);
-        catalogue.touch("users", 1);
+        catalogue.touch("users", 1, false);
         let last = catalogue
-            .page("users", &query(&[("limit", "1"), ("offset", "49")]))
+            .page(
+                "users",
+                &query(&[("limit", "1"), ("offset", "49")]),
+                &ListFaults::default(),
+            )
             .expect("a page");
         assert_eq!(last["items"][0]["revision"], 1);
         assert!(catalogue
-            .page("users", &query(&[("limit", "500")]))
+            .page("users", &query(&[("limit", "500")]), &ListFaults::default(),)
             .is_err());
     }
 }

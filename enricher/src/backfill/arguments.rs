@@ -34,13 +34,15 @@ pub struct BackfillArgs {
     #[arg(long, env = "BACKFILL_PAGE_SIZE", default_value_t = 128)]
     pub page_size: usize,
 
-    /// List requests per second: the backfill's own share of the account's
-    /// rate limit, separate from the live enricher's.
+    /// Requests per second, list pages and `--fetch-each` record requests
+    /// together: the backfill's own share of the account's rate limit,
+    /// separate from the live enricher's.
     #[arg(long, env = "BACKFILL_RATE_LIMIT", default_value_t = 2.0)]
     pub rate_limit: f64,
 
     /// How far before the latest update time seen each page starts again, so
-    /// that an exclusive or second-precision filter cannot skip a record.
+    /// that an exclusive or second-precision filter cannot skip a record
+    /// (at least 1 ms).
     #[arg(long, env = "BACKFILL_OVERLAP", default_value = "1s", value_parser = humantime::parse_duration)]
     pub overlap: Duration,
 
@@ -62,7 +64,9 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Start over instead of resuming an unfinished run.
+    /// Start over instead of resuming an unfinished run of the same command
+    /// (same resource, window and list path; other commands never resume
+    /// it).
     #[arg(long)]
     pub restart: bool,
 
@@ -133,6 +137,18 @@ pub struct ListApi {
 }
 
 impl BackfillArgs {
+    /// The key of this command's run of `resource`: a checkpoint is resumed
+    /// only by a run with the same parameters.
+    pub(super) fn run_key(&self, resource: Resource) -> String {
+        super::checkpoint::run_key(
+            resource,
+            self.updated_after,
+            self.since,
+            self.updated_before,
+            &self.api.path,
+        )
+    }
+
     /// The backfill's share of the account's rate limit, apart from the
     /// live enricher's.
     pub fn rate_share(&self) -> runtime::TokenBucket {

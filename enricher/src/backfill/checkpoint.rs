@@ -8,49 +8,138 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Checkpoint {
     pub(super) resource: Resource,
+    /// The run's parameters, digested: only a run with the same ones
+    /// resumes this checkpoint (see [`run_key`]).
+    #[serde(default)]
+    pub(super) run: String,
     pub(super) updated_after: Option<DateTime<Utc>>,
     pub(super) updated_before: Option<DateTime<Utc>>,
-    /// The latest update time seen: the next page starts there.
+    /// The latest update time seen: the next page starts an overlap before.
     pub(super) cursor: Option<DateTime<Utc>>,
-    /// The page starts exactly at the cursor, without the overlap: a full
-    /// page inside the overlap made no progress.
-    #[serde(default)]
-    pub(super) tight: bool,
-    /// Offset among records sharing the cursor's exact update time (only when
-    /// more than a page share it).
+    /// Offset from the page's start time: only while full pages make no
+    /// progress (more than a page of records within the overlap).
     pub(super) offset: usize,
+    /// The page size in force: the one asked for, or the endpoint's cap
+    /// once seen.
+    #[serde(default)]
+    pub(super) limit: usize,
+    /// The length of the last page when it was shorter than the limit and
+    /// made progress: the end of the list, or the endpoint's cap (when the
+    /// next page is as long).
+    #[serde(default)]
+    pub(super) short: Option<usize>,
     pub(super) pages: u64,
     pub(super) objects: u64,
+    /// Items skipped: malformed, or refused with `--fetch-each`.
+    #[serde(default)]
+    pub(super) skipped: u64,
+    /// Pages paged by offset within the overlap.
+    #[serde(default)]
+    pub(super) offset_pages: u64,
+    /// The endpoint's total at the run's first page, when it gives one.
+    #[serde(default)]
+    pub(super) total: Option<u64>,
     pub(super) done: bool,
 }
 
+/// What one page changed of the scan, worth a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// The cursor moved, or the scan ended.
+    Plain,
+    /// A page shorter than asked was followed by one as long: the endpoint
+    /// caps its pages there, and the scan now asks for that many.
+    CapAdopted(usize),
+    /// A full page made no progress: the next is asked by offset.
+    ByOffset,
+}
+
 impl Checkpoint {
-    /// Moves past a page of `listed` records, the newest updated at
+    /// A new run's first position.
+    pub(super) fn start(
+        resource: Resource,
+        run: String,
+        updated_after: Option<DateTime<Utc>>,
+        updated_before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Checkpoint {
+        Checkpoint {
+            resource,
+            run,
+            updated_after,
+            updated_before,
+            cursor: None,
+            offset: 0,
+            limit: limit.max(1),
+            short: None,
+            pages: 0,
+            objects: 0,
+            skipped: 0,
+            offset_pages: 0,
+            total: None,
+            done: false,
+        }
+    }
+
+    /// Moves past a page of `listed` items, the newest updated at
     /// `newest`, `fresh` of them new to this run.
+    ///
+    /// The scan ends only at a page that is shorter than the limit and
+    /// brings nothing past the cursor: whether the filter is inclusive or
+    /// exclusive, every page starts an overlap before the cursor, so such a
+    /// page has listed everything there is. A short page that does bring
+    /// progress is followed by one more request: if that one is as long, the
+    /// short page was the endpoint's cap, which is adopted.
     pub(super) fn advance(
         &mut self,
         listed: usize,
         newest: Option<DateTime<Utc>>,
         fresh: usize,
-        limit: usize,
-    ) {
+    ) -> Turn {
         self.pages += 1;
         self.objects += fresh as u64;
-        if listed < limit {
-            self.done = true;
-        } else if newest > self.cursor {
-            self.cursor = newest;
-            self.tight = false;
-            self.offset = 0;
-        } else if !self.tight {
-            // A full page inside the overlap: start at the cursor itself.
-            self.tight = true;
-        } else {
-            // More than a page share one update time: only an offset moves
-            // on among them.
-            self.offset += limit;
+        self.limit = self.limit.max(1);
+        let mut turn = Turn::Plain;
+        if let Some(short) = self.short.take() {
+            if short > 0 && listed >= short && short < self.limit {
+                self.limit = short;
+                turn = Turn::CapAdopted(short);
+            }
         }
+        let progress = newest.is_some() && newest > self.cursor;
+        let full = listed >= self.limit;
+        if progress {
+            if !full {
+                self.short = Some(listed);
+            }
+            self.cursor = newest;
+            self.offset = 0;
+        } else if full {
+            self.offset += listed;
+            self.offset_pages += 1;
+            turn = Turn::ByOffset;
+        } else {
+            self.done = true;
+        }
+        turn
     }
+}
+
+/// The key of a run: the resource and what it was asked to list (the
+/// window as given, `--since` as a duration, and the list path), so that a
+/// different command starts its own run.
+pub(super) fn run_key(
+    resource: Resource,
+    updated_after: Option<DateTime<Utc>>,
+    since: Option<std::time::Duration>,
+    updated_before: Option<DateTime<Utc>>,
+    list_path: &str,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let parameters =
+        format!("{resource}|{updated_after:?}|{since:?}|{updated_before:?}|{list_path}");
+    let digest = Sha256::digest(parameters.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -68,52 +157,85 @@ mod tests {
     }
 
     /// Advances past `items` as the scan does.
-    fn advance(checkpoint: &mut Checkpoint, items: &[Item], fresh: usize, limit: usize) {
+    fn advance(checkpoint: &mut Checkpoint, items: &[Item], fresh: usize) -> Turn {
         let newest = items.iter().map(|i| i.updated).max();
-        checkpoint.advance(items.len(), newest, fresh, limit);
+        checkpoint.advance(items.len(), newest, fresh)
     }
 
     fn start() -> Checkpoint {
-        Checkpoint {
-            resource: Resource::Results,
-            updated_after: None,
-            updated_before: None,
-            cursor: None,
-            tight: false,
-            offset: 0,
-            pages: 0,
-            objects: 0,
-            done: false,
-        }
+        Checkpoint::start(Resource::Results, "run".into(), None, None, 2)
     }
 
     #[test]
-    fn the_cursor_follows_update_times_and_offsets_only_move_among_equal_ones() {
+    fn the_cursor_follows_update_times_and_offsets_only_move_without_progress() {
         let mut checkpoint = start();
         let t1 = "2025-01-01T00:00:01Z";
         let t2 = "2025-01-01T00:00:02Z";
-        advance(&mut checkpoint, &[item("a", t1), item("b", t2)], 2, 2);
+        advance(&mut checkpoint, &[item("a", t1), item("b", t2)], 2);
         assert_eq!(checkpoint.cursor, Some(t2.parse().expect("time")));
-        assert!(!checkpoint.tight && checkpoint.offset == 0);
+        assert_eq!(checkpoint.offset, 0);
 
-        // A full page inside the overlap: start at the cursor itself...
-        advance(&mut checkpoint, &[item("b", t2), item("c", t2)], 1, 2);
-        assert!(checkpoint.tight && checkpoint.offset == 0);
-        // ...and when a page still shares the cursor's exact time, page on.
-        advance(&mut checkpoint, &[item("c", t2), item("d", t2)], 1, 2);
-        assert_eq!(checkpoint.offset, 2);
-        // Progress resets both.
+        // A full page inside the overlap: page on by offset from the same start.
+        let turn = advance(&mut checkpoint, &[item("b", t2), item("c", t2)], 1);
+        assert_eq!((turn, checkpoint.offset), (Turn::ByOffset, 2));
+        let turn = advance(&mut checkpoint, &[item("d", t2), item("e", t2)], 2);
+        assert_eq!((turn, checkpoint.offset), (Turn::ByOffset, 4));
+        // Progress resets the offset.
         advance(
             &mut checkpoint,
-            &[item("e", "2025-01-01T00:00:03Z"), item("f", t2)],
-            2,
+            &[item("f", t2), item("g", "2025-01-01T00:00:03Z")],
             2,
         );
-        assert!(!checkpoint.tight && checkpoint.offset == 0);
+        assert_eq!(checkpoint.offset, 0);
 
-        // A short page is the end.
-        advance(&mut checkpoint, &[item("g", "2025-01-01T00:00:04Z")], 1, 2);
+        // A short page with progress is not the end yet...
+        advance(&mut checkpoint, &[item("h", "2025-01-01T00:00:04Z")], 1);
+        assert!(!checkpoint.done);
+        // ...a short page without progress is.
+        advance(&mut checkpoint, &[], 0);
         assert!(checkpoint.done);
-        assert_eq!((checkpoint.pages, checkpoint.objects), (5, 7));
+        assert_eq!((checkpoint.pages, checkpoint.objects), (6, 8));
+    }
+
+    #[test]
+    fn a_short_page_followed_by_one_as_long_is_the_endpoints_cap() {
+        let mut checkpoint = Checkpoint::start(Resource::Results, "run".into(), None, None, 128);
+        let page = |second: u32| -> Vec<Item> {
+            (0..20)
+                .map(|i| {
+                    item(
+                        &format!("{second}-{i}"),
+                        &format!("2025-01-01T00:00:{second:02}Z"),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(advance(&mut checkpoint, &page(1), 20), Turn::Plain);
+        assert_eq!(advance(&mut checkpoint, &page(2), 20), Turn::CapAdopted(20));
+        assert_eq!(checkpoint.limit, 20);
+        // Twenty records within the overlap, no progress: paged by offset,
+        // not taken for the end.
+        assert_eq!(advance(&mut checkpoint, &page(2), 0), Turn::ByOffset);
+        assert!(!checkpoint.done);
+    }
+
+    #[test]
+    fn a_run_is_keyed_by_what_it_was_asked_to_list() {
+        let after = Some("2025-01-01T00:00:00Z".parse().expect("a time"));
+        let day = Some(std::time::Duration::from_secs(86_400));
+        let full = run_key(Resource::Results, None, None, None, "{collection}");
+        assert_eq!(
+            full,
+            run_key(Resource::Results, None, None, None, "{collection}")
+        );
+        for other in [
+            run_key(Resource::Users, None, None, None, "{collection}"),
+            run_key(Resource::Results, after, None, None, "{collection}"),
+            run_key(Resource::Results, None, day, None, "{collection}"),
+            run_key(Resource::Results, None, None, after, "{collection}"),
+            run_key(Resource::Results, None, None, None, "v2/{collection}"),
+        ] {
+            assert_ne!(full, other);
+        }
     }
 }

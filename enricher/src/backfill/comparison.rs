@@ -15,6 +15,12 @@ pub struct Loaded {
     pub pages: u64,
     /// Objects produced (or counted, in a dry run).
     pub objects: u64,
+    /// Listed items skipped over the whole run (malformed, or refused with
+    /// `--fetch-each`).
+    pub skipped: u64,
+    /// Pages asked by offset among records within the overlap, over the
+    /// whole run: where an edit during the scan could shift one past it.
+    pub offset_pages: u64,
     /// With `--compare-lake`: objects the lake did not have, and objects
     /// listed with a later update time than the lake's latest row.
     pub compared: Option<Compared>,
@@ -32,6 +38,16 @@ pub struct Compared {
 impl std::fmt::Display for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} objects in {} pages", self.objects, self.pages)?;
+        if self.skipped > 0 {
+            write!(f, "; {} items skipped", self.skipped)?;
+        }
+        if self.offset_pages > 0 {
+            write!(
+                f,
+                "; {} pages by offset among records sharing update times (an edit among them during those pages could have shifted one past the scan: a run with --since covering them lists it)",
+                self.offset_pages
+            )?;
+        }
         if let Some(compared) = &self.compared {
             write!(
                 f,

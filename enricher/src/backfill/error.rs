@@ -15,6 +15,36 @@ pub enum BackfillError {
         /// The answer's first characters.
         sample: String,
     },
+    /// The endpoint did not do what the request asked (order, filter).
+    #[error("the list endpoint {url} did not apply {what}: asked {asked}, got {got}; the scan cannot list every record this way: check {setting}")]
+    Ignored {
+        /// The request.
+        url: String,
+        /// What it ignored.
+        what: &'static str,
+        /// What was asked.
+        asked: String,
+        /// What came back.
+        got: String,
+        /// The setting to check.
+        setting: &'static str,
+    },
+    /// The scan listed fewer objects than the endpoint counted.
+    #[error("{resource}: listed {listed} objects, but the endpoint counted {total} at the start of the run: records may have been left unlisted (or were deleted while it ran); run it again with the same window")]
+    Incomplete {
+        /// The resource.
+        resource: &'static str,
+        /// Objects listed.
+        listed: u64,
+        /// The endpoint's count.
+        total: u64,
+    },
+    /// Items were skipped.
+    #[error("the backfill finished, but {items} listed items were skipped (logged as \"skipped an item\" with their page and position): malformed items, or records refused to the key with --fetch-each")]
+    Skipped {
+        /// How many.
+        items: u64,
+    },
     /// The API refused or failed the list request for good.
     #[error("listing {resource}: {source}")]
     Api {

@@ -3,19 +3,20 @@
 //! lake holds the history from before the pipeline and what webhooks missed.
 //!
 //! **Order and windows.** Pages are requested in ascending update time,
-//! always from the latest update time seen so far (less an overlap), at
-//! offset 0. A record edited during the scan gets a newer update time and so
-//! moves ahead of the cursor, where a later page lists it: nothing is skipped,
-//! whatever moves. Records listed twice (the overlap) carry the same
-//! `event_id` and are produced once per run. When a full page falls inside
-//! the overlap (many edits within it), the next page starts at the cursor
-//! itself; only records sharing one exact update time, more than a page of
-//! them, are paged by offset (where an edit among them could shift one past
-//! the scan: the one case offset paging cannot rule out).
+//! from the latest update time seen so far less an overlap, at offset 0. A
+//! record edited during the scan gets a newer update time and so moves ahead
+//! of the cursor, where a later page lists it. The overlap makes an
+//! inclusive and an exclusive filter list the same records; records listed
+//! twice carry the same `event_id` and are produced once per run. Only when
+//! a full page brings nothing past the cursor are pages asked by offset
+//! from the same start (where an edit among those records could shift one
+//! past the scan: counted and reported). Every page is checked against what
+//! was asked (order, filter, page cap); see `scan`.
 //!
 //! **Resuming.** After each page's records are acknowledged, the position is
-//! written to a compacted checkpoint topic, keyed by resource: a run killed at
-//! any point fetches at most one page again.
+//! written to a compacted checkpoint topic, keyed by resource and the run's
+//! parameters: the same command, killed at any point, fetches at most one
+//! page again; another command starts its own run.
 
 mod arguments;
 mod checkpoint;
@@ -81,13 +82,17 @@ pub async fn backfill(
             resource: *resource,
             shutdown,
         };
-        // The latest checkpoint of the resource, if its run did not finish.
+        // The latest checkpoint of this command's run, if it did not finish.
+        let run = args.run_key(*resource);
         let resumed = stored
             .iter()
             .rev()
-            .find(|c| c.resource == *resource)
+            .find(|c| c.resource == *resource && c.run == run)
             .filter(|c| !c.done)
             .cloned();
+        for other in unfinished_others(&stored, *resource, &run) {
+            tracing::warn!(%resource, run = %other.run, updated_after = ?other.updated_after, updated_before = ?other.updated_before, objects = other.objects, "another backfill of this resource, with other parameters, did not finish: this run does not resume it (run that command again to finish it)");
+        }
         let loaded = scan.run(resumed).await?;
         results.push((*resource, loaded));
         if shutdown.is_cancelled() {
@@ -95,6 +100,23 @@ pub async fn backfill(
         }
     }
     Ok(results)
+}
+
+/// The latest checkpoint of each other run of `resource` that did not
+/// finish.
+fn unfinished_others<'a>(
+    stored: &'a [Checkpoint],
+    resource: Resource,
+    run: &str,
+) -> Vec<&'a Checkpoint> {
+    let mut latest: std::collections::BTreeMap<&str, &Checkpoint> = Default::default();
+    for checkpoint in stored
+        .iter()
+        .filter(|c| c.resource == resource && c.run != run)
+    {
+        latest.insert(&checkpoint.run, checkpoint);
+    }
+    latest.into_values().filter(|c| !c.done).collect()
 }
 
 /// The checkpoints stored so far, oldest first.

@@ -13,45 +13,78 @@ pub(super) struct Item {
     pub(super) record: Value,
 }
 
-/// The page's items, or why the page does not have the configured shape.
-pub(super) fn items(
-    api: &ListApi,
-    url: &url::Url,
-    page: &Value,
-) -> Result<Vec<Item>, BackfillError> {
-    let problem = |problem: String| BackfillError::Envelope {
-        url: url.to_string(),
-        problem,
-        sample: page.to_string().chars().take(200).collect(),
-    };
-    let items = page
+/// An item the configuration cannot read: its position and why.
+pub(super) struct Rejected {
+    /// Its index in the page.
+    pub(super) index: usize,
+    /// What is wrong with it.
+    pub(super) problem: String,
+    /// Its first characters.
+    pub(super) sample: String,
+}
+
+/// A page's readable items and the rejected ones.
+pub(super) struct Listed {
+    pub(super) items: Vec<Item>,
+    pub(super) rejected: Vec<Rejected>,
+}
+
+impl Listed {
+    /// Items in the page, readable or not.
+    pub(super) fn len(&self) -> usize {
+        self.items.len() + self.rejected.len()
+    }
+}
+
+/// The page's items, or why the page does not have the configured shape
+/// (no array of items where the configuration says).
+pub(super) fn items(api: &ListApi, url: &url::Url, page: &Value) -> Result<Listed, BackfillError> {
+    let values = page
         .pointer(&api.items_path)
         .and_then(Value::as_array)
-        .ok_or_else(|| problem(format!("no array at {}", api.items_path)))?;
-    items
+        .ok_or_else(|| BackfillError::Envelope {
+            url: url.to_string(),
+            problem: format!("no array at {}", api.items_path),
+            sample: page.to_string().chars().take(200).collect(),
+        })?;
+    let mut listed = Listed {
+        items: Vec::with_capacity(values.len()),
+        rejected: Vec::new(),
+    };
+    for (index, item) in values.iter().enumerate() {
+        match read(api, item) {
+            Ok(item) => listed.items.push(item),
+            Err(problem) => listed.rejected.push(Rejected {
+                index,
+                problem,
+                sample: item.to_string().chars().take(200).collect(),
+            }),
+        }
+    }
+    Ok(listed)
+}
+
+/// One item, or what the configuration cannot read in it.
+fn read(api: &ListApi, item: &Value) -> Result<Item, String> {
+    let id = item
+        .pointer(&api.id_field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("no text id at {}", api.id_field))?;
+    let updated = api
+        .updated_fields
         .iter()
-        .map(|item| {
-            let id = item
-                .pointer(&api.id_field)
-                .and_then(Value::as_str)
-                .ok_or_else(|| problem(format!("an item without a text id at {}", api.id_field)))?;
-            let updated = api
-                .updated_fields
-                .iter()
-                .find_map(|f| item.pointer(f)?.as_str()?.parse::<DateTime<Utc>>().ok())
-                .ok_or_else(|| {
-                    problem(format!(
-                        "item {id} has no update time at {}",
-                        api.updated_fields.join(" or ")
-                    ))
-                })?;
-            Ok(Item {
-                id: id.to_string(),
-                updated,
-                record: item.clone(),
-            })
-        })
-        .collect()
+        .find_map(|f| item.pointer(f)?.as_str()?.parse::<DateTime<Utc>>().ok())
+        .ok_or_else(|| {
+            format!(
+                "item {id} has no update time at {}",
+                api.updated_fields.join(" or ")
+            )
+        })?;
+    Ok(Item {
+        id: id.to_string(),
+        updated,
+        record: item.clone(),
+    })
 }
 
 pub(super) fn iso(time: DateTime<Utc>) -> String {

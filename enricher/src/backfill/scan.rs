@@ -11,13 +11,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::arguments::BackfillArgs;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, Turn};
 use super::comparison::{LakeComparison, Loaded};
 use super::error::BackfillError;
 use super::page::{iso, items, Item};
 use super::progress::Progress;
 use super::Target;
-use crate::client::Fetched;
+use crate::client::{FetchError, Fetched};
 
 /// One resource's scan.
 pub(super) struct Scan<'a> {
@@ -27,11 +27,21 @@ pub(super) struct Scan<'a> {
     pub(super) shutdown: &'a CancellationToken,
 }
 
+/// One list request: its URL and the update time it starts from.
+struct Request {
+    url: url::Url,
+    from: Option<DateTime<Utc>>,
+}
+
+/// Slack below a page's start time and above its end before an item counts
+/// as outside the filter: an API may compare at whole seconds.
+const FILTER_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 impl Scan<'_> {
     pub(super) async fn run(&self, resumed: Option<Checkpoint>) -> Result<Loaded, BackfillError> {
         let mut checkpoint = match resumed {
             Some(checkpoint) => {
-                tracing::info!(resource = %self.resource, cursor = ?checkpoint.cursor, offset = checkpoint.offset, objects = checkpoint.objects, "resuming an unfinished backfill");
+                tracing::info!(resource = %self.resource, run = %checkpoint.run, cursor = ?checkpoint.cursor, offset = checkpoint.offset, objects = checkpoint.objects, "resuming an unfinished backfill with the same parameters");
                 checkpoint
             }
             None => {
@@ -42,17 +52,13 @@ impl Scan<'_> {
                         .map(|since| Utc::now() - since),
                     (None, None) => None,
                 };
-                Checkpoint {
-                    resource: self.resource,
-                    updated_after: after,
-                    updated_before: self.args.updated_before,
-                    cursor: after,
-                    tight: false,
-                    offset: 0,
-                    pages: 0,
-                    objects: 0,
-                    done: false,
-                }
+                Checkpoint::start(
+                    self.resource,
+                    self.args.run_key(self.resource),
+                    after,
+                    self.args.updated_before,
+                    self.args.page_size,
+                )
             }
         };
         let run_start = (checkpoint.pages, checkpoint.objects);
@@ -62,79 +68,139 @@ impl Scan<'_> {
             Some(location) => Some(LakeComparison::load(location, self.resource).await?),
             None => None,
         };
-        let mut total = None;
-        // Records produced from the previous page: the overlap lists them again.
-        let mut previous: HashSet<(String, DateTime<Utc>)> = HashSet::new();
-        let limit = self.args.page_size.max(1);
+        // Items listed at or after the next page's start: the overlap lists
+        // them again, and they are produced once.
+        let mut seen: HashSet<(String, DateTime<Utc>)> = HashSet::new();
+        let mut first_page = true;
+        let mut asked = self.request(&checkpoint)?;
+        let mut page = self.list(&asked.url).await?;
         loop {
-            if self.shutdown.is_cancelled() {
-                break;
+            let listed = items(&self.args.api, &asked.url, &page)?;
+            if checkpoint.pages == 0 {
+                checkpoint.total = self.args.api.total_path_value(&page);
             }
-            let (url, page) = self.page(&checkpoint, limit).await?;
-            let items = items(&self.args.api, &url, &page)?;
-            if total.is_none() {
-                total = self.args.api.total_path_value(&page);
-            }
-            let (listed, newest) = (items.len(), items.iter().map(|i| i.updated).max());
-            let listed_now: HashSet<(String, DateTime<Utc>)> =
-                items.iter().map(|i| (i.id.clone(), i.updated)).collect();
-            let mut fresh: Vec<Item> = items
-                .into_iter()
-                .filter(|i| !previous.contains(&(i.id.clone(), i.updated)))
-                .collect();
-            if !self.args.dry_run {
-                if self.args.fetch_each {
-                    self.fetch_each(&mut fresh).await?;
+            self.verify(&asked, &listed.items)?;
+            if first_page {
+                if let Some(rejected) = listed.rejected.first() {
+                    // The first page read here checks the configuration.
+                    return Err(BackfillError::Envelope {
+                        url: asked.url.to_string(),
+                        problem: rejected.problem.clone(),
+                        sample: rejected.sample.clone(),
+                    });
                 }
-                self.produce(&fresh).await?;
+                first_page = false;
+            }
+            for rejected in &listed.rejected {
+                tracing::warn!(resource = %self.resource, url = %asked.url, position = rejected.index, problem = %rejected.problem, item = %rejected.sample, "skipped an item");
+                crate::telemetry::backfill_skipped(self.resource);
+            }
+            checkpoint.skipped += listed.rejected.len() as u64;
+            let count = listed.len();
+            let newest = listed.items.iter().map(|i| i.updated).max();
+            let mut fresh: Vec<Item> = Vec::with_capacity(listed.items.len());
+            for item in listed.items {
+                if seen.insert((item.id.clone(), item.updated)) {
+                    fresh.push(item);
+                }
+            }
+            if self.args.fetch_each && !self.args.dry_run {
+                fresh = self.fetch_each(fresh, &asked.url, &mut checkpoint).await?;
             }
             if let Some(comparison) = &mut comparison {
                 comparison.count(&fresh);
             }
-            checkpoint.advance(listed, newest, fresh.len(), limit);
-            tracing::debug!(%url, listed, fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
-            previous = listed_now;
+            match checkpoint.advance(count, newest, fresh.len()) {
+                Turn::Plain => {}
+                Turn::CapAdopted(cap) => {
+                    tracing::warn!(resource = %self.resource, url = %asked.url, asked = self.args.page_size, cap, "the endpoint answers at most {cap} items where {} were asked, and more followed: asking for {cap} from now on", self.args.page_size)
+                }
+                Turn::ByOffset => {
+                    tracing::warn!(resource = %self.resource, url = %asked.url, offset = checkpoint.offset, "a full page brought nothing past the latest update time: more records share the overlap than a page holds, paging by offset among them (an edit among them while this runs could shift one past the scan; the final report says how many pages were paged so)")
+                }
+            }
+            tracing::debug!(url = %asked.url, listed = count, fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
+            if let Some(from) = self.start_of(&checkpoint) {
+                seen.retain(|(_, updated)| *updated >= from);
+            }
+            let last = checkpoint.done || self.shutdown.is_cancelled();
+            // The next page is asked for while this one's records are being
+            // acknowledged; the checkpoint moves only after the
+            // acknowledgements, so a kill fetches at most one page again.
+            let next = if last {
+                None
+            } else {
+                Some(self.request(&checkpoint)?)
+            };
+            let (produced, fetched) = tokio::join!(self.produce(&fresh), async {
+                match &next {
+                    Some(next) => Some(self.list(&next.url).await),
+                    None => None,
+                }
+            });
+            produced?;
             if !self.args.dry_run {
                 self.save(&checkpoint).await?;
             }
-            if checkpoint.done {
-                break;
+            if progress.due(checkpoint.objects - run_start.1, checkpoint.total) {
+                self.report(&checkpoint, run_start.1, started);
             }
-            if progress.due(checkpoint.objects - run_start.1, total) {
-                self.report(&checkpoint, run_start.1, started, total);
+            match (next, fetched) {
+                (Some(next), Some(fetched)) => {
+                    asked = next;
+                    page = fetched?;
+                }
+                _ => break,
             }
         }
         progress.finish();
-        self.report(&checkpoint, run_start.1, started, total);
+        self.report(&checkpoint, run_start.1, started);
+        if checkpoint.done {
+            if let Some(total) = checkpoint.total {
+                if checkpoint.objects + checkpoint.skipped < total {
+                    return Err(BackfillError::Incomplete {
+                        resource: self.resource.as_str(),
+                        listed: checkpoint.objects,
+                        total,
+                    });
+                }
+            }
+        }
         Ok(Loaded {
             pages: checkpoint.pages - run_start.0,
             objects: checkpoint.objects - run_start.1,
+            skipped: checkpoint.skipped,
+            offset_pages: checkpoint.offset_pages,
             compared: comparison.map(|c| c.found),
         })
     }
 
-    /// One list request from the checkpoint's position.
-    pub(super) async fn page(
-        &self,
-        checkpoint: &Checkpoint,
-        limit: usize,
-    ) -> Result<(url::Url, Value), BackfillError> {
+    /// Where the next page starts: an overlap before the cursor (or the
+    /// window's start), so that an inclusive and an exclusive filter both
+    /// list the records at the cursor's exact time.
+    fn start_of(&self, checkpoint: &Checkpoint) -> Option<DateTime<Utc>> {
+        let overlap = chrono::Duration::from_std(self.args.overlap)
+            .unwrap_or_default()
+            .max(chrono::Duration::milliseconds(1));
+        match (checkpoint.cursor, checkpoint.updated_after) {
+            (Some(cursor), Some(after)) => Some(cursor.max(after) - overlap),
+            (Some(cursor), None) => Some(cursor - overlap),
+            (None, after) => after.map(|after| after - overlap),
+        }
+    }
+
+    /// The list request at the checkpoint's position.
+    fn request(&self, checkpoint: &Checkpoint) -> Result<Request, BackfillError> {
         let api = &self.args.api;
         let mut query = vec![
-            (api.limit_param.as_str(), limit.to_string()),
+            (
+                api.limit_param.as_str(),
+                checkpoint.limit.max(1).to_string(),
+            ),
             (api.offset_param.as_str(), checkpoint.offset.to_string()),
             (api.order_param.as_str(), api.order.clone()),
         ];
-        let overlap = if checkpoint.tight {
-            chrono::Duration::zero()
-        } else {
-            chrono::Duration::from_std(self.args.overlap).unwrap_or_default()
-        };
-        let from = match (checkpoint.cursor, checkpoint.updated_after) {
-            (Some(cursor), Some(after)) => Some((cursor - overlap).max(after)),
-            (Some(cursor), None) => Some(cursor - overlap),
-            (None, after) => after,
-        };
+        let from = self.start_of(checkpoint);
         if let Some(from) = from {
             query.push((api.updated_after_param.as_str(), iso(from)));
         }
@@ -143,21 +209,83 @@ impl Scan<'_> {
         }
         let path = api.path.replace("{collection}", self.resource.collection());
         let url = self.target.client.list_url(&path, &query)?;
+        Ok(Request { url, from })
+    }
+
+    /// One list page.
+    async fn list(&self, url: &url::Url) -> Result<Value, BackfillError> {
         let (page, _) = self
             .target
             .client
-            .list(&url, self.shutdown)
+            .list(url, self.shutdown)
             .await
             .map_err(|source| BackfillError::Api {
                 resource: self.resource.as_str(),
                 source,
             })?;
-        Ok((url, page))
+        Ok(page)
+    }
+
+    /// Checks that the endpoint applied the order and the filter asked for:
+    /// a scan over an endpoint that ignores either cannot list every
+    /// record, so it stops, naming the setting.
+    fn verify(&self, asked: &Request, items: &[Item]) -> Result<(), BackfillError> {
+        let api = &self.args.api;
+        let ignored = |what, asked_for: String, got: String, setting| BackfillError::Ignored {
+            url: asked.url.to_string(),
+            what,
+            asked: asked_for,
+            got,
+            setting,
+        };
+        for pair in items.windows(2) {
+            if pair[1].updated < pair[0].updated {
+                return Err(ignored(
+                    "the order",
+                    format!("{}={}", api.order_param, api.order),
+                    format!(
+                        "{} (updated {}) after {} (updated {})",
+                        pair[1].id,
+                        iso(pair[1].updated),
+                        pair[0].id,
+                        iso(pair[0].updated)
+                    ),
+                    "BACKFILL_ORDER_PARAM and BACKFILL_ORDER",
+                ));
+            }
+        }
+        if let Some(from) = asked.from {
+            if let Some(item) = items.iter().find(|i| i.updated < from - FILTER_SLACK) {
+                return Err(ignored(
+                    "the update-time filter",
+                    format!("{}={}", api.updated_after_param, iso(from)),
+                    format!("{} updated {}", item.id, iso(item.updated)),
+                    "BACKFILL_UPDATED_AFTER_PARAM",
+                ));
+            }
+        }
+        if let Some(before) = self.args.updated_before {
+            if let Some(item) = items.iter().find(|i| i.updated > before + FILTER_SLACK) {
+                return Err(ignored(
+                    "the updated-before filter",
+                    format!("{}={}", api.updated_before_param, iso(before)),
+                    format!("{} updated {}", item.id, iso(item.updated)),
+                    "BACKFILL_UPDATED_BEFORE_PARAM",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Replaces each item by its full record, fetched by id (a few at a
-    /// time); a record deleted since it was listed is left as listed.
-    pub(super) async fn fetch_each(&self, items: &mut [Item]) -> Result<(), BackfillError> {
+    /// time); a record deleted since it was listed is left as listed, one
+    /// refused to the key (or failing for good) is skipped and counted.
+    async fn fetch_each(
+        &self,
+        items: Vec<Item>,
+        url: &url::Url,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<Vec<Item>, BackfillError> {
         use futures::StreamExt;
         let fetched: Vec<_> = futures::stream::iter(items.iter())
             .map(|item| {
@@ -168,10 +296,23 @@ impl Scan<'_> {
             .buffered(self.target.concurrency.max(1))
             .collect()
             .await;
-        for (item, fetched) in items.iter_mut().zip(fetched) {
+        let mut kept = Vec::with_capacity(items.len());
+        for (mut item, fetched) in items.into_iter().zip(fetched) {
             match fetched {
-                Ok((Fetched::Found(record), _)) => item.record = record,
-                Ok((Fetched::NotFound, _)) => {}
+                Ok((Fetched::Found(record), _)) => {
+                    item.record = record;
+                    kept.push(item);
+                }
+                Ok((Fetched::NotFound, _)) => kept.push(item),
+                Err(
+                    error @ (FetchError::Forbidden { .. }
+                    | FetchError::Permanent { .. }
+                    | FetchError::Url(_)),
+                ) => {
+                    tracing::warn!(resource = %self.resource, url = %url, id = %item.id, %error, "skipped an item");
+                    crate::telemetry::backfill_skipped(self.resource);
+                    checkpoint.skipped += 1;
+                }
                 Err(source) => {
                     return Err(BackfillError::Api {
                         resource: self.resource.as_str(),
@@ -180,11 +321,15 @@ impl Scan<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(kept)
     }
 
-    /// Produces one Snapshot record per item and waits for every ack.
-    pub(super) async fn produce(&self, items: &[Item]) -> Result<(), BackfillError> {
+    /// Produces one Snapshot record per item and waits for every ack
+    /// (nothing in a dry run).
+    async fn produce(&self, items: &[Item]) -> Result<(), BackfillError> {
+        if self.args.dry_run || items.is_empty() {
+            return Ok(());
+        }
         let now = Utc::now();
         let records: Vec<(EnrichedRecord, Vec<u8>)> = items
             .iter()
@@ -231,11 +376,13 @@ impl Scan<'_> {
         Ok(())
     }
 
-    pub(super) async fn save(&self, checkpoint: &Checkpoint) -> Result<(), BackfillError> {
+    /// Stores the position, keyed by resource and run.
+    async fn save(&self, checkpoint: &Checkpoint) -> Result<(), BackfillError> {
         let value = serde_json::to_vec(checkpoint).expect("checkpoints serialize");
+        let key = format!("{}/{}", self.resource.collection(), checkpoint.run);
         let outgoing = Outgoing {
             topic: &self.args.checkpoint_topic,
-            key: Some(self.resource.collection().as_bytes()),
+            key: Some(key.as_bytes()),
             payload: &value,
             headers: OwnedHeaders::new(),
         };
@@ -247,24 +394,22 @@ impl Scan<'_> {
             })
     }
 
-    pub(super) fn report(
-        &self,
-        checkpoint: &Checkpoint,
-        objects_before: u64,
-        started: Instant,
-        total: Option<u64>,
-    ) {
+    fn report(&self, checkpoint: &Checkpoint, objects_before: u64, started: Instant) {
         let objects = checkpoint.objects - objects_before;
         let rate = objects as f64 / started.elapsed().as_secs_f64().max(0.001);
-        let eta = total
+        let eta = checkpoint
+            .total
             .filter(|_| !checkpoint.done && rate > 0.0)
-            .map(|t| Duration::from_secs_f64(t.saturating_sub(objects) as f64 / rate));
+            .map(|t| Duration::from_secs_f64(t.saturating_sub(checkpoint.objects) as f64 / rate));
         tracing::info!(
             resource = %self.resource,
             pages = checkpoint.pages,
             objects = checkpoint.objects,
+            skipped = checkpoint.skipped,
+            pages_by_offset = checkpoint.offset_pages,
+            page_size = checkpoint.limit,
             per_second = format!("{rate:.1}"),
-            total = ?total,
+            total = ?checkpoint.total,
             eta = ?eta.map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()),
             done = checkpoint.done,
             dry_run = self.args.dry_run,
