@@ -23,9 +23,13 @@ pub(super) struct Checkpoint {
     /// once seen.
     #[serde(default)]
     pub(super) limit: usize,
-    /// The length of the last page when it was shorter than the limit and
-    /// made progress: the end of the list, or the endpoint's cap (when the
-    /// next page is as long).
+    /// The endpoint answered a full page at `limit`: a shorter page is the
+    /// end of the list.
+    #[serde(default)]
+    pub(super) confirmed: bool,
+    /// The length of a page shorter than the limit that made progress
+    /// before any full page: the end of the list, or the endpoint's cap
+    /// (when the next page is exactly as long).
     #[serde(default)]
     pub(super) short: Option<usize>,
     pub(super) pages: u64,
@@ -71,6 +75,7 @@ impl Checkpoint {
             cursor: None,
             offset: 0,
             limit: limit.max(1),
+            confirmed: false,
             short: None,
             pages: 0,
             objects: 0,
@@ -84,12 +89,15 @@ impl Checkpoint {
     /// Moves past a page of `listed` items, the newest updated at
     /// `newest`, `fresh` of them new to this run.
     ///
-    /// The scan ends only at a page that is shorter than the limit and
-    /// brings nothing past the cursor: whether the filter is inclusive or
-    /// exclusive, every page starts an overlap before the cursor, so such a
-    /// page has listed everything there is. A short page that does bring
-    /// progress is followed by one more request: if that one is as long, the
-    /// short page was the endpoint's cap, which is adopted.
+    /// The scan ends at a page shorter than the page size in force once the
+    /// endpoint has answered a full page at that size, or at a short page
+    /// that brings nothing past the cursor: every page starts an overlap
+    /// before the cursor, so under any reading of the filter such a page
+    /// has listed everything there was. A short page with progress before
+    /// any full page could be the endpoint's cap: one more request decides.
+    /// If that page is exactly as long, it was the cap, which is adopted;
+    /// otherwise the short page was the end (and the extra page lists what
+    /// was edited since).
     pub(super) fn advance(
         &mut self,
         listed: usize,
@@ -101,23 +109,34 @@ impl Checkpoint {
         self.limit = self.limit.max(1);
         let mut turn = Turn::Plain;
         if let Some(short) = self.short.take() {
-            if short > 0 && listed >= short && short < self.limit {
+            if listed == short {
                 self.limit = short;
                 turn = Turn::CapAdopted(short);
+            } else {
+                self.cursor = self.cursor.max(newest);
+                self.done = true;
+                return turn;
             }
         }
         let progress = newest.is_some() && newest > self.cursor;
         let full = listed >= self.limit;
+        self.confirmed |= full;
         if progress {
-            if !full {
-                self.short = Some(listed);
-            }
             self.cursor = newest;
             self.offset = 0;
+            if !full {
+                if self.confirmed {
+                    self.done = true;
+                } else {
+                    self.short = Some(listed);
+                }
+            }
         } else if full {
             self.offset += listed;
             self.offset_pages += 1;
-            turn = Turn::ByOffset;
+            if turn == Turn::Plain {
+                turn = Turn::ByOffset;
+            }
         } else {
             self.done = true;
         }
@@ -188,13 +207,11 @@ mod tests {
         );
         assert_eq!(checkpoint.offset, 0);
 
-        // A short page with progress is not the end yet...
+        // After full pages, a short page is the end, even if records were
+        // edited meanwhile.
         advance(&mut checkpoint, &[item("h", "2025-01-01T00:00:04Z")], 1);
-        assert!(!checkpoint.done);
-        // ...a short page without progress is.
-        advance(&mut checkpoint, &[], 0);
         assert!(checkpoint.done);
-        assert_eq!((checkpoint.pages, checkpoint.objects), (6, 8));
+        assert_eq!((checkpoint.pages, checkpoint.objects), (5, 8));
     }
 
     #[test]
@@ -211,12 +228,35 @@ mod tests {
                 .collect()
         };
         assert_eq!(advance(&mut checkpoint, &page(1), 20), Turn::Plain);
-        assert_eq!(advance(&mut checkpoint, &page(2), 20), Turn::CapAdopted(20));
-        assert_eq!(checkpoint.limit, 20);
-        // Twenty records within the overlap, no progress: paged by offset,
-        // not taken for the end.
-        assert_eq!(advance(&mut checkpoint, &page(2), 0), Turn::ByOffset);
+        // Exactly as long, even without progress: the cap. Twenty records
+        // within the overlap are then paged by offset, not taken for the end.
+        assert_eq!(advance(&mut checkpoint, &page(1), 0), Turn::CapAdopted(20));
+        assert_eq!((checkpoint.limit, checkpoint.offset), (20, 20));
         assert!(!checkpoint.done);
+        // Capped pages are full; a shorter one is the end.
+        assert_eq!(advance(&mut checkpoint, &page(2), 20), Turn::Plain);
+        advance(&mut checkpoint, &page(3)[..5], 5);
+        assert!(checkpoint.done);
+    }
+
+    #[test]
+    fn a_short_first_page_is_the_end_when_the_next_is_not_as_long() {
+        let mut checkpoint = Checkpoint::start(Resource::Results, "run".into(), None, None, 128);
+        let t1 = "2025-01-01T00:00:01Z";
+        advance(
+            &mut checkpoint,
+            &[item("a", t1), item("b", t1), item("c", t1)],
+            3,
+        );
+        assert!(!checkpoint.done);
+        // The overlap again, and one record edited since.
+        advance(
+            &mut checkpoint,
+            &[item("c", t1), item("d", "2025-01-01T00:00:02Z")],
+            1,
+        );
+        assert!(checkpoint.done);
+        assert_eq!(checkpoint.objects, 4);
     }
 
     #[test]
