@@ -603,6 +603,16 @@ mod tests {
         );
     }
 
+    /// Serves `router` on a free local port; its base URL.
+    async fn serve(router: axum::Router) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}/").parse().expect("url")
+    }
+
     /// A local API: `results/ok` reads, `results/no` is refused with 403,
     /// and with `refuse_all` every record is refused (a revoked key).
     async fn api(refuse_all: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Url {
@@ -621,12 +631,7 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        format!("http://{address}/").parse().expect("url")
+        serve(router).await
     }
 
     #[tokio::test]
@@ -741,12 +746,7 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        format!("http://{address}/").parse().expect("url")
+        serve(router).await
     }
 
     #[tokio::test]
@@ -763,11 +763,7 @@ mod tests {
                 "{}"
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let elsewhere = format!("http://{}/", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, other).await });
+        let elsewhere = serve(other).await.to_string();
         let api = redirecting_api(&elsewhere).await;
         let client = MobaroClient::new(endpoint(api.as_str(), "{collection}/{id_tail}"), quick())
             .expect("client");

@@ -125,23 +125,29 @@ impl Scan<'_> {
             }
             let last = checkpoint.done || self.shutdown.is_cancelled();
             // The next page is asked for while this one's records are being
-            // acknowledged; the checkpoint moves only after the
-            // acknowledgements, so a kill fetches at most one page again.
+            // acknowledged and the position stored; the position moves only
+            // after the acknowledgements, so a kill fetches at most one page
+            // again.
             let next = if last {
                 None
             } else {
                 Some(self.request(&checkpoint)?)
             };
-            let (produced, fetched) = tokio::join!(self.produce(&fresh), async {
+            let stored = async {
+                self.produce(&fresh).await?;
+                if !self.args.dry_run {
+                    self.save(&checkpoint).await?;
+                }
+                Ok::<(), BackfillError>(())
+            };
+            let fetch = async {
                 match &next {
                     Some(next) => Some(self.list(&next.url).await),
                     None => None,
                 }
-            });
-            produced?;
-            if !self.args.dry_run {
-                self.save(&checkpoint).await?;
-            }
+            };
+            let (stored, fetched) = tokio::join!(stored, fetch);
+            stored?;
             if progress.due(checkpoint.objects - run_start.1, checkpoint.total) {
                 self.report(&checkpoint, run_start.1, started);
             }

@@ -89,7 +89,7 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Strin
 
 /// The largest open row group, before compression: bounds the memory of the
 /// encoder apart from the file's encoded bytes.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+const ROW_GROUP_BYTES: usize = 32 << 20;
 
 /// The output files of a day: one open writer at a time.
 struct Output<'s> {
@@ -128,8 +128,11 @@ impl<'s> Output<'s> {
         }
         let writer = match self.writer.take() {
             Some(writer) => writer,
+            // Room for the whole file from the start: growing by doubling
+            // would copy it, holding two copies at once; pages not written
+            // are never resident.
             None => ArrowWriter::try_new(
-                Vec::new(),
+                Vec::with_capacity(self.settings.target_bytes + ROW_GROUP_BYTES),
                 batch.schema(),
                 Some(properties(self.settings.compression)),
             )
@@ -141,7 +144,7 @@ impl<'s> Output<'s> {
             let mut writer = writer;
             writer.write(&batch)?;
             // The open row group's size is measured before compression: it
-            // is closed at 64 MiB (or the target, if smaller), and the file
+            // is closed at 32 MiB (or the target, if smaller), and the file
             // at the target of closed groups, so every file but a day's last
             // one is at least the target.
             if writer.in_progress_size() >= group_bytes {
