@@ -336,17 +336,7 @@ print(elapsed, rows, size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         .collect();
     let listing = dir.join("duckdb-inputs.json");
     std::fs::write(&listing, serde_json::to_vec(&tables)?)?;
-    let output = Command::new(python)
-        .args(["-c", SCRIPT])
-        .arg(&listing)
-        .arg(dir)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout)?;
+    let text = crate::sink::run_duckdb(python, SCRIPT, &[&listing, dir])?;
     let last = text.lines().last().unwrap_or_default();
     let mut fields = last.split_whitespace();
     let mut next = || fields.next().context("duckdb printed too little");

@@ -105,7 +105,7 @@ async fn ours(input: &Path, output: &Path) -> anyhow::Result<(Duration, u64)> {
 }
 
 /// Runs a Python script that uses DuckDB, with `args`; returns its stdout.
-fn run_duckdb(python: &Path, script: &str, args: &[&Path]) -> anyhow::Result<String> {
+pub(crate) fn run_duckdb(python: &Path, script: &str, args: &[&Path]) -> anyhow::Result<String> {
     let out = Command::new(python)
         .args(["-c", script])
         .args(args)
