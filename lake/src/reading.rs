@@ -12,7 +12,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderBuilder, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::async_reader::{
     ParquetObjectReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
 };
@@ -157,26 +159,22 @@ async fn open(
             .await
             .map_err(|e| ParquetError::External(Box::new(e)))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-        let builder = match columns {
-            Some(columns) => {
-                let mask =
-                    ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-                builder.with_projection(mask)
-            }
-            None => builder,
-        };
-        return Ok(FileBatches::Fetched(builder.build()?));
+        return Ok(FileBatches::Fetched(projected(builder, columns).build()?));
     }
     let reader = ParquetObjectReader::new(lake.store().clone(), location).with_file_size(size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-    let builder = match columns {
+    Ok(FileBatches::Streamed(projected(builder, columns).build()?))
+}
+
+/// `builder` reading only `columns`, when given.
+fn projected<T>(builder: ArrowReaderBuilder<T>, columns: Option<&[&str]>) -> ArrowReaderBuilder<T> {
+    match columns {
         Some(columns) => {
             let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
             builder.with_projection(mask)
         }
         None => builder,
-    };
-    Ok(FileBatches::Streamed(builder.build()?))
+    }
 }
 
 /// The data files `table` holds: a Delta table's active files, or every
