@@ -8,6 +8,10 @@ TANSU_VERSION=0.6.0
 S3S_FS_VERSION=0.14.1
 DUCKDB_VERSION=1.5.5
 DELTALAKE_PY_VERSION=1.6.6
+# dbt-core after 1.10 fetches a parser from GitHub at install time.
+DBT_CORE_VERSION=1.10.15
+DBT_DUCKDB_VERSION=1.10.1
+ECHARTS_VERSION=6.1.0
 SERVICE_PIDS=()
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -34,6 +38,38 @@ ensure_tools() {
   fi
 }
 
+# What scripts/dbt adds: dbt with its DuckDB adapter, beside the same DuckDB,
+# and DuckDB's delta and httpfs extensions installed from their wheels into
+# DuckDB's extension folder, where dbt's connections load them.
+ensure_dbt() {
+  ensure_tools
+  if ! "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('dbt-core') != '$DBT_CORE_VERSION' or m.version('dbt-duckdb') != '$DBT_DUCKDB_VERSION')" 2>/dev/null; then
+    log "installing dbt-core $DBT_CORE_VERSION and dbt-duckdb $DBT_DUCKDB_VERSION into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "dbt-core==$DBT_CORE_VERSION" \
+      "dbt-duckdb==$DBT_DUCKDB_VERSION" "duckdb==$DUCKDB_VERSION"
+  fi
+  "$VENV/bin/python" - <<'PY'
+import glob, os
+import duckdb, duckdb_extension_delta, duckdb_extension_httpfs
+for module, name in ((duckdb_extension_httpfs, "httpfs"), (duckdb_extension_delta, "delta")):
+    path = glob.glob(os.path.join(os.path.dirname(module.__file__), "extensions", "*", name + ".duckdb_extension"))[0]
+    duckdb.sql(f"INSTALL '{path}'")
+PY
+}
+
+# What scripts/dashboard adds: ECharts from the npm registry, kept in the
+# cache and copied beside the page, which then needs no network.
+ECHARTS="$LAKE_CACHE/npm/node_modules/echarts/dist/echarts.min.js"
+ensure_dashboard() {
+  ensure_dbt
+  if ! grep -qs "\"version\": \"$ECHARTS_VERSION\"" "$LAKE_CACHE/npm/node_modules/echarts/package.json"; then
+    command -v npm >/dev/null || { echo "npm is missing: install Node.js (with npm) to build the dashboard" >&2; return 1; }
+    log "installing ECharts $ECHARTS_VERSION from the npm registry into $LAKE_CACHE/npm"
+    mkdir -p "$LAKE_CACHE/npm"
+    npm install --silent --no-audit --no-fund --prefix "$LAKE_CACHE/npm" "echarts@$ECHARTS_VERSION" >&2
+  fi
+}
+
 # What `scripts/bench ingest` adds: wrk (Debian's package) as the load
 # generator, and aiohttp with confluent-kafka for the Python receiver.
 ensure_bench_tools() {
@@ -49,6 +85,17 @@ ensure_bench_tools() {
   if ! "$VENV/bin/python" -c "import aiohttp, confluent_kafka" 2>/dev/null; then
     log "installing aiohttp and confluent-kafka into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check aiohttp confluent-kafka
+  fi
+}
+
+require_free_disk() { # gibibytes the next step needs under target/
+  local dir free
+  dir=$(pwd)
+  free=$(df -Pk "$dir" | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ "$free" -lt "$1" ]; then
+    echo "only ${free} GiB free on the disk of $dir; the build needs about $1 GiB." >&2
+    echo "free some space (for example 'cargo clean' in an old checkout) and run again." >&2
+    exit 1
   fi
 }
 

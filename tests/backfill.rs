@@ -186,13 +186,15 @@ async fn every_object_arrives_once_and_a_killed_run_resumes_losing_nothing() -> 
         })
         .collect();
     assert_eq!(event_ids.len(), OBJECTS as usize, "one snapshot per object");
+    // At most BACKFILL_PAGES_IN_FLIGHT (4) pages beyond the stored position,
+    // and the page being listed at the kill.
     assert!(
-        records.len() <= OBJECTS as usize + 128,
-        "{} records: more than one page produced twice",
+        records.len() <= OBJECTS as usize + 4 * 128,
+        "{} records: more than four pages produced twice",
         records.len()
     );
     assert!(
-        pages_with_kill <= pages_uninterrupted + 1,
+        pages_with_kill <= pages_uninterrupted + 5,
         "{pages_with_kill} list requests with a kill against {pages_uninterrupted} without; resumed: {resumed}"
     );
     assert!(value(&records[0])["event"] == "Snapshot");
@@ -260,10 +262,14 @@ async fn the_rate_share_holds_and_429s_are_waited_out() -> anyhow::Result<()> {
         &[],
     )?;
     let stats = setup.stats().await?;
-    let window = stats["list_window_seconds"].as_f64().context("window")?;
+    let window = stats["list_window_after_first_seconds"]
+        .as_f64()
+        .context("window")?;
     let requests = stats["list_requests"].as_u64().context("requests")?;
-    // Requests after the first, over the time from the first to the last.
-    let rate = (requests - 1) as f64 / window;
+    // Requests after the second, over the time from the second to the last:
+    // the simulator builds its catalogue while answering the first.
+    let rate = (requests - 2) as f64 / window;
+    eprintln!("{rate:.2} list requests/s against a share of 10/s over {window:.1} s");
     assert!(
         (9.5..=10.5).contains(&rate),
         "{rate:.2} list requests/s against a share of 10/s over {window:.1} s"
@@ -382,18 +388,37 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
             ("SINK_GROUP_ID", group.as_str()),
             ("SINK_OPS_LISTEN", ops.as_str()),
             ("LAKE_URL", &lake.display().to_string()),
+            ("SINK_MAX_FILE_AGE", "1s"),
         ],
         &setup.logs,
     )?;
+    // Until the table holds every record: consumed is not yet committed.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while end_to_end::metric(&ops, "sink_messages_total").await < in_lake.len() as f64 {
+    let results = lake.join("results");
+    loop {
+        let rows = if results.join("_delta_log").exists() {
+            end_to_end::duckdb(
+                &setup.services.python,
+                &format!(
+                    "SELECT count(DISTINCT object_id) AS n FROM delta_scan('{}')",
+                    results.display()
+                ),
+            )?[0]["n"]
+                .as_u64()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if rows >= in_lake.len() as u64 {
+            break;
+        }
         ensure!(
             Instant::now() < deadline,
-            "the sink did not consume the backfill"
+            "the sink committed {rows} of {} objects",
+            in_lake.len()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // The final flush writes every record.
     sink.interrupt(Duration::from_secs(30))?;
 
     let touched: Vec<String> = reqwest::Client::new()

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use end_to_end::{
     download, duckdb, free_port, log_dir, metric, s3s_fs, unique, wait_until_ready, Process,
     Services,
@@ -120,6 +120,30 @@ impl Setup {
                     "object_id": id, "event_timestamp": format!("2025-03-0{}T08:00:00Z", 1 + i % 3),
                     "received_at": null, "fetched_at": "2025-03-01T08:00:01Z", "status": "found",
                     "record": {"id": id, "score": 0.5, "values": [{"question": "elements/1-A", "answers": ["Yes"]}]},
+                });
+                (id, value.to_string())
+            })
+            .collect();
+        self.send(&messages).await
+    }
+
+    /// Produces one record per id of `ids`, of events at one of `times`
+    /// (RFC 3339) chosen by the id: the same id gives the same event, as a
+    /// repeated delivery would.
+    async fn produce_events(
+        &self,
+        ids: impl Iterator<Item = usize>,
+        times: &[String],
+    ) -> anyhow::Result<()> {
+        let messages: Vec<(String, String)> = ids
+            .map(|i| {
+                let time = &times[i % times.len()];
+                let id = format!("results/{}-A", i % 97);
+                let value = json!({
+                    "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
+                    "object_id": id, "event_timestamp": time,
+                    "received_at": null, "fetched_at": time, "status": "found",
+                    "record": {"id": id, "score": 0.5},
                 });
                 (id, value.to_string())
             })
@@ -880,8 +904,9 @@ fn ranges(
 }
 
 /// A sink whose store stops answering for longer than its
-/// `max.poll.interval.ms` while a second sink joins: once the store answers,
-/// every record is in the lake once and no offset range is cut twice.
+/// `max.poll.interval.ms`: librdkafka declares its assignment lost while a
+/// batch is in hand. Once the store answers and a second sink joins, every
+/// record is in the lake once and no offset range is cut twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::Result<()> {
     let setup = Setup::new(PARQUET)?;
@@ -889,13 +914,20 @@ async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::
     end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
     let blackhole = Blackhole::start(&setup.services.s3_endpoint).await?;
     let proxied = format!("http://{}", blackhole.address);
-    // The only tuned settings: the zombie must lose its group quickly.
+    // The only tuned settings: the zombie overruns its poll interval within
+    // seconds. The stall (30 s) is longer than the poll interval (25 s) and
+    // shorter than the poll interval plus the session (50 s): tansu 0.6.0
+    // keeps a group leader whose session expired as the leader, and the
+    // group never forms again (every SyncGroup answers "rebalance in
+    // progress"), which Kafka does not do. For the same reason the second
+    // sink joins after the stall: while it waits for a stalled leader, the
+    // leader's session runs out.
     let zombie = setup
         .sink(&[
             ("AWS_ENDPOINT_URL", &proxied),
             (
                 "KAFKA_OPTIONS",
-                "max.poll.interval.ms=10000,session.timeout.ms=10000,heartbeat.interval.ms=1000",
+                "max.poll.interval.ms=25000,session.timeout.ms=25000",
             ),
             ("INSTANCE_NAME", "zombie"),
         ])
@@ -904,17 +936,9 @@ async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::
     setup.wait_for_rows(store.as_ref(), 600).await?;
     blackhole.hold(true);
     setup.produce(600, 1500).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // A second sink joins while the first one's flush hangs on the store,
-    // longer than its max.poll.interval.ms. On Kafka the coordinator evicts
-    // the stalled member after the rebalance timeout and the survivor takes
-    // its partitions, and the stalled sink's ownership proof then fails (an
-    // older generation). tansu instead holds the rebalance until the stalled
-    // member polls again, so here the stalled sink keeps its partitions and
-    // must finish its batch without any range being cut twice.
-    let survivor = setup.sink(&[("INSTANCE_NAME", "survivor")]).await?;
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     blackhole.hold(false);
+    let survivor = setup.sink(&[("INSTANCE_NAME", "survivor")]).await?;
     setup.expect_exactly(store.as_ref(), 1500).await?;
     // Let the zombie finish whatever it still had in hand, then look again.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -936,6 +960,10 @@ async fn a_sink_stalled_past_its_poll_interval_cuts_no_range_twice() -> anyhow::
             );
         }
     }
+    ensure!(
+        zombie.log_text().contains("max.poll.interval.ms"),
+        "the stalled sink did not overrun its poll interval"
+    );
     zombie.interrupt(Duration::from_secs(40))?;
     survivor.interrupt(Duration::from_secs(40))
 }
@@ -962,7 +990,9 @@ async fn compaction_and_vacuum_keep_every_event_once() -> anyhow::Result<()> {
         end_to_end::run_binary("sink", &["compact"], &env)
     };
 
-    let sink = setup.sink(&[]).await?;
+    // Deduplication off, so that the tables hold copies for compaction to
+    // remove, as tables written before it or by another writer do.
+    let sink = setup.sink(&[("SINK_DEDUP_HORIZON", "0")]).await?;
     setup.produce(0, 2000).await?;
     // At-least-once upstream: 500 events delivered a second time.
     setup.produce(0, 500).await?;
@@ -1229,9 +1259,12 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
                 (id, value.to_string())
             })
             .collect();
-        let (sum, count) = (
+        const LISTS: &str = r#"sink_store_requests_total{operation="list"}"#;
+        let (sum, count, lists, requests) = (
             metric(&ops, "sink_delta_commit_seconds_sum").await,
             metric(&ops, "sink_delta_commit_seconds_count").await,
+            metric(&ops, LISTS).await,
+            metric(&ops, "sink_store_requests_total").await,
         );
         setup.send(&messages).await?;
         setup
@@ -1239,6 +1272,9 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
             .await?;
         let commits = metric(&ops, "sink_delta_commit_seconds_count").await - count;
         let mean = (metric(&ops, "sink_delta_commit_seconds_sum").await - sum) / commits.max(1.0);
+        let lists = (metric(&ops, LISTS).await - lists) / commits.max(1.0);
+        let requests =
+            (metric(&ops, "sink_store_requests_total").await - requests) / commits.max(1.0);
         end_to_end::run_binary("sink", &["compact"], &upkeep_env)?;
         end_to_end::run_binary("sink", &["vacuum", "--force"], &upkeep_env)?;
         let log: Vec<_> = store
@@ -1259,12 +1295,16 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
             .max()
             .unwrap_or(0);
         let rss = sink.peak_rss_mib().unwrap_or(0.0);
+        // The exporter's quantiles cover about the last minute: a few days.
+        let quantile = |q: &str| format!(r#"sink_delta_commit_seconds{{quantile="{q}"}}"#);
+        let p50 = metric(&ops, &quantile("0.5")).await * 1000.0;
+        let p99 = metric(&ops, &quantile("0.99")).await * 1000.0;
         eprintln!(
-            "year: day {:>3}: {commits} commits, mean {:.1} ms; log {log_files} files, checkpoint {checkpoint_bytes} B; sink peak RSS {rss:.0} MiB",
+            "year: day {:>3}: {commits} commits, mean {:.1} ms (last minute: p50 {p50:.1} ms, p99 {p99:.1} ms); store requests per commit {requests:.1} ({lists:.1} lists); log {log_files} files, checkpoint {checkpoint_bytes} B; sink peak RSS {rss:.0} MiB",
             day + 1,
             mean * 1000.0
         );
-        figures.push((mean, log_files, rss));
+        figures.push((mean, log_files, rss, requests));
     }
     let events =
         end_to_end::deltalake(&setup.services.python, &format!("{lake_url}/events"), None)?;
@@ -1293,5 +1333,289 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
         last.1
     );
     ensure!(last.2 <= 512.0 + 100.0, "peak RSS {:.0} MiB", last.2);
+    // Store requests per commit do not grow with the table's age (day 1
+    // also creates the tables).
+    let second = figures[1.min(days - 1)];
+    ensure!(
+        last.3 <= second.3 + 2.0,
+        "{:.1} store requests per commit on day 2, {:.1} on day {days}",
+        second.3,
+        last.3
+    );
     sink.interrupt(Duration::from_secs(30))
+}
+
+/// Every event delivered three times, at other offsets, in other batches
+/// and across a kill -9 of the sink (which restarts with nothing in
+/// memory) and a second sink sharing the partitions, on default settings,
+/// events of recent days and of a day long before the horizon alike:
+/// one row per event in every version of every table, as an independent
+/// reader (Python `deltalake`) sees them.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_delivered_three_times_is_one_row_in_every_delta_version() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    let today = chrono::Utc::now().date_naive();
+    let days = [
+        format!("{today}T08:00:00Z"),
+        format!("{}T08:00:00Z", today - chrono::Days::new(1)),
+    ];
+    let first = setup.sink(&[SLOT]).await?;
+    // Repeats within one batch, then in later batches.
+    setup.produce_events((0..200).chain(0..200), &days).await?;
+    setup.produce_events(200..300, &days).await?;
+    // Events of a day long before the horizon, as a backfill of history
+    // produces them; run again below.
+    let history = ["2025-03-01T08:00:00Z".to_string()];
+    setup.produce_events(1000..1050, &history).await?;
+    setup.wait_for_rows(store.as_ref(), 350).await?;
+    setup
+        .produce_events((0..300).chain(300..400), &days)
+        .await?;
+    setup.produce_events(1000..1050, &history).await?;
+    setup.wait_for_rows(store.as_ref(), 450).await?;
+    drop(first);
+    // A sink with nothing in memory reads the ids from the tables, and so
+    // does another that takes some of its partitions.
+    let second = setup.sink(&[SLOT]).await?;
+    let third = setup.sink(&[("INSTANCE_NAME", "slot-1")]).await?;
+    setup
+        .produce_events((0..400).chain(400..500), &days)
+        .await?;
+    setup.produce_events(1000..1050, &history).await?;
+    setup.expect_exactly(store.as_ref(), 550).await?;
+    ensure!(
+        third.log_text().contains("partitions assigned"),
+        "the third sink took no partition"
+    );
+    third.interrupt(Duration::from_secs(30))?;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    for table in ["events", "results"] {
+        let versions = rows_per_version(&setup.services.python, &format!("{lake_url}/{table}"))?;
+        ensure!(versions.len() > 2, "{table}: {} versions", versions.len());
+        for (version, rows, distinct) in versions {
+            ensure!(
+                rows == distinct,
+                "{table} version {version}: {rows} rows, {distinct} distinct"
+            );
+        }
+    }
+    second.interrupt(Duration::from_secs(30))
+}
+
+/// Rows and distinct `event_id`s of every version of the Delta table at
+/// `uri`, read by Python `deltalake`.
+fn rows_per_version(python: &Path, uri: &str) -> anyhow::Result<Vec<(i64, u64, u64)>> {
+    end_to_end::deltalake_script(
+        python,
+        uri,
+        &[],
+        r#"
+latest = DeltaTable(sys.argv[1], storage_options=options).version()
+counts = []
+for version in range(latest + 1):
+    table = DeltaTable(sys.argv[1], version=version, storage_options=options)
+    result = QueryBuilder().register("t", table).execute("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM t").read_all()
+    counts.append([version, result.column("n").to_pylist()[0], result.column("d").to_pylist()[0]])
+print(json.dumps(counts))
+"#,
+    )
+}
+
+/// Every `add` of a Delta table carries file statistics (row count, null
+/// counts, bounds) that an independent reader sees, and a filtered DuckDB
+/// `delta_scan` reads fewer files than an unfiltered one: two flushes of one
+/// day, and a lookup of one event by its id.
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_files_carry_statistics_that_readers_skip_files_by() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    let sink = setup.sink(&[]).await?;
+    setup
+        .produce_events(0..150, &["2025-03-01T08:00:00Z".to_string()])
+        .await?;
+    setup.wait_for_rows(store.as_ref(), 150).await?;
+    setup
+        .produce_events(150..300, &["2025-03-01T20:00:00Z".to_string()])
+        .await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    sink.interrupt(Duration::from_secs(30))?;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let adds = add_statistics(&setup.services.python, &format!("{lake_url}/events"))?;
+    ensure!(!adds.is_empty(), "no add actions");
+    for add in &adds {
+        ensure!(
+            add["num_records"].as_u64().is_some_and(|n| n > 0)
+                && add["null_count.event_id"] == json!(0)
+                && add["min.event_timestamp"].is_string()
+                && add["max.event_timestamp"].is_string()
+                && add["min.status"] == json!("found"),
+            "an add without statistics: {add}"
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    download(store.as_ref(), &setup.prefix, dir.path()).await?;
+    let scan = end_to_end::table_scan(dir.path(), "events");
+    let files_read = |filter: &str| -> anyhow::Result<u64> {
+        let plan = duckdb(
+            &setup.services.python,
+            &format!("EXPLAIN ANALYZE SELECT count(*) AS n FROM {scan} {filter}"),
+        )?;
+        let text = plan
+            .iter()
+            .flat_map(|row| row.values())
+            .filter_map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.lines()
+            .find_map(|l| l.split("Total Files Read:").nth(1))
+            .and_then(|n| n.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+            .with_context(|| format!("no file count in the plan:\n{text}"))
+    };
+    let all = files_read("")?;
+    let one = files_read(&format!("WHERE event_id = '{:032x}'", 200))?;
+    let missing = files_read("WHERE status = 'missing'")?;
+    eprintln!(
+        "DuckDB delta_scan read {all} files unfiltered, {one} for one event_id, {missing} for a status no file holds"
+    );
+    ensure!(
+        one < all && missing == 0,
+        "filters read {one} and {missing} of {all} files"
+    );
+    Ok(())
+}
+
+/// Each `add` of the Delta table at `uri` with its flattened statistics,
+/// read by Python `deltalake`.
+fn add_statistics(python: &Path, uri: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    end_to_end::deltalake_script(
+        python,
+        uri,
+        &[],
+        r#"
+adds = DeltaTable(sys.argv[1], storage_options=options).get_add_actions(flatten=True)
+names = [field.name for field in adds.schema]
+columns = {name: adds.column(name).to_pylist() for name in names}
+rows = [{name: columns[name][i] for name in names} for i in range(adds.num_rows)]
+print(json.dumps(rows, default=str))
+"#,
+    )
+}
+
+/// Records in a shape the typed columns do not expect (no `checklist`, a
+/// field `checklistTitle` no column reads): the sink counts the rows with a
+/// record, the typed column left empty in every one of them, a column
+/// filled in every one, and names the unread field; the rows, of a day long
+/// closed, are late, and each arrived 30 s after its event. `sink doctor`
+/// then fails naming the empty column and the unread field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_left_empty_and_a_field_no_column_reads_are_counted() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    let (sink, ops) = setup.sink_with_ops(&[]).await?;
+    let messages: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            let id = format!("results/{i}-R");
+            let value = json!({
+                "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
+                "object_id": id, "event_timestamp": "2025-03-01T08:00:00Z",
+                "received_at": "2025-03-01T08:00:30Z", "fetched_at": "2025-03-01T08:00:31Z",
+                "status": "found", "record": {"id": id, "score": 0.5, "checklistTitle": "Daily"},
+            });
+            (id, value.to_string())
+        })
+        .collect();
+    setup.send(&messages).await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    let recorded = metric(&ops, r#"sink_recorded_rows_total{table="results"}"#).await;
+    let empty = metric(
+        &ops,
+        r#"sink_typed_nulls_total{table="results",column="checklist_name"}"#,
+    )
+    .await;
+    let filled = metric(
+        &ops,
+        r#"sink_typed_nulls_total{table="results",column="score"}"#,
+    )
+    .await;
+    let unread = metric(
+        &ops,
+        r#"sink_unmapped_fields_total{table="results",path="/checklistTitle"}"#,
+    )
+    .await;
+    ensure!(
+        recorded == 300.0 && empty == 300.0 && filled == 0.0 && unread > 0.0,
+        "recorded {recorded}, checklist_name null {empty}, score null {filled}, /checklistTitle seen {unread}"
+    );
+    ensure!(
+        sink.log_text().contains("/checklistTitle"),
+        "the unread field was not logged"
+    );
+    let late = metric(&ops, r#"sink_late_rows_total{table="results"}"#).await;
+    let delayed = metric(
+        &ops,
+        r#"sink_arrival_delay_seconds_bucket{resource="results",le="60"}"#,
+    )
+    .await;
+    let prompt = metric(
+        &ops,
+        r#"sink_arrival_delay_seconds_bucket{resource="results",le="15"}"#,
+    )
+    .await;
+    let committed = metric(
+        &ops,
+        r#"sink_last_commit_timestamp_seconds{table="results"}"#,
+    )
+    .await;
+    ensure!(
+        late == 300.0 && delayed == 300.0 && prompt == 0.0 && committed > 1.7e9,
+        "late rows {late}, arrived within 60 s {delayed}, within 15 s {prompt}, last commit {committed}"
+    );
+    sink.interrupt(Duration::from_secs(30))?;
+
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let env = [
+        ("LAKE_URL", lake_url.as_str()),
+        ("LAKE_FORMAT", DELTA),
+        ("ENRICHED_TOPIC", setup.topic.as_str()),
+    ];
+    let text = end_to_end::run_binary_output("sink", &["doctor"], &env)?;
+    ensure!(
+        !text.status.success()
+            && text
+                .stdout
+                .contains("results.checklist_name: null in 100.0 %")
+            && text.stdout.contains("/checklistTitle")
+            && !text.stdout.contains("results.score:"),
+        "sink doctor did not fail on the empty column: {text:?}"
+    );
+    let json = end_to_end::run_binary_output("sink", &["doctor", "--json"], &env)?;
+    let checkup: serde_json::Value = serde_json::from_str(&json.stdout)?;
+    let results = checkup["tables"]
+        .as_array()
+        .and_then(|tables| tables.iter().find(|t| t["table"] == "results"))
+        .ok_or_else(|| anyhow::anyhow!("no results table in {checkup}"))?;
+    let share = |column: &str| {
+        results["typed_columns"]
+            .as_array()
+            .and_then(|columns| columns.iter().find(|c| c["column"] == column))
+            .and_then(|c| c["share"].as_f64())
+    };
+    let day = &results["recent_days"][0];
+    ensure!(
+        share("checklist_name") == Some(1.0)
+            && share("score") == Some(0.0)
+            && results["rows"] == 300
+            && day["rows"] == 300
+            && day["duplicate_rows"] == 0
+            && results["transactions"]
+                .as_object()
+                .is_some_and(|t| !t.is_empty())
+            && results["unmapped_fields"] == json!(["/checklistTitle"]),
+        "sink doctor --json: {results}"
+    );
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use end_to_end::{backfilled_objects, binary, log_dir, start_simulator};
+use end_to_end::{backfill_summary, binary, log_dir, start_simulator};
 
 use crate::report;
 
@@ -52,6 +52,9 @@ const SCENARIOS: [Scenario; 2] = [
 struct Outcome {
     objects: u64,
     elapsed: Duration,
+    /// The scan alone, from its first list request to its last
+    /// acknowledgement, as the command reports it.
+    scanning: Duration,
     list_requests: u64,
 }
 
@@ -79,6 +82,18 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
         &logs,
     )
     .await?;
+    // The simulator builds its catalogue on the first list request, which a
+    // real API does not: that request is made before the clock starts.
+    let warm_up = reqwest::Client::new()
+        .get(format!("{api}/api/customers/results?limit=1"))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        warm_up.status().is_success(),
+        "warm-up list request: {}",
+        warm_up.status()
+    );
     let started = Instant::now();
     let output = std::process::Command::new(binary("enricher"))
         .args(["backfill", "--resource", "Results", "--page-size"])
@@ -98,7 +113,7 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
         "backfill failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let objects = backfilled_objects(&String::from_utf8_lossy(&output.stdout))?;
+    let (objects, scanning) = backfill_summary(&String::from_utf8_lossy(&output.stdout))?;
     let stats: Value = reqwest::get(format!("{api}/sim/stats"))
         .await?
         .json()
@@ -106,20 +121,24 @@ async fn measure(brokers: &str, scenario: &Scenario, index: usize) -> anyhow::Re
     Ok(Outcome {
         objects,
         elapsed,
-        list_requests: stats["list_requests"].as_u64().context("list_requests")?,
+        scanning: Duration::from_secs_f64(scanning),
+        list_requests: stats["list_requests"].as_u64().context("list_requests")? - 1,
     })
 }
 
 fn render(outcomes: &[Outcome]) -> String {
     let mut text = format!(
         "Results listed {PAGE_SIZE} per page from the simulator into the broker (tansu, sqlite), \
-         one sequential scan, timed from the command's start to its exit (start-up, topic \
-         creation and checkpoint reading included).\n\n\
-         | scenario | objects | time | objects/s | ceiling | ratio | list requests | calls/object |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         one sequential scan. *Command*: from the command's start to its exit (start-up, topic \
+         creation and reading the checkpoint topic included: about 2.5 s, most of it the \
+         reader's idle wait on an empty topic); *scan*: from the first list request to the last \
+         acknowledgement, as the command reports it. Ratios against the ceiling.\n\n\
+         | scenario | objects | command | scan | scan objects/s | ceiling | ratio (scan) | ratio (command) | list requests | calls/object |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (scenario, outcome) in SCENARIOS.iter().zip(outcomes) {
         let per_second = outcome.objects as f64 / outcome.elapsed.as_secs_f64();
+        let scan_per_second = outcome.objects as f64 / outcome.scanning.as_secs_f64().max(0.001);
         let by_latency = if scenario.latency_ms == 0 {
             f64::INFINITY
         } else {
@@ -127,17 +146,19 @@ fn render(outcomes: &[Outcome]) -> String {
         };
         let ceiling = by_latency.min(PAGE_SIZE as f64 * scenario.rate_limit);
         text.push_str(&format!(
-            "| {} | {} | {:.1} s | {per_second:.0} | {ceiling:.0}/s | {:.2} | {} | {:.4} |\n",
+            "| {} | {} | {:.1} s | {:.1} s | {scan_per_second:.0} | {ceiling:.0}/s | {:.2} | {:.2} | {} | {:.4} |\n",
             scenario.name,
             outcome.objects,
             outcome.elapsed.as_secs_f64(),
+            outcome.scanning.as_secs_f64(),
+            scan_per_second / ceiling,
             per_second / ceiling,
             outcome.list_requests,
             outcome.list_requests as f64 / outcome.objects as f64,
         ));
     }
     text.push_str(&format!(
-        "\nTarget: calls/object ≤ 1/{PAGE_SIZE} + 1 % = {:.4}.\n",
+        "\nTargets: ratio (scan) ≥ 0.8 at 50 ms per request; calls/object ≤ 1/{PAGE_SIZE} + 1 % = {:.4}.\n",
         1.0 / PAGE_SIZE as f64 * 1.01
     ));
     text

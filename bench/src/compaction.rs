@@ -40,6 +40,10 @@ pub(crate) struct Options {
     /// Report file whose `compaction` section is replaced.
     #[arg(long, default_value = "BENCHMARKS.md")]
     report: PathBuf,
+    /// Only write the big day's lake into this folder and stop, for
+    /// profiling `sink compact` on it (`LAKE_URL=<folder> sink compact`).
+    #[arg(long)]
+    write_only: Option<PathBuf>,
 }
 
 /// The day every row of the big day's events falls on.
@@ -56,6 +60,15 @@ struct Measured {
 }
 
 pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
+    if let Some(folder) = &options.write_only {
+        let distinct = write_big_day(folder, options).await?;
+        println!(
+            "{} rows per table ({distinct} distinct events) in {}",
+            options.rows,
+            folder.display()
+        );
+        return Ok(());
+    }
     let dir = tempfile::tempdir()?;
     let lake_dir = dir.path().join("lake");
     println!(

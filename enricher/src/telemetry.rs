@@ -16,6 +16,7 @@ const EVENTS_IN_FLIGHT: &str = "enricher_events_in_flight";
 const CONSUMPTION_PAUSED: &str = "enricher_consumption_paused";
 const BACKFILL_OBJECTS: &str = "enricher_backfill_objects_total";
 const BACKFILL_SKIPPED: &str = "enricher_backfill_skipped_total";
+const FINISHED_EARLIER: &str = "enricher_finished_earlier_total";
 
 /// Every metric the enricher serves, with the runtime's readiness and lag
 /// gauges.
@@ -33,6 +34,7 @@ pub fn metric_names() -> Vec<String> {
         CONSUMPTION_PAUSED,
         BACKFILL_OBJECTS,
         BACKFILL_SKIPPED,
+        FINISHED_EARLIER,
     ]
     .iter()
     .map(|name| name.to_string())
@@ -98,4 +100,10 @@ pub(crate) fn backfilled(objects: usize) {
 /// the key with `--fetch-each`).
 pub(crate) fn backfill_skipped(resource: schemas::Resource) {
     metrics::counter!(BACKFILL_SKIPPED, "resource" => resource.as_str()).increment(1);
+}
+
+/// An event came again after a restart or a rebalance, but the committed
+/// position said it had finished: it was not enriched again.
+pub(crate) fn finished_earlier() {
+    metrics::counter!(FINISHED_EARLIER).increment(1);
 }

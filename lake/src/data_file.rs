@@ -11,4 +11,6 @@ pub struct DataFile {
     pub size: usize,
     /// Rows in it.
     pub rows: usize,
+    /// Its statistics as a Delta `add` carries them (JSON), when read.
+    pub stats: Option<String>,
 }

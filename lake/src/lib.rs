@@ -4,18 +4,23 @@
 //! vacuum, reading and DDL. It knows nothing of Kafka: a source is a topic
 //! name, partitions and offsets.
 
+mod checkup;
+mod counted_store;
 mod data_file;
 mod ddl;
 mod delta;
 mod encoding;
+mod event_ids;
 mod parquet;
 mod path;
 mod reading;
 mod standing;
+mod statistics;
 mod store;
 mod tables;
 mod telemetry;
 
+pub use checkup::{checkup, Checkup, CheckupSettings, ColumnNulls, DayCheckup, TableCheckup};
 pub use data_file::DataFile;
 pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
 pub use delta::compaction::{
@@ -25,9 +30,10 @@ pub use delta::log::{DeltaError, DeltaTables};
 pub use delta::vacuum::{vacuum, VacuumReport, VacuumSettings, Vacuumed};
 pub use encoding::file_set::{EncodedFile, FileSet, Naming, Origin};
 pub use encoding::parquet_file::{Compression, EncodingError};
+pub use event_ids::{digest, EventIds, IdDigest};
 pub use path::{DataPath, PARTITION_COLUMN};
 pub use reading::{latest_per_object, ReadError};
 pub use standing::{Bounds, Standing};
 pub use store::{Lake, LakeError, Put, Upload};
 pub use tables::{Committed, Tables, TablesError};
-pub use telemetry::METRICS;
+pub use telemetry::{column_monitors, set_column_monitors, METRICS};

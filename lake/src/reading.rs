@@ -1,6 +1,7 @@
-//! What the lake holds of a table: each object's latest event time. Used by
+//! What the lake holds of a table: each object's latest event time (used by
 //! `enricher backfill --compare-lake` to tell new and changed objects from
-//! those the lake already has. A Delta table is read through its snapshot
+//! those the lake already has), and the event ids of recent days (used by the
+//! sink to leave out records a table holds). A Delta table is read through its snapshot
 //! (only the files it holds); a plain Parquet table is every file of its
 //! folder. Only the `object_id` and `event_timestamp` columns are decoded;
 //! small files are fetched with one request each, large ones streamed.
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::{
     ArrowReaderBuilder, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
@@ -23,6 +24,8 @@ use parquet::errors::ParquetError;
 use schemas::Table;
 
 use crate::delta::log::{DeltaError, DeltaTables};
+use crate::event_ids::{digest, EventIds};
+use crate::path::DataPath;
 use crate::store::{Lake, LakeError};
 
 /// Why a table could not be read.
@@ -56,12 +59,100 @@ pub async fn latest_per_object(
     table: Table,
 ) -> Result<HashMap<String, DateTime<Utc>>, ReadError> {
     let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let files: Vec<_> = files_of(lake, table)
+    let files: Vec<_> = files_of(&DeltaTables::new(lake.clone()), table)
         .await?
         .into_iter()
         .map(|file| (file.location, file.size))
         .collect();
-    let opened = in_order(lake, &files, Some(&["object_id", "event_timestamp"]));
+    each_batch(
+        lake,
+        &files,
+        &["object_id", "event_timestamp"],
+        |_, batch| {
+            let (Some(ids), Some(times)) = (
+                batch.column_by_name("object_id"),
+                batch.column_by_name("event_timestamp"),
+            ) else {
+                return true;
+            };
+            let Some(times) = times.as_primitive_opt::<TimestampMicrosecondType>() else {
+                return true;
+            };
+            for (row, id) in texts(ids).into_iter().enumerate() {
+                let Some(id) = id.filter(|_| !times.is_null(row)) else {
+                    continue;
+                };
+                let Some(time) = DateTime::from_timestamp_micros(times.value(row)) else {
+                    continue;
+                };
+                let entry = latest.entry(id.to_string()).or_insert(time);
+                *entry = (*entry).max(time);
+            }
+            true
+        },
+    )
+    .await?;
+    Ok(latest)
+}
+
+/// The `event_id`s `tables` hold on the days from `since` to `until`
+/// (without end when `None`), from the tables' states `delta` has loaded
+/// (brought up to date, not read again).
+pub(crate) async fn held_event_ids_between(
+    delta: &DeltaTables,
+    tables: &[Table],
+    since: NaiveDate,
+    until: Option<NaiveDate>,
+) -> Result<EventIds, ReadError> {
+    let lake = delta.lake();
+    let mut held = EventIds::new(since);
+    for &table in tables {
+        let files: Vec<_> = files_of(delta, table)
+            .await?
+            .into_iter()
+            .filter_map(|file| {
+                let relative = file
+                    .location
+                    .as_ref()
+                    .rsplit(&format!("{}/", table.name()))
+                    .next()?;
+                let date = DataPath::parse_in_table(table, relative)?.date;
+                (date >= since && until.is_none_or(|until| date <= until)).then_some((
+                    file.location,
+                    file.size,
+                    date,
+                ))
+            })
+            .collect();
+        let located: Vec<_> = files.iter().map(|(l, s, _)| (l.clone(), *s)).collect();
+        each_batch(lake, &located, &["event_id"], |index, batch| {
+            let date = files[index].2;
+            let ids = batch
+                .column_by_name("event_id")
+                .map(texts)
+                .unwrap_or_default();
+            held.extend(
+                ids.into_iter()
+                    .flatten()
+                    .map(|id| (table, date, digest(id))),
+            );
+            true
+        })
+        .await?;
+    }
+    Ok(held)
+}
+
+/// Calls `each` with the index of the file and each record batch of `files`
+/// (location, size), in order, decoding only `columns`; `each` returns false
+/// to stop early.
+pub(crate) async fn each_batch(
+    lake: &Lake,
+    files: &[(object_store::path::Path, u64)],
+    columns: &[&str],
+    mut each: impl FnMut(usize, &RecordBatch) -> bool,
+) -> Result<(), ReadError> {
+    let opened = in_order(lake, files, Some(columns));
     futures::pin_mut!(opened);
     let mut index = 0;
     while let Some(file) = opened.next().await {
@@ -71,31 +162,25 @@ pub async fn latest_per_object(
         };
         let mut batches = file.map_err(parquet)?;
         while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(parquet)?;
-            let (Some(ids), Some(times)) = (
-                batch.column_by_name("object_id"),
-                batch.column_by_name("event_timestamp"),
-            ) else {
-                continue;
-            };
-            let (ids, times) = (
-                ids.as_string::<i32>(),
-                times.as_primitive::<TimestampMicrosecondType>(),
-            );
-            for row in 0..batch.num_rows() {
-                if ids.is_null(row) || times.is_null(row) {
-                    continue;
-                }
-                let Some(time) = DateTime::from_timestamp_micros(times.value(row)) else {
-                    continue;
-                };
-                let entry = latest.entry(ids.value(row).to_string()).or_insert(time);
-                *entry = (*entry).max(time);
+            if !each(index, &batch.map_err(parquet)?) {
+                return Ok(());
             }
         }
         index += 1;
     }
-    Ok(latest)
+    Ok(())
+}
+
+/// The values of a string column, whichever offset width its writer chose;
+/// none for another type.
+pub(crate) fn texts(column: &arrow::array::ArrayRef) -> Vec<Option<&str>> {
+    if let Some(texts) = column.as_string_opt::<i32>() {
+        texts.iter().collect()
+    } else if let Some(texts) = column.as_string_opt::<i64>() {
+        texts.iter().collect()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Files up to this size are fetched with one GET and decoded from memory;
@@ -179,8 +264,8 @@ fn projected<T>(builder: ArrowReaderBuilder<T>, columns: Option<&[&str]>) -> Arr
 
 /// The data files `table` holds: a Delta table's active files, or every
 /// Parquet file under a plain table's folder.
-async fn files_of(lake: &Lake, table: Table) -> Result<Vec<Located>, ReadError> {
-    let delta = DeltaTables::new(lake.clone());
+async fn files_of(delta: &DeltaTables, table: Table) -> Result<Vec<Located>, ReadError> {
+    let lake = delta.lake();
     if let Some(current) = delta.latest(table).await? {
         let state = current.snapshot().map_err(DeltaError::of(table))?;
         return Ok(state

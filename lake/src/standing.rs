@@ -177,6 +177,7 @@ mod tests {
             },
             size: 1,
             rows: 1,
+            stats: None,
         };
         delta.committed(&[file(users)], 20);
         let bounds = delta.bounds(21);

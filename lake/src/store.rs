@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -13,6 +15,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use sha2::Digest;
 use url::Url;
 
+use crate::counted_store::CountedStore;
 use crate::encoding::file_set::EncodedFile;
 use crate::encoding::parquet_file::CONTENT_DIGEST_KEY;
 use crate::path::DataPath;
@@ -147,7 +150,10 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// Opens the lake at `location`: an `s3://`, `gs://`, `az://`, `file://` URL or a local path.
+    /// Opens the lake at `location`: an `s3://`, `gs://`, `az://` (or
+    /// `abfss://`), `file://` or `memory://` URL, or a local path. Each
+    /// cloud store takes its credentials from the environment, as
+    /// object_store's builders read them (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
     pub fn open(location: &str) -> Result<Lake, LakeError> {
         let invalid = |reason: &str| LakeError::InvalidUrl {
             url: location.to_string(),
@@ -183,14 +189,28 @@ impl Lake {
                 }
                 Ok(Lake::rooted(Arc::new(builder.build()?), url, location))
             }
+            "gs" | "gcs" => {
+                let bucket = url.host_str().ok_or_else(|| invalid("no bucket"))?;
+                let store = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()?;
+                Ok(Lake::rooted(Arc::new(store), url, location))
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                let store = MicrosoftAzureBuilder::from_env()
+                    .with_url(location)
+                    .build()?;
+                Ok(Lake::rooted(Arc::new(store), url, location))
+            }
             other => Err(invalid(&format!(
-                "unsupported scheme {other:?} (use a folder, file://, s3:// or memory://)"
+                "unsupported scheme {other:?} (use a folder, file://, s3://, gs://, az://, abfss:// or memory://)"
             ))),
         }
     }
 
     /// A lake in `store` (a bucket, or memory) under `url`'s path.
     fn rooted(store: Arc<dyn ObjectStore>, url: Url, location: &str) -> Lake {
+        let store = CountedStore::wrap(store);
         Lake {
             root: store.clone(),
             store,
@@ -214,10 +234,10 @@ impl Lake {
             reason: "not an absolute folder".into(),
         })?;
         Ok(Lake {
-            store: Arc::new(LocalFileSystem::new_with_prefix(&path)?),
+            store: CountedStore::wrap(Arc::new(LocalFileSystem::new_with_prefix(&path)?)),
             description: path.display().to_string(),
             prefix: Path::default(),
-            root: Arc::new(LocalFileSystem::new()),
+            root: CountedStore::wrap(Arc::new(LocalFileSystem::new())),
             url,
         })
     }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use chrono::NaiveDate;
 use futures::TryStreamExt;
 use schemas::Table;
 
@@ -12,8 +13,10 @@ use crate::data_file::DataFile;
 use crate::ddl::LakeFormat;
 use crate::delta::log::{app_id, Appended, DeltaError, DeltaTables};
 use crate::encoding::file_set::Naming;
+use crate::event_ids::EventIds;
 use crate::parquet::intents::Intents;
 use crate::path::stems;
+use crate::reading::{held_event_ids_between, ReadError};
 use crate::standing::{Held, Standing};
 use crate::store::{Lake, LakeError};
 
@@ -58,6 +61,14 @@ pub enum TablesError {
         /// A file found.
         found: String,
     },
+    #[error("reading {path}: {source}")]
+    /// A data file could not be read.
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: parquet::errors::ParquetError,
+    },
     #[error("{found} belongs to a Delta table, but LAKE_FORMAT=parquet: plain Parquet files next to a Delta table are invisible to its readers. Set LAKE_FORMAT=delta for this prefix, or point LAKE_URL at a new prefix")]
     /// A plain Parquet lake asked for where Delta tables are.
     DeltaPrefix {
@@ -72,7 +83,22 @@ impl TablesError {
         match self {
             TablesError::Store(error) => error.is_permanent(),
             TablesError::Delta(error) => error.is_permanent(),
+            // A request the store failed reaches the Parquet reader as an
+            // external error; anything else is the file's own.
+            TablesError::Unreadable { source, .. } => {
+                !matches!(source, parquet::errors::ParquetError::External(_))
+            }
             TablesError::ParquetPrefix { .. } | TablesError::DeltaPrefix { .. } => true,
+        }
+    }
+}
+
+impl From<ReadError> for TablesError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Store(error) => TablesError::Store(error),
+            ReadError::Delta(error) => TablesError::Delta(error),
+            ReadError::Parquet { path, source } => TablesError::Unreadable { path, source },
         }
     }
 }
@@ -174,6 +200,35 @@ impl Tables {
         match &self.format {
             Format::Delta { tables, .. } => Some(tables),
             Format::Parquet { .. } => None,
+        }
+    }
+
+    /// The event ids the Delta tables hold on the days from `since` on;
+    /// `None` for plain Parquet, whose replays must write the same files
+    /// again and so cannot leave out what changed in between.
+    pub async fn held_event_ids(&self, since: NaiveDate) -> Result<Option<EventIds>, TablesError> {
+        match &self.format {
+            Format::Delta { tables, .. } => {
+                let tables_of_lake: Vec<Table> = Table::all().collect();
+                Ok(Some(
+                    held_event_ids_between(tables, &tables_of_lake, since, None).await?,
+                ))
+            }
+            Format::Parquet { .. } => Ok(None),
+        }
+    }
+
+    /// The event ids the Delta tables hold on `day` alone (see
+    /// [`Tables::held_event_ids`]).
+    pub async fn held_event_ids_on(&self, day: NaiveDate) -> Result<Option<EventIds>, TablesError> {
+        match &self.format {
+            Format::Delta { tables, .. } => {
+                let tables_of_lake: Vec<Table> = Table::all().collect();
+                Ok(Some(
+                    held_event_ids_between(tables, &tables_of_lake, day, Some(day)).await?,
+                ))
+            }
+            Format::Parquet { .. } => Ok(None),
         }
     }
 
@@ -284,6 +339,18 @@ impl Tables {
             }
         }
         Ok(Committed::All)
+    }
+
+    /// Creates each Delta table that does not exist yet, empty: readers of
+    /// the lake (dbt's sources, a `delta_scan` per table) find every table
+    /// before its first row. Plain Parquet: nothing to create.
+    pub async fn create_missing(&self) -> Result<(), TablesError> {
+        if let Format::Delta { tables, .. } = &self.format {
+            for table in Table::all() {
+                tables.latest_or_created(table).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Forgets what is no longer needed once the source's offset is

@@ -3,11 +3,10 @@
 //! alert rules and dashboards name only metrics that exist. The sink serves
 //! them, hence the `sink_` prefix.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use schemas::Table;
-
-use crate::delta::compaction::DayCompacted;
 
 const DELTA_COMMITS: &str = "sink_delta_commits_total";
 const DELTA_CONFLICTS: &str = "sink_delta_conflicts_total";
@@ -20,6 +19,10 @@ const COMPACTION_CONFLICTS: &str = "sink_compaction_conflicts_total";
 const COMPACTION_FAILURES: &str = "sink_compaction_failures_total";
 const VACUUMS: &str = "sink_vacuums_total";
 const VACUUM_FILES_DELETED: &str = "sink_vacuum_files_deleted_total";
+const STORE_REQUESTS: &str = "sink_store_requests_total";
+const RECORDED_ROWS: &str = "sink_recorded_rows_total";
+const TYPED_NULLS: &str = "sink_typed_nulls_total";
+const UNMAPPED_FIELDS: &str = "sink_unmapped_fields_total";
 
 /// The names of the metrics above.
 pub const METRICS: &[&str] = &[
@@ -34,7 +37,25 @@ pub const METRICS: &[&str] = &[
     COMPACTION_FAILURES,
     VACUUMS,
     VACUUM_FILES_DELETED,
+    STORE_REQUESTS,
+    RECORDED_ROWS,
+    TYPED_NULLS,
+    UNMAPPED_FIELDS,
 ];
+
+static COLUMN_MONITORS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the writer's monitors of what the columns hold (typed columns'
+/// nulls, fields no column reads, arrival delay) on or off for the process.
+/// File statistics are written either way.
+pub fn set_column_monitors(on: bool) {
+    COLUMN_MONITORS.store(on, Ordering::Relaxed);
+}
+
+/// Whether the monitors of what the columns hold are on.
+pub fn column_monitors() -> bool {
+    COLUMN_MONITORS.load(Ordering::Relaxed)
+}
 
 /// A batch's files were committed to `table`, the commit taking `took`.
 pub(crate) fn delta_committed(table: Table, took: Duration) {
@@ -47,12 +68,13 @@ pub(crate) fn delta_conflict(table: Table) {
     metrics::counter!(DELTA_CONFLICTS, "table" => table.name()).increment(1);
 }
 
-/// A day was compacted.
-pub(crate) fn day_compacted(done: &DayCompacted) {
-    metrics::counter!(COMPACTIONS, "table" => done.table.name()).increment(1);
-    metrics::counter!(COMPACTION_FILES_IN).increment(done.files_in as u64);
-    metrics::counter!(COMPACTION_FILES_OUT).increment(done.files_out as u64);
-    metrics::counter!(COMPACTION_ROWS_DEDUPLICATED).increment(done.rows_in - done.rows_out);
+/// A day of `table` was compacted: `files` read and written, `rows` read
+/// and written.
+pub(crate) fn day_compacted(table: Table, files: (usize, usize), rows: (u64, u64)) {
+    metrics::counter!(COMPACTIONS, "table" => table.name()).increment(1);
+    metrics::counter!(COMPACTION_FILES_IN).increment(files.0 as u64);
+    metrics::counter!(COMPACTION_FILES_OUT).increment(files.1 as u64);
+    metrics::counter!(COMPACTION_ROWS_DEDUPLICATED).increment(rows.0.saturating_sub(rows.1));
 }
 
 /// A day's rewrite was dropped: another writer changed the day.
@@ -69,4 +91,28 @@ pub(crate) fn compaction_failed(table: Table) {
 pub(crate) fn vacuumed(files_deleted: usize) {
     metrics::counter!(VACUUM_FILES_DELETED).increment(files_deleted as u64);
     metrics::counter!(VACUUMS).increment(1);
+}
+
+/// A call was made to the object store (`list` counts one per listing,
+/// however many pages the store answers it in).
+pub(crate) fn store_request(operation: &'static str) {
+    metrics::counter!(STORE_REQUESTS, "operation" => operation).increment(1);
+}
+
+/// `rows` rows of `table` were encoded with a fetched record.
+pub(crate) fn recorded_rows(table: Table, rows: usize) {
+    metrics::counter!(RECORDED_ROWS, "table" => table.name()).increment(rows as u64);
+}
+
+/// Of the rows with a fetched record, `nulls` had no value for the typed
+/// column `column` of `table`: its path found nothing in the record.
+pub(crate) fn typed_nulls(table: Table, column: &'static str, nulls: usize) {
+    metrics::counter!(TYPED_NULLS, "table" => table.name(), "column" => column)
+        .increment(nulls as u64);
+}
+
+/// A sampled record of `table` held the field `path` that no typed column
+/// reads (`other` past the first paths named).
+pub(crate) fn unmapped_field(table: Table, path: String) {
+    metrics::counter!(UNMAPPED_FIELDS, "table" => table.name(), "path" => path).increment(1);
 }

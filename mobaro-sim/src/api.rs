@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::listing::Catalogue;
+use crate::listing::{Catalogue, ListFaults};
 use crate::records;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -70,33 +70,36 @@ pub struct Faults {
     #[serde(default)]
     /// Statuses the `every` fault answers in turn.
     pub every_statuses: Vec<u16>,
+    /// Ids answered with a redirect to `redirect_to` (another origin)...
+    #[serde(default)]
+    pub redirected: Vec<String>,
+    /// ...this base URL, followed by the request's path.
+    pub redirect_to: Option<String>,
+    /// Ids answered 429 once each, with `Retry-After: retry_after` seconds.
+    #[serde(default)]
+    pub throttled: Vec<String>,
     /// Records of the listed collection edited before each list request is
     /// answered, as if people worked in Mobaro while a client scans.
     #[serde(default)]
     pub touch_per_list: u64,
+    /// Results served as after a change of Mobaro's API nobody announced:
+    /// the checklist's `name` is called `title`, and a field `shift`
+    /// appears.
+    #[serde(default)]
+    pub drifted_results: bool,
     /// How the list endpoints bend the documented paging.
     #[serde(default)]
     pub listing: ListFaults,
 }
 
-/// List endpoints that read the paging parameters otherwise than the
-/// simulator's default (all unknown of Mobaro's real API).
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-pub struct ListFaults {
-    /// `updatedAfter` is exclusive (strictly after).
-    #[serde(default)]
-    pub exclusive_after: bool,
-    /// Pages hold at most this many items, whatever the limit asked.
-    pub page_cap: Option<usize>,
-    /// `orderBy` is ignored: items come in id order.
-    #[serde(default)]
-    pub ignore_order: bool,
-    /// `updatedAfter` is ignored.
-    #[serde(default)]
-    pub ignore_after: bool,
-    /// Items of these ids come without their update time.
-    #[serde(default)]
-    pub without_updated: Vec<String>,
+/// When the first, the second and the latest list request arrived: the
+/// first answer builds the catalogue, so a client's pace shows from the
+/// second on.
+#[derive(Clone, Copy)]
+struct ListWindow {
+    first: std::time::Instant,
+    second: Option<std::time::Instant>,
+    last: std::time::Instant,
 }
 
 struct ApiState {
@@ -104,7 +107,7 @@ struct ApiState {
     requests: AtomicU64,
     list_requests: AtomicU64,
     /// When the first and the latest list request arrived.
-    list_window: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
+    list_window: Mutex<Option<ListWindow>>,
     faults: Mutex<Faults>,
     catalogue: Catalogue,
 }
@@ -133,7 +136,10 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     Json(json!({
         "requests": state.requests.load(Ordering::Relaxed),
         "list_requests": state.list_requests.load(Ordering::Relaxed),
-        "list_window_seconds": window.map_or(0.0, |(first, last)| (last - first).as_secs_f64()),
+        "list_window_seconds": window.map_or(0.0, |w| (w.last - w.first).as_secs_f64()),
+        "list_window_after_first_seconds": window
+            .and_then(|w| w.second.map(|second| (w.last - second).as_secs_f64()))
+            .unwrap_or(0.0),
     }))
 }
 
@@ -160,6 +166,31 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
             latency,
         );
     }
+    if let (true, Some(to)) = (listed(&faults.redirected), &faults.redirect_to) {
+        let location = format!(
+            "{}/api/customers/{collection}/{id}",
+            to.trim_end_matches('/')
+        );
+        let mut response = StatusCode::FOUND.into_response();
+        if let Ok(location) = location.parse() {
+            response.headers_mut().insert("location", location);
+        }
+        return (Some(response), latency);
+    }
+    if let Some(index) = faults
+        .throttled
+        .iter()
+        .position(|n| *n == full_id || n == id)
+    {
+        faults.throttled.remove(index);
+        let response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"message": "Too many requests"})),
+        )
+            .into_response();
+        let seconds = faults.retry_after.unwrap_or(1);
+        return (Some(with_retry_after(response, seconds)), latency);
+    }
     if let Some(every) = faults.every.filter(|n| *n > 0) {
         let number = state.requests.load(Ordering::Relaxed);
         if number.is_multiple_of(every) && !faults.every_statuses.is_empty() {
@@ -168,9 +199,7 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let mut response = (status, Json(json!({"message": "injected fault"}))).into_response();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                response
-                    .headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                response = with_retry_after(response, 1);
             }
             return (Some(response), latency);
         }
@@ -186,15 +215,17 @@ fn injected(state: &ApiState, collection: &str, id: &str) -> (Option<Response>, 
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(json!({"message": "injected fault"}))).into_response();
     if let Some(seconds) = faults.retry_after {
-        response.headers_mut().insert(
-            "retry-after",
-            seconds
-                .to_string()
-                .parse()
-                .expect("digits are a header value"),
-        );
+        response = with_retry_after(response, seconds);
     }
     (Some(response), latency)
+}
+
+/// `response` with `Retry-After: seconds`.
+fn with_retry_after(mut response: Response, seconds: u64) -> Response {
+    response
+        .headers_mut()
+        .insert("retry-after", axum::http::HeaderValue::from(seconds));
+    response
 }
 
 /// What `POST /sim/touch` edits.
@@ -265,6 +296,9 @@ async fn fetch(
             if faults.padded.iter().any(|n| *n == full_id || *n == id) {
                 record["padding"] = "x".repeat(faults.padding_bytes).into();
             }
+            if faults.drifted_results && collection == "results" {
+                records::drift(&mut record);
+            }
             Json(record).into_response()
         }
         None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not found"}))).into_response(),
@@ -281,7 +315,18 @@ async fn list(
     {
         let now = std::time::Instant::now();
         let mut window = state.list_window.lock().unwrap_or_else(|p| p.into_inner());
-        *window = Some((window.map_or(now, |(first, _)| first), now));
+        *window = Some(match *window {
+            None => ListWindow {
+                first: now,
+                second: None,
+                last: now,
+            },
+            Some(w) => ListWindow {
+                first: w.first,
+                second: w.second.or(Some(now)),
+                last: now,
+            },
+        });
     }
     if let Some(refused) = admit(&state, &collection, "", &headers).await {
         return refused;
@@ -299,7 +344,11 @@ async fn list(
         .listing
         .clone();
     match state.catalogue.page(&collection, &query, &listing) {
-        Ok(page) => Json(page).into_response(),
+        Ok(page) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            page,
+        )
+            .into_response(),
         Err(message) => {
             (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
         }

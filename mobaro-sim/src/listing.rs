@@ -10,13 +10,32 @@
 //! `updated` time and `revision`, as an edit in Mobaro would.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::api::ListFaults;
 use crate::records;
+
+/// List endpoints that read the paging parameters otherwise than the
+/// simulator's default (all unknown of Mobaro's real API).
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+pub struct ListFaults {
+    /// `updatedAfter` is exclusive (strictly after).
+    #[serde(default)]
+    pub exclusive_after: bool,
+    /// Pages hold at most this many items, whatever the limit asked.
+    pub page_cap: Option<usize>,
+    /// `orderBy` is ignored: items come in id order.
+    #[serde(default)]
+    pub ignore_order: bool,
+    /// `updatedAfter` is ignored.
+    #[serde(default)]
+    pub ignore_after: bool,
+    /// Items of these ids come without their update time.
+    #[serde(default)]
+    pub without_updated: Vec<String>,
+}
 
 /// Largest page a list request may ask for.
 pub const MAX_LIMIT: usize = 128;
@@ -30,12 +49,28 @@ struct Entry {
     updated: DateTime<Utc>,
 }
 
+/// A record as generated, and its JSON text once a page has served it.
+struct Generated {
+    record: Value,
+    text: OnceLock<String>,
+}
+
+/// An entry as listed: its update time with the edits applied.
+struct Listed<'a> {
+    updated: DateTime<Utc>,
+    created: DateTime<Utc>,
+    id: &'a str,
+}
+
 /// The records of every collection, with the edits made since start.
 pub struct Catalogue {
     objects: u32,
     entries: Mutex<HashMap<String, Vec<Entry>>>,
     /// Edits: id → (new `updated`, revision).
     edits: Mutex<HashMap<String, (DateTime<Utc>, u64)>>,
+    /// Records as generated, and as JSON text, by canonical id: generating
+    /// and serializing one costs more than a real API's lookup.
+    generated: Mutex<HashMap<String, Arc<Generated>>>,
 }
 
 /// The id of the `n`th object of a collection, as the webhook sender makes them.
@@ -55,38 +90,66 @@ impl Catalogue {
             objects,
             entries: Mutex::new(HashMap::new()),
             edits: Mutex::new(HashMap::new()),
+            generated: Mutex::new(HashMap::new()),
         }
     }
 
-    fn entries(&self, collection: &str) -> Option<Vec<Entry>> {
+    /// The ids of one collection's entries that pass `keep`, in `order`,
+    /// with the edits applied: (updated, created, id) of each.
+    fn listed(
+        &self,
+        collection: &str,
+        keep: impl Fn(DateTime<Utc>) -> bool,
+        mut order: impl FnMut(&Listed<'_>, &Listed<'_>) -> std::cmp::Ordering,
+        window: (usize, usize),
+    ) -> Option<(usize, Vec<String>)> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if !entries.contains_key(collection) {
             let mut list = Vec::with_capacity(self.objects as usize);
             for n in 0..self.objects {
                 let id = object_id(collection, n);
-                let record = records::record(collection, &id)?;
+                let record = self.generated(collection, &id)?;
                 list.push(Entry {
-                    created: timestamp(&record, "created")?,
-                    updated: timestamp(&record, "updated")?,
+                    created: timestamp(&record.record, "created")?,
+                    updated: timestamp(&record.record, "updated")?,
                     id,
                 });
             }
             entries.insert(collection.to_string(), list);
         }
-        let mut list = entries.get(collection)?.clone();
         let edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
-        for entry in &mut list {
-            if let Some((updated, _)) = edits.get(&entry.id) {
-                entry.updated = *updated;
-            }
+        let mut listed: Vec<Listed<'_>> = entries
+            .get(collection)?
+            .iter()
+            .map(|e| Listed {
+                updated: edits.get(&e.id).map_or(e.updated, |(updated, _)| *updated),
+                created: e.created,
+                id: &e.id,
+            })
+            .filter(|l| keep(l.updated))
+            .collect();
+        let total = listed.len();
+        let (offset, limit) = window;
+        let end = offset.saturating_add(limit);
+        if end < listed.len() {
+            // Only the entries up to the page's end need their order.
+            listed.select_nth_unstable_by(end, &mut order);
+            listed.truncate(end);
         }
-        Some(list)
+        listed.sort_unstable_by(order);
+        let page = listed
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|l| l.id.to_string())
+            .collect();
+        Some((total, page))
     }
 
     /// The record with its edits applied.
     pub fn record(&self, collection: &str, id: &str) -> Option<Value> {
-        let mut record = records::record(collection, id)?;
         let id = records::canonical_id(collection, id);
+        let mut record = self.generated(collection, &id)?.record.clone();
         let edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((updated, revision)) = edits.get(&id) {
             record["updated"] = updated
@@ -95,6 +158,47 @@ impl Catalogue {
             record["revision"] = (*revision).into();
         }
         Some(record)
+    }
+
+    /// The record as generated (cached, its text made on first use).
+    fn generated(&self, collection: &str, id: &str) -> Option<Arc<Generated>> {
+        let mut generated = self.generated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(record) = generated.get(id) {
+            return Some(record.clone());
+        }
+        let record = records::record(collection, id)?;
+        let record = Arc::new(Generated {
+            record,
+            text: OnceLock::new(),
+        });
+        generated.insert(id.to_string(), record.clone());
+        Some(record)
+    }
+
+    /// The record's JSON text with its edits applied.
+    fn record_text(&self, collection: &str, id: &str, without_updated: bool) -> Option<String> {
+        let id = records::canonical_id(collection, id);
+        let edited = self
+            .edits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id);
+        if !edited && !without_updated {
+            let generated = self.generated(collection, &id)?;
+            return Some(
+                generated
+                    .text
+                    .get_or_init(|| generated.record.to_string())
+                    .clone(),
+            );
+        }
+        let mut record = self.record(collection, &id)?;
+        if without_updated {
+            if let Some(fields) = record.as_object_mut() {
+                fields.remove("updated");
+            }
+        }
+        Some(record.to_string())
     }
 
     /// Edits `count` records of a collection now, round-robin through it,
@@ -119,13 +223,14 @@ impl Catalogue {
         touched
     }
 
-    /// One page, or the reason the request is refused (answered 400).
+    /// One page as JSON text, or the reason the request is refused
+    /// (answered 400).
     pub fn page(
         &self,
         collection: &str,
         query: &HashMap<String, String>,
         faults: &ListFaults,
-    ) -> Result<Value, String> {
+    ) -> Result<String, String> {
         let get = |name: &str| {
             query
                 .iter()
@@ -156,53 +261,51 @@ impl Catalogue {
                 .transpose()
         };
         let (after, before) = (time("updatedAfter")?, time("updatedBefore")?);
-        let mut entries = self
-            .entries(collection)
-            .ok_or_else(|| format!("no list endpoint for {collection:?}"))?;
         let after = after.filter(|_| !faults.ignore_after);
-        entries.retain(|e| {
+        let keep = |updated: DateTime<Utc>| {
             let from = match after {
-                Some(a) if faults.exclusive_after => e.updated > a,
-                Some(a) => e.updated >= a,
+                Some(a) if faults.exclusive_after => updated > a,
+                Some(a) => updated >= a,
                 None => true,
             };
-            from && before.is_none_or(|b| e.updated < b)
-        });
+            from && before.is_none_or(|b| updated < b)
+        };
         let order = get("orderBy").unwrap_or("updated:asc");
         let (field, direction) = order.split_once(':').unwrap_or((order, "asc"));
-        match field.to_ascii_lowercase().as_str() {
-            "updated" | "updatedat" => {
-                entries.sort_by(|a, b| (a.updated, &a.id).cmp(&(b.updated, &b.id)))
+        let field = field.to_ascii_lowercase();
+        if !["updated", "updatedat", "created", "createdat", "id"].contains(&field.as_str()) {
+            return Err(format!("cannot order by {field:?}"));
+        }
+        let descending = direction.eq_ignore_ascii_case("desc");
+        let compare = |a: &Listed<'_>, b: &Listed<'_>| {
+            let ordering = if faults.ignore_order {
+                return a.id.cmp(b.id);
+            } else if field == "id" {
+                a.id.cmp(b.id)
+            } else if field.starts_with("created") {
+                (a.created, a.id).cmp(&(b.created, b.id))
+            } else {
+                (a.updated, a.id).cmp(&(b.updated, b.id))
+            };
+            if descending {
+                ordering.reverse()
+            } else {
+                ordering
             }
-            "created" | "createdat" => {
-                entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)))
-            }
-            "id" => entries.sort_by(|a, b| a.id.cmp(&b.id)),
-            other => return Err(format!("cannot order by {other:?}")),
-        }
-        if direction.eq_ignore_ascii_case("desc") {
-            entries.reverse();
-        }
-        if faults.ignore_order {
-            entries.sort_by(|a, b| a.id.cmp(&b.id));
-        }
+        };
         let limit = faults.page_cap.map_or(limit, |cap| limit.min(cap));
-        let total = entries.len();
-        let items: Vec<Value> = entries
+        let (total, ids) = self
+            .listed(collection, keep, compare, (offset, limit))
+            .ok_or_else(|| format!("no list endpoint for {collection:?}"))?;
+        let items: Vec<String> = ids
             .iter()
-            .skip(offset)
-            .take(limit)
-            .filter_map(|e| {
-                let mut record = self.record(collection, &e.id)?;
-                if faults.without_updated.contains(&e.id) {
-                    if let Some(fields) = record.as_object_mut() {
-                        fields.remove("updated");
-                    }
-                }
-                Some(record)
-            })
+            .filter_map(|id| self.record_text(collection, id, faults.without_updated.contains(id)))
             .collect();
-        Ok(json!({ "items": items, "total": total, "amount": items.len() }))
+        Ok(format!(
+            r#"{{"items":[{}],"total":{total},"amount":{}}}"#,
+            items.join(","),
+            items.len()
+        ))
     }
 }
 
@@ -228,6 +331,7 @@ mod tests {
                     &query(&[("Limit", "20"), ("offset", &offset.to_string())]),
                     &ListFaults::default(),
                 )
+                .map(|text| serde_json::from_str::<Value>(&text).expect("json"))
                 .expect("a page");
             assert_eq!(page["total"], 50);
             for item in page["items"].as_array().expect("items") {
@@ -244,6 +348,7 @@ mod tests {
                 &query(&[("limit", "1"), ("offset", "49")]),
                 &ListFaults::default(),
             )
+            .map(|text| serde_json::from_str::<Value>(&text).expect("json"))
             .expect("a page");
         assert_eq!(last["items"][0]["revision"], 1);
         assert!(catalogue

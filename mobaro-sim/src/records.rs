@@ -87,6 +87,17 @@ pub fn canonical_id(collection: &str, id: &str) -> String {
     }
 }
 
+/// A Result as after an unannounced change of the API: the checklist's
+/// `name` renamed `title`, and a new field `shift`.
+pub fn drift(result: &mut Value) {
+    if let Some(checklist) = result.get_mut("checklist").and_then(Value::as_object_mut) {
+        if let Some(name) = checklist.remove("name") {
+            checklist.insert("title".into(), name);
+        }
+    }
+    result["shift"] = "early".into();
+}
+
 /// The record with this id, or `None` for an unknown collection.
 pub fn record(collection: &str, id: &str) -> Option<Value> {
     let id = canonical_id(collection, id);
@@ -136,7 +147,9 @@ pub fn record(collection: &str, id: &str) -> Option<Value> {
                 "started": iso(started),
                 "answered": iso(started + Duration::minutes(10)),
                 "submitted": iso(started + Duration::minutes(11)),
-                "status": pick(&mut rng, &["Passed", "Failed", "Passed with remarks"]),
+                // Outcomes and Mobaro's Result types in one field: a guess
+                // the dbt package's variables can remap.
+                "status": pick(&mut rng, &["Passed", "Passed", "Passed", "Failed", "Passed with remarks", "Missed", "Invalidated"]),
                 "score": f64::from(rng.random_range(50..=100u32)) / 100.0,
                 "values": values,
                 "created": iso(created),
@@ -154,7 +167,9 @@ pub fn record(collection: &str, id: &str) -> Option<Value> {
             "id": id,
             "title": format!("Inspect {}", pick(&mut rng, &RIDES)),
             "location": location,
-            "status": pick(&mut rng, &["Open", "InProgress", "Done"]),
+            "status": pick(&mut rng, &["Open", "Started", "Finished", "Reopened"]),
+            "priority": pick(&mut rng, &["Low", "High"]),
+            "critical": rng.random_bool(0.2),
             "due": iso(updated + Duration::days(2)),
             "created": iso(created),
             "updated": iso(updated),
@@ -167,15 +182,29 @@ pub fn record(collection: &str, id: &str) -> Option<Value> {
             "created": iso(created),
             "updated": iso(updated),
         }),
-        "downtimes" => json!({
-            "id": id,
-            "location": location,
-            "reason": {"id": ref_id(&mut rng, "downtimereasons"), "name": pick(&mut rng, &REASONS)},
-            "start": iso(created),
-            "end": iso(created + Duration::minutes(rng.random_range(5..240))),
-            "created": iso(created),
-            "updated": iso(updated),
-        }),
+        "downtimes" => {
+            let status = pick(
+                &mut rng,
+                &["Resolved", "Closed", "Closed", "Open", "Blocking"],
+            );
+            let mut downtime = json!({
+                "id": id,
+                "location": location,
+                "reason": {"id": ref_id(&mut rng, "downtimereasons"), "name": pick(&mut rng, &REASONS)},
+                "status": status,
+                "start": iso(created),
+                "end": iso(created + Duration::minutes(rng.random_range(5..240))),
+                "created": iso(created),
+                "updated": iso(updated),
+            });
+            // Open and blocking downtimes have not ended.
+            if matches!(status, "Open" | "Blocking") {
+                if let Some(fields) = downtime.as_object_mut() {
+                    fields.remove("end");
+                }
+            }
+            downtime
+        }
         _ => return None,
     };
     Some(value)

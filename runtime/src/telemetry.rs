@@ -21,14 +21,41 @@ pub fn init_tracing() {
     };
 }
 
+/// Histograms whose name ends so are delays from seconds to days, served as
+/// Prometheus histograms with these bucket bounds (seconds); the other
+/// histograms are summaries.
+pub(crate) const DELAY_SUFFIX: &str = "_delay_seconds";
+const DELAY_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 604800.0,
+];
+
+/// How often recorded histogram samples are folded into their buckets and
+/// summaries, whether or not anyone scrapes: samples wait in memory until
+/// then.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix(DELAY_SUFFIX.into()),
+                    DELAY_BUCKETS,
+                )
+                .expect("the bucket bounds are not empty")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                })
+                .expect("a thread can be spawned");
+            handle
         })
         .clone()
 }

@@ -153,6 +153,8 @@ const RESULTS: &[Column] = &[
         Record(&["/submitted", "/submittedAt"]),
     ),
     col("values", Kind::ResultValues, Source::ResultValues),
+    CREATED,
+    UPDATED,
 ];
 
 const LOCATIONS: &[Column] = &[
@@ -284,8 +286,8 @@ impl Table {
         .clone()
     }
 
-    /// The columns whose values are unique per row, where a dictionary or
-    /// min/max statistics only cost time.
+    /// The columns whose values are unique per row, where a dictionary only
+    /// costs time.
     pub fn unique_columns() -> &'static [&'static str] {
         &["event_id", "record_json"]
     }

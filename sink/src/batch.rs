@@ -3,8 +3,11 @@
 
 use std::time::Instant;
 
-use lake::{Bounds, Compression, EncodedFile, EncodingError, FileSet, Naming, Origin};
+use lake::{Bounds, Compression, EncodedFile, EncodingError, EventIds, FileSet, Naming, Origin};
 use schemas::EnrichedView;
+
+use crate::deduplication::BatchIds;
+use crate::telemetry;
 
 /// A contiguous offset range of one partition, waiting to be written.
 pub(crate) struct Batch {
@@ -19,6 +22,8 @@ pub(crate) struct Batch {
     /// Where it must end, and what the tables hold already.
     pub(crate) bounds: Bounds,
     files: FileSet,
+    /// The event ids of its rows, on the days deduplication tracks.
+    ids: BatchIds,
 }
 
 /// The offsets a flushed batch covers.
@@ -51,25 +56,54 @@ impl Batch {
             opened_at: Instant::now(),
             bounds,
             files: FileSet::new(compression, chunk_bytes),
+            ids: BatchIds::new(),
         }
     }
 
     /// Extends the range to `offset`; `record` is None for an offset whose
     /// message went to the dead-letter topic instead. `size` is the message's
-    /// payload size. Tables holding the offset already do not get it again.
+    /// payload size. Tables holding the offset already do not get it again,
+    /// nor tables that `held` says hold its event id on its day, nor tables
+    /// this batch gave a row of the event already.
     pub(crate) fn push(
         &mut self,
         offset: i64,
         record: Option<&EnrichedView<'_>>,
         size: usize,
+        held: Option<&EventIds>,
     ) -> Result<(), EncodingError> {
         self.last_offset = offset;
         let Some(record) = record else {
             return Ok(());
         };
+        if let Some(received_at) = record.received_at.filter(|_| lake::column_monitors()) {
+            telemetry::arrived(record.resource, record.event_timestamp, received_at);
+        }
+        let day = record.event_timestamp.date_naive();
+        let tracked = held
+            .filter(|held| held.tracks(day))
+            .map(|held| (held, lake::digest(&record.event_id)));
         let bounds = &self.bounds;
-        self.files
-            .push(record, size, |table| bounds.holds(table, offset))
+        let ids = &mut self.ids;
+        self.files.push(record, size, |table| {
+            if bounds.holds(table, offset) {
+                return true;
+            }
+            let Some((held, id)) = tracked else {
+                return false;
+            };
+            let repeat = held.holds(table, day, id) || !ids.insert((table, day, id));
+            if repeat {
+                telemetry::duplicate_left_out(table);
+            }
+            repeat
+        })
+    }
+
+    /// The event ids of the batch's rows, for the deduplication to hold once
+    /// the batch is committed.
+    pub(crate) fn take_ids(&mut self) -> BatchIds {
+        std::mem::take(&mut self.ids)
     }
 
     /// Rows of the batch's largest file.
@@ -129,8 +163,12 @@ mod tests {
         let text = r#"{"event_id":"0000000000000000000000000000000a","resource":"Users","event":"Updated","object_id":"x/10-A","event_timestamp":"2025-03-01T23:59:59Z","received_at":null,"fetched_at":null,"status":"found","record":{"id":"x/10-A"}}"#;
         let mut batch = Batch::new(3, 10, Bounds::default(), Compression::Zstd, 1 << 20);
         let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");
-        batch.push(10, Some(&view), text.len()).expect("encodes");
-        batch.push(13, None, 0).expect("a dead-lettered offset");
+        batch
+            .push(10, Some(&view), text.len(), None)
+            .expect("encodes");
+        batch
+            .push(13, None, 0, None)
+            .expect("a dead-lettered offset");
         assert_eq!(batch.span().range, (10, 13));
         let files = batch
             .finish("mobaro.enriched", Naming::Range)

@@ -20,7 +20,7 @@ pub struct Config {
     /// `s3://bucket/prefix` with the endpoint and credentials from the usual AWS
     /// variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     /// AWS_REGION), or `memory://` for trials.
-    #[arg(long, env = "LAKE_URL", default_value = "./lake")]
+    #[arg(long, env = "LAKE_URL", default_value = "./data")]
     pub lake_url: String,
 
     /// How the tables are kept: `delta` (Delta Lake tables: files become
@@ -50,6 +50,23 @@ pub struct Config {
     /// store is down), consumption waits.
     #[arg(long, env = "SINK_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_bytes)]
     pub memory_budget: usize,
+
+    /// Delta tables: a record whose event_id its table holds already on the
+    /// record's day is left out. The ids of the days of this horizon before
+    /// today are read at start and after each rebalance; an older day's
+    /// when a record of it comes. The ids take up to a quarter of
+    /// SINK_MEMORY_BUDGET, 20 to 39 bytes each; when they need more, older
+    /// days leave first, then the horizon shortens with a warning. 0 turns
+    /// deduplication off.
+    #[arg(long, env = "SINK_DEDUP_HORIZON", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub dedup_horizon: Duration,
+
+    /// Count, per typed column, the rows with a record it holds no value
+    /// for; walk one record in 64 for fields no column reads; record each
+    /// event's arrival delay (see README, Monitoring the data). File
+    /// statistics are written either way.
+    #[arg(long, env = "SINK_COLUMN_MONITORS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub column_monitors: bool,
 
     /// Files at least this large are uploaded in parts (multipart upload).
     #[arg(long, env = "SINK_MULTIPART_THRESHOLD", default_value = "32MiB", value_parser = parse_bytes)]
@@ -155,6 +172,39 @@ pub enum Command {
     /// Vacuum the Delta tables once (delete files out of the tables for
     /// SINK_VACUUM_RETENTION), checkpoint them and clean their logs.
     Vacuum(VacuumArgs),
+    /// Examine the Delta tables and print, per table: version and last
+    /// commit, files and bytes, files per day, days due for compaction,
+    /// transactions per partition, rows and duplicate rows of the recent
+    /// days, the null share of each typed column while the record is
+    /// present, and fields no typed column reads in a sample of recent
+    /// records. Exits 1 when a check fails: no events table, duplicates in
+    /// a compacted day, a typed column null above the threshold.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// Print the checkup as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Days examined for rows, duplicates and null shares, back from each
+    /// table's newest day.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+
+    /// A typed column null in more than this share of the rows with a
+    /// record fails the checkup.
+    #[arg(long, default_value_t = 0.99)]
+    pub max_null_share: f64,
+
+    /// Null shares over fewer rows with a record are reported, not judged.
+    #[arg(long, default_value_t = 100)]
+    pub min_rows: u64,
+
+    /// Records of the newest files walked for fields no column reads.
+    #[arg(long, default_value_t = 1000)]
+    pub sample: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]

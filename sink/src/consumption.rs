@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
 use crate::config::Config;
+use crate::deduplication::Deduplication;
 use crate::rotation::{FlushReason, Rotation};
 use crate::telemetry;
 
@@ -95,6 +96,8 @@ const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 pub(crate) struct Buffer {
     pub(crate) batches: BTreeMap<i32, Batch>,
     pub(crate) standings: BTreeMap<i32, Standing>,
+    /// The event ids the tables hold, when deduplication is on.
+    pub(crate) dedup: Option<Deduplication>,
 }
 
 impl Buffer {
@@ -183,7 +186,12 @@ impl Consumption {
     pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumptionError> {
         self.consumer.subscribe(&[&self.config.enriched_topic])?;
         self.readiness.set(checks::OBJECT_STORE, Ok(()));
-        let mut buffer = Buffer::default();
+        let mut buffer = Buffer {
+            dedup: self.tables.delta().and_then(|_| {
+                Deduplication::new(self.config.dedup_horizon, self.config.memory_budget)
+            }),
+            ..Buffer::default()
+        };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let rotation = Rotation {
             max_rows: self.config.max_file_rows,
@@ -256,6 +264,14 @@ impl Consumption {
         }
         // Once a second: summing the buffers per message is not free.
         telemetry::buffered(buffer.buffered_bytes());
+        let now = std::time::SystemTime::now();
+        telemetry::oldest_pending(
+            buffer
+                .batches
+                .values()
+                .map(|b| now - b.opened_at.elapsed())
+                .min(),
+        );
         Ok(())
     }
 
@@ -297,8 +313,13 @@ impl Consumption {
             self.open_batch(buffer, rotation, partition, offset, shutdown)
                 .await?;
         }
+        if let Some(record) = &record {
+            self.read_day_if_needed(buffer, record.event_timestamp.date_naive(), shutdown)
+                .await?;
+        }
         let batch = buffer.batches.get_mut(&partition).expect("inserted above");
-        batch.push(offset, record.as_ref(), message.payload_len())?;
+        let held = buffer.dedup.as_ref().and_then(Deduplication::held);
+        batch.push(offset, record.as_ref(), message.payload_len(), held)?;
         let reason = match batch.bounds.cut_at {
             Some(cut) if cut == offset => Some(FlushReason::Replay),
             Some(_) => None,
@@ -339,23 +360,18 @@ impl Consumption {
         offset: i64,
         shutdown: &CancellationToken,
     ) -> Result<(), Halt> {
+        self.read_held_event_ids(buffer, shutdown).await?;
         let standing = match buffer.standings.entry(partition) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(unknown) => {
-                let standing = STORE_RETRY
-                    .run(
+                let standing = self
+                    .read_tables(
+                        "reading what the tables hold",
+                        || format!("reading what the tables hold of partition {partition}"),
+                        || self.tables.standing(partition, offset),
                         shutdown,
-                        |_| self.tables.standing(partition, offset),
-                        |error, attempt| {
-                            self.judge_store(error, attempt, "reading what the tables hold")
-                        },
                     )
-                    .await
-                    .or_stopped()?
-                    .map_err(|source| ConsumptionError::Store {
-                        what: format!("reading what the tables hold of partition {partition}"),
-                        source,
-                    })?;
+                    .await?;
                 self.check_continuity(partition, &standing, shutdown)
                     .await?;
                 unknown.insert(standing)
@@ -369,6 +385,96 @@ impl Consumption {
             rotation.chunk_bytes(),
         );
         buffer.batches.insert(partition, batch);
+        Ok(())
+    }
+
+    /// Reads from the tables with `read`, retried while the store fails in
+    /// a way retrying can cure; `what` names the read in the log, and
+    /// `refused` in the error that stops the sink.
+    async fn read_tables<T, F>(
+        &self,
+        what: &str,
+        refused: impl FnOnce() -> String,
+        read: impl Fn() -> F,
+        shutdown: &CancellationToken,
+    ) -> Result<T, Halt>
+    where
+        F: std::future::Future<Output = Result<T, TablesError>>,
+    {
+        let outcome = STORE_RETRY
+            .run(
+                shutdown,
+                |_| read(),
+                |error, attempt| self.judge_store(error, attempt, what),
+            )
+            .await
+            .or_stopped()?;
+        Ok(outcome.map_err(|source| ConsumptionError::Store {
+            what: refused(),
+            source,
+        })?)
+    }
+
+    /// Reads the event ids the tables hold, when deduplication is on and
+    /// they are not known: before the first batch, and after a rebalance
+    /// assigned partitions (another member may have committed to them).
+    async fn read_held_event_ids(
+        &self,
+        buffer: &mut Buffer,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Halt> {
+        let Some(dedup) = &mut buffer.dedup else {
+            return Ok(());
+        };
+        if self.consumer.context().take_assigned() {
+            dedup.forget();
+        }
+        if dedup.held().is_some() {
+            return Ok(());
+        }
+        let since = dedup.since();
+        let started = std::time::Instant::now();
+        let held = self
+            .read_tables(
+                "reading the event ids the tables hold",
+                || format!("reading the event ids the tables hold since {since}"),
+                || self.tables.held_event_ids(since),
+                shutdown,
+            )
+            .await?;
+        if let Some(held) = held {
+            dedup.read(held, started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Reads the event ids the tables hold on `day` when it is before the
+    /// deduplication horizon and not read yet: a backfill of old records,
+    /// run again, then adds nothing.
+    async fn read_day_if_needed(
+        &self,
+        buffer: &mut Buffer,
+        day: chrono::NaiveDate,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Halt> {
+        let Some(dedup) = buffer.dedup.as_mut() else {
+            return Ok(());
+        };
+        if !dedup.needs_day(day) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let ids = self
+            .read_tables(
+                "reading the event ids the tables hold on a day",
+                || format!("reading the event ids the tables hold on {day}"),
+                || self.tables.held_event_ids_on(day),
+                shutdown,
+            )
+            .await?;
+        if let Some(ids) = ids {
+            dedup.read_day(day, ids, started.elapsed());
+        }
         Ok(())
     }
 

@@ -70,16 +70,22 @@ impl Consumption {
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<Flushed, Halt> {
-        let Some(batch) = buffer.batches.remove(&partition) else {
+        let Some(mut batch) = buffer.batches.remove(&partition) else {
             return Ok(Flushed::Done);
         };
         let span = batch.span();
+        let ids = batch.take_ids();
         let files = batch.finish(self.tables.source(), self.tables.naming())?;
         match self
             .write_and_commit(buffer, files, &span, reason, shutdown)
             .await
         {
-            Ok(()) => Ok(Flushed::Done),
+            Ok(()) => {
+                if let Some(dedup) = &mut buffer.dedup {
+                    dedup.committed(ids);
+                }
+                Ok(Flushed::Done)
+            }
             Err(Unflushed::Lost) => {
                 self.abandon(buffer, &span).await;
                 Ok(Flushed::Abandoned)
@@ -275,6 +281,8 @@ impl Consumption {
             return Err(Unflushed::Lost);
         }
         standing.committed(written, last);
+        let closed_before = (chrono::Utc::now() - self.config.upkeep.compact_grace).date_naive();
+        telemetry::committed(written, closed_before);
         self.readiness.set(checks::OBJECT_STORE, Ok(()));
         Ok(())
     }

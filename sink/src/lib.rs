@@ -5,6 +5,8 @@ mod batch;
 mod config;
 mod consumption;
 mod continuity;
+mod deduplication;
+mod doctor;
 mod flush;
 mod ownership;
 mod rotation;
@@ -54,6 +56,12 @@ pub enum SinkError {
     #[error("{0} before the lake could be read")]
     /// Shutdown came while the lake was unreachable.
     Stopped(#[from] runtime::Stopped),
+    #[error("the checkup failed: {0} check(s); see the failures above")]
+    /// `sink doctor` found what fails a check.
+    Unhealthy(usize),
+    #[error(transparent)]
+    /// The lake could not be read for the checkup.
+    Read(#[from] lake::ReadError),
     #[error("`sink {0}` works on Delta tables: set LAKE_FORMAT=delta")]
     /// A Delta command on a plain Parquet lake.
     NotDelta(&'static str),
@@ -120,9 +128,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             }
             return Ok(());
         }
+        Some(config::Command::Doctor(args)) => {
+            if config.lake_format != LakeFormat::Delta {
+                return Err(SinkError::NotDelta("doctor"));
+            }
+            return doctor::run(&config, args).await;
+        }
         None => {}
     }
     let tables = Arc::new(tables(&config, &shutdown).await?);
+    until_the_store_answers(&shutdown, "creating the tables", || tables.create_missing()).await?;
     let readiness = runtime::Readiness::for_stage("sink");
     if config.create_topics {
         runtime::ensure_topics(
@@ -162,6 +177,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         runtime::ops_router(readiness.clone()),
         ops_shutdown.clone(),
     ));
+    telemetry::start_counters();
+    lake::set_column_monitors(config.column_monitors);
     tracing::info!(lake = tables.lake().describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
@@ -196,26 +213,42 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
 async fn tables(config: &Config, shutdown: &CancellationToken) -> Result<Tables, SinkError> {
     let lake = Lake::open(&config.lake_url)?;
     let tables = Tables::open(lake, config.lake_format, &config.source());
+    until_the_store_answers(shutdown, "reading the lake", || async {
+        if !config.trust_store {
+            tables.lake().check_create_only().await?;
+        }
+        tables.check_format().await
+    })
+    .await?;
+    Ok(tables)
+}
+
+/// Runs `step` until it succeeds, retrying while the store fails in a way
+/// that may pass; a permanent refusal (or shutdown) ends it.
+async fn until_the_store_answers<F, Fut>(
+    shutdown: &CancellationToken,
+    what: &str,
+    mut step: F,
+) -> Result<(), SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), TablesError>>,
+{
     consumption::STORE_RETRY
         .run(
             shutdown,
-            |_| async {
-                if !config.trust_store {
-                    tables.lake().check_create_only().await?;
-                }
-                tables.check_format().await
-            },
+            |_| step(),
             |error, attempt| {
                 if error.is_permanent() {
                     return runtime::Verdict::GiveUp;
                 }
-                tracing::warn!(%error, attempt, "reading the lake failed; retrying");
+                tracing::warn!(%error, attempt, "{what} failed; retrying");
                 runtime::Verdict::Retry
             },
         )
         .await
         .or_stopped()??;
-    Ok(tables)
+    Ok(())
 }
 
 fn print_compaction(report: &CompactionReport) {

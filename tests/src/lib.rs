@@ -139,6 +139,30 @@ pub fn run_binary(name: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Re
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// What a one-off run of a binary printed, and how it ended.
+#[derive(Debug)]
+pub struct Ran {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs the binary `name` to its end, successful or not.
+pub fn run_binary_output(name: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Ran> {
+    let output = Command::new(binary(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()?;
+    Ok(Ran {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
 /// A Kafka header's value as text.
 pub fn header(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
     use rdkafka::message::{Headers, Message};
@@ -368,11 +392,24 @@ pub async fn start_simulator(
 /// How many objects an `enricher backfill` run produced, from the line it
 /// prints per resource (`Results: 3000 objects in 24 pages`).
 pub fn backfilled_objects(output: &str) -> anyhow::Result<u64> {
-    output
+    backfill_summary(output).map(|(objects, _)| objects)
+}
+
+/// The objects and the scan's seconds in a backfill's summary line
+/// (`Results: 20000 objects in 158 pages, 9.1 s (2190/s)`).
+pub fn backfill_summary(output: &str) -> anyhow::Result<(u64, f64)> {
+    let seconds = output
+        .split(", ")
+        .nth(1)
+        .and_then(|part| part.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no scan time in {output:?}"))?;
+    let objects = output
         .split_whitespace()
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no object count in {output:?}"))
+        .with_context(|| format!("no object count in {output:?}"))?;
+    Ok((objects, seconds))
 }
 
 /// Waits until `url` answers 200.
@@ -588,13 +625,12 @@ pub struct DeltaSummary {
 /// from the AWS variables) with the Python `deltalake` package, at `version`
 /// or the latest. An error carries the reader's message.
 pub fn deltalake(python: &Path, uri: &str, version: Option<i64>) -> anyhow::Result<DeltaSummary> {
-    const SCRIPT: &str = r#"
-import json, os, sys
-from deltalake import DeltaTable, QueryBuilder
-options = {}
-if sys.argv[1].startswith("s3://"):
-    options = {key: os.environ[key] for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
-    options["AWS_ALLOW_HTTP"] = "true"
+    let version = version.map(|v| v.to_string()).unwrap_or_default();
+    deltalake_script(
+        python,
+        uri,
+        &[&version],
+        r#"
 table = DeltaTable(sys.argv[1], version=int(sys.argv[2]) if sys.argv[2] else None, storage_options=options)
 counts = QueryBuilder().register("t", table).execute("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM t").read_all()
 adds = table.get_add_actions(flatten=True)
@@ -605,10 +641,33 @@ print(json.dumps({
     "columns": [[field.name, str(field.type)] for field in table.schema().to_arrow()],
     "files": [[str(d), s] for d, s in zip(adds.column("partition.dt").to_pylist(), adds.column("size_bytes").to_pylist())],
 }))
-"#;
-    let version = version.map(|v| v.to_string()).unwrap_or_default();
+"#,
+    )
+}
+
+/// Runs `body`, Python with `json`, `os`, `sys`, `deltalake`'s `DeltaTable`
+/// and `QueryBuilder` imported and `options` set for the S3 server when
+/// `uri` is `s3://…`, on the Delta table at `uri` (`sys.argv[1]`, then
+/// `args`); what it prints, as JSON. An error carries the reader's message.
+pub fn deltalake_script<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    uri: &str,
+    args: &[&str],
+    body: &str,
+) -> anyhow::Result<T> {
+    let script = format!(
+        r#"
+import json, os, sys
+from deltalake import DeltaTable, QueryBuilder
+options = {{}}
+if sys.argv[1].startswith("s3://"):
+    options = {{key: os.environ[key] for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}}
+    options["AWS_ALLOW_HTTP"] = "true"
+{body}"#
+    );
     let output = Command::new(python)
-        .args(["-c", SCRIPT, uri, &version])
+        .args(["-c", &script, uri])
+        .args(args)
         .output()?;
     if !output.status.success() {
         bail!(

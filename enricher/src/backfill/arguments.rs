@@ -60,6 +60,12 @@ pub struct BackfillArgs {
     #[arg(long, env = "BACKFILL_COMPARE_LAKE")]
     pub compare_lake: Option<String>,
 
+    /// Pages whose records may be in flight to the broker before the
+    /// position is stored: more keeps a slow API and a slow broker busy at
+    /// once; a kill -9 lists and produces at most this many pages again.
+    #[arg(long, env = "BACKFILL_PAGES_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub pages_in_flight: u32,
+
     /// Count pages and objects without producing anything.
     #[arg(long)]
     pub dry_run: bool,

@@ -15,6 +15,8 @@ pub struct Loaded {
     pub pages: u64,
     /// Objects produced (or counted, in a dry run).
     pub objects: u64,
+    /// From the first list request to the last acknowledgement.
+    pub scanning: std::time::Duration,
     /// Listed items skipped over the whole run (malformed, or refused with
     /// `--fetch-each`).
     pub skipped: u64,
@@ -37,7 +39,14 @@ pub struct Compared {
 
 impl std::fmt::Display for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} objects in {} pages", self.objects, self.pages)?;
+        let seconds = self.scanning.as_secs_f64();
+        write!(
+            f,
+            "{} objects in {} pages, {seconds:.1} s ({:.0}/s)",
+            self.objects,
+            self.pages,
+            self.objects as f64 / seconds.max(0.001)
+        )?;
         if self.skipped > 0 {
             write!(f, "; {} items skipped", self.skipped)?;
         }

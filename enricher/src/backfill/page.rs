@@ -38,23 +38,30 @@ impl Listed {
 
 /// The page's items, or why the page does not have the configured shape
 /// (no array of items where the configuration says).
-pub(super) fn items(api: &ListApi, url: &url::Url, page: &Value) -> Result<Listed, BackfillError> {
-    let values = page
-        .pointer(&api.items_path)
-        .and_then(Value::as_array)
-        .ok_or_else(|| BackfillError::Envelope {
+pub(super) fn items(
+    api: &ListApi,
+    url: &url::Url,
+    mut page: Value,
+) -> Result<Listed, BackfillError> {
+    let taken = page
+        .pointer_mut(&api.items_path)
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take);
+    let Some(values) = taken else {
+        return Err(BackfillError::Envelope {
             url: url.to_string(),
             problem: format!("no array at {}", api.items_path),
             sample: page.to_string().chars().take(200).collect(),
-        })?;
+        });
+    };
     let mut listed = Listed {
         items: Vec::with_capacity(values.len()),
         rejected: Vec::new(),
     };
-    for (index, item) in values.iter().enumerate() {
+    for (index, item) in values.into_iter().enumerate() {
         match read(api, item) {
             Ok(item) => listed.items.push(item),
-            Err(problem) => listed.rejected.push(Rejected {
+            Err((problem, item)) => listed.rejected.push(Rejected {
                 index,
                 problem,
                 sample: item.to_string().chars().take(200).collect(),
@@ -64,26 +71,29 @@ pub(super) fn items(api: &ListApi, url: &url::Url, page: &Value) -> Result<Liste
     Ok(listed)
 }
 
-/// One item, or what the configuration cannot read in it.
-fn read(api: &ListApi, item: &Value) -> Result<Item, String> {
-    let id = item
-        .pointer(&api.id_field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("no text id at {}", api.id_field))?;
+/// One item, or what the configuration cannot read in it (with the item).
+fn read(api: &ListApi, item: Value) -> Result<Item, (String, Value)> {
+    let Some(id) = item.pointer(&api.id_field).and_then(Value::as_str) else {
+        return Err((format!("no text id at {}", api.id_field), item));
+    };
+    let id = id.to_string();
     let updated = api
         .updated_fields
         .iter()
-        .find_map(|f| item.pointer(f)?.as_str()?.parse::<DateTime<Utc>>().ok())
-        .ok_or_else(|| {
+        .find_map(|f| item.pointer(f)?.as_str()?.parse::<DateTime<Utc>>().ok());
+    let Some(updated) = updated else {
+        return Err((
             format!(
                 "item {id} has no update time at {}",
                 api.updated_fields.join(" or ")
-            )
-        })?;
+            ),
+            item,
+        ));
+    };
     Ok(Item {
-        id: id.to_string(),
+        id,
         updated,
-        record: item.clone(),
+        record: item,
     })
 }
 

@@ -1,9 +1,13 @@
 //! One resource's scan through its list endpoint.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::future::OptionFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::message::OwnedHeaders;
 use runtime::{produce, with_headers, Failure, Outgoing};
 use schemas::{headers, EnrichedRecord, EventKind, FetchStatus, Resource, WebhookEvent};
@@ -74,11 +78,20 @@ impl Scan<'_> {
         let mut first_page = true;
         let mut asked = self.request(&checkpoint)?;
         let mut page = self.list(&asked.url).await?;
+        let mut pipeline = Pipeline {
+            scan: self,
+            depth: self.args.pages_in_flight.max(1) as usize,
+            unsaved: Default::default(),
+            acked: None,
+            saving: None,
+            pushed: 0,
+            stored: 0,
+        };
         loop {
-            let listed = items(&self.args.api, &asked.url, &page)?;
             if checkpoint.pages == 0 {
                 checkpoint.total = self.args.api.total_path_value(&page);
             }
+            let listed = items(&self.args.api, &asked.url, page)?;
             self.verify(&asked, &listed.items)?;
             if first_page {
                 if let Some(rejected) = listed.rejected.first() {
@@ -124,21 +137,21 @@ impl Scan<'_> {
                 seen.retain(|(_, updated)| *updated >= from);
             }
             let last = checkpoint.done || self.shutdown.is_cancelled();
-            // The next page is asked for while this one's records are being
-            // acknowledged and the position stored; the position moves only
-            // after the acknowledgements, so a kill fetches at most one page
-            // again.
+            // This page's records go to the broker while the next page is
+            // asked for; the position is stored only once every record up to
+            // it is acknowledged, so a kill lists and produces at most
+            // `pages_in_flight` pages again.
+            let snapshot = checkpoint.clone();
+            pipeline.pushed += 1;
+            let page_number = pipeline.pushed;
+            pipeline.unsaved.push_back(Box::pin(async move {
+                self.produce(fresh).await?;
+                Ok((page_number, snapshot))
+            }));
             let next = if last {
                 None
             } else {
                 Some(self.request(&checkpoint)?)
-            };
-            let stored = async {
-                self.produce(&fresh).await?;
-                if !self.args.dry_run {
-                    self.save(&checkpoint).await?;
-                }
-                Ok::<(), BackfillError>(())
             };
             let fetch = async {
                 match &next {
@@ -146,19 +159,31 @@ impl Scan<'_> {
                     None => None,
                 }
             };
-            let (stored, fetched) = tokio::join!(stored, fetch);
-            stored?;
+            let fetched = pipeline.drive_while(fetch).await?;
             if progress.due(checkpoint.objects - run_start.1, checkpoint.total) {
                 self.report(&checkpoint, run_start.1, started);
             }
             match (next, fetched) {
                 (Some(next), Some(fetched)) => {
                     asked = next;
-                    page = fetched?;
+                    page = match fetched {
+                        Ok(page) => page,
+                        Err(error) => {
+                            // What was listed before is stored, so that a
+                            // rerun starts after it; should that fail too,
+                            // the list request's error is logged first.
+                            if let Err(stored) = pipeline.drain().await {
+                                tracing::error!(resource = %self.resource, %error, "list request failed");
+                                return Err(stored);
+                            }
+                            return Err(error);
+                        }
+                    };
                 }
                 _ => break,
             }
         }
+        pipeline.drain().await?;
         progress.finish();
         self.report(&checkpoint, run_start.1, started);
         if checkpoint.done {
@@ -175,6 +200,7 @@ impl Scan<'_> {
         Ok(Loaded {
             pages: checkpoint.pages - run_start.0,
             objects: checkpoint.objects - run_start.1,
+            scanning: started.elapsed(),
             skipped: checkpoint.skipped,
             offset_pages: checkpoint.offset_pages,
             compared: comparison.map(|c| c.found),
@@ -332,22 +358,23 @@ impl Scan<'_> {
 
     /// Produces one Snapshot record per item and waits for every ack
     /// (nothing in a dry run).
-    async fn produce(&self, items: &[Item]) -> Result<(), BackfillError> {
+    async fn produce(&self, items: Vec<Item>) -> Result<(), BackfillError> {
         if self.args.dry_run || items.is_empty() {
             return Ok(());
         }
         let now = Utc::now();
+        let count = items.len();
         let records: Vec<(EnrichedRecord, Vec<u8>)> = items
-            .iter()
+            .into_iter()
             .map(|item| {
                 let event = WebhookEvent {
                     resource: self.resource,
                     event: EventKind::Snapshot,
-                    object_id: item.id.clone(),
+                    object_id: item.id,
                     timestamp: item.updated,
                 };
                 let record = EnrichedRecord::new(&event, None, FetchStatus::Found)
-                    .with_record(item.record.clone(), now);
+                    .with_record(item.record, now);
                 let value = serde_json::to_vec(&record).expect("enriched records serialize");
                 (record, value)
             })
@@ -378,12 +405,16 @@ impl Scan<'_> {
                 }
             }
         }
-        crate::telemetry::backfilled(items.len());
+        crate::telemetry::backfilled(count);
         Ok(())
     }
 
-    /// Stores the position, keyed by resource and run.
+    /// Stores the position, keyed by resource and run (nothing in a dry
+    /// run).
     async fn save(&self, checkpoint: &Checkpoint) -> Result<(), BackfillError> {
+        if self.args.dry_run {
+            return Ok(());
+        }
         let value = serde_json::to_vec(checkpoint).expect("checkpoints serialize");
         let key = format!("{}/{}", self.resource.collection(), checkpoint.run);
         let outgoing = Outgoing {
@@ -421,5 +452,101 @@ impl Scan<'_> {
             dry_run = self.args.dry_run,
             "backfill progress"
         );
+    }
+}
+
+type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackfillError>> + Send + 'a>>;
+
+/// Pages on their way to the broker and the position behind them: records
+/// are acknowledged page by page in order, and the position of the newest
+/// page whose records (and all before) are acknowledged is stored, one save
+/// at a time.
+struct Pipeline<'s, 'a> {
+    scan: &'s Scan<'a>,
+    /// How many pages may be produced beyond the stored position.
+    depth: usize,
+    /// Pages being produced, oldest first: each yields its number and the
+    /// position after it once its records are acknowledged.
+    unsaved: FuturesOrdered<Pending<'s, (u64, Checkpoint)>>,
+    /// The newest position whose records are all acknowledged, not yet
+    /// being stored, with its page's number.
+    acked: Option<(u64, Checkpoint)>,
+    /// The save running, with the number of the page it stores.
+    saving: Option<(u64, Pending<'s, ()>)>,
+    /// Pages handed to the pipeline in this run.
+    pushed: u64,
+    /// The newest page whose position is stored.
+    stored: u64,
+}
+
+impl<'s> Pipeline<'s, '_> {
+    /// Pages produced beyond the stored position, counting the one being
+    /// stored.
+    fn unstored(&self) -> usize {
+        (self.pushed - self.stored) as usize
+    }
+
+    /// Runs `work` (the next list request) while the pages in flight are
+    /// acknowledged and their positions stored; returns its output once it is
+    /// done and there is room for one more page.
+    async fn drive_while<T>(&mut self, work: impl Future<Output = T>) -> Result<T, BackfillError> {
+        let mut work = std::pin::pin!(work);
+        let mut output = None;
+        loop {
+            self.start_save();
+            if self.unstored() < self.depth {
+                if let Some(output) = output.take() {
+                    return Ok(output);
+                }
+            }
+            if output.is_some() {
+                self.step().await?;
+            } else {
+                tokio::select! {
+                    done = &mut work => output = Some(done),
+                    stepped = self.step() => stepped?,
+                }
+            }
+        }
+    }
+
+    /// Waits until every page is acknowledged and the newest position
+    /// stored.
+    async fn drain(&mut self) -> Result<(), BackfillError> {
+        loop {
+            self.start_save();
+            if self.unstored() == 0 {
+                return Ok(());
+            }
+            self.step().await?;
+        }
+    }
+
+    /// Waits for the next page's acknowledgements or the running save to
+    /// finish (for ever when neither is pending). Cancel-safe.
+    async fn step(&mut self) -> Result<(), BackfillError> {
+        tokio::select! {
+            Some(acked) = self.unsaved.next(), if !self.unsaved.is_empty() => {
+                self.acked = Some(acked?);
+            }
+            Some(saved) = OptionFuture::from(self.saving.as_mut().map(|(_, save)| save)), if self.saving.is_some() => {
+                saved?;
+                if let Some((page, _)) = self.saving.take() {
+                    self.stored = page;
+                }
+            }
+            else => std::future::pending().await,
+        }
+        Ok(())
+    }
+
+    /// Stores the newest acknowledged position unless a save is running.
+    fn start_save(&mut self) {
+        if self.saving.is_none() {
+            if let Some((page, checkpoint)) = self.acked.take() {
+                let scan = self.scan;
+                self.saving = Some((page, Box::pin(async move { scan.save(&checkpoint).await })));
+            }
+        }
     }
 }

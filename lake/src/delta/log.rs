@@ -115,7 +115,11 @@ pub(crate) fn add_action(file: &DataFile, data_change: bool) -> Add {
         size: file.size as i64,
         modification_time: chrono::Utc::now().timestamp_millis(),
         data_change,
-        stats: Some(format!(r#"{{"numRecords":{}}}"#, file.rows)),
+        stats: Some(
+            file.stats
+                .clone()
+                .unwrap_or_else(|| format!(r#"{{"numRecords":{}}}"#, file.rows)),
+        ),
         tags: None,
         deletion_vector: None,
         base_row_id: None,
@@ -452,6 +456,7 @@ mod tests {
             },
             size: 100,
             rows: 1,
+            stats: None,
         }
     }
 

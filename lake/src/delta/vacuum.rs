@@ -199,6 +199,7 @@ mod tests {
             },
             size: 1,
             rows: 1,
+            stats: None,
         }
     }
 

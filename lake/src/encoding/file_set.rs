@@ -97,6 +97,7 @@ impl EncodedFile {
             path: self.path.clone(),
             size: self.bytes.len(),
             rows: self.rows,
+            stats: Some(crate::statistics::delta_stats(&self.bytes, self.rows)),
         }
     }
 }
@@ -118,7 +119,7 @@ impl FileSet {
         &mut self,
         record: &EnrichedView<'_>,
         size: usize,
-        holds: impl Fn(Table) -> bool,
+        mut holds: impl FnMut(Table) -> bool,
     ) -> Result<(), EncodingError> {
         let date = record.event_timestamp.date_naive();
         for table in [table_for(record.resource), Table::Events] {

@@ -17,6 +17,8 @@ pub(crate) struct Layout {
     pub(crate) slots: Vec<Slots>,
     /// Whether any column reads the fetched record (not so for `events`).
     pub(crate) reads_record: bool,
+    /// The JSON pointers the columns read.
+    pub(crate) mapped: Vec<String>,
 }
 
 pub(crate) enum Slots {
@@ -65,6 +67,7 @@ impl Layout {
             selector,
             reads_record: slots.iter().any(|s| !matches!(s, Slots::None)),
             slots,
+            mapped: crate::encoding::unmapped_fields::mapped_paths(table),
         }
     }
 }

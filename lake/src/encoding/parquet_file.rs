@@ -79,12 +79,15 @@ pub(crate) fn properties(compression: Compression) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_size(ROW_GROUP_ROWS)
         .set_created_by(concat!("mobaro-lake sink ", env!("CARGO_PKG_VERSION")).to_string());
-    // Unique per row: a dictionary only costs time before it falls back, and
-    // min/max of whole JSON documents help no query.
+    // Unique per row: a dictionary only costs time before it falls back.
+    // Statistics per column chunk (not per page): their null counts go into
+    // the Delta `add` (`record_json`'s tells the rows with a record, against
+    // which the typed columns' null shares are judged), and `event_id`'s
+    // bounds let a lookup by id skip files. Bounds are cut to 64 bytes.
     for column in Table::unique_columns() {
         builder = builder
             .set_column_dictionary_enabled((*column).into(), false)
-            .set_column_statistics_enabled((*column).into(), EnabledStatistics::None);
+            .set_column_statistics_enabled((*column).into(), EnabledStatistics::Chunk);
     }
     builder.build()
 }

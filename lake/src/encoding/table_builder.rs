@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, StringBuilder,
+    Array, ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, StringBuilder,
     StructBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, SchemaRef};
@@ -16,6 +16,8 @@ use schemas::{result_value_fields, EnrichedView, Kind, Source, Table};
 
 use crate::encoding::extraction::{Extracted, Scalar};
 use crate::encoding::layout::{layout, Layout, Slots, ValueSlots};
+use crate::encoding::unmapped_fields;
+use crate::telemetry;
 
 /// A batch could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +28,12 @@ pub enum TableError {
 }
 
 pub(crate) struct TableBuilder {
+    table: Table,
     layout: &'static Layout,
     builders: Vec<ColumnBuilder>,
     rows: usize,
+    /// Rows appended with a fetched record.
+    recorded: usize,
 }
 
 enum ColumnBuilder {
@@ -78,6 +83,7 @@ impl TableBuilder {
     pub(crate) fn new(table: Table) -> TableBuilder {
         let layout = layout(table);
         TableBuilder {
+            table,
             layout,
             builders: layout
                 .columns
@@ -85,6 +91,7 @@ impl TableBuilder {
                 .map(|c| ColumnBuilder::new(c.kind))
                 .collect(),
             rows: 0,
+            recorded: 0,
         }
     }
 
@@ -105,6 +112,10 @@ impl TableBuilder {
     pub(crate) fn append(&mut self, record: &EnrichedView<'_>) {
         let layout = self.layout;
         let json = record.record_json();
+        self.recorded += usize::from(json.is_some());
+        if let (Some(json), true) = (json, layout.reads_record && telemetry::column_monitors()) {
+            unmapped_fields::observe(self.table, &layout.mapped, json);
+        }
         let extracted = match json {
             Some(json) if layout.reads_record => Some(layout.selector.extract(json)),
             _ => None,
@@ -164,8 +175,32 @@ impl TableBuilder {
             .iter_mut()
             .map(ColumnBuilder::finish)
             .collect();
+        self.count_typed_nulls(&arrays);
         self.rows = 0;
+        self.recorded = 0;
         Ok(RecordBatch::try_new(self.layout.schema.clone(), arrays)?)
+    }
+}
+
+impl TableBuilder {
+    /// Counts, per column read from the record, the rows that have a record
+    /// but no value in the column: a path that finds nothing (renamed by
+    /// the API, or guessed wrong) shows as a null share near 100 %.
+    fn count_typed_nulls(&self, arrays: &[ArrayRef]) {
+        if !self.layout.reads_record || self.recorded == 0 || !telemetry::column_monitors() {
+            return;
+        }
+        telemetry::recorded_rows(self.table, self.recorded);
+        let without_record = self.rows - self.recorded;
+        for (column, array) in self.layout.columns.iter().zip(arrays) {
+            if matches!(
+                column.source,
+                Source::Record(_) | Source::RecordList(..) | Source::ResultValues
+            ) {
+                let nulls = array.null_count().saturating_sub(without_record);
+                telemetry::typed_nulls(self.table, column.name, nulls);
+            }
+        }
     }
 }
 

@@ -316,7 +316,11 @@ async fn commit(
                 for day in days_left {
                     let done = day.done;
                     tracing::info!(table = table.name(), date = %done.date, files_in = done.files_in, files_out = done.files_out, rows_in = done.rows_in, rows_out = done.rows_out, "day compacted");
-                    telemetry::day_compacted(&done);
+                    telemetry::day_compacted(
+                        done.table,
+                        (done.files_in, done.files_out),
+                        (done.rows_in, done.rows_out),
+                    );
                     report.compacted.push(done);
                 }
                 return Ok(());
@@ -495,6 +499,7 @@ mod tests {
             path,
             size,
             rows: 1,
+            stats: None,
         }
     }
 
@@ -530,6 +535,7 @@ mod tests {
             },
             size: 3,
             rows: 1,
+            stats: None,
         };
         let put = lake
             .create(&lake.path(&broken.path.in_lake()), "bad".into())

@@ -203,10 +203,12 @@ impl<'s> Output<'s> {
                 }
             }
         };
+        let rows = std::mem::take(&mut self.rows);
         self.written.push(DataFile {
             path,
             size,
-            rows: std::mem::take(&mut self.rows),
+            rows,
+            stats: Some(crate::statistics::delta_stats(&bytes, rows)),
         });
         Ok(())
     }

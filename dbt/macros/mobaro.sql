@@ -1,0 +1,84 @@
+{#- The rows of `relation`, one per event_id: copies of one event (a table
+    written before the sink deduplicated, or by another writer) count once,
+    the fetched copy first, then the latest fetch. -#}
+{% macro mobaro_one_row_per_event(relation) %}
+    select * exclude (copy_rank)
+    from (
+        select
+            *,
+            row_number() over (
+                partition by event_id
+                order by case when status = 'found' then 0 else 1 end, fetched_at desc nulls last
+            ) as copy_rank
+        from {{ relation }}
+    ) as copies
+    where copy_rank = 1
+{% endmacro %}
+
+{#- The latest row of each object of `relation` (by event_timestamp, then
+    the latest fetch), among the rows `condition` keeps. -#}
+{% macro mobaro_latest_per_object(relation, condition='true') %}
+    select * exclude (recency)
+    from (
+        select
+            *,
+            row_number() over (
+                partition by object_id order by event_timestamp desc, fetched_at desc nulls last
+            ) as recency
+        from {{ relation }}
+        where {{ condition }}
+    ) as ranked
+    where recency = 1
+{% endmacro %}
+
+{#- The current state of each object of a lake table: its latest event
+    decides whether it is deleted, its latest fetched record gives its
+    fields (a later event whose fetch failed does not blank it). -#}
+{% macro mobaro_current_state(table_name) %}
+with events as (
+    {{ mobaro_one_row_per_event(source('mobaro', table_name)) }}
+),
+
+latest_event as (
+    select object_id, event as last_event, status as last_status, event_timestamp as last_event_at
+    from ({{ mobaro_latest_per_object('events') }}) as latest
+),
+
+latest_record as (
+    {{ mobaro_latest_per_object('events', "status = 'found'") }}
+)
+
+select
+    latest_event.object_id,
+    latest_event.last_event,
+    latest_event.last_event_at,
+    latest_event.last_event = 'Deleted' or latest_event.last_status = 'not_found' as is_deleted,
+    latest_record.fetched_at as record_fetched_at,
+    latest_record.* exclude (object_id, event_id, resource, event, event_timestamp, received_at, fetched_at, status, dt)
+from latest_event
+left join latest_record on latest_record.object_id = latest_event.object_id
+{% endmacro %}
+
+{#- The moment "open", "overdue" and open downtimes are judged at. -#}
+{% macro mobaro_as_of() %}
+    {%- if var('mobaro_as_of') -%}
+        cast('{{ var("mobaro_as_of") }}' as timestamp with time zone)
+    {%- else -%}
+        current_timestamp
+    {%- endif -%}
+{% endmacro %}
+
+{#- `column in (values of the list variable name)`; false for an empty list. -#}
+{% macro mobaro_in(column, list_var) %}
+    {%- set values = var(list_var) -%}
+    {%- if values | length == 0 -%}
+        false
+    {%- else -%}
+        coalesce({{ column }} in ({% for value in values %}'{{ value | replace("'", "''") }}'{% if not loop.last %}, {% endif %}{% endfor %}), false)
+    {%- endif -%}
+{% endmacro %}
+
+{#- The text at JSON path variable `path_var` of a record. -#}
+{% macro mobaro_json_text(column, path_var) %}
+    json_extract_string({{ column }}, '{{ var(path_var) }}')
+{%- endmacro %}

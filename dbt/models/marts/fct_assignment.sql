@@ -1,0 +1,25 @@
+-- One row per Assignment that is not deleted: its state, priority and due date.
+select
+    assignment_id,
+    title,
+    location_id,
+    assignment_status,
+    priority,
+    is_critical,
+    {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }} as is_finished,
+    due_at,
+    not {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }}
+        and due_at < {{ mobaro_as_of() }} as is_overdue,
+    created_at,
+    updated_at,
+    -- Mobaro's finish time is not known: the last update of a finished one.
+    case
+        when {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }}
+        then updated_at
+    end as finished_at,
+    case
+        when {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }}
+        then {{ dbt.datediff('created_at', 'updated_at', 'second') }} / 3600.0
+    end as hours_to_finish
+from {{ ref('stg_mobaro__assignments') }}
+where not is_deleted

@@ -1,0 +1,13 @@
+-- One row per Downtime that is not deleted; an open one lasts until mobaro_as_of.
+select
+    downtime_id,
+    location_id,
+    reason,
+    downtime_status,
+    {{ mobaro_in('downtime_status', 'mobaro_downtime_blocking_statuses') }} as is_blocking,
+    ended_at is null and not {{ mobaro_in('downtime_status', 'mobaro_downtime_closed_statuses') }} as is_open,
+    started_at,
+    ended_at,
+    {{ dbt.datediff('started_at', 'coalesce(ended_at, ' ~ mobaro_as_of() ~ ')', 'second') }} / 60.0 as duration_minutes
+from {{ ref('stg_mobaro__downtimes') }}
+where not is_deleted and started_at is not null
