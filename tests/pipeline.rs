@@ -1,7 +1,7 @@
 //! The whole pipeline on a real broker and a real S3 server: signed webhooks go
 //! in over HTTP, Parquet files come out, and DuckDB reads them back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,12 @@ struct Pipeline {
     enricher: Process,
     sink: Process,
     api: String,
+    sim_url: String,
+    sink_ops: String,
     webhook_url: String,
     prefix: String,
+    lake_url: String,
+    enriched: String,
 }
 
 async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::Result<Pipeline> {
@@ -111,8 +115,12 @@ async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::
         enricher,
         sink,
         api: format!("http://{api_addr}/api/customers"),
+        sim_url: format!("http://{api_addr}"),
+        sink_ops,
         webhook_url: format!("http://{ingest_addr}/webhooks/mobaro"),
         prefix,
+        lake_url,
+        enriched,
     })
 }
 
@@ -154,32 +162,75 @@ fn send_webhooks(url: &str, count: u32, resources: &str) -> anyhow::Result<Vec<V
     Ok(bodies)
 }
 
-/// Downloads the lake until the `events` table holds `expected` distinct events.
+/// The distinct events among webhook bodies: two deliveries alike in
+/// resource, event, object and timestamp (the sender can make two within
+/// one millisecond when it catches up on missed ticks) are one event, with
+/// one `event_id`, and the lake holds it once.
+fn distinct_events(bodies: &[Value]) -> usize {
+    bodies
+        .iter()
+        .map(|b| {
+            (
+                b["resource"].to_string(),
+                b["event"].to_string(),
+                b["objectId"].to_string(),
+                b["timestamp"].to_string(),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// The distinct events among webhook bodies per table: `events` holds every
+/// one, and each resource's own table (`results`, `users`, …) the events of
+/// that resource, written later because the enricher comes between.
+fn expected_rows(bodies: &[Value]) -> BTreeMap<String, usize> {
+    let mut by_table: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for body in bodies {
+        let resource = body["resource"].as_str().unwrap_or_default().to_lowercase();
+        by_table.entry(resource).or_default().push(body.clone());
+    }
+    by_table.insert("events".to_string(), bodies.to_vec());
+    by_table
+        .into_iter()
+        .map(|(table, bodies)| (table, distinct_events(&bodies)))
+        .collect()
+}
+
+/// Downloads the lake until every table holds the distinct events it should.
 async fn wait_for_lake(
     services: &Services,
     prefix: &str,
     dir: &Path,
-    expected: usize,
+    bodies: &[Value],
 ) -> anyhow::Result<()> {
     let store = services.bucket()?;
+    let expected = expected_rows(bodies);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let files = download(store.as_ref(), prefix, dir).await?;
-        if files.iter().any(|f| f.starts_with(dir.join("events"))) {
-            let rows = duckdb(
-                &services.python,
-                &format!(
-                    "SELECT count(DISTINCT event_id) AS n FROM {}",
-                    end_to_end::table_scan(dir, "events")
-                ),
-            )?;
-            if rows[0]["n"] == expected {
-                return Ok(());
-            }
+        let mut held = BTreeMap::new();
+        for table in expected.keys() {
+            let count = if files.iter().any(|f| f.starts_with(dir.join(table))) {
+                let rows = duckdb(
+                    &services.python,
+                    &format!(
+                        "SELECT count(DISTINCT event_id) AS n FROM {}",
+                        end_to_end::table_scan(dir, table)
+                    ),
+                )?;
+                rows[0]["n"].as_u64().unwrap_or_default() as usize
+            } else {
+                0
+            };
+            held.insert(table.clone(), count);
+        }
+        if held == expected {
+            return Ok(());
         }
         ensure!(
             Instant::now() < deadline,
-            "lake did not receive {expected} events in time"
+            "the lake did not receive every event in time: expected {expected:?}, held {held:?}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -210,7 +261,8 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
 
     let bodies = send_webhooks(&pipeline.webhook_url, 30, "Results,Users,Locations")?;
     let lake = tempfile::tempdir()?;
-    wait_for_lake(&services, &pipeline.prefix, lake.path(), bodies.len()).await?;
+    let distinct = distinct_events(&bodies);
+    wait_for_lake(&services, &pipeline.prefix, lake.path(), &bodies).await?;
 
     // Every table read back by DuckDB, with Hive partitioning and declared types.
     let types = duckdb(
@@ -242,7 +294,7 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
             table(lake.path(), "events")
         ),
     )?;
-    assert_eq!(events.len(), bodies.len());
+    assert_eq!(events.len(), distinct);
     let sent: BTreeSet<(String, String, String)> = bodies
         .iter()
         .map(|b| {
@@ -359,4 +411,84 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// Mobaro renames a field of Results and adds one, unannounced (the
+/// simulator's `drifted_results`): the typed column that read the old name
+/// empties, the sink's metrics say so and name the new fields, and `sink
+/// doctor` fails naming the column.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_mobaro_renames_is_caught_by_the_metrics_and_sink_doctor() -> anyhow::Result<()> {
+    let services = Services::from_env();
+    let run = unique("drift");
+    let logs = log_dir("drift-logs-")?;
+    let pipeline = start_pipeline(&services, &run, &logs).await?;
+    reqwest::Client::new()
+        .post(format!("{}/sim/faults", pipeline.sim_url))
+        .json(&serde_json::json!({"drifted_results": true}))
+        .send()
+        .await?
+        .error_for_status()?;
+
+    let bodies = send_webhooks(&pipeline.webhook_url, 150, "Results")?;
+    let lake = tempfile::tempdir()?;
+    wait_for_lake(&services, &pipeline.prefix, lake.path(), &bodies).await?;
+
+    let ops = &pipeline.sink_ops;
+    let recorded = end_to_end::metric(ops, r#"sink_recorded_rows_total{table="results"}"#).await;
+    let empty = end_to_end::metric(
+        ops,
+        r#"sink_typed_nulls_total{table="results",column="checklist_name"}"#,
+    )
+    .await;
+    let filled = end_to_end::metric(
+        ops,
+        r#"sink_typed_nulls_total{table="results",column="checklist_id"}"#,
+    )
+    .await;
+    let renamed = end_to_end::metric(
+        ops,
+        r#"sink_unmapped_fields_total{table="results",path="/checklist/title"}"#,
+    )
+    .await;
+    let added = end_to_end::metric(
+        ops,
+        r#"sink_unmapped_fields_total{table="results",path="/shift"}"#,
+    )
+    .await;
+    ensure!(
+        recorded >= 100.0 && empty == recorded && filled == 0.0 && renamed > 0.0 && added > 0.0,
+        "rows with a record {recorded}, checklist_name null {empty}, checklist_id null {filled}, \
+         /checklist/title seen {renamed}, /shift seen {added}"
+    );
+
+    let doctor = end_to_end::run_binary_output(
+        "sink",
+        &["doctor"],
+        &[
+            ("LAKE_URL", pipeline.lake_url.as_str()),
+            ("ENRICHED_TOPIC", pipeline.enriched.as_str()),
+        ],
+    )?;
+    ensure!(
+        doctor.status.code() == Some(1)
+            && doctor
+                .stdout
+                .contains("results.checklist_name: null in 100.0 %")
+            && doctor.stdout.contains("/checklist/title")
+            && doctor.stdout.contains("/shift"),
+        "sink doctor did not name the emptied column and the new fields: {doctor:?}"
+    );
+
+    let Pipeline {
+        sim,
+        ingest,
+        enricher,
+        sink,
+        ..
+    } = pipeline;
+    for process in [ingest, enricher, sink, sim] {
+        process.interrupt(Duration::from_secs(30))?;
+    }
+    Ok(())
 }
