@@ -419,6 +419,47 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // The same backfill again, over unchanged records: every Snapshot is
+    // one the table holds, so the sink leaves each out and adds no row.
+    let again = setup.run(
+        &[
+            "--resource",
+            "Results",
+            "--updated-before",
+            "2025-06-01T00:00:00Z",
+        ],
+        &[("BACKFILL_RATE_LIMIT", "1000")],
+    )?;
+    let repeated = backfilled_objects(&again)?;
+    ensure!(
+        repeated == in_lake.len() as u64,
+        "the second run listed {repeated} objects"
+    );
+    let left_out = r#"sink_duplicates_left_out_total{table="results"}"#;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while end_to_end::metric(&ops, left_out).await < repeated as f64 {
+        ensure!(
+            Instant::now() < deadline,
+            "the sink left out {} of {repeated} repeated records",
+            end_to_end::metric(&ops, left_out).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let counts = end_to_end::duckdb(
+        &setup.services.python,
+        &format!(
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM delta_scan('{}')",
+            results.display()
+        ),
+    )?;
+    ensure!(
+        counts[0]["n"] == counts[0]["d"] && counts[0]["n"].as_u64() == Some(in_lake.len() as u64),
+        "after a second backfill the results table holds {} rows for {} events and {} objects",
+        counts[0]["n"],
+        counts[0]["d"],
+        in_lake.len()
+    );
     sink.interrupt(Duration::from_secs(30))?;
 
     let touched: Vec<String> = reqwest::Client::new()

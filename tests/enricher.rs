@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use end_to_end::{
-    free_port, header, log_dir, read_topic, read_until, run_binary, set_faults, unique,
-    wait_until_ready, Process, Services,
+    committed_and_ends, free_port, header, log_dir, read_topic, read_until, run_binary, set_faults,
+    unique, wait_until_ready, Process, Services,
 };
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -604,32 +604,6 @@ fn committed_metadata(brokers: &str, topic: &str, group: &str) -> anyhow::Result
         .iter()
         .map(|e| e.metadata().to_string())
         .collect())
-}
-
-/// Every partition's committed offset of `group` on `topic`, against its end.
-fn committed_and_ends(brokers: &str, topic: &str, group: &str) -> anyhow::Result<Vec<(i64, i64)>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut list = rdkafka::TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
-    (0..partitions)
-        .map(|partition| {
-            let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-            let offset = committed
-                .find_partition(topic, partition)
-                .and_then(|p| p.offset().to_raw())
-                .unwrap_or(-1);
-            Ok((offset.max(0), end))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

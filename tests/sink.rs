@@ -83,11 +83,10 @@ impl Setup {
         Ok((sink, ops))
     }
 
+    /// Produces `messages` one after the other: each is acknowledged before
+    /// the next is sent, so they keep their order.
     async fn send(&self, messages: &[(String, String)]) -> anyhow::Result<()> {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.services.brokers)
-            .set("linger.ms", "5")
-            .create()?;
+        let producer = self.producer()?;
         for (key, value) in messages {
             producer
                 .send(
@@ -98,6 +97,31 @@ impl Setup {
                 .map_err(|(e, _)| e)?;
         }
         Ok(())
+    }
+
+    /// Produces `messages` many at a time, in no promised order.
+    async fn send_many(&self, messages: &[(String, String)]) -> anyhow::Result<()> {
+        let producer = self.producer()?;
+        futures::stream::iter(messages)
+            .map(|(key, value)| {
+                producer.send(
+                    FutureRecord::to(&self.topic).key(key).payload(value),
+                    Duration::from_secs(30),
+                )
+            })
+            .buffer_unordered(1000)
+            .map(|sent| sent.map(|_| ()).map_err(|(e, _)| anyhow::Error::from(e)))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    fn producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.services.brokers)
+            .set("linger.ms", "5")
+            .create()?)
     }
 
     /// Enriched Results `from..to`, over three days.
@@ -135,20 +159,7 @@ impl Setup {
         ids: impl Iterator<Item = usize>,
         times: &[String],
     ) -> anyhow::Result<()> {
-        let messages: Vec<(String, String)> = ids
-            .map(|i| {
-                let time = &times[i % times.len()];
-                let id = format!("results/{}-A", i % 97);
-                let value = json!({
-                    "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
-                    "object_id": id, "event_timestamp": time,
-                    "received_at": null, "fetched_at": time, "status": "found",
-                    "record": {"id": id, "score": 0.5},
-                });
-                (id, value.to_string())
-            })
-            .collect();
-        self.send(&messages).await
+        self.send(&event_messages(ids, times)).await
     }
 
     /// Produces 3,000 records to a sink, kills it (-9) once some files are
@@ -197,6 +208,28 @@ impl Setup {
         Ok((other, elsewhere))
     }
 
+    /// Waits until the sink's group has committed `messages` offsets of the
+    /// topic: what they cover is in the tables. Cheaper than reading the
+    /// lake, for drills that check it once at the end.
+    async fn wait_until_committed(&self, messages: i64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let committed: i64 =
+                end_to_end::committed_and_ends(&self.services.brokers, &self.topic, &self.group)?
+                    .iter()
+                    .map(|(offset, _)| offset)
+                    .sum();
+            if committed >= messages {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the sink committed {committed} of {messages} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the lake's `events` table holds at least `rows` rows.
     async fn wait_for_rows(&self, store: &dyn ObjectStore, rows: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -243,6 +276,22 @@ impl Setup {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// The records [`Setup::produce_events`] produces.
+fn event_messages(ids: impl Iterator<Item = usize>, times: &[String]) -> Vec<(String, String)> {
+    ids.map(|i| {
+        let time = &times[i % times.len()];
+        let id = format!("results/{}-A", i % 97);
+        let value = json!({
+            "event_id": format!("{i:032x}"), "resource": "Results", "event": "Updated",
+            "object_id": id, "event_timestamp": time,
+            "received_at": null, "fetched_at": time, "status": "found",
+            "record": {"id": id, "score": 0.5},
+        });
+        (id, value.to_string())
+    })
+    .collect()
 }
 
 fn counts(python: &Path, dir: &Path) -> anyhow::Result<(u64, u64)> {
@@ -1268,7 +1317,7 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
         );
         setup.send(&messages).await?;
         setup
-            .expect_exactly(store.as_ref(), ((day + 1) * PER_DAY) as u64)
+            .wait_until_committed(((day + 1) * PER_DAY) as i64)
             .await?;
         let commits = metric(&ops, "sink_delta_commit_seconds_count").await - count;
         let mean = (metric(&ops, "sink_delta_commit_seconds_sum").await - sum) / commits.max(1.0);
@@ -1402,6 +1451,84 @@ async fn an_event_delivered_three_times_is_one_row_in_every_delta_version() -> a
         }
     }
     second.interrupt(Duration::from_secs(30))
+}
+
+/// A sink whose tables hold more event ids than a quarter of its
+/// `SINK_MEMORY_BUDGET` reads back only the newest days that fit: the
+/// horizon shortens, with a warning and the gauge, the ids stay within
+/// their share, and repeats of the days kept are still left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_ids_beyond_the_memory_budget_shorten_the_horizon() -> anyhow::Result<()> {
+    // 4,000 events a day, in `events` and `results`: 278 KiB of ids a day
+    // (two sets of 8,192 slots), 1.9 MiB for the week, where a budget of
+    // 4 MiB leaves them 1 MiB: three days.
+    const PER_DAY: usize = 4000;
+    const BUDGET_MIB: f64 = 4.0;
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    let today = chrono::Utc::now().date_naive();
+    let days: Vec<String> = (0..7)
+        .map(|d| format!("{}T08:00:00Z", today - chrono::Days::new(d)))
+        .collect();
+    let writer = setup
+        .sink(&[
+            SLOT,
+            ("SINK_MAX_FILE_ROWS", "100000"),
+            ("SINK_MAX_FILE_AGE", "2s"),
+        ])
+        .await?;
+    setup
+        .send_many(&event_messages(0..7 * PER_DAY, &days))
+        .await?;
+    setup
+        .expect_exactly(store.as_ref(), 7 * PER_DAY as u64)
+        .await?;
+    writer.interrupt(Duration::from_secs(30))?;
+
+    let (reader, ops) = setup
+        .sink_with_ops(&[SLOT, ("SINK_MEMORY_BUDGET", "4MiB")])
+        .await?;
+    let ready_mib = reader.peak_rss_mib().context("the sink's memory")?;
+    // A new event of today, and two repeats of today's events (ids 0 and 7
+    // fall on today): the first batch reads the ids back.
+    setup
+        .produce_events([7 * PER_DAY, 0, 7].into_iter(), &days)
+        .await?;
+    setup
+        .expect_exactly(store.as_ref(), 7 * PER_DAY as u64 + 1)
+        .await?;
+    let left_out = metric(&ops, r#"sink_duplicates_left_out_total{table="events"}"#).await;
+    let horizon = metric(&ops, "sink_dedup_horizon_days").await;
+    let tracked = metric(&ops, "sink_dedup_tracked_bytes").await;
+    let peak_mib = reader.peak_rss_mib().context("the sink's memory")?;
+    println!(
+        "horizon {horizon} days, ids {tracked} bytes, RSS {ready_mib:.1} MiB when ready, peak {peak_mib:.1} MiB"
+    );
+    ensure!(
+        left_out == 2.0,
+        "{left_out} repeats of today left out of events"
+    );
+    ensure!(
+        (1.0..7.0).contains(&horizon) && tracked <= BUDGET_MIB * 1024.0 * 1024.0 / 4.0,
+        "horizon {horizon} days, ids {tracked} bytes"
+    );
+    ensure!(
+        reader
+            .log_text()
+            .contains("outgrew a quarter of SINK_MEMORY_BUDGET while read back"),
+        "no warning that the horizon was shortened"
+    );
+    // Besides what the budget governs, the first batch loads the six
+    // tables' Delta states and opens their files: about 10 MiB here.
+    const OUTSIDE_THE_BUDGET_MIB: f64 = 16.0;
+    ensure!(
+        peak_mib - ready_mib <= BUDGET_MIB + OUTSIDE_THE_BUDGET_MIB,
+        "the sink grew by {:.1} MiB reading the ids back, beyond its budget of {BUDGET_MIB} MiB \
+         and {OUTSIDE_THE_BUDGET_MIB} MiB for the tables' states",
+        peak_mib - ready_mib
+    );
+    reader.interrupt(Duration::from_secs(30))
 }
 
 /// Rows and distinct `event_id`s of every version of the Delta table at

@@ -97,36 +97,49 @@ pub async fn latest_per_object(
 
 /// The `event_id`s `tables` hold on the days from `since` to `until`
 /// (without end when `None`), from the tables' states `delta` has loaded
-/// (brought up to date, not read again).
+/// (brought up to date, not read again). Days are read newest first, and
+/// the read stops within the first day that takes the ids past `limit`
+/// bytes: that day and the older ones are left untracked (the result's
+/// `since` says from which day on the ids are whole), so the ids never
+/// take much more than `limit`.
 pub(crate) async fn held_event_ids_between(
     delta: &DeltaTables,
     tables: &[Table],
     since: NaiveDate,
     until: Option<NaiveDate>,
+    limit: usize,
 ) -> Result<EventIds, ReadError> {
     let lake = delta.lake();
-    let mut held = EventIds::new(since);
+    let mut files: Vec<(NaiveDate, Table, object_store::path::Path, u64)> = vec![];
     for &table in tables {
-        let files: Vec<_> = files_of(delta, table)
-            .await?
-            .into_iter()
-            .filter_map(|file| {
-                let relative = file
-                    .location
-                    .as_ref()
-                    .rsplit(&format!("{}/", table.name()))
-                    .next()?;
-                let date = DataPath::parse_in_table(table, relative)?.date;
-                (date >= since && until.is_none_or(|until| date <= until)).then_some((
-                    file.location,
-                    file.size,
-                    date,
-                ))
-            })
-            .collect();
-        let located: Vec<_> = files.iter().map(|(l, s, _)| (l.clone(), *s)).collect();
+        files.extend(
+            files_of(delta, table)
+                .await?
+                .into_iter()
+                .filter_map(|file| {
+                    let relative = file
+                        .location
+                        .as_ref()
+                        .rsplit(&format!("{}/", table.name()))
+                        .next()?;
+                    let date = DataPath::parse_in_table(table, relative)?.date;
+                    (date >= since && until.is_none_or(|until| date <= until)).then_some((
+                        date,
+                        table,
+                        file.location,
+                        file.size,
+                    ))
+                }),
+        );
+    }
+    files.sort_by_key(|file| std::cmp::Reverse(file.0));
+    let mut held = EventIds::new(since);
+    for day in files.chunk_by(|a, b| a.0 == b.0) {
+        let date = day[0].0;
+        let located: Vec<_> = day.iter().map(|(_, _, l, s)| (l.clone(), *s)).collect();
+        let mut whole = true;
         each_batch(lake, &located, &["event_id"], |index, batch| {
-            let date = files[index].2;
+            let table = day[index].1;
             let ids = batch
                 .column_by_name("event_id")
                 .map(texts)
@@ -136,9 +149,14 @@ pub(crate) async fn held_event_ids_between(
                     .flatten()
                     .map(|id| (table, date, digest(id))),
             );
-            true
+            whole = held.bytes() <= limit;
+            whole
         })
         .await?;
+        if !whole {
+            held.forget_before(date + chrono::Days::new(1));
+            break;
+        }
     }
     Ok(held)
 }

@@ -432,13 +432,13 @@ impl Consumption {
         if dedup.held().is_some() {
             return Ok(());
         }
-        let since = dedup.since();
+        let (since, limit) = (dedup.since(), dedup.budget());
         let started = std::time::Instant::now();
         let held = self
             .read_tables(
                 "reading the event ids the tables hold",
                 || format!("reading the event ids the tables hold since {since}"),
-                || self.tables.held_event_ids(since),
+                || self.tables.held_event_ids(since, limit),
                 shutdown,
             )
             .await?;
@@ -463,12 +463,13 @@ impl Consumption {
         if !dedup.needs_day(day) {
             return Ok(());
         }
+        let limit = dedup.budget();
         let started = std::time::Instant::now();
         let ids = self
             .read_tables(
                 "reading the event ids the tables hold on a day",
                 || format!("reading the event ids the tables hold on {day}"),
-                || self.tables.held_event_ids_on(day),
+                || self.tables.held_event_ids_on(day, limit),
                 shutdown,
             )
             .await?;

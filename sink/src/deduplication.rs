@@ -16,7 +16,7 @@ use chrono::{NaiveDate, Utc};
 use lake::{EventIds, IdDigest};
 use schemas::Table;
 
-use crate::telemetry;
+use crate::telemetry::{self, IdsRead};
 
 /// The share of `SINK_MEMORY_BUDGET` the tracked ids may take.
 const BUDGET_SHARE: usize = 4;
@@ -53,6 +53,11 @@ impl Deduplication {
         first_day(Utc::now().date_naive(), self.in_force)
     }
 
+    /// Bytes the ids may take: a read of them stops there.
+    pub(crate) fn budget(&self) -> usize {
+        self.budget
+    }
+
     /// The ids held, once read.
     pub(crate) fn held(&self) -> Option<&EventIds> {
         self.held.as_ref()
@@ -64,9 +69,22 @@ impl Deduplication {
         self.held = None;
     }
 
-    /// The ids the tables hold, read in `took`.
+    /// The ids the tables hold, read in `took`; when the read stopped at
+    /// the budget, they begin on a later day than asked, and the horizon
+    /// shortens to it.
     pub(crate) fn read(&mut self, held: EventIds, took: Duration) {
-        telemetry::dedup_rebuilt(took);
+        telemetry::dedup_rebuilt(IdsRead::Horizon, took);
+        let today = Utc::now().date_naive();
+        if let Some(since) = held.since().filter(|since| *since > self.since()) {
+            self.in_force = u32::try_from((today - since).num_days().max(0)).unwrap_or(0);
+            tracing::warn!(
+                configured_days = self.horizon_days,
+                days = self.in_force,
+                bytes = held.bytes(),
+                budget = self.budget,
+                "the event ids of the deduplication horizon outgrew a quarter of SINK_MEMORY_BUDGET while read back: the horizon is shortened, and duplicates of older days are left to compaction; raise SINK_MEMORY_BUDGET or lower SINK_DEDUP_HORIZON"
+            );
+        }
         tracing::info!(
             ids = held.len(),
             bytes = held.bytes(),
@@ -94,10 +112,22 @@ impl Deduplication {
     /// The ids the tables hold on `day`, a day before the horizon, read on
     /// their own in `took` (a backfill, or a late delivery).
     pub(crate) fn read_day(&mut self, day: NaiveDate, ids: EventIds, took: Duration) {
-        telemetry::dedup_rebuilt(took);
-        tracing::debug!(%day, ids = ids.len(), seconds = took.as_secs_f64(), "event ids of an earlier day read");
+        telemetry::dedup_rebuilt(IdsRead::Day, took);
         if let Some(held) = &mut self.held {
-            held.absorb_day(day, ids);
+            // Room is made by the earlier days least recently used, never
+            // by the horizon, and never by this day: it is noted as read
+            // even when it does not fit, with no ids, so that its records
+            // are not read again one by one. They are then written, and
+            // compaction removes what they repeat.
+            let needed = ids.bytes();
+            while held.bytes() + needed > self.budget && held.forget_least_used_day().is_some() {}
+            if ids.tracks(day) && held.bytes() + needed <= self.budget {
+                tracing::debug!(%day, ids = ids.len(), seconds = took.as_secs_f64(), "event ids of an earlier day read");
+                held.absorb_day(day, ids);
+            } else {
+                tracing::warn!(%day, budget = self.budget, "the event ids of an earlier day do not fit in a quarter of SINK_MEMORY_BUDGET beside the horizon's: duplicates of its records are left to compaction; raise SINK_MEMORY_BUDGET or lower SINK_DEDUP_HORIZON");
+                held.absorb_day(day, EventIds::new(day));
+            }
         }
         self.settle();
     }
@@ -171,5 +201,40 @@ mod tests {
         assert!(dedup.in_force < 3, "{} days", dedup.in_force);
         assert!(held.holds(Table::Events, today, 1));
         assert!(held.bytes() <= 64 * 1024);
+    }
+
+    #[test]
+    fn an_earlier_day_too_large_is_noted_without_ids_and_not_read_again() {
+        let today = Utc::now().date_naive();
+        let mut dedup = Deduplication::new(Duration::from_secs(86_400), 4 * 64 * 1024).expect("on");
+        let mut held = EventIds::new(dedup.since());
+        held.insert(Table::Events, today, 1);
+        dedup.read(held, Duration::ZERO);
+        let (small, large) = (first_day(today, 30), first_day(today, 40));
+        let mut ids = EventIds::new(small);
+        ids.insert(Table::Events, small, 2);
+        dedup.read_day(small, ids, Duration::ZERO);
+        assert!(!dedup.needs_day(small));
+        assert!(dedup.held().expect("read").holds(Table::Events, small, 2));
+        let mut ids = EventIds::new(large);
+        for id in 0..4000u128 {
+            ids.insert(Table::Events, large, id << 64 | id);
+        }
+        dedup.read_day(large, ids, Duration::ZERO);
+        let held = dedup.held().expect("read");
+        assert!(!held.holds(Table::Events, large, 1 << 64 | 1));
+        assert!(held.holds(Table::Events, today, 1));
+        assert!(held.bytes() <= 64 * 1024);
+        assert!(!dedup.needs_day(large));
+        assert_eq!(dedup.in_force, 1);
+    }
+
+    #[test]
+    fn ids_read_back_from_a_later_day_than_asked_shorten_the_horizon() {
+        let today = Utc::now().date_naive();
+        let mut dedup = Deduplication::new(Duration::from_secs(7 * 86_400), 1 << 20).expect("on");
+        dedup.read(EventIds::new(first_day(today, 2)), Duration::ZERO);
+        assert_eq!(dedup.in_force, 2);
+        assert_eq!(dedup.since(), first_day(today, 2));
     }
 }

@@ -122,9 +122,23 @@ pub(crate) fn dedup_tracked(ids: usize, bytes: usize, horizon_days: u32) {
     metrics::gauge!(HORIZON_DAYS).set(f64::from(horizon_days));
 }
 
-/// The tracked event ids were read again from the tables in `took`.
-pub(crate) fn dedup_rebuilt(took: Duration) {
-    metrics::histogram!(REBUILD_SECONDS).record(took.as_secs_f64());
+/// What a read of tracked event ids covered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdsRead {
+    /// Every day of the horizon, after partitions were assigned.
+    Horizon,
+    /// One day before the horizon, for a record of that day.
+    Day,
+}
+
+/// Event ids were read from the tables in `took`; served per `scope`
+/// (`horizon` or `day`), the two costing very differently.
+pub(crate) fn dedup_rebuilt(read: IdsRead, took: Duration) {
+    let scope = match read {
+        IdsRead::Horizon => "horizon",
+        IdsRead::Day => "day",
+    };
+    metrics::histogram!(REBUILD_SECONDS, "scope" => scope).record(took.as_secs_f64());
 }
 
 /// A record of `resource` reached the sink: the webhook's timestamp was
