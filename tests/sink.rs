@@ -775,9 +775,12 @@ async fn a_new_topic_under_an_old_name_stops_the_sink_until_adopted() -> anyhow:
 }
 
 /// An upgrade from plain Parquet (the old default) to Delta on the same
-/// prefix: the sink and its vacuum refuse, and no file is deleted.
+/// prefix: the sink and its vacuum refuse, and no file is deleted; then
+/// `sink convert-to-delta` makes the files the tables' history, and a Delta
+/// sink replaying the whole topic under a new group (deduplication off,
+/// so only the transactions can tell) adds only what the files lack.
 #[tokio::test(flavor = "multi_thread")]
-async fn delta_tables_are_not_created_over_plain_parquet_history() -> anyhow::Result<()> {
+async fn parquet_history_is_refused_then_converted_to_delta_in_place() -> anyhow::Result<()> {
     let setup = Setup::new(PARQUET)?;
     let store = setup.services.bucket()?;
     end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
@@ -821,7 +824,47 @@ async fn delta_tables_are_not_created_over_plain_parquet_history() -> anyhow::Re
         files(store.clone(), setup.prefix.clone()).await == before,
         "files were deleted or added"
     );
-    setup.expect_exactly(store.as_ref(), 300).await
+    setup.expect_exactly(store.as_ref(), 300).await?;
+
+    let convert_env = [
+        ("LAKE_URL", lake_url.as_str()),
+        ("LAKE_FORMAT", DELTA),
+        ("ENRICHED_TOPIC", setup.topic.as_str()),
+    ];
+    let converted = end_to_end::run_binary_output("sink", &["convert-to-delta"], &convert_env)?;
+    ensure!(
+        converted.status.success() && converted.stdout.contains("events: "),
+        "the conversion failed: {converted:?}"
+    );
+    println!("{}", converted.stdout);
+    let again = end_to_end::run_binary_output("sink", &["convert-to-delta"], &convert_env)?;
+    ensure!(
+        again.status.success() && again.stdout.contains(" 0 added now"),
+        "a second conversion added files again: {again:?}"
+    );
+    let events =
+        end_to_end::deltalake(&setup.services.python, &format!("{lake_url}/events"), None)?;
+    ensure!(
+        events.rows == 300 && events.distinct == 300,
+        "Python deltalake reads {} rows ({} distinct) of 300 after the conversion",
+        events.rows,
+        events.distinct
+    );
+    let replaying_group = unique("replay");
+    let replaying = setup
+        .sink(&[
+            ("LAKE_FORMAT", DELTA),
+            ("SINK_GROUP_ID", &replaying_group),
+            ("SINK_DEDUP_HORIZON", "0"),
+        ])
+        .await?;
+    setup.produce(300, 500).await?;
+    setup.expect_exactly(store.as_ref(), 500).await?;
+    ensure!(
+        files(store.clone(), setup.prefix.clone()).await > before,
+        "the Parquet files are not all there"
+    );
+    replaying.interrupt(Duration::from_secs(30))
 }
 
 /// A second deployment (another broker, the same topic name) writing into

@@ -26,6 +26,7 @@ pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
 pub use delta::compaction::{
     compact, CompactionError, CompactionReport, CompactionSettings, DayCompacted,
 };
+pub use delta::conversion::{convert_to_delta, ConversionError, Converted};
 pub use delta::log::{DeltaError, DeltaTables};
 pub use delta::vacuum::{vacuum, VacuumReport, VacuumSettings, Vacuumed};
 pub use encoding::file_set::{EncodedFile, FileSet, Naming, Origin};

@@ -19,7 +19,7 @@ use arrow::datatypes::{
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::parquet_to_arrow_schema;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Number, Value};
 
 /// Columns with statistics, as Delta's `dataSkippingNumIndexedCols`.
@@ -31,9 +31,20 @@ const STRING_PREFIX: usize = 32;
 /// The statistics JSON of the Parquet file `bytes` holding `rows` rows; only
 /// `numRecords` when its footer cannot be read.
 pub(crate) fn delta_stats(bytes: &Bytes, rows: usize) -> String {
+    let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes).ok();
+    stats_json(rows, metadata.as_ref().and_then(columns))
+}
+
+/// The statistics JSON of a Parquet file from its footer's `metadata`.
+pub(crate) fn delta_stats_of(metadata: &ParquetMetaData) -> String {
+    let rows = usize::try_from(metadata.file_metadata().num_rows()).unwrap_or_default();
+    stats_json(rows, columns(metadata))
+}
+
+fn stats_json(rows: usize, columns: Option<Bounds>) -> String {
     let mut stats = Map::new();
     stats.insert("numRecords".into(), Value::from(rows));
-    if let Some((min, max, nulls)) = columns(bytes) {
+    if let Some((min, max, nulls)) = columns {
         stats.insert("minValues".into(), Value::Object(min));
         stats.insert("maxValues".into(), Value::Object(max));
         stats.insert("nullCount".into(), Value::Object(nulls));
@@ -43,8 +54,7 @@ pub(crate) fn delta_stats(bytes: &Bytes, rows: usize) -> String {
 
 type Bounds = (Map<String, Value>, Map<String, Value>, Map<String, Value>);
 
-fn columns(bytes: &Bytes) -> Option<Bounds> {
-    let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes).ok()?;
+fn columns(metadata: &ParquetMetaData) -> Option<Bounds> {
     let file = metadata.file_metadata();
     let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()).ok()?;
     let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());

@@ -410,6 +410,22 @@ impl Lake {
         &self,
         path: &Path,
     ) -> Result<BTreeMap<String, String>, LakeError> {
+        let metadata = self.parquet_footer(path).await?;
+        Ok(metadata
+            .file_metadata()
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+            .collect())
+    }
+
+    /// The footer of the Parquet file at `path`, read with a HEAD and two
+    /// ranged requests at most.
+    pub(crate) async fn parquet_footer(
+        &self,
+        path: &Path,
+    ) -> Result<parquet::file::metadata::ParquetMetaData, LakeError> {
         const TAIL: u64 = 64 * 1024;
         let footer_error = |source| LakeError::Footer {
             path: path.to_string(),
@@ -437,14 +453,7 @@ impl Lake {
                 .await?;
         }
         let footer = &tail[tail.len() - length as usize..tail.len() - 8];
-        let metadata = ParquetMetaDataReader::decode_metadata(footer).map_err(footer_error)?;
-        Ok(metadata
-            .file_metadata()
-            .key_value_metadata()
-            .into_iter()
-            .flatten()
-            .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
-            .collect())
+        ParquetMetaDataReader::decode_metadata(footer).map_err(footer_error)
     }
 
     /// [`Lake::create`] for large objects: uploads in parts of `part_size`

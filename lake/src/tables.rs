@@ -55,7 +55,7 @@ pub enum TablesError {
     #[error(transparent)]
     /// A Delta log could not be read or written.
     Delta(#[from] DeltaError),
-    #[error("{found} is a plain Parquet file, but LAKE_FORMAT=delta: Delta tables are not created over plain Parquet files (Delta readers would not see them, and vacuum could take them for its own). Point LAKE_URL at a new prefix for the Delta tables (and keep reading the old one as plain Parquet), or keep LAKE_FORMAT=parquet for this prefix")]
+    #[error("{found} is a plain Parquet file, but LAKE_FORMAT=delta: Delta tables are not created over plain Parquet files (Delta readers would not see them, and vacuum could take them for its own). Stop every sink writing this prefix and convert it in place with `sink convert-to-delta` (the files stay as they are and become the tables' history), or point LAKE_URL at a new prefix for the Delta tables, or keep LAKE_FORMAT=parquet for this prefix")]
     /// A Delta lake asked for where plain Parquet files are.
     ParquetPrefix {
         /// A file found.

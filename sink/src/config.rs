@@ -180,6 +180,14 @@ pub enum Command {
     /// records. Exits 1 when a check fails: no events table, duplicates in
     /// a compacted day, a typed column null above the threshold.
     Doctor(DoctorArgs),
+    /// Turn a prefix of plain Parquet files (LAKE_FORMAT=parquet, the old
+    /// default) into Delta tables in place: each file is added to its
+    /// table's log as it is, with the statistics of its footer, and each
+    /// source partition's transaction set to the last offset its files
+    /// hold, so a Delta sink goes on where the Parquet sink stopped. Stop
+    /// every sink writing the prefix first. Safe to run again: it adds only
+    /// what an earlier run did not.
+    ConvertToDelta,
 }
 
 #[derive(Debug, Clone, clap::Args)]

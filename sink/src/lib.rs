@@ -5,6 +5,7 @@ mod batch;
 mod config;
 mod consumption;
 mod continuity;
+mod conversion;
 mod deduplication;
 mod doctor;
 mod flush;
@@ -62,6 +63,9 @@ pub enum SinkError {
     #[error(transparent)]
     /// The lake could not be read for the checkup.
     Read(#[from] lake::ReadError),
+    #[error(transparent)]
+    /// A plain Parquet prefix could not be converted to Delta tables.
+    Conversion(#[from] lake::ConversionError),
     #[error("`sink {0}` works on Delta tables: set LAKE_FORMAT=delta")]
     /// A Delta command on a plain Parquet lake.
     NotDelta(&'static str),
@@ -128,6 +132,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             }
             return Ok(());
         }
+        Some(config::Command::ConvertToDelta) => return conversion::run(&config, &shutdown).await,
         Some(config::Command::Doctor(args)) => {
             if config.lake_format != LakeFormat::Delta {
                 return Err(SinkError::NotDelta("doctor"));
