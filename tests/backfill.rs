@@ -363,15 +363,13 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
     const OBJECTS: u32 = 300;
     let setup = Setup::start(OBJECTS).await?;
     // The lake gets the records updated before June, through the sink.
-    let first = setup.run(
-        &[
-            "--resource",
-            "Results",
-            "--updated-before",
-            "2025-06-01T00:00:00Z",
-        ],
-        &[("BACKFILL_RATE_LIMIT", "1000")],
-    )?;
+    let before_june = [
+        "--resource",
+        "Results",
+        "--updated-before",
+        "2025-06-01T00:00:00Z",
+    ];
+    let first = setup.run(&before_june, &[("BACKFILL_RATE_LIMIT", "1000")])?;
     let in_lake: BTreeSet<String> = objects(&setup.snapshots(backfilled_objects(&first)?).await?)
         .into_keys()
         .collect();
@@ -422,15 +420,7 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
 
     // The same backfill again, over unchanged records: every Snapshot is
     // one the table holds, so the sink leaves each out and adds no row.
-    let again = setup.run(
-        &[
-            "--resource",
-            "Results",
-            "--updated-before",
-            "2025-06-01T00:00:00Z",
-        ],
-        &[("BACKFILL_RATE_LIMIT", "1000")],
-    )?;
+    let again = setup.run(&before_june, &[("BACKFILL_RATE_LIMIT", "1000")])?;
     let repeated = backfilled_objects(&again)?;
     ensure!(
         repeated == in_lake.len() as u64,

@@ -28,6 +28,16 @@ struct Pipeline {
     enriched: String,
 }
 
+impl Pipeline {
+    /// Stops every stage, the webhooks' way in first.
+    fn stop(self) -> anyhow::Result<()> {
+        for process in [self.ingest, self.enricher, self.sink, self.sim] {
+            process.interrupt(Duration::from_secs(30))?;
+        }
+        Ok(())
+    }
+}
+
 async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::Result<Pipeline> {
     let api_addr = format!("127.0.0.1:{}", free_port());
     let ingest_addr = format!("127.0.0.1:{}", free_port());
@@ -387,17 +397,7 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
         );
     }
 
-    let Pipeline {
-        sim,
-        ingest,
-        enricher,
-        sink,
-        ..
-    } = pipeline;
-    for process in [ingest, enricher, sink, sim] {
-        process.interrupt(Duration::from_secs(30))?;
-    }
-    Ok(())
+    pipeline.stop()
 }
 
 fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
@@ -480,15 +480,5 @@ async fn a_field_mobaro_renames_is_caught_by_the_metrics_and_sink_doctor() -> an
         "sink doctor did not name the emptied column and the new fields: {doctor:?}"
     );
 
-    let Pipeline {
-        sim,
-        ingest,
-        enricher,
-        sink,
-        ..
-    } = pipeline;
-    for process in [ingest, enricher, sink, sim] {
-        process.interrupt(Duration::from_secs(30))?;
-    }
-    Ok(())
+    pipeline.stop()
 }

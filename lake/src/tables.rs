@@ -203,40 +203,22 @@ impl Tables {
         }
     }
 
-    /// The event ids the Delta tables hold on the days from `since` on,
-    /// newest day first, as long as they take at most `limit` bytes (the
-    /// result's `since` is then later); `None` for plain Parquet, whose
-    /// replays must write the same files again and so cannot leave out what
-    /// changed in between.
+    /// The event ids the Delta tables hold on the days from `since` to
+    /// `until` (without end when `None`), newest day first, as long as they
+    /// take at most `limit` bytes (the result's `since` is then later);
+    /// `None` for plain Parquet, whose replays must write the same files
+    /// again and so cannot leave out what changed in between.
     pub async fn held_event_ids(
         &self,
         since: NaiveDate,
+        until: Option<NaiveDate>,
         limit: usize,
     ) -> Result<Option<EventIds>, TablesError> {
         match &self.format {
             Format::Delta { tables, .. } => {
                 let tables_of_lake: Vec<Table> = Table::all().collect();
                 Ok(Some(
-                    held_event_ids_between(tables, &tables_of_lake, since, None, limit).await?,
-                ))
-            }
-            Format::Parquet { .. } => Ok(None),
-        }
-    }
-
-    /// The event ids the Delta tables hold on `day` alone (see
-    /// [`Tables::held_event_ids`]); when they take more than `limit` bytes,
-    /// none (the result then tracks no day).
-    pub async fn held_event_ids_on(
-        &self,
-        day: NaiveDate,
-        limit: usize,
-    ) -> Result<Option<EventIds>, TablesError> {
-        match &self.format {
-            Format::Delta { tables, .. } => {
-                let tables_of_lake: Vec<Table> = Table::all().collect();
-                Ok(Some(
-                    held_event_ids_between(tables, &tables_of_lake, day, Some(day), limit).await?,
+                    held_event_ids_between(tables, &tables_of_lake, since, until, limit).await?,
                 ))
             }
             Format::Parquet { .. } => Ok(None),

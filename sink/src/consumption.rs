@@ -432,18 +432,11 @@ impl Consumption {
         if dedup.held().is_some() {
             return Ok(());
         }
-        let (since, limit) = (dedup.since(), dedup.budget());
-        let started = std::time::Instant::now();
-        let held = self
-            .read_tables(
-                "reading the event ids the tables hold",
-                || format!("reading the event ids the tables hold since {since}"),
-                || self.tables.held_event_ids(since, limit),
-                shutdown,
-            )
+        let (held, took) = self
+            .read_event_ids(dedup.since(), None, dedup.budget(), shutdown)
             .await?;
         if let Some(held) = held {
-            dedup.read(held, started.elapsed());
+            dedup.read(held, took);
         }
         Ok(())
     }
@@ -463,20 +456,40 @@ impl Consumption {
         if !dedup.needs_day(day) {
             return Ok(());
         }
-        let limit = dedup.budget();
+        let (ids, took) = self
+            .read_event_ids(day, Some(day), dedup.budget(), shutdown)
+            .await?;
+        if let Some(ids) = ids {
+            dedup.read_day(day, ids, took);
+        }
+        Ok(())
+    }
+
+    /// The event ids the tables hold from `since` to `until` (see
+    /// [`Tables::held_event_ids`]), retried while the store fails in a way
+    /// that may pass; with the time the read took.
+    async fn read_event_ids(
+        &self,
+        since: chrono::NaiveDate,
+        until: Option<chrono::NaiveDate>,
+        limit: usize,
+        shutdown: &CancellationToken,
+    ) -> Result<(Option<lake::EventIds>, std::time::Duration), Halt> {
         let started = std::time::Instant::now();
+        let days = match until {
+            Some(until) if until == since => format!("on {since}"),
+            Some(until) => format!("from {since} to {until}"),
+            None => format!("since {since}"),
+        };
         let ids = self
             .read_tables(
-                "reading the event ids the tables hold on a day",
-                || format!("reading the event ids the tables hold on {day}"),
-                || self.tables.held_event_ids_on(day, limit),
+                "reading the event ids the tables hold",
+                || format!("reading the event ids the tables hold {days}"),
+                || self.tables.held_event_ids(since, until, limit),
                 shutdown,
             )
             .await?;
-        if let Some(ids) = ids {
-            dedup.read_day(day, ids, started.elapsed());
-        }
-        Ok(())
+        Ok((ids, started.elapsed()))
     }
 
     /// Drops the unwritten batches of revoked partitions: their offsets were
