@@ -210,7 +210,8 @@ async fn chaos(seconds: u64) -> anyhow::Result<Figures> {
         wait_until_ready(&url, Duration::from_secs(30)).await?;
     }
 
-    let count = (seconds as f64 * RATE) as u64;
+    // Webhooks arrive until the rounds of kills are over, however long
+    // their recoveries take: each round's check waits for new traffic.
     let sender = std::process::Command::new(end_to_end::binary("mobaro-sim"))
         .args([
             "send",
@@ -223,11 +224,12 @@ async fn chaos(seconds: u64) -> anyhow::Result<Figures> {
             "--resources",
             "Users,Results,Locations,Notes",
         ])
-        .args(["--count", &count.to_string(), "--rate", &RATE.to_string()])
+        .args(["--count", "0", "--rate", &RATE.to_string()])
         .args(["--objects", "20", "--retry-for", "180s", "--print"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(logs.join("sender.log"))?)
         .spawn()?;
+    let sender_pid = sender.id().to_string();
     let sending = tokio::task::spawn_blocking(move || sender.wait_with_output());
 
     // Rounds of kills while webhooks arrive: each victim killed, started
@@ -287,6 +289,10 @@ async fn chaos(seconds: u64) -> anyhow::Result<Figures> {
         }
     }
 
+    // SIGINT: the sender stops and its deliveries in flight finish.
+    std::process::Command::new("kill")
+        .args(["-INT", &sender_pid])
+        .status()?;
     let output = sending.await??;
     let mut accepted = BTreeSet::new();
     let mut sent = BTreeSet::new();

@@ -39,7 +39,8 @@ pub struct SendArgs {
     /// How the signature is written.
     #[arg(long, value_enum, default_value = "hex")]
     pub encoding: Encoding,
-    /// Webhooks to send; 0 sends until interrupted.
+    /// Webhooks to send; 0 sends until interrupted. On SIGINT the sending
+    /// stops and the deliveries in flight finish.
     #[arg(long, default_value_t = 100)]
     pub count: u64,
     /// Webhooks per second.
@@ -122,8 +123,18 @@ pub async fn send(args: SendArgs) -> anyhow::Result<(u64, u64)> {
     let mut deliveries = tokio::task::JoinSet::new();
     let args = std::sync::Arc::new(args);
     let mut sent = 0;
+    // SIGINT ends the sending: the deliveries in flight still finish (and
+    // are printed), so a caller knows the fate of every webhook sent.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     while args.count == 0 || sent < args.count {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut interrupted => {
+                tracing::info!(sent, "interrupted: finishing the deliveries in flight");
+                break;
+            }
+        }
         sent += 1;
         let body = body(&mut rng, &args);
         let slot = slots.clone().acquire_owned().await?;
