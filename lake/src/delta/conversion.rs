@@ -175,24 +175,28 @@ async fn convert_table(
             .filter(|f| held.is_none_or(|held| f.last > held))
             .map(|f| f.file)
             .collect();
+        // The partition's transaction once done: what the table held, or
+        // what this run (or a writer racing it) committed.
+        let mut holds = held.unwrap_or(last);
         if !new.is_empty() {
             match tables.append(table, &new, &id, held, last).await? {
                 Appended::Committed(version) => {
                     tracing::info!(table = table.name(), app_id = %id, files = new.len(), version, "plain Parquet files added");
                     converted.added += new.len();
                     converted.rows += new.iter().map(|f| f.rows as u64).sum::<u64>();
+                    holds = last;
                 }
-                Appended::AlreadyThere => {}
+                Appended::AlreadyThere => {
+                    holds = tables.version_of(table, &id).await?.unwrap_or(last);
+                }
                 Appended::Superseded(found) => {
                     // A Delta sink committed to the partition meanwhile.
                     tracing::warn!(table = table.name(), app_id = %id, ?found, "the partition's transaction moved during the conversion: its files are left for the next run");
+                    holds = found.unwrap_or(holds);
                 }
             }
         }
-        converted.transactions.insert(
-            id.clone(),
-            tables.version_of(table, &id).await?.unwrap_or(last),
-        );
+        converted.transactions.insert(id, holds);
     }
     Ok(converted)
 }
