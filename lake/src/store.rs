@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
@@ -147,6 +148,9 @@ pub struct Lake {
     root: Arc<dyn ObjectStore>,
     /// The lake's location as a URL ending in `/`.
     url: Url,
+    /// Set once [`Lake::check_create_only`] proved that the store refuses a
+    /// second create of one key (shared by the clones of this lake).
+    create_only: Arc<AtomicBool>,
 }
 
 impl Lake {
@@ -217,6 +221,7 @@ impl Lake {
             prefix: Path::from(url.path().trim_matches('/')),
             description: location.to_string(),
             url: directory_url(url),
+            create_only: Default::default(),
         }
     }
 
@@ -239,6 +244,7 @@ impl Lake {
             prefix: Path::default(),
             root: CountedStore::wrap(Arc::new(LocalFileSystem::new())),
             url,
+            create_only: Default::default(),
         })
     }
 
@@ -330,11 +336,21 @@ impl Lake {
             tracing::warn!(%error, path = %probe, "removing the create-only probe failed");
         }
         match (first, second?) {
-            (Put::Created, Put::AlreadyExisted) => Ok(()),
+            (Put::Created, Put::AlreadyExisted) => {
+                self.create_only.store(true, Ordering::Relaxed);
+                Ok(())
+            }
             _ => Err(LakeError::NotCreateOnly {
                 store: self.description.clone(),
             }),
         }
+    }
+
+    /// True once [`Lake::check_create_only`] passed: a create-only write
+    /// that succeeds is then proof that no other writer created the key, so
+    /// a Delta commit needs no listing of the log beforehand.
+    pub fn proven_create_only(&self) -> bool {
+        self.create_only.load(Ordering::Relaxed)
     }
 
     /// The data path of the object at `location`, when it is a data file of

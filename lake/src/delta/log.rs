@@ -12,14 +12,16 @@ use deltalake_core::kernel::{
     Action, Add, DataType as DeltaType, MetadataExt, PrimitiveType, StructField, StructType,
     Transaction,
 };
-use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
+use deltalake_core::logstore::{default_logstore, CommitOrBytes, LogStoreRef, StorageConfig};
+use deltalake_core::protocol::checkpoints::create_checkpoint;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::table::config::TablePropertiesExt;
 use deltalake_core::{DeltaTable, DeltaTableConfig, DeltaTableError};
 use schemas::Table;
 
 use crate::data_file::DataFile;
 use crate::path::{partition_value, PARTITION_COLUMN};
-use crate::store::Lake;
+use crate::store::{Lake, LakeError, Put};
 use crate::telemetry;
 
 /// Why a Delta table could not be read or written.
@@ -45,6 +47,14 @@ pub enum DeltaError {
         /// Its type in the sink's schema.
         wanted: String,
     },
+    #[error("delta table {table}: writing its log: {source}")]
+    /// The store failed a write of the log.
+    Store {
+        /// The table's name.
+        table: &'static str,
+        /// Why.
+        source: LakeError,
+    },
     #[error("delta table {table}: the schema does not convert: {reason}")]
     /// A column type has no Delta equivalent.
     Schema {
@@ -63,11 +73,19 @@ impl DeltaError {
         }
     }
 
+    fn store(table: Table, source: LakeError) -> DeltaError {
+        DeltaError::Store {
+            table: table.name(),
+            source,
+        }
+    }
+
     /// True when repeating the request cannot help: the store refuses the
     /// credentials, or the log holds something this sink cannot use.
     pub fn is_permanent(&self) -> bool {
         match self {
             DeltaError::Schema { .. } | DeltaError::SchemaConflict { .. } => true,
+            DeltaError::Store { source, .. } => source.is_permanent(),
             DeltaError::Table { source, .. } => match source.as_ref() {
                 DeltaTableError::ObjectStore { source } => matches!(
                     source,
@@ -156,14 +174,11 @@ pub(crate) fn app_id(topic: &str, partition: i32) -> String {
 pub struct DeltaTables {
     lake: Lake,
     loaded: tokio::sync::Mutex<BTreeMap<Table, DeltaTable>>,
+    /// What the appends know of each table, one writer at a time per table.
+    heads: BTreeMap<Table, tokio::sync::Mutex<Option<Head>>>,
     /// Tables whose schema this process has checked against the sink's.
     conformed: tokio::sync::Mutex<std::collections::BTreeSet<Table>>,
 }
-
-/// Commit attempts for blind appends that collide with other writers'
-/// commits (other partitions' appends do not conflict and are retried by
-/// the library with a conflict check).
-const APPEND_RETRIES: usize = 15;
 
 impl DeltaTables {
     /// The Delta tables under `lake`.
@@ -171,6 +186,7 @@ impl DeltaTables {
         DeltaTables {
             lake,
             loaded: Default::default(),
+            heads: Table::all().map(|t| (t, Default::default())).collect(),
             conformed: Default::default(),
         }
     }
@@ -261,8 +277,15 @@ impl DeltaTables {
     /// Adds `files` to `table` in one commit with the transaction
     /// (`app_id`, `version`), provided the partition's transaction is still
     /// at `expected`, the version the batch's records were filtered against.
-    /// Concurrent appends of other partitions are retried; a concurrent
-    /// commit of the same partition is re-examined.
+    ///
+    /// On a store proven create-only, the commit is one create-only write of
+    /// the version after the last one this process knows, with no listing of
+    /// the log: if it lands, no other writer committed in between, so what
+    /// this process knows of the partitions' transactions is exact. If the
+    /// version is taken, the table is read again (a listing) and the batch
+    /// examined again: another partition's commit is no conflict for a blind
+    /// append, a commit of the same partition ends the batch. Elsewhere the
+    /// table is read again before every commit.
     pub(crate) async fn append(
         &self,
         table: Table,
@@ -271,9 +294,60 @@ impl DeltaTables {
         expected: Option<i64>,
         version: i64,
     ) -> Result<Appended, DeltaError> {
+        let started = std::time::Instant::now();
+        let mut head = self.heads[&table].lock().await;
+        if !self.lake.proven_create_only() {
+            *head = None;
+        }
+        let appended = self
+            .append_on(&mut head, table, files, app_id, expected, version)
+            .await;
+        match &appended {
+            Ok(Appended::Committed(_)) => telemetry::delta_committed(table, started.elapsed()),
+            Ok(_) => {}
+            // Whatever failed, the retry starts from the log as it is.
+            Err(_) => *head = None,
+        }
+        appended
+    }
+
+    async fn append_on(
+        &self,
+        head: &mut Option<Head>,
+        table: Table,
+        files: &[DataFile],
+        app_id: &str,
+        expected: Option<i64>,
+        version: i64,
+    ) -> Result<Appended, DeltaError> {
         loop {
-            let current = self.latest_or_created(table).await?;
-            let found = transaction_version(&current, table, app_id).await?;
+            let fresh = head.is_none();
+            let known = match head.as_mut() {
+                Some(known) => known,
+                None => head.insert(Head::new(self.latest_or_created(table).await?)),
+            };
+            let found = match known.transactions.get(app_id) {
+                Some(found) => *found,
+                // The loaded state answers for partitions this process has
+                // not committed since. An older state may reference log
+                // entries the upkeep has removed since: then the log as it
+                // is now answers.
+                None => match known.read_transaction(table, app_id).await {
+                    Ok(found) => found,
+                    Err(error) if !fresh => {
+                        tracing::debug!(table = table.name(), %error, "reading the table again");
+                        *head = None;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                },
+            };
+            if found != expected && !fresh {
+                // Other writers may have moved the partition since: only
+                // the log as it is now can say that the batch is done.
+                *head = None;
+                continue;
+            }
             if found.is_some_and(|v| v >= version) {
                 return Ok(Appended::AlreadyThere);
             }
@@ -285,34 +359,226 @@ impl DeltaTables {
                 .map(|f| Action::Add(add_action(f, true)))
                 .collect();
             actions.push(Action::Txn(Transaction::new(app_id, version)));
-            let state = current.snapshot().map_err(DeltaError::of(table))?;
-            let started = std::time::Instant::now();
-            let committed = CommitBuilder::from(commit_properties(APPEND_RETRIES))
-                .with_actions(actions)
-                .build(
-                    Some(state),
-                    current.log_store(),
-                    DeltaOperation::Write {
-                        mode: SaveMode::Append,
-                        partition_by: None,
-                        predicate: None,
-                    },
-                )
-                .await;
-            match committed {
-                Ok(commit) => {
-                    telemetry::delta_committed(table, started.elapsed());
-                    return Ok(Appended::Committed(commit.version()));
-                }
-                Err(DeltaTableError::Transaction {
-                    source: TransactionError::CommitConflict(conflict),
-                }) => {
+            let entry = known.entry(table, actions).await?;
+            let next = known.version + 1;
+            let path = self.log_path(table, &format!("{next:020}.json"));
+            match self.lake.create(&path, entry).await {
+                Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
+                    // The version was free because the log's cleanup had
+                    // removed it: readers start at the later checkpoint and
+                    // never see this entry. It is removed, and the batch
+                    // examined again against the log as it is.
                     telemetry::delta_conflict(table);
-                    tracing::info!(table = table.name(), app_id, %conflict, "commit conflict; examining the table again");
+                    tracing::info!(
+                        table = table.name(),
+                        app_id,
+                        version = next,
+                        "the version was below the table's last checkpoint; reading the table again"
+                    );
+                    if let Err(error) = self.lake.store().delete(&path).await {
+                        tracing::warn!(%error, %path, "removing an entry below the checkpoint failed; readers ignore it");
+                    }
+                    *head = None;
                 }
-                Err(error) => return Err(DeltaError::of(table)(error)),
+                Ok(Put::Created) => {
+                    known.version = next;
+                    known.transactions.insert(app_id.to_string(), Some(version));
+                    if known.checkpoint_due(next) {
+                        self.checkpoint_later(table, next);
+                    }
+                    return Ok(Appended::Committed(next));
+                }
+                Ok(Put::AlreadyExisted) => {
+                    telemetry::delta_conflict(table);
+                    if !self.catch_up(known, table, next).await? {
+                        tracing::info!(
+                            table = table.name(),
+                            app_id,
+                            version = next,
+                            "another writer changed the table; reading it again"
+                        );
+                        *head = None;
+                    }
+                }
+                Err(error) => return Err(DeltaError::store(table, error)),
             }
         }
+    }
+
+    /// Takes the other writers' commits from `from` on into `known`, each
+    /// read by name until the first missing one (no listing): their
+    /// partitions' transactions are applied, other files' adds and removes
+    /// do not concern a blind append. False when the table must be read
+    /// again instead: an entry changes its metadata or protocol, the first
+    /// is gone (removed by the log's cleanup), or there are too many.
+    async fn catch_up(
+        &self,
+        known: &mut Head,
+        table: Table,
+        from: i64,
+    ) -> Result<bool, DeltaError> {
+        const MOST: i64 = 32;
+        let mut version = from;
+        loop {
+            let path = self.log_path(table, &format!("{version:020}.json"));
+            let bytes = match self.lake.store().get(&path).await {
+                Ok(found) => found.bytes().await,
+                Err(object_store::Error::NotFound { .. }) => return Ok(version > from),
+                Err(error) => Err(error),
+            }
+            .map_err(|error| DeltaError::store(table, error.into()))?;
+            let Some(transactions) = transactions_of(&bytes) else {
+                return Ok(false);
+            };
+            known.transactions.extend(transactions);
+            known.version = version;
+            version += 1;
+            if version - from >= MOST {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The path of `name` in `table`'s log.
+    fn log_path(&self, table: Table, name: &str) -> object_store::path::Path {
+        self.lake
+            .path(&format!("{}/{DELTA_LOG}/{name}", table.name()))
+    }
+
+    /// True when `table`'s last checkpoint (`_last_checkpoint`) is at
+    /// `version` or later. The log's cleanup removes only entries below the
+    /// last checkpoint, and only after writing it, so a create-only write
+    /// that lands on a version the cleanup removed is found here: one GET.
+    async fn below_checkpoint(&self, table: Table, version: i64) -> Result<bool, DeltaError> {
+        let path = self.log_path(table, "_last_checkpoint");
+        let bytes = match self.lake.store().get(&path).await {
+            Ok(found) => found.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(error) => Err(error),
+        }
+        .map_err(|error| DeltaError::store(table, error.into()))?;
+        let last: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+            DeltaError::of(table)(DeltaTableError::Generic(format!(
+                "_last_checkpoint does not parse: {error}"
+            )))
+        })?;
+        Ok(last["version"].as_i64().is_some_and(|at| at >= version))
+    }
+
+    /// Writes a checkpoint of `table` at `version` in the background, as
+    /// the library would after the commit (every `checkpointInterval`
+    /// commits): readers and restarts then replay at most that many commits.
+    /// Its failure does not undo the commit; the upkeep writes one again.
+    fn checkpoint_later(&self, table: Table, version: i64) {
+        let log_store = self.log_store(table);
+        tokio::spawn(async move {
+            let mut at = DeltaTable::new(log_store, DeltaTableConfig::default());
+            let written = match at.load_version(version).await {
+                Ok(()) => create_checkpoint(&at, None).await,
+                Err(error) => Err(error),
+            };
+            match written {
+                Ok(()) => tracing::debug!(table = table.name(), version, "checkpoint written"),
+                Err(error) => tracing::warn!(
+                    table = table.name(),
+                    version,
+                    %error,
+                    "writing a checkpoint failed; the commit stands, and the upkeep writes one"
+                ),
+            }
+        });
+    }
+}
+
+/// The transactions a log entry sets, or None when it changes the
+/// table's metadata or protocol (or does not parse): what a blind append
+/// needs to know of another writer's commit.
+fn transactions_of(entry: &[u8]) -> Option<Vec<(String, Option<i64>)>> {
+    let mut transactions = Vec::new();
+    for line in entry
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+    {
+        let action: serde_json::Value = serde_json::from_slice(line).ok()?;
+        if action.get("metaData").is_some() || action.get("protocol").is_some() {
+            return None;
+        }
+        if let Some(txn) = action.get("txn") {
+            let app_id = txn.get("appId")?.as_str()?;
+            let version = txn.get("version")?.as_i64()?;
+            transactions.push((app_id.to_string(), Some(version)));
+        }
+    }
+    Some(transactions)
+}
+
+/// The directory of a table's log.
+const DELTA_LOG: &str = "_delta_log";
+
+/// What an appending writer knows of a table between reads of its log: a
+/// loaded state, the last version known to exist (the state's, or a later
+/// one this process committed on top of it), and the transactions of the
+/// partitions it asked about, at that version.
+struct Head {
+    state: DeltaTable,
+    version: i64,
+    transactions: HashMap<String, Option<i64>>,
+}
+
+impl Head {
+    fn new(state: DeltaTable) -> Head {
+        Head {
+            version: state.version().unwrap_or_default(),
+            state,
+            transactions: HashMap::new(),
+        }
+    }
+
+    /// `app_id`'s version in the loaded state, remembered.
+    async fn read_transaction(
+        &mut self,
+        table: Table,
+        app_id: &str,
+    ) -> Result<Option<i64>, DeltaError> {
+        let found = transaction_version(&self.state, table, app_id).await?;
+        self.transactions.insert(app_id.to_string(), found);
+        Ok(found)
+    }
+
+    /// The log entry of a blind append of `actions`, checked against the
+    /// table's protocol (writer features, append-only).
+    async fn entry(&self, table: Table, actions: Vec<Action>) -> Result<bytes::Bytes, DeltaError> {
+        let state = self.state.snapshot().map_err(DeltaError::of(table))?;
+        let prepared = CommitBuilder::from(commit_properties(0))
+            .with_actions(actions)
+            .build(
+                Some(state),
+                self.state.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .into_prepared_commit_future()
+            .await
+            .map_err(DeltaError::of(table))?;
+        match prepared.commit_or_bytes() {
+            CommitOrBytes::LogBytes(bytes) => Ok(bytes.clone()),
+            CommitOrBytes::TmpCommit(_) => Err(DeltaError::of(table)(DeltaTableError::Generic(
+                "the log store staged the commit instead of returning its bytes".into(),
+            ))),
+        }
+    }
+
+    /// True when `version` is one the library would checkpoint after.
+    fn checkpoint_due(&self, version: i64) -> bool {
+        let interval = self
+            .state
+            .snapshot()
+            .map(|state| state.table_config().checkpoint_interval().get())
+            .unwrap_or(100);
+        (version as u64 + 1).is_multiple_of(interval)
     }
 }
 
@@ -467,7 +733,9 @@ mod tests {
             "memory:///lake".to_string(),
             dir.path().to_str().expect("utf8").to_string(),
         ] {
-            let tables = DeltaTables::new(Lake::open(&location).expect("opens"));
+            let lake = Lake::open(&location).expect("opens");
+            lake.check_create_only().await.expect("create-only");
+            let tables = DeltaTables::new(lake);
             let id = app_id("mobaro.enriched", 2);
             let table = Table::Records(schemas::Resource::Users);
             assert_eq!(tables.version_of(table, &id).await.expect("reads"), None);
@@ -501,6 +769,127 @@ mod tests {
                 None
             );
         }
+    }
+
+    /// Two processes append to one table without listing its log: each
+    /// commits on top of what it knows, and a version the other took sends
+    /// it back to the log, where another partition's commit is no conflict
+    /// and its own partition's commit by the other ends the batch.
+    #[tokio::test]
+    async fn writers_that_know_stale_versions_meet_at_the_create_only_write() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        lake.check_create_only().await.expect("create-only");
+        let (one, two) = (DeltaTables::new(lake.clone()), DeltaTables::new(lake));
+        let table = Table::Events;
+        let (p0, p1) = (app_id("t", 0), app_id("t", 1));
+        let first = one.append(table, &[file("a")], &p0, None, 5).await;
+        assert!(matches!(first, Ok(Appended::Committed(1))), "{first:?}");
+        let second = two.append(table, &[file("b")], &p1, None, 7).await;
+        assert!(matches!(second, Ok(Appended::Committed(2))), "{second:?}");
+        // `one` still knows version 1: version 2 is taken, it reads the log
+        // again and commits version 3.
+        let third = one.append(table, &[file("c")], &p0, Some(5), 9).await;
+        assert!(matches!(third, Ok(Appended::Committed(3))), "{third:?}");
+        // `two` takes partition 0 over from what the log says...
+        let taken = two.append(table, &[file("d")], &p0, Some(9), 12).await;
+        assert!(matches!(taken, Ok(Appended::Committed(4))), "{taken:?}");
+        // ...and `one`, knowing partition 0 at 9, finds it moved.
+        let stale = one.append(table, &[file("e")], &p0, Some(9), 14).await;
+        assert_eq!(stale.expect("reads"), Appended::Superseded(Some(12)));
+        let files = DeltaTables::new(one.lake().clone())
+            .latest(table)
+            .await
+            .expect("reads")
+            .expect("a table")
+            .get_file_uris()
+            .expect("files")
+            .count();
+        assert_eq!(files, 4);
+    }
+
+    /// A writer that knows an old version, after another process wrote a
+    /// checkpoint and removed the log entries below it: its write of the
+    /// next version lands on a removed slot, is found below the checkpoint,
+    /// removed, and made again on top of the log; a partition it never
+    /// committed is read from the log as it is, not from the old state.
+    #[tokio::test]
+    async fn a_version_the_log_cleanup_removed_is_not_committed_to() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        lake.check_create_only().await.expect("create-only");
+        let (one, two) = (DeltaTables::new(lake.clone()), DeltaTables::new(lake));
+        let table = Table::Events;
+        let (p0, p1, p2) = (app_id("t", 0), app_id("t", 1), app_id("t", 2));
+        let first = one.append(table, &[file("a")], &p0, None, 5).await;
+        assert!(matches!(first, Ok(Appended::Committed(1))), "{first:?}");
+        for (n, name) in ["b", "c", "d"].into_iter().enumerate() {
+            let appended = two
+                .append(
+                    table,
+                    &[file(name)],
+                    &p1,
+                    (n > 0).then_some(n as i64),
+                    n as i64 + 1,
+                )
+                .await;
+            assert!(
+                matches!(appended, Ok(Appended::Committed(_))),
+                "{appended:?}"
+            );
+        }
+        let current = two.latest(table).await.expect("reads").expect("a table");
+        assert_eq!(current.version(), Some(4));
+        deltalake_core::protocol::checkpoints::create_checkpoint(&current, None)
+            .await
+            .expect("checkpoints");
+        let removed = deltalake_core::protocol::checkpoints::cleanup_expired_logs_for(
+            4,
+            current.log_store().as_ref(),
+            i64::MAX,
+            None,
+        )
+        .await
+        .expect("cleans");
+        assert!(removed >= 3, "{removed} entries removed");
+
+        let next = one.append(table, &[file("e")], &p0, Some(5), 9).await;
+        assert!(matches!(next, Ok(Appended::Committed(5))), "{next:?}");
+        let slot = one.log_path(table, &format!("{:020}.json", 2));
+        assert!(
+            one.lake().store().head(&slot).await.is_err(),
+            "version 2 left in the log"
+        );
+        let third = one.append(table, &[file("f")], &p2, None, 3).await;
+        assert!(matches!(third, Ok(Appended::Committed(6))), "{third:?}");
+        let reader = DeltaTables::new(one.lake().clone());
+        assert_eq!(reader.version_of(table, &p0).await.expect("reads"), Some(9));
+        assert_eq!(reader.version_of(table, &p1).await.expect("reads"), Some(3));
+        let files = reader
+            .latest(table)
+            .await
+            .expect("reads")
+            .expect("a table")
+            .get_file_uris()
+            .expect("files")
+            .count();
+        assert_eq!(files, 6);
+    }
+
+    #[test]
+    fn an_entry_says_which_transactions_it_sets_unless_it_changes_the_table() {
+        let append = br#"{"commitInfo":{"operation":"WRITE"}}
+{"add":{"path":"a.parquet"}}
+{"txn":{"appId":"t-0","version":12,"lastUpdated":1}}
+"#;
+        assert_eq!(
+            transactions_of(append),
+            Some(vec![("t-0".to_string(), Some(12))])
+        );
+        let compaction = br#"{"remove":{"path":"a.parquet"}}
+{"add":{"path":"b.parquet"}}"#;
+        assert_eq!(transactions_of(compaction), Some(vec![]));
+        let evolved = br#"{"metaData":{"id":"x"}}"#;
+        assert_eq!(transactions_of(evolved), None);
+        assert_eq!(transactions_of(b"{not json"), None);
     }
 
     /// Creates `table` with only its first `columns` columns (and `dt`), as
