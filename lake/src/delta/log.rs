@@ -112,13 +112,13 @@ impl DeltaError {
     }
 }
 
-/// The properties of every commit of the sink: at most `retries` retries
-/// by the library, and no log cleanup after the commit. The cleanup lists
-/// the whole log, a cost that grows with the table's age; it belongs to the
-/// upkeep (see `vacuum.rs`). The library's checkpoint every 100 commits
-/// stays: without it, each reload of the table replays every commit since
-/// the last checkpoint. A checkpoint that fails after its commit landed
-/// makes the commit be retried, which then finds the transaction there.
+/// The properties of the commits the library makes for the sink (schema
+/// changes, compaction; appends write their entry themselves): at most
+/// `retries` retries by the library, and no log cleanup after the commit.
+/// The cleanup lists the whole log, a cost that grows with the table's age;
+/// it belongs to the upkeep (see `vacuum.rs`). The library's checkpoint
+/// every 100 commits stays: without it, each reload of the table replays
+/// every commit since the last checkpoint.
 pub(crate) fn commit_properties(retries: usize) -> CommitProperties {
     CommitProperties::default()
         .with_max_retries(retries)
