@@ -12,6 +12,7 @@ DELTALAKE_PY_VERSION=1.6.6
 DBT_CORE_VERSION=1.10.15
 DBT_DUCKDB_VERSION=1.10.1
 ECHARTS_VERSION=6.1.0
+AZURITE_VERSION=3.35.0
 SERVICE_PIDS=()
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -67,6 +68,18 @@ ensure_dashboard() {
     log "installing ECharts $ECHARTS_VERSION from the npm registry into $LAKE_CACHE/npm"
     mkdir -p "$LAKE_CACHE/npm"
     npm install --silent --no-audit --no-fund --prefix "$LAKE_CACHE/npm" "echarts@$ECHARTS_VERSION" >&2
+  fi
+}
+
+# What the suite's test of az:// lakes adds: Azurite, the Azure Blob Storage
+# emulator, from the npm registry.
+AZURITE="$LAKE_CACHE/npm/node_modules/.bin/azurite-blob"
+ensure_azurite() {
+  if ! grep -qs "\"version\": \"$AZURITE_VERSION\"" "$LAKE_CACHE/npm/node_modules/azurite/package.json"; then
+    command -v npm >/dev/null || { echo "npm is missing: install Node.js (with npm) for Azurite, the Azure Blob Storage emulator" >&2; return 1; }
+    log "installing Azurite $AZURITE_VERSION (Azure Blob Storage emulator) from the npm registry into $LAKE_CACHE/npm"
+    mkdir -p "$LAKE_CACHE/npm"
+    npm install --silent --no-audit --no-fund --prefix "$LAKE_CACHE/npm" "azurite@$AZURITE_VERSION" >&2
   fi
 }
 
@@ -156,4 +169,32 @@ start_s3() { # workdir bucket
   wait_for_port "$port" s3s-fs "$1/s3.log"
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
   log "S3 server (s3s-fs) at $AWS_ENDPOINT_URL, bucket $2"
+}
+
+# Starts Azurite's blob service on a free loopback port, in memory, with the
+# container $2 (created with the emulator's well-known account key); exports
+# AZURITE_BLOB_STORAGE_URL and LAKE_TEST_AZURE_CONTAINER.
+start_azurite() { # workdir container
+  local port; port=$(free_port)
+  setsid "$AZURITE" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence \
+    --skipApiVersionCheck >"$1/azurite.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_for_port "$port" Azurite "$1/azurite.log"
+  python3 - "$port" "$2" <<'PY'
+import base64, hashlib, hmac, sys, urllib.request
+from email.utils import formatdate
+port, container = sys.argv[1], sys.argv[2]
+account = "devstoreaccount1"
+key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+date, version, kind = formatdate(usegmt=True), "2021-08-06", "application/octet-stream"
+signed = "\n".join(["PUT", "", "", "", "", kind] + [""] * 6
+                   + [f"x-ms-date:{date}", f"x-ms-version:{version}", f"/{account}/{account}/{container}\nrestype:container"])
+signature = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode()
+urllib.request.urlopen(urllib.request.Request(
+    f"http://127.0.0.1:{port}/{account}/{container}?restype=container", method="PUT", data=b"",
+    headers={"Content-Type": kind, "x-ms-date": date, "x-ms-version": version,
+             "Authorization": f"SharedKey {account}:{signature}"}))
+PY
+  export AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$port" LAKE_TEST_AZURE_CONTAINER="$2"
+  log "Azure Blob Storage emulator (Azurite) at $AZURITE_BLOB_STORAGE_URL, container $2"
 }

@@ -663,6 +663,8 @@ options = {{}}
 if sys.argv[1].startswith("s3://"):
     options = {{key: os.environ[key] for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}}
     options["AWS_ALLOW_HTTP"] = "true"
+elif sys.argv[1].startswith("az://"):
+    options = {{"AZURE_STORAGE_USE_EMULATOR": "true"}}
 {body}"#
     );
     let output = Command::new(python)
