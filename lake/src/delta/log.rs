@@ -282,10 +282,12 @@ impl DeltaTables {
     /// the version after the last one this process knows, with no listing of
     /// the log: if it lands, no other writer committed in between, so what
     /// this process knows of the partitions' transactions is exact. If the
-    /// version is taken, the table is read again (a listing) and the batch
-    /// examined again: another partition's commit is no conflict for a blind
-    /// append, a commit of the same partition ends the batch. Elsewhere the
-    /// table is read again before every commit.
+    /// version is taken, the entries from there on are read by name and the
+    /// batch examined again: another partition's commit is no conflict for a
+    /// blind append, a commit of the same partition ends the batch. A
+    /// version below the last checkpoint (removed by the log's cleanup) is
+    /// found after the write and undone. Where the store is not proven
+    /// create-only, the table is read again before every commit.
     pub(crate) async fn append(
         &self,
         table: Table,
@@ -311,6 +313,7 @@ impl DeltaTables {
         appended
     }
 
+    /// [`DeltaTables::append`] with what this process knows of the table.
     async fn append_on(
         &self,
         head: &mut Option<Head>,
