@@ -774,15 +774,32 @@ mod tests {
         }
     }
 
+    /// Two processes' tables on one proven create-only lake.
+    async fn two_writers() -> (DeltaTables, DeltaTables) {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        lake.check_create_only().await.expect("create-only");
+        (DeltaTables::new(lake.clone()), DeltaTables::new(lake))
+    }
+
+    /// The files of `table` at its latest version, read by a new process.
+    async fn active_files(lake: &Lake, table: Table) -> usize {
+        DeltaTables::new(lake.clone())
+            .latest(table)
+            .await
+            .expect("reads")
+            .expect("a table")
+            .get_file_uris()
+            .expect("files")
+            .count()
+    }
+
     /// Two processes append to one table without listing its log: each
     /// commits on top of what it knows, and a version the other took sends
     /// it back to the log, where another partition's commit is no conflict
     /// and its own partition's commit by the other ends the batch.
     #[tokio::test]
     async fn writers_that_know_stale_versions_meet_at_the_create_only_write() {
-        let lake = Lake::open("memory:///lake").expect("opens");
-        lake.check_create_only().await.expect("create-only");
-        let (one, two) = (DeltaTables::new(lake.clone()), DeltaTables::new(lake));
+        let (one, two) = two_writers().await;
         let table = Table::Events;
         let (p0, p1) = (app_id("t", 0), app_id("t", 1));
         let first = one.append(table, &[file("a")], &p0, None, 5).await;
@@ -799,15 +816,7 @@ mod tests {
         // ...and `one`, knowing partition 0 at 9, finds it moved.
         let stale = one.append(table, &[file("e")], &p0, Some(9), 14).await;
         assert_eq!(stale.expect("reads"), Appended::Superseded(Some(12)));
-        let files = DeltaTables::new(one.lake().clone())
-            .latest(table)
-            .await
-            .expect("reads")
-            .expect("a table")
-            .get_file_uris()
-            .expect("files")
-            .count();
-        assert_eq!(files, 4);
+        assert_eq!(active_files(one.lake(), table).await, 4);
     }
 
     /// A writer that knows an old version, after another process wrote a
@@ -817,9 +826,7 @@ mod tests {
     /// committed is read from the log as it is, not from the old state.
     #[tokio::test]
     async fn a_version_the_log_cleanup_removed_is_not_committed_to() {
-        let lake = Lake::open("memory:///lake").expect("opens");
-        lake.check_create_only().await.expect("create-only");
-        let (one, two) = (DeltaTables::new(lake.clone()), DeltaTables::new(lake));
+        let (one, two) = two_writers().await;
         let table = Table::Events;
         let (p0, p1, p2) = (app_id("t", 0), app_id("t", 1), app_id("t", 2));
         let first = one.append(table, &[file("a")], &p0, None, 5).await;
@@ -866,15 +873,7 @@ mod tests {
         let reader = DeltaTables::new(one.lake().clone());
         assert_eq!(reader.version_of(table, &p0).await.expect("reads"), Some(9));
         assert_eq!(reader.version_of(table, &p1).await.expect("reads"), Some(3));
-        let files = reader
-            .latest(table)
-            .await
-            .expect("reads")
-            .expect("a table")
-            .get_file_uris()
-            .expect("files")
-            .count();
-        assert_eq!(files, 6);
+        assert_eq!(active_files(one.lake(), table).await, 6);
     }
 
     #[test]
