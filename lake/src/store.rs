@@ -321,6 +321,15 @@ impl Lake {
         }
     }
 
+    /// The bytes of the object at `path`, or None when there is none.
+    pub async fn read_if_exists(&self, path: &Path) -> Result<Option<bytes::Bytes>, LakeError> {
+        match self.store.get(path).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Proves that the store refuses a second create of one key (a put with
     /// `If-None-Match: *` on S3), which the tables' commits rely on: two
     /// writers must never both create one log entry. Writes and removes one

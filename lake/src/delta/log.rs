@@ -47,8 +47,8 @@ pub enum DeltaError {
         /// Its type in the sink's schema.
         wanted: String,
     },
-    #[error("delta table {table}: writing its log: {source}")]
-    /// The store failed a write of the log.
+    #[error("delta table {table}: reading or writing its log: {source}")]
+    /// The store failed a read or write of the log.
     Store {
         /// The table's name.
         table: &'static str,
@@ -424,12 +424,10 @@ impl DeltaTables {
         let mut version = from;
         loop {
             let path = self.log_path(table, &format!("{version:020}.json"));
-            let bytes = match self.lake.store().get(&path).await {
-                Ok(found) => found.bytes().await,
-                Err(object_store::Error::NotFound { .. }) => return Ok(version > from),
-                Err(error) => Err(error),
-            }
-            .map_err(|error| DeltaError::store(table, error.into()))?;
+            let read = self.lake.read_if_exists(&path).await;
+            let Some(bytes) = read.map_err(|error| DeltaError::store(table, error))? else {
+                return Ok(version > from);
+            };
             let Some(transactions) = transactions_of(&bytes) else {
                 return Ok(false);
             };
@@ -454,12 +452,10 @@ impl DeltaTables {
     /// that lands on a version the cleanup removed is found here: one GET.
     async fn below_checkpoint(&self, table: Table, version: i64) -> Result<bool, DeltaError> {
         let path = self.log_path(table, "_last_checkpoint");
-        let bytes = match self.lake.store().get(&path).await {
-            Ok(found) => found.bytes().await,
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(error) => Err(error),
-        }
-        .map_err(|error| DeltaError::store(table, error.into()))?;
+        let read = self.lake.read_if_exists(&path).await;
+        let Some(bytes) = read.map_err(|error| DeltaError::store(table, error))? else {
+            return Ok(false);
+        };
         let last: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
             DeltaError::of(table)(DeltaTableError::Generic(format!(
                 "_last_checkpoint does not parse: {error}"
@@ -520,8 +516,8 @@ const DELTA_LOG: &str = "_delta_log";
 
 /// What an appending writer knows of a table between reads of its log: a
 /// loaded state, the last version known to exist (the state's, or a later
-/// one this process committed on top of it), and the transactions of the
-/// partitions it asked about, at that version.
+/// one this process committed or caught up with), and the transactions of
+/// the partitions it asked about or read in entries since, at that version.
 struct Head {
     state: DeltaTable,
     version: i64,
