@@ -456,10 +456,14 @@ impl DeltaTables {
         let Some(bytes) = read.map_err(|error| DeltaError::store(table, error))? else {
             return Ok(false);
         };
-        let last: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
-            DeltaError::of(table)(DeltaTableError::Generic(format!(
-                "_last_checkpoint does not parse: {error}"
-            )))
+        // A `_last_checkpoint` that does not parse is a log this sink cannot
+        // use: reading it again cannot help, so the error is permanent.
+        let last: serde_json::Value = serde_json::from_slice(&bytes).map_err(|json_err| {
+            DeltaError::of(table)(DeltaTableError::InvalidJsonLog {
+                json_err,
+                line: String::from_utf8_lossy(&bytes).into_owned(),
+                version,
+            })
         })?;
         Ok(last["version"].as_i64().is_some_and(|at| at >= version))
     }
