@@ -764,3 +764,44 @@ async fn the_key_stays_home_bodies_stay_bounded_and_retry_after_is_waited_out() 
     assert!(log.contains("MOBARO_API_MAX_BODY"), "{log}");
     enricher.interrupt(Duration::from_secs(20))
 }
+
+/// An API that answers 429 with `Retry-After: 0` for ever: each fetch waits
+/// the backoff and spends its attempts, then the event is dead-lettered as
+/// exhausted, instead of retrying without pause or limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_of_zero_spends_attempts_instead_of_spinning() -> anyhow::Result<()> {
+    let setup = Setup::new(&[])?;
+    let (enricher, _) = setup.enricher(&[]).await?;
+    let producer = setup.producer()?;
+    set_faults(&setup.sim_url, json!({"status": 429, "retry_after": 0})).await?;
+    let before = setup.api_requests().await?;
+    setup.send_updates(&producer, &["results/93-A"]).await?;
+    let dead = read_topic(
+        &setup.services.brokers,
+        &setup.dead,
+        1,
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert_eq!(
+        header(&dead[0], "dlq_error_class").as_deref(),
+        Some("exhausted")
+    );
+    assert_eq!(header(&dead[0], "dlq_http_status").as_deref(), Some("429"));
+    assert_eq!(header(&dead[0], "dlq_attempts").as_deref(), Some("2"));
+    let spent = setup.api_requests().await? - before;
+    assert_eq!(
+        spent, 2,
+        "requests for one throttled record (MOBARO_API_MAX_ATTEMPTS=2)"
+    );
+    set_faults(&setup.sim_url, json!({})).await?;
+    setup.send_updates(&producer, &["results/94-A"]).await?;
+    let records = setup.enriched_records(1, Duration::from_secs(30)).await?;
+    assert!(
+        records
+            .iter()
+            .any(|(o, v)| o == "results/94-A" && v["status"] == "found"),
+        "{records:?}"
+    );
+    enricher.interrupt(Duration::from_secs(20))
+}

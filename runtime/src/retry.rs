@@ -21,6 +21,15 @@ pub enum Verdict {
     GiveUp,
 }
 
+/// Whose wait a delay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// The other side asked for it and it is at least the backoff.
+    ByTheOtherSide,
+    /// The policy's backoff.
+    ByThePolicy,
+}
+
 /// Why [`Retry::run`] returned without a success.
 #[derive(Debug, thiserror::Error)]
 #[must_use]
@@ -125,9 +134,26 @@ impl Retry {
 
     /// The delay before retry number `retry` (0 for the first retry).
     pub fn delay(&self, retry: u32, verdict: Verdict) -> Duration {
-        if let Verdict::RetryAfter(wait) = verdict {
-            return wait.min(self.asked_waits);
+        self.wait(retry, verdict).0
+    }
+
+    /// The delay before retry number `retry`, and whether it is a wait the
+    /// other side asked for. An asked wait shorter than the backoff (a
+    /// `Retry-After: 0`, a date already past) is raised to the backoff and
+    /// is not an asked wait: it counts as an attempt, so that it cannot
+    /// retry without pause or limit.
+    fn wait(&self, retry: u32, verdict: Verdict) -> (Duration, Asked) {
+        let backoff = self.backoff(retry);
+        match verdict {
+            Verdict::RetryAfter(wait) if wait >= backoff => {
+                (wait.min(self.asked_waits), Asked::ByTheOtherSide)
+            }
+            _ => (backoff, Asked::ByThePolicy),
         }
+    }
+
+    /// The policy's own backoff before retry number `retry`.
+    fn backoff(&self, retry: u32) -> Duration {
         let ceiling = self.first.saturating_mul(1 << retry.min(20)).min(self.max);
         let low = ceiling / 2;
         low + ceiling
@@ -171,9 +197,9 @@ impl Retry {
             if verdict == Verdict::GiveUp {
                 return Err(Failure::Permanent(error));
             }
-            let delay = self.delay(counted, verdict);
-            match verdict {
-                Verdict::RetryAfter(_) if asked + delay <= self.asked_waits => asked += delay,
+            let (delay, by) = self.wait(counted, verdict);
+            match by {
+                Asked::ByTheOtherSide if asked + delay <= self.asked_waits => asked += delay,
                 _ => counted += 1,
             }
             let out_of_attempts = self.attempts.is_some_and(|max| counted >= max);
@@ -281,6 +307,30 @@ mod tests {
             "{outcome:?}"
         );
         assert_eq!(started.elapsed(), Duration::from_secs(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_asked_wait_shorter_than_the_backoff_is_raised_and_counted() {
+        let started = Instant::now();
+        let outcome: Result<(), Failure<&str>> = QUICK
+            .with_attempts(3)
+            .with_asked_waits_up_to(Duration::from_secs(100))
+            .run(
+                &CancellationToken::new(),
+                |_| async { Err("throttled") },
+                |_, _| Verdict::RetryAfter(Duration::ZERO),
+            )
+            .await;
+        assert!(
+            matches!(outcome, Err(Failure::Exhausted { attempts: 3, .. })),
+            "{outcome:?}"
+        );
+        // Two waits of the backoff (5-10 ms, then 10-20 ms), not none.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(15) && waited <= Duration::from_millis(30),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
