@@ -67,6 +67,10 @@ pub enum ClientError {
         /// The API's origin.
         origin: String,
     },
+    /// An object id that is empty or a dot segment (`.`, `..`) in the
+    /// record's path.
+    #[error("the object id is empty or a dot segment of the record's path")]
+    UnusableId,
     /// A URL could not be built.
     #[error("invalid url: {0}")]
     Url(#[from] url::ParseError),
@@ -254,6 +258,11 @@ impl MobaroClient {
         Ok(client)
     }
 
+    /// The API's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
     /// Every request, retries included, first takes a token from `limit`.
     pub fn with_rate_limit(mut self, limit: Arc<TokenBucket>) -> Self {
         self.limit = Some(limit);
@@ -265,6 +274,15 @@ impl MobaroClient {
     pub fn record_url(&self, resource: Resource, object_id: &str) -> Result<Url, ClientError> {
         let encode = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
         let tail = object_id.rsplit('/').next().unwrap_or(object_id);
+        // `.` and `..` are dot segments even when encoded (a URL parser
+        // decodes `%2e`): the path would lead to another resource, whose
+        // answer would be stored as this object's record.
+        let uses = |placeholder: &str, value: &str| {
+            self.path_template.contains(placeholder) && matches!(value, "" | "." | "..")
+        };
+        if uses("{id}", object_id) || uses("{id_tail}", tail) {
+            return Err(ClientError::UnusableId);
+        }
         let path = self
             .path_template
             .replace("{collection}", resource.collection())
@@ -494,10 +512,16 @@ impl MobaroClient {
                 })
             }
             s => {
-                let message = response.text().await.unwrap_or_default();
+                // Read within the same limit as a record: a proxy's error
+                // page may be of any size.
+                let message = match self.body(response).await {
+                    Ok(body) => String::from_utf8_lossy(&body).chars().take(200).collect(),
+                    Err(Body::TooLarge) => format!("a body larger than {} bytes", self.max_body),
+                    Err(Body::Failed(error)) => format!("a body that failed: {error}"),
+                };
                 Err(AttemptError::Final(FetchError::Permanent {
                     status: s.as_u16(),
-                    message: message.chars().take(200).collect(),
+                    message,
                 }))
             }
         }
@@ -731,6 +755,9 @@ mod tests {
                 async move {
                     match id.as_str() {
                         "big" => (StatusCode::OK, "x".repeat(2 << 20)).into_response(),
+                        "refused-big" => {
+                            (StatusCode::BAD_REQUEST, "x".repeat(2 << 20)).into_response()
+                        }
                         "moved" => (
                             StatusCode::FOUND,
                             [(header::LOCATION, format!("{elsewhere}results/moved"))],
@@ -785,5 +812,48 @@ mod tests {
             matches!(&big, Err(FetchError::Permanent { message, .. }) if message.contains("MOBARO_API_MAX_BODY")),
             "{big:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_read_within_the_limit() {
+        let api = redirecting_api("http://127.0.0.1:9/").await;
+        let client = MobaroClient::new(endpoint(api.as_str(), "{collection}/{id_tail}"), quick())
+            .expect("client");
+        let refused = client
+            .fetch(
+                Resource::Results,
+                "results/refused-big",
+                &CancellationToken::new(),
+            )
+            .await;
+        assert!(
+            matches!(&refused, Err(FetchError::Permanent { status: 400, message }) if message.contains("larger than")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn ids_that_are_dot_segments_are_refused() {
+        let client = client("{collection}/{id_tail}");
+        for id in ["..", ".", "results/..", "results/.", "results/", ""] {
+            assert!(
+                matches!(
+                    client.record_url(Resource::Results, id),
+                    Err(ClientError::UnusableId)
+                ),
+                "{id:?}"
+            );
+        }
+        let client = self::client("{collection}/{id}");
+        assert!(client.record_url(Resource::Results, "..").is_err());
+        // Dots inside an id, or an id whose tail is not a dot segment, stay.
+        let url = client
+            .record_url(Resource::Results, "results/..")
+            .expect("one segment");
+        assert_eq!(
+            url.as_str(),
+            "https://app.mobaro.com/api/customers/results/results%2F.."
+        );
+        assert!(client.record_url(Resource::Results, "1.2-A").is_ok());
     }
 }
