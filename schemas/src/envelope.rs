@@ -23,6 +23,14 @@ pub enum FetchStatus {
 }
 
 impl FetchStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [FetchStatus; 4] = [
+        FetchStatus::Found,
+        FetchStatus::NotFound,
+        FetchStatus::Deleted,
+        FetchStatus::NotFetched,
+    ];
+
     /// The status's name in the lake.
     pub fn as_str(self) -> &'static str {
         match self {
