@@ -94,6 +94,7 @@ impl DeltaError {
                 ),
                 // A log this sink cannot use (features it does not
                 // support, entries it cannot read): repeating cannot help.
+                DeltaTableError::KernelError(error) => is_unreadable_log(error),
                 DeltaTableError::InvalidTableLocation(_)
                 | DeltaTableError::MissingFeature { .. }
                 | DeltaTableError::SchemaMismatch { .. }
@@ -110,6 +111,25 @@ impl DeltaError {
             },
         }
     }
+}
+
+/// True for a kernel error that says the log asks for what this library
+/// cannot do (a reader or writer feature it does not know, a protocol it
+/// does not support), or is not a Delta log it can read: no retry helps.
+fn is_unreadable_log(error: &delta_kernel::error::Error) -> bool {
+    use delta_kernel::error::Error;
+    matches!(
+        error,
+        Error::Unsupported(_)
+            | Error::InvalidProtocol(_)
+            | Error::MissingProtocol
+            | Error::MissingMetadata
+            | Error::MissingMetadataAndProtocol
+            | Error::InvalidTableLocation(_)
+            | Error::InvalidLogPath(_)
+            | Error::InvalidCheckpoint(_)
+            | Error::ChangeDataFeedUnsupported(_)
+    )
 }
 
 /// The properties of the commits the library makes for the sink (schema
@@ -945,6 +965,34 @@ mod tests {
         let refused = retyped.latest_or_created(users).await;
         assert!(
             matches!(&refused, Err(error @ DeltaError::SchemaConflict { .. }) if error.is_permanent()),
+            "{refused:?}"
+        );
+    }
+
+    /// A table whose protocol asks for a reader feature this library does
+    /// not know stops the sink with a permanent error, instead of being
+    /// read again every 30 s for ever.
+    #[tokio::test]
+    async fn a_reader_feature_it_does_not_know_is_permanent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path().to_str().expect("utf8")).expect("opens");
+        let users = Table::Records(schemas::Resource::Users);
+        let tables = DeltaTables::new(lake.clone());
+        let appended = tables
+            .append(users, &[file("a")], &app_id("t", 0), None, 9)
+            .await
+            .expect("appends");
+        assert!(matches!(appended, Appended::Committed(1)), "{appended:?}");
+        let protocol = r#"{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["futureReaderFeature"],"writerFeatures":["futureReaderFeature"]}}"#;
+        std::fs::write(
+            dir.path()
+                .join("users/_delta_log/00000000000000000002.json"),
+            format!("{protocol}\n"),
+        )
+        .expect("writes");
+        let refused = DeltaTables::new(lake).latest(users).await;
+        assert!(
+            matches!(&refused, Err(error) if error.is_permanent()),
             "{refused:?}"
         );
     }
