@@ -382,11 +382,25 @@ impl DeltaTables {
                 .map(|f| Action::Add(add_action(f, true)))
                 .collect();
             actions.push(Action::Txn(Transaction::new(app_id, version)));
+            let first_add = match actions.first() {
+                Some(Action::Add(add)) => Some(add.clone()),
+                _ => None,
+            };
             let entry = known.entry(table, actions).await?;
             let next = known.version + 1;
             let path = self.log_path(table, &format!("{next:020}.json"));
             match self.lake.create(&path, entry).await {
                 Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
+                    *head = None;
+                    if self
+                        .includes(table, app_id, version, first_add.as_ref())
+                        .await?
+                    {
+                        // Another writer committed on top and checkpointed
+                        // the table between the write and the check: the
+                        // entry is in the table, and stays in its log.
+                        return Ok(Appended::Committed(next));
+                    }
                     // The version was free because the log's cleanup had
                     // removed it: readers start at the later checkpoint and
                     // never see this entry. It is removed, and the batch
@@ -401,7 +415,6 @@ impl DeltaTables {
                     if let Err(error) = self.lake.store().delete(&path).await {
                         tracing::warn!(%error, %path, "removing an entry below the checkpoint failed; readers ignore it");
                     }
-                    *head = None;
                 }
                 Ok(Put::Created) => {
                     known.version = next;
@@ -486,6 +499,33 @@ impl DeltaTables {
             })
         })?;
         Ok(last["version"].as_i64().is_some_and(|at| at >= version))
+    }
+
+    /// True when `table` as it is now holds the commit of `app_id` at
+    /// `version` whose first add is `first`: its transaction, and that very
+    /// add (path and time: a replay writes the same names at another time).
+    async fn includes(
+        &self,
+        table: Table,
+        app_id: &str,
+        version: i64,
+        first: Option<&Add>,
+    ) -> Result<bool, DeltaError> {
+        let Some(current) = self.latest(table).await? else {
+            return Ok(false);
+        };
+        if transaction_version(&current, table, app_id).await? != Some(version) {
+            return Ok(false);
+        }
+        let Some(first) = first else {
+            return Ok(true);
+        };
+        let state = current.snapshot().map_err(DeltaError::of(table))?;
+        let holds = state.log_data().iter().any(|file| {
+            file.path() == first.path.as_str()
+                && file.modification_time() == first.modification_time
+        });
+        Ok(holds)
     }
 
     /// Writes a checkpoint of `table` at `version` in the background, as
@@ -894,6 +934,42 @@ mod tests {
         assert_eq!(reader.version_of(table, &p0).await.expect("reads"), Some(9));
         assert_eq!(reader.version_of(table, &p1).await.expect("reads"), Some(3));
         assert_eq!(active_files(one.lake(), table).await, 6);
+    }
+
+    /// An entry found below the last checkpoint is the sink's own commit,
+    /// kept, when the table holds its transaction and its very add (a
+    /// checkpoint written on top of it after the write), and a stray on a
+    /// removed slot otherwise.
+    #[tokio::test]
+    async fn an_entry_below_the_checkpoint_is_kept_when_the_table_holds_it() {
+        let (one, _) = two_writers().await;
+        let table = Table::Events;
+        let p0 = app_id("t", 0);
+        let first = one.append(table, &[file("a")], &p0, None, 5).await;
+        assert!(matches!(first, Ok(Appended::Committed(1))), "{first:?}");
+        let current = one.latest(table).await.expect("reads").expect("a table");
+        deltalake_core::protocol::checkpoints::create_checkpoint(&current, None)
+            .await
+            .expect("checkpoints");
+        assert!(one.below_checkpoint(table, 1).await.expect("reads"));
+        let state = current.snapshot().expect("a snapshot");
+        let written = state.log_data().iter().next().expect("one file");
+        let mut add = add_action(&file("a"), true);
+        add.modification_time = written.modification_time();
+        assert!(one
+            .includes(table, &p0, 5, Some(&add))
+            .await
+            .expect("reads"));
+        assert!(!one
+            .includes(table, &p0, 6, Some(&add))
+            .await
+            .expect("reads"));
+        // The same name written at another time: a replay's stray entry.
+        add.modification_time += 1;
+        assert!(!one
+            .includes(table, &p0, 5, Some(&add))
+            .await
+            .expect("reads"));
     }
 
     #[test]
