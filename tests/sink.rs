@@ -1885,3 +1885,70 @@ async fn a_column_left_empty_and_a_field_no_column_reads_are_counted() -> anyhow
     );
     Ok(())
 }
+
+/// A column another engine added (Python `deltalake` appends a row of a
+/// closed day with a column the sink does not know) survives `sink
+/// compact`: the rewritten day keeps the column and the row's value.
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_keeps_a_column_another_engine_added() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    let python = &setup.services.python;
+    let sink = setup.sink(&[]).await?;
+    setup
+        .produce_events(0..300, &["2025-03-01T08:00:00Z".to_string()])
+        .await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    sink.interrupt(Duration::from_secs(30))?;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let events = format!("{lake_url}/events");
+    let shift = |uri: &str| -> anyhow::Result<Vec<Option<String>>> {
+        end_to_end::deltalake_script(
+            python,
+            uri,
+            &[],
+            r#"
+table = DeltaTable(sys.argv[1], storage_options=options)
+result = QueryBuilder().register("t", table).execute("SELECT shift FROM t WHERE event_id = 'ffffffffffffffffffffffffffffffff'").read_all()
+print(json.dumps(result.column("shift").to_pylist()))
+"#,
+        )
+    };
+    let _: serde_json::Value = end_to_end::deltalake_script(
+        python,
+        &events,
+        &[],
+        r#"
+from deltalake import write_deltalake
+table = DeltaTable(sys.argv[1], storage_options=options)
+row = QueryBuilder().register("t", table).execute("SELECT * EXCEPT (event_id), 'ffffffffffffffffffffffffffffffff' AS event_id, 'night' AS shift FROM t LIMIT 1")
+write_deltalake(sys.argv[1], row, mode="append", schema_mode="merge", storage_options=options)
+print(json.dumps(DeltaTable(sys.argv[1], storage_options=options).version()))
+"#,
+    )?;
+    ensure!(
+        shift(&events)? == vec![Some("night".to_string())],
+        "the other engine's row"
+    );
+    let compacted = end_to_end::run_binary(
+        "sink",
+        &["compact"],
+        &[("LAKE_URL", lake_url.as_str()), ("LAKE_FORMAT", DELTA)],
+    )?;
+    ensure!(
+        compacted.contains("events dt=2025-03-01"),
+        "nothing compacted: {compacted}"
+    );
+    let read = end_to_end::deltalake(python, &events, None)?;
+    ensure!(
+        read.rows == 301 && read.files.len() == 1,
+        "{} rows in {} files after compaction",
+        read.rows,
+        read.files.len()
+    );
+    ensure!(
+        shift(&events)? == vec![Some("night".to_string())],
+        "the column another engine added lost its value: {compacted}"
+    );
+    Ok(())
+}

@@ -149,6 +149,7 @@ pub async fn compact(
         let Some(current) = tables.latest(table).await? else {
             continue;
         };
+        let columns = rewrite::columns(&current, table)?;
         let mut prepared = Vec::new();
         for (date, files) in days(&current, table)? {
             // Compaction's own files only: the day is done.
@@ -156,18 +157,19 @@ pub async fn compact(
             if !due {
                 continue;
             }
-            let rewritten =
-                std::panic::AssertUnwindSafe(rewrite_day(tables, table, date, files, settings))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| {
-                        let reason = panic
-                            .downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or_else(|| panic.downcast_ref::<&str>().copied())
-                            .unwrap_or("a panic");
-                        Err(format!("panicked: {reason}"))
-                    });
+            let rewritten = std::panic::AssertUnwindSafe(rewrite_day(
+                tables, table, &columns, date, files, settings,
+            ))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Err(format!("panicked: {reason}"))
+            });
             match rewritten {
                 Ok(day) => prepared.push(day),
                 Err(reason) => {
@@ -230,6 +232,7 @@ struct Prepared {
 async fn rewrite_day(
     tables: &DeltaTables,
     table: Table,
+    columns: &arrow::datatypes::SchemaRef,
     date: NaiveDate,
     files: BTreeSet<Active>,
     settings: &CompactionSettings,
@@ -245,7 +248,7 @@ async fn rewrite_day(
     let selection = selection::select(lake, &located)
         .await
         .map_err(|error| error.to_string())?;
-    let written = rewrite::rewrite(lake, table, date, &located, &selection, settings)
+    let written = rewrite::rewrite(lake, table, columns, date, &located, &selection, settings)
         .await
         .map_err(|error| error.to_string())?;
     let done = DayCompacted {

@@ -2,13 +2,22 @@
 //! a time, cast to the table's schema, into output files of the target
 //! size. Encoding runs on the blocking pool, off the async workers.
 //!
+//! The table's schema is the one its log holds: the sink's columns in
+//! their types, and every other column the log declares (added by another
+//! engine, or by a newer sink before a rollback) as it is, so that no value
+//! is lost to a rewrite.
+//!
 //! Memory: the input files read ahead (see `reading::in_order`), and one
 //! output file up to the target size.
 
 use arrow::array::{new_null_array, ArrayRef, BooleanArray, RecordBatch};
-use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use bytes::Bytes;
 use chrono::NaiveDate;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake_core::DeltaTable;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use schemas::Table;
@@ -16,16 +25,38 @@ use schemas::Table;
 use super::selection::Selection;
 use super::{CompactionError, CompactionSettings};
 use crate::data_file::DataFile;
+use crate::delta::log::DeltaError;
 use crate::encoding::parquet_file::{properties, EncodingError};
-use crate::path::{stems, DataPath};
+use crate::path::{stems, DataPath, PARTITION_COLUMN};
 use crate::reading::in_order;
 use crate::store::{Lake, Put};
 
+/// The columns a rewrite of `table` writes: the sink's own, then the other
+/// columns of the table's schema at `current` (the partition column aside).
+pub(super) fn columns(current: &DeltaTable, table: Table) -> Result<SchemaRef, DeltaError> {
+    let own = table.schema();
+    let snapshot = current.snapshot().map_err(DeltaError::of(table))?;
+    let mut fields: Vec<FieldRef> = own.fields().iter().cloned().collect();
+    for field in snapshot.schema().fields() {
+        if field.name() == PARTITION_COLUMN || own.field_with_name(field.name()).is_ok() {
+            continue;
+        }
+        let other: Field = field.try_into_arrow().map_err(|error| DeltaError::Schema {
+            table: table.name(),
+            reason: format!("column {}: {error}", field.name()),
+        })?;
+        fields.push(Arc::new(other.with_nullable(true)));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
 /// Writes the rows `selection` keeps of `files` (location, size) into new
-/// files of `table`'s `date`, uploaded; returns them.
+/// files of `table`'s `date` with `columns` (see [`columns`]), uploaded;
+/// returns them.
 pub(super) async fn rewrite(
     lake: &Lake,
     table: Table,
+    columns: &SchemaRef,
     date: NaiveDate,
     files: &[(object_store::path::Path, u64)],
     selection: &Selection,
@@ -36,7 +67,7 @@ pub(super) async fn rewrite(
         date,
         reason,
     };
-    let schema = table.schema();
+    let schema = columns.clone();
     let mut output = Output::new(table, date, settings);
     let opened = in_order(lake, files, None);
     futures::pin_mut!(opened);

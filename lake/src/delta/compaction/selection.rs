@@ -7,8 +7,12 @@
 //! decoded, one batch at a time, in whatever Arrow types the file's writer
 //! chose (`Utf8View`, `LargeUtf8`, nanosecond timestamps are cast).
 //!
+//! Rows without an event id (written by another engine) are no copy of
+//! anything: each is kept.
+//!
 //! Memory: per event of the day a 16-byte key and its kept copy, about 48
-//! bytes and the map's slack; then one bit per row read.
+//! bytes and the map's slack, 8 bytes per row without an id; then one bit
+//! per row read.
 
 use std::collections::HashMap;
 
@@ -101,6 +105,9 @@ pub(crate) async fn select(
     files: &[(object_store::path::Path, u64)],
 ) -> Result<Selection, SelectionError> {
     let mut best: HashMap<u128, Copy> = HashMap::new();
+    // Rows without an event id (another engine's) are no copy of anything:
+    // each is kept.
+    let mut unkeyed: Vec<(u32, u32)> = Vec::new();
     let mut rows_per_file = Vec::with_capacity(files.len());
     let mut rows_in = 0u64;
     let opened = in_order(
@@ -126,6 +133,7 @@ pub(crate) async fn select(
             })?;
             for i in 0..batch.num_rows() {
                 let Some(id) = columns.event_id(i) else {
+                    unkeyed.push((index as u32, row));
                     row += 1;
                     continue;
                 };
@@ -152,14 +160,15 @@ pub(crate) async fn select(
         .iter()
         .map(|rows| vec![0u64; rows.div_ceil(64)])
         .collect();
-    for copy in best.values() {
-        let (file, row) = (copy.file as usize, copy.row as usize);
+    let kept_rows = best.values().map(|copy| (copy.file, copy.row));
+    for (file, row) in kept_rows.chain(unkeyed.iter().copied()) {
+        let (file, row) = (file as usize, row as usize);
         kept[file][row / 64] |= 1 << (row % 64);
     }
     Ok(Selection {
         kept,
         rows_in,
-        rows_out: best.len() as u64,
+        rows_out: (best.len() + unkeyed.len()) as u64,
     })
 }
 
