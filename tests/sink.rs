@@ -1952,3 +1952,112 @@ print(json.dumps(DeltaTable(sys.argv[1], storage_options=options).version()))
     );
     Ok(())
 }
+
+/// Plain Parquet history whose last flush did not finish (one day's file
+/// of a batch missing, its intent left, the partition's offset before the
+/// batch): `sink convert-to-delta` refuses and says to replay; the Parquet
+/// sink started once writes the missing file; the conversion then takes
+/// every row. A conversion cut short (its marker left) keeps Delta sinks
+/// away until a conversion run finishes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfinished_flush_or_conversion_is_finished_before_delta_writes() -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let setup = Setup::new(PARQUET)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 1).await?;
+    setup.produce(0, 300).await?;
+    let first = setup.sink(&[SLOT]).await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    first.interrupt(Duration::from_secs(30))?;
+
+    // The last batch's file of one day is lost, as by a stop between two
+    // of the batch's files: its intent is left, its offsets uncommitted.
+    let events_folder = object_store::path::Path::from(format!("{}/events", setup.prefix));
+    let mut files: Vec<object_store::path::Path> = store
+        .list(Some(&events_folder))
+        .map(|meta| meta.map(|m| m.location))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let range = |path: &object_store::path::Path| -> Option<(i64, i64)> {
+        let stem = path.filename()?.strip_suffix(".parquet")?;
+        let mut parts = stem.rsplitn(3, '+');
+        let last = parts.next()?.parse().ok()?;
+        let first = parts.next()?.parse().ok()?;
+        Some((first, last))
+    };
+    files.sort_by_key(|path| range(path));
+    let lost = files.last().context("no events file")?.clone();
+    let (first_offset, last_offset) = range(&lost).context("a range name")?;
+    store.delete(&lost).await?;
+    let intent = format!(
+        "{}/_sink_intents/{}/0/{first_offset:020}+{last_offset:020}",
+        setup.prefix, setup.topic
+    );
+    store
+        .put(&intent.as_str().into(), bytes::Bytes::new().into())
+        .await?;
+    let group: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &setup.services.brokers)
+        .set("group.id", &setup.group)
+        .create()?;
+    let mut rewound = rdkafka::TopicPartitionList::new();
+    rewound.add_partition_offset(&setup.topic, 0, rdkafka::Offset::Offset(first_offset))?;
+    group.commit(&rewound, CommitMode::Sync)?;
+    drop(group);
+
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    let convert_env = [
+        ("LAKE_URL", lake_url.as_str()),
+        ("LAKE_FORMAT", DELTA),
+        ("ENRICHED_TOPIC", setup.topic.as_str()),
+    ];
+    let refused = end_to_end::run_binary_output("sink", &["convert-to-delta"], &convert_env)?;
+    ensure!(
+        !refused.status.success()
+            && refused.stderr.contains("did not finish")
+            && refused.stderr.contains("start the Parquet sink"),
+        "the conversion went on past an unfinished flush: {refused:?}"
+    );
+
+    let replaying = setup.sink(&[SLOT]).await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    replaying.interrupt(Duration::from_secs(30))?;
+    let converted = end_to_end::run_binary_output("sink", &["convert-to-delta"], &convert_env)?;
+    ensure!(
+        converted.status.success(),
+        "the conversion failed: {converted:?}"
+    );
+    let events =
+        end_to_end::deltalake(&setup.services.python, &format!("{lake_url}/events"), None)?;
+    ensure!(
+        events.rows == 300 && events.distinct == 300,
+        "Python deltalake reads {} rows ({} distinct) of 300 after the conversion",
+        events.rows,
+        events.distinct
+    );
+
+    // A conversion cut short leaves its marker: Delta sinks refuse the
+    // prefix until a conversion run finishes.
+    let marker = format!("{}/_sink_conversion_unfinished", setup.prefix);
+    store
+        .put(&marker.as_str().into(), bytes::Bytes::new().into())
+        .await?;
+    let (mut refusing, _) = setup.start_sink(&[("LAKE_FORMAT", DELTA), SLOT])?;
+    let status = refusing.exit_status(Duration::from_secs(60))?;
+    ensure!(
+        !status.success() && refusing.log_text().contains("convert-to-delta"),
+        "a Delta sink started on a conversion cut short: {}",
+        refusing.log_text()
+    );
+    let finished = end_to_end::run_binary_output("sink", &["convert-to-delta"], &convert_env)?;
+    ensure!(
+        finished.status.success() && finished.stdout.contains(" 0 added now"),
+        "the conversion run again: {finished:?}"
+    );
+    let delta = setup.sink(&[("LAKE_FORMAT", DELTA), SLOT]).await?;
+    setup.produce(300, 400).await?;
+    setup.expect_exactly(store.as_ref(), 400).await?;
+    delta.interrupt(Duration::from_secs(30))
+}

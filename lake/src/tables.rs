@@ -61,6 +61,13 @@ pub enum TablesError {
         /// A file found.
         found: String,
     },
+    #[error("a conversion of plain Parquet history to Delta did not finish ({marker} is there): the tables hold part of it")]
+    /// A conversion started and did not finish: only a conversion may
+    /// write the tables, until it does.
+    ConversionUnfinished {
+        /// The marker found.
+        marker: String,
+    },
     #[error("reading {path}: {source}")]
     /// A data file could not be read.
     Unreadable {
@@ -88,7 +95,9 @@ impl TablesError {
             TablesError::Unreadable { source, .. } => {
                 !matches!(source, parquet::errors::ParquetError::External(_))
             }
-            TablesError::ParquetPrefix { .. } | TablesError::DeltaPrefix { .. } => true,
+            TablesError::ParquetPrefix { .. }
+            | TablesError::DeltaPrefix { .. }
+            | TablesError::ConversionUnfinished { .. } => true,
         }
     }
 }
@@ -158,10 +167,19 @@ impl Tables {
         }
     }
 
-    /// Checks that the prefix holds no table of the other format: one
-    /// listing request or two per table.
+    /// Checks that the prefix holds no table of the other format (one
+    /// listing request or two per table) and, for Delta, no conversion cut
+    /// short (one read).
     pub async fn check_format(&self) -> Result<(), TablesError> {
         let lake = self.lake();
+        if let Format::Delta { .. } = &self.format {
+            let marker = lake.path(crate::delta::UNFINISHED_CONVERSION);
+            if lake.read_if_exists(&marker).await?.is_some() {
+                return Err(TablesError::ConversionUnfinished {
+                    marker: marker.to_string(),
+                });
+            }
+        }
         for table in Table::all() {
             let log = lake
                 .first_under(&format!("{}/_delta_log", table.name()))

@@ -5,9 +5,13 @@
 //! hold, so that a Delta sink goes on exactly where the Parquet sink
 //! stopped, and a replay of the topic adds nothing the files hold.
 //!
-//! A conversion can run again: each partition's files past its
-//! transaction are added, the others are already there. So a run cut short,
+//! A conversion can run again: each partition's files the log does not
+//! reference are added, the others are already there. So a run cut short,
 //! or files a Parquet sink wrote after the first run, are taken by the next.
+//!
+//! A flush intent left by the Parquet sink (a batch stopped between two of
+//! its files) stops the conversion before anything is committed: only the
+//! Parquet sink can write the missing files, by replaying the range.
 
 use std::collections::BTreeMap;
 
@@ -15,9 +19,10 @@ use futures::TryStreamExt;
 use schemas::Table;
 
 use crate::data_file::DataFile;
-use crate::delta::log::{app_id, Appended, DeltaError, DeltaTables};
+use crate::delta::log::{app_id, referenced_paths, Appended, DeltaError, DeltaTables};
+use crate::parquet::intents;
 use crate::path::stems;
-use crate::store::LakeError;
+use crate::store::{LakeError, Put};
 
 /// Why a prefix was not converted.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +32,18 @@ pub enum ConversionError {
     Foreign {
         /// Its location.
         path: String,
+    },
+    #[error("the plain Parquet flush of {topic} partition {partition}, offsets {first} to {last}, did not finish (its intent is under _sink_intents/): nothing was converted")]
+    /// A flush intent is left: a batch's files may be missing.
+    UnfinishedFlush {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The batch's first offset.
+        first: i64,
+        /// The batch's last offset.
+        last: i64,
     },
     #[error(transparent)]
     /// The store failed.
@@ -40,7 +57,7 @@ impl ConversionError {
     /// Whether trying again cannot help.
     pub fn is_permanent(&self) -> bool {
         match self {
-            ConversionError::Foreign { .. } => true,
+            ConversionError::Foreign { .. } | ConversionError::UnfinishedFlush { .. } => true,
             ConversionError::Lake(error) => error.is_permanent(),
             ConversionError::Delta(error) => error.is_permanent(),
         }
@@ -75,19 +92,45 @@ struct Found {
 /// Every table is examined before anything is committed: a file of
 /// another shape stops the conversion with nothing changed.
 pub async fn convert_to_delta(tables: &DeltaTables) -> Result<Vec<Converted>, ConversionError> {
+    let lake = tables.lake();
+    if let Some((topic, partition, (first, last))) = intents::any_left(lake).await? {
+        return Err(ConversionError::UnfinishedFlush {
+            topic,
+            partition,
+            first,
+            last,
+        });
+    }
     let mut found = BTreeMap::new();
     for table in Table::all() {
         found.insert(table, parquet_files(tables, table).await?);
+    }
+    let unfinished = lake.path(UNFINISHED);
+    let resuming = lake.read_if_exists(&unfinished).await?.is_some();
+    if found.values().any(|files| !files.is_empty()) {
+        // Created, or left by the run this one resumes: either way there.
+        let _marked: Put = lake.create(&unfinished, bytes::Bytes::new()).await?;
     }
     let mut report = vec![];
     for (table, files) in found {
         if files.is_empty() {
             continue;
         }
-        report.push(convert_table(tables, table, files).await?);
+        report.push(convert_table(tables, table, files, resuming).await?);
     }
+    lake.store()
+        .delete(&unfinished)
+        .await
+        .or_else(|error| match error {
+            object_store::Error::NotFound { .. } => Ok(()),
+            error => Err(LakeError::from(error)),
+        })?;
     Ok(report)
 }
+
+/// Present from a conversion's first commit until it finished: a lake
+/// holding it is converted in part, and only a conversion may write it.
+pub(crate) const UNFINISHED: &str = "_sink_conversion_unfinished";
 
 /// The plain Parquet files of `table`, with their statistics; the sink's
 /// Delta files (a table converted before, and written to since) are
@@ -146,13 +189,22 @@ fn range_of(stem: &str) -> Option<(&str, i32, i64)> {
     Some((topic, partition, last))
 }
 
-/// Adds `files` to `table`, one commit per source partition, each with the
-/// partition's transaction at the last offset its files hold.
+/// Adds the `files` `table`'s log does not name yet, one commit per source
+/// partition, each with the partition's transaction at the last offset its
+/// files hold. A file the log does not name is added even below the
+/// partition's transaction when `resuming` an unfinished conversion (a
+/// Delta sink moved the transaction meanwhile); otherwise a file below it
+/// is one a compaction rewrote long ago, and is left alone.
 async fn convert_table(
     tables: &DeltaTables,
     table: Table,
     files: Vec<Found>,
+    resuming: bool,
 ) -> Result<Converted, ConversionError> {
+    let named = match tables.latest(table).await? {
+        Some(current) => referenced_paths(&current, table).await?,
+        None => Default::default(),
+    };
     let mut converted = Converted {
         table,
         files: files.len(),
@@ -170,11 +222,18 @@ async fn convert_table(
     for (id, files) in by_partition {
         let held = tables.version_of(table, &id).await?;
         let last = files.iter().map(|f| f.last).max().unwrap_or_default();
-        let new: Vec<DataFile> = files
+        let (new, covered): (Vec<Found>, Vec<Found>) = files
             .into_iter()
-            .filter(|f| held.is_none_or(|held| f.last > held))
-            .map(|f| f.file)
-            .collect();
+            .filter(|f| !named.contains(&f.file.path.in_table()))
+            .partition(|f| held.is_none_or(|held| f.last > held));
+        let covered: Vec<DataFile> = covered.into_iter().map(|f| f.file).collect();
+        if resuming && !covered.is_empty() {
+            let version = tables.add_untracked(table, &covered).await?;
+            tracing::info!(table = table.name(), app_id = %id, files = covered.len(), version, "plain Parquet files below the partition's transaction added");
+            converted.added += covered.len();
+            converted.rows += covered.iter().map(|f| f.rows as u64).sum::<u64>();
+        }
+        let new: Vec<DataFile> = new.into_iter().map(|f| f.file).collect();
         // The partition's transaction once done: what the table held, or
         // what this run (or a writer racing it) committed.
         let mut holds = held.unwrap_or(last);

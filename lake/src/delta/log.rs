@@ -501,6 +501,38 @@ impl DeltaTables {
         Ok(last["version"].as_i64().is_some_and(|at| at >= version))
     }
 
+    /// Adds `files` to `table` in one commit that sets no transaction (the
+    /// library's, retried on conflicts): files a partition's transaction
+    /// covers already but the log lacks. Its version.
+    pub(crate) async fn add_untracked(
+        &self,
+        table: Table,
+        files: &[DataFile],
+    ) -> Result<i64, DeltaError> {
+        let current = self.latest_or_created(table).await?;
+        let state = current.snapshot().map_err(DeltaError::of(table))?;
+        let committed = CommitBuilder::from(commit_properties(10))
+            .with_actions(
+                files
+                    .iter()
+                    .map(|f| Action::Add(add_action(f, true)))
+                    .collect(),
+            )
+            .build(
+                Some(state),
+                current.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(DeltaError::of(table))?;
+        *self.heads[&table].lock().await = None;
+        Ok(committed.version())
+    }
+
     /// True when `table` as it is now holds the commit of `app_id` at
     /// `version` whose first add is `first`: its transaction, and that very
     /// add (path and time: a replay writes the same names at another time).
@@ -757,6 +789,29 @@ pub(crate) fn delta_columns(table: Table) -> Result<Vec<StructField>, DeltaError
         true,
     ));
     Ok(columns)
+}
+
+/// The paths of the data files `current` names: its files, and those
+/// removed whose tombstones it still holds.
+pub(crate) async fn referenced_paths(
+    current: &DeltaTable,
+    table: Table,
+) -> Result<std::collections::HashSet<String>, DeltaError> {
+    use futures::TryStreamExt;
+    let state = current.snapshot().map_err(DeltaError::of(table))?;
+    let mut known: std::collections::HashSet<String> = state
+        .log_data()
+        .iter()
+        .map(|file| file.path().to_string())
+        .collect();
+    let tombstones: Vec<String> = state
+        .all_tombstones(current.log_store().as_ref())
+        .map_ok(|tombstone| tombstone.path().to_string())
+        .try_collect()
+        .await
+        .map_err(DeltaError::of(table))?;
+    known.extend(tombstones);
+    Ok(known)
 }
 
 /// Creates `table`'s Delta log, version 0.

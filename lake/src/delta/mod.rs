@@ -4,3 +4,5 @@ pub(crate) mod compaction;
 pub(crate) mod conversion;
 pub(crate) mod log;
 pub(crate) mod vacuum;
+
+pub(crate) use conversion::UNFINISHED as UNFINISHED_CONVERSION;

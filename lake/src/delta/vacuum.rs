@@ -5,7 +5,6 @@
 //! log retention are removed. The checkpoint holds every
 //! partition's transaction, so exactly-once survives the log cleanup.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,7 +14,7 @@ use deltalake_core::DeltaTable;
 use futures::TryStreamExt;
 use schemas::Table;
 
-use crate::delta::log::{DeltaError, DeltaTables};
+use crate::delta::log::{referenced_paths, DeltaError, DeltaTables};
 use crate::path::stems;
 use crate::telemetry;
 
@@ -132,19 +131,7 @@ async fn delete_orphans(
     current: &DeltaTable,
     retention: Duration,
 ) -> Result<usize, DeltaError> {
-    let state = current.snapshot().map_err(DeltaError::of(table))?;
-    let mut known: HashSet<String> = state
-        .log_data()
-        .iter()
-        .map(|file| file.path().to_string())
-        .collect();
-    let tombstones: Vec<String> = state
-        .all_tombstones(current.log_store().as_ref())
-        .map_ok(|tombstone| tombstone.path().to_string())
-        .try_collect()
-        .await
-        .map_err(DeltaError::of(table))?;
-    known.extend(tombstones);
+    let known = referenced_paths(current, table).await?;
     let lake = tables.lake();
     let folder = lake.path(table.name());
     let store_error = |error: object_store::Error| DeltaError::of(table)(error.into());

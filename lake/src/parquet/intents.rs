@@ -102,6 +102,31 @@ impl Intents {
     }
 }
 
+/// A flush intent left in `lake`, of any topic: (topic, partition, range).
+pub(crate) async fn any_left(lake: &Lake) -> Result<Option<(String, i32, (i64, i64))>, LakeError> {
+    let mut listed = lake.store().list(Some(&lake.path(DIRECTORY)));
+    while let Some(object) = listed.try_next().await? {
+        let parts: Vec<String> = object
+            .location
+            .parts()
+            .map(|part| part.as_ref().to_string())
+            .collect();
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let found = match parts.as_slice() {
+            [.., topic, partition, name] => partition
+                .parse()
+                .ok()
+                .zip(parse(name))
+                .map(|(partition, range)| (topic.to_string(), partition, range)),
+            _ => None,
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
 fn parse(name: &str) -> Option<(i64, i64)> {
     let (first, last) = name.split_once('+')?;
     Some((first.parse().ok()?, last.parse().ok()?))
