@@ -2,8 +2,8 @@
 //! broker: every object once, a resume after kill -9, records edited during
 //! the scan, every reading of the paging parameters (exclusive filter, page
 //! caps, more records at one time than a page), endpoints that ignore the
-//! order or the filter, a malformed item, the rate share and 429s, and an
-//! envelope it cannot read.
+//! order or the filter, a malformed item, the rate share and 429s, an
+//! envelope it cannot read, and a run stopped by SIGTERM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -609,5 +609,33 @@ async fn a_malformed_item_is_skipped_counted_and_the_run_says_so() -> anyhow::Re
     let mut expected = expected_ids(OBJECTS);
     expected.remove(&malformed);
     assert_eq!(found.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    Ok(())
+}
+
+/// A backfill stopped by SIGTERM (a drained Kubernetes Job) before the end
+/// of the list exits with a failure that says so, and the same command
+/// resumes it to every object.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_stopped_by_shutdown_fails_and_resumes() -> anyhow::Result<()> {
+    const OBJECTS: u32 = 1000;
+    let setup = Setup::start(OBJECTS).await?;
+    let args = ["--resource", "Results", "--page-size", "50"];
+    let slow = [&args[..], &["--rate-limit", "4"]].concat();
+    let mut first = Process::spawn("backfill-term", setup.command(&slow, &[]), &setup.logs)?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.signal("TERM")?;
+    let status = first.exit_status(Duration::from_secs(40))?;
+    assert!(!status.success(), "a stopped backfill exited with {status}");
+    let log = first.log_text();
+    assert!(
+        log.contains("stopped by shutdown") && log.contains("resumes"),
+        "{log}"
+    );
+    setup.run(&[&args[..], &["--rate-limit", "1000"]].concat(), &[])?;
+    let records = setup.snapshots(u64::from(OBJECTS)).await?;
+    assert_eq!(
+        objects(&records).keys().cloned().collect::<BTreeSet<_>>(),
+        expected_ids(OBJECTS)
+    );
     Ok(())
 }

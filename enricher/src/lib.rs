@@ -42,6 +42,17 @@ pub enum EnricherError {
     Consumption(#[from] consumption::ConsumptionError),
 }
 
+impl runtime::Hint for EnricherError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EnricherError::Backfill(backfill::BackfillError::Interrupted { .. }) => Some(
+                "run the same `enricher backfill` command again: it resumes from the stored position".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// The librdkafka client's own errors are Kafka errors too: one variant.
 impl From<rdkafka::error::KafkaError> for EnricherError {
     fn from(error: rdkafka::error::KafkaError) -> Self {

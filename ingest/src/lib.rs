@@ -56,6 +56,8 @@ pub enum IngestError {
     Serve(#[source] std::io::Error),
 }
 
+impl runtime::Hint for IngestError {}
+
 /// The librdkafka client's own errors are Kafka errors too: one variant.
 impl From<rdkafka::error::KafkaError> for IngestError {
     fn from(error: rdkafka::error::KafkaError) -> Self {

@@ -57,6 +57,41 @@ pub fn is_permanent(error: &KafkaError) -> bool {
     )
 }
 
+/// True for the errors an operator must cure by granting access: the
+/// broker refuses this client the topic, the cluster or its credentials.
+pub fn is_refused_access(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+    )
+}
+
+/// Produces `record` like [`produce`], for a one-off command's bookkeeping:
+/// retried for at most `budget` whatever shutdown does, and given up at
+/// once when the broker refuses access too (see [`is_refused_access`]), so
+/// that the command ends with the error instead of waiting for an operator.
+pub async fn produce_within(
+    producer: &FutureProducer,
+    record: &Outgoing<'_>,
+    budget: Duration,
+) -> Result<(), Failure<KafkaError>> {
+    let policy = PRODUCE_RETRY.with_budget(budget);
+    send_until(
+        policy,
+        producer,
+        record,
+        &CancellationToken::new(),
+        |error| is_permanent(error) || is_refused_access(error),
+    )
+    .await
+}
+
 /// Produces `record` until the broker acknowledges it, backing off between
 /// attempts. [`Failure::Permanent`] when the broker refuses the record for
 /// good (see [`is_permanent`]), [`Failure::Stopped`] when `shutdown` came
@@ -66,7 +101,19 @@ pub async fn produce(
     record: &Outgoing<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(), Failure<KafkaError>> {
-    PRODUCE_RETRY
+    send_until(PRODUCE_RETRY, producer, record, shutdown, is_permanent).await
+}
+
+/// Produces `record` under `policy` until acknowledged, until `permanent`
+/// says an error is, or until shutdown.
+async fn send_until(
+    policy: Retry,
+    producer: &FutureProducer,
+    record: &Outgoing<'_>,
+    shutdown: &CancellationToken,
+    permanent: impl Fn(&KafkaError) -> bool,
+) -> Result<(), Failure<KafkaError>> {
+    policy
         .run(
             shutdown,
             |_| {
@@ -80,7 +127,7 @@ pub async fn produce(
                 async move { sent.await.map(|_| ()).map_err(|(error, _)| error) }
             },
             |error, attempt| {
-                if is_permanent(error) {
+                if permanent(error) {
                     tracing::warn!(%error, topic = record.topic, "the broker refused the record for good");
                     Verdict::GiveUp
                 } else {

@@ -32,6 +32,21 @@ pub enum KafkaError {
     #[error("kafka client: {0}")]
     /// The Kafka client failed.
     Client(#[from] RdKafkaError),
+    #[error(
+        "reading topic {topic}: partition {partition} stopped at offset {at}, before its end {end}"
+    )]
+    /// A topic read to its end stopped short of it: the broker stopped
+    /// answering, or answered nothing further.
+    ShortRead {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The position reached.
+        at: i64,
+        /// The end the broker reported.
+        end: i64,
+    },
     #[error("creating topic {topic}: {code}")]
     /// A topic could not be created.
     CreateTopic {

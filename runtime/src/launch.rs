@@ -4,14 +4,25 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
+/// What an operator can do about an error that stopped a binary: printed
+/// after the error itself, apart from it, since the error says what failed
+/// and the remedy depends on how the binary was run.
+pub trait Hint {
+    /// The remedy, where the binary knows one.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 /// The body of every stage's `main`: logging, configuration from flags and
-/// environment, `run` until SIGINT/SIGTERM, and the error as the exit code.
+/// environment, `run` until SIGINT/SIGTERM, and the error (with its hint)
+/// as the exit code.
 pub fn launch<C, F, Fut, E>(run: F) -> ExitCode
 where
     C: clap::Parser,
     F: FnOnce(C, CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: Display,
+    E: Display + Hint,
 {
     crate::init_tracing();
     let config = C::parse();
@@ -27,6 +38,9 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
+            if let Some(hint) = error.hint() {
+                tracing::error!("what to do: {hint}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -18,10 +18,12 @@ mod size;
 mod telemetry;
 mod topic_reader;
 
-pub use delivery::{is_permanent, produce, with_headers, Outgoing};
+pub use delivery::{
+    is_permanent, is_refused_access, produce, produce_within, with_headers, Outgoing,
+};
 pub use kafka::{ensure_compacted_topic, ensure_topics, KafkaArgs, KafkaError};
 pub use lag::report_lag;
-pub use launch::launch;
+pub use launch::{launch, Hint};
 pub use membership::MembershipArgs;
 pub use offsets::{commit, CommitError};
 pub use ops::{ops_router, serve, watch_broker, Readiness};

@@ -18,7 +18,9 @@ const MAX_IDLE_POLLS: u32 = 3;
 ///
 /// The high watermarks bound the read, but every partition is read and the read
 /// ends only when the topic has been idle for a moment: some brokers (tansu
-/// 0.6) report a watermark one short.
+/// 0.6) report a watermark one short. A partition whose position is still
+/// short of its watermark then (the broker stopped answering) fails the
+/// read: a caller must not take part of a topic for all of it.
 pub fn read_topic_to_end(kafka: &KafkaArgs, topic: &str) -> Result<Vec<OwnedMessage>, KafkaError> {
     let consumer: BaseConsumer = kafka
         .client_config(&[
@@ -47,6 +49,22 @@ pub fn read_topic_to_end(kafka: &KafkaArgs, topic: &str) -> Result<Vec<OwnedMess
         let wait = if ends.is_empty() { IDLE } else { POLL };
         let Some(message) = consumer.poll(wait) else {
             idle_polls += 1;
+            if idle_polls >= MAX_IDLE_POLLS {
+                // Offsets with no record to deliver (a compacted topic,
+                // transaction markers) move the position, not the records.
+                let positions = consumer.position()?;
+                ends.retain(|partition, end| {
+                    position_of(&positions, topic, *partition).is_none_or(|at| at < *end)
+                });
+                if let Some((&partition, &end)) = ends.iter().next() {
+                    return Err(KafkaError::ShortRead {
+                        topic: topic.to_string(),
+                        partition,
+                        at: position_of(&positions, topic, partition).unwrap_or(-1),
+                        end,
+                    });
+                }
+            }
             if ends.is_empty() || idle_polls >= MAX_IDLE_POLLS {
                 break;
             }
@@ -60,4 +78,12 @@ pub fn read_topic_to_end(kafka: &KafkaArgs, topic: &str) -> Result<Vec<OwnedMess
         records.push(message.detach());
     }
     Ok(records)
+}
+
+/// The offset `positions` hold for the partition, if a real one.
+fn position_of(positions: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(at) => Some(at),
+        _ => None,
+    }
 }

@@ -71,6 +71,20 @@ pub enum SinkError {
     NotDelta(&'static str),
 }
 
+impl runtime::Hint for SinkError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SinkError::Tables(TablesError::ConversionUnfinished { .. }) => Some(
+                "run `sink convert-to-delta` again with the same settings: it adds what the first run did not, then Delta sinks may start".into(),
+            ),
+            SinkError::Conversion(lake::ConversionError::UnfinishedFlush { .. }) => Some(
+                "start the Parquet sink (LAKE_FORMAT=parquet) on this prefix once: it replays the range, writes the missing files and removes the intent; stop it, then run the conversion again".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// The librdkafka client's own errors are Kafka errors too: one variant.
 impl From<rdkafka::error::KafkaError> for SinkError {
     fn from(error: rdkafka::error::KafkaError) -> Self {

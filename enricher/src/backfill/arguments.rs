@@ -143,15 +143,16 @@ pub struct ListApi {
 }
 
 impl BackfillArgs {
-    /// The key of this command's run of `resource`: a checkpoint is resumed
-    /// only by a run with the same parameters.
-    pub(super) fn run_key(&self, resource: Resource) -> String {
+    /// The key of this command's run of `resource` on the API at `base`: a
+    /// checkpoint is resumed only by a run with the same parameters against
+    /// the same API (another account's URL starts its own run).
+    pub(super) fn run_key(&self, resource: Resource, base: &url::Url) -> String {
         super::checkpoint::run_key(
             resource,
             self.updated_after,
             self.since,
             self.updated_before,
-            &self.api.path,
+            &format!("{base}|{}", self.api.path),
         )
     }
 

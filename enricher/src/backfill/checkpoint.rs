@@ -145,8 +145,9 @@ impl Checkpoint {
 }
 
 /// The key of a run: the resource and what it was asked to list (the
-/// window as given, `--since` as a duration, and the list path), so that a
-/// different command starts its own run.
+/// window as given, `--since` as a duration, and the list endpoint: the
+/// API's base URL and the list path), so that a different command, or the
+/// same one against another account's API, starts its own run.
 pub(super) fn run_key(
     resource: Resource,
     updated_after: Option<DateTime<Utc>>,
@@ -274,6 +275,13 @@ mod tests {
             run_key(Resource::Results, None, day, None, "{collection}"),
             run_key(Resource::Results, None, None, after, "{collection}"),
             run_key(Resource::Results, None, None, None, "v2/{collection}"),
+            run_key(
+                Resource::Results,
+                None,
+                None,
+                None,
+                "https://other.example/api/|{collection}",
+            ),
         ] {
             assert_ne!(full, other);
         }

@@ -39,6 +39,12 @@ pub enum BackfillError {
         /// The endpoint's count.
         total: u64,
     },
+    /// Shutdown came before the list was scanned to its end.
+    #[error("{resource}: stopped by shutdown before the end of the list")]
+    Interrupted {
+        /// The resource.
+        resource: &'static str,
+    },
     /// Items were skipped.
     #[error("the backfill finished, but {items} listed items were skipped (logged as \"skipped an item\" with their page and position): malformed items, or records refused to the key with --fetch-each")]
     Skipped {

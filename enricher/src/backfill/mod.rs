@@ -83,7 +83,7 @@ pub async fn backfill(
             shutdown,
         };
         // The latest checkpoint of this command's run, if it did not finish.
-        let run = args.run_key(*resource);
+        let run = args.run_key(*resource, target.client.base());
         let resumed = stored
             .iter()
             .rev()

@@ -58,7 +58,7 @@ impl Scan<'_> {
                 };
                 Checkpoint::start(
                     self.resource,
-                    self.args.run_key(self.resource),
+                    self.args.run_key(self.resource, self.target.client.base()),
                     after,
                     self.args.updated_before,
                     self.args.page_size,
@@ -186,15 +186,17 @@ impl Scan<'_> {
         pipeline.drain().await?;
         progress.finish();
         self.report(&checkpoint, run_start.1, started);
-        if checkpoint.done {
-            if let Some(total) = checkpoint.total {
-                if checkpoint.objects + checkpoint.skipped < total {
-                    return Err(BackfillError::Incomplete {
-                        resource: self.resource.as_str(),
-                        listed: checkpoint.objects,
-                        total,
-                    });
-                }
+        if !checkpoint.done {
+            // Only shutdown ends the loop before the list does.
+            return Err(self.interrupted());
+        }
+        if let Some(total) = checkpoint.total {
+            if checkpoint.objects + checkpoint.skipped < total {
+                return Err(BackfillError::Incomplete {
+                    resource: self.resource.as_str(),
+                    listed: checkpoint.objects,
+                    total,
+                });
             }
         }
         Ok(Loaded {
@@ -251,11 +253,21 @@ impl Scan<'_> {
             .client
             .list(url, self.shutdown)
             .await
-            .map_err(|source| BackfillError::Api {
-                resource: self.resource.as_str(),
-                source,
+            .map_err(|source| match source {
+                FetchError::Stopped(_) => self.interrupted(),
+                source => BackfillError::Api {
+                    resource: self.resource.as_str(),
+                    source,
+                },
             })?;
         Ok(page)
+    }
+
+    /// The error of a scan that shutdown stopped before the list's end.
+    fn interrupted(&self) -> BackfillError {
+        BackfillError::Interrupted {
+            resource: self.resource.as_str(),
+        }
     }
 
     /// Checks that the endpoint applied the order and the filter asked for:
@@ -345,6 +357,7 @@ impl Scan<'_> {
                     crate::telemetry::backfill_skipped(self.resource);
                     checkpoint.skipped += 1;
                 }
+                Err(FetchError::Stopped(_)) => return Err(self.interrupted()),
                 Err(source) => {
                     return Err(BackfillError::Api {
                         resource: self.resource.as_str(),
@@ -391,12 +404,7 @@ impl Scan<'_> {
         for result in futures::future::join_all(sends).await {
             match result {
                 Ok(()) => {}
-                Err(Failure::Stopped) => {
-                    return Err(BackfillError::Produce {
-                        topic: self.target.enriched_topic.to_string(),
-                        message: "stopped before every record was acknowledged".into(),
-                    })
-                }
+                Err(Failure::Stopped) => return Err(self.interrupted()),
                 Err(failure) => {
                     return Err(BackfillError::Produce {
                         topic: self.target.enriched_topic.to_string(),
@@ -423,7 +431,10 @@ impl Scan<'_> {
             payload: &value,
             headers: OwnedHeaders::new(),
         };
-        produce(self.target.producer, &outgoing, &CancellationToken::new())
+        // Stored even after shutdown came, so that a rerun starts after
+        // what was acknowledged; within a bounded time, and given up at
+        // once where the broker refuses access to the topic.
+        runtime::produce_within(self.target.producer, &outgoing, CHECKPOINT_SAVE)
             .await
             .map_err(|failure| BackfillError::Produce {
                 topic: self.args.checkpoint_topic.clone(),
@@ -454,6 +465,9 @@ impl Scan<'_> {
         );
     }
 }
+
+/// How long storing a position may be retried, shutdown or not.
+const CHECKPOINT_SAVE: Duration = Duration::from_secs(20);
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackfillError>> + Send + 'a>>;
 
