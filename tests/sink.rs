@@ -186,13 +186,24 @@ impl Setup {
         &self,
         count: usize,
     ) -> anyhow::Result<(end_to_end::OwnBroker, Setup)> {
+        self.moved_to_cluster(count, "tansu_cluster").await
+    }
+
+    /// [`Setup::moved_to_another_broker`], the broker being the cluster
+    /// `cluster`: the suite's broker's id for a topic created again on the
+    /// same cluster, another for a new cluster.
+    async fn moved_to_cluster(
+        &self,
+        count: usize,
+        cluster: &str,
+    ) -> anyhow::Result<(end_to_end::OwnBroker, Setup)> {
         let store = self.services.bucket()?;
         end_to_end::create_topics(&self.services.brokers, &[&self.topic], 3).await?;
         self.produce(0, count).await?;
         let first = self.sink(&[]).await?;
         self.expect_exactly(store.as_ref(), count as u64).await?;
         first.interrupt(Duration::from_secs(30))?;
-        let other = end_to_end::OwnBroker::start(&self.logs)?;
+        let other = end_to_end::OwnBroker::start_cluster(&self.logs, cluster)?;
         other.create_topics(&[&self.topic], 3).await?;
         let elsewhere = Setup {
             format: self.format,
@@ -865,6 +876,36 @@ async fn parquet_history_is_refused_then_converted_to_delta_in_place() -> anyhow
         "the Parquet files are not all there"
     );
     replaying.interrupt(Duration::from_secs(30))
+}
+
+/// A new cluster whose topic of the old name has grown past the offsets
+/// the tables hold before the sink meets it: offsets cannot tell, the
+/// cluster's id does. The sink stops and says so, writing nothing; with
+/// `SINK_SOURCE_ID` every record of the new topic is added.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_cluster_past_the_old_offsets_stops_the_sink_until_adopted() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    let (_other, elsewhere) = setup.moved_to_cluster(900, "cluster-b").await?;
+    elsewhere.produce_numbered(0, 1200, 1_000_000).await?;
+    let mut stopped = elsewhere.sink(&[SLOT]).await?;
+    let status = stopped.exit_status(Duration::from_secs(60))?;
+    ensure!(
+        !status.success(),
+        "the sink ran on over another cluster's topic"
+    );
+    let log = stopped.log_text();
+    ensure!(
+        log.contains("but the broker is cluster cluster-b") && log.contains("SINK_SOURCE_ID"),
+        "no clear error in {}",
+        stopped.log.display()
+    );
+    setup.expect_exactly(store.as_ref(), 900).await?;
+    let adopted = elsewhere
+        .sink(&[SLOT, ("SINK_SOURCE_ID", "cluster-b")])
+        .await?;
+    setup.expect_exactly(store.as_ref(), 2100).await?;
+    adopted.interrupt(Duration::from_secs(30))
 }
 
 /// A second deployment (another broker, the same topic name) writing into

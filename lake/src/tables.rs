@@ -16,6 +16,7 @@ use crate::encoding::file_set::Naming;
 use crate::event_ids::EventIds;
 use crate::parquet::intents::Intents;
 use crate::path::stems;
+use crate::provenance::Provenance;
 use crate::reading::{held_event_ids_between, ReadError};
 use crate::standing::{Held, Standing};
 use crate::store::{Lake, LakeError};
@@ -197,6 +198,12 @@ impl Tables {
             }
         }
         Ok(())
+    }
+
+    /// Compares `identity` (the broker's cluster id) with the identity of
+    /// the source the tables' records came from, recording it when none is.
+    pub async fn provenance(&self, identity: &str) -> Result<Provenance, TablesError> {
+        Ok(crate::provenance::compare(self.lake(), &self.source, identity).await?)
     }
 
     /// The source topic as the tables know it: the name its files and

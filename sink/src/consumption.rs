@@ -73,6 +73,17 @@ pub enum ConsumptionError {
         /// The broker's next offset in the partition.
         end: i64,
     },
+    #[error("the tables hold records of {topic} from Kafka cluster {recorded}, but the broker is cluster {found}: its topic of that name is another one, whose offsets would be taken for the old topic's. Nothing was skipped or written")]
+    /// The broker is another cluster than the one the tables' records came
+    /// from.
+    OtherCluster {
+        /// The topic as the lake knows it.
+        topic: String,
+        /// The cluster recorded in the lake.
+        recorded: String,
+        /// The broker's cluster.
+        found: String,
+    },
 }
 
 pub(crate) type SinkConsumer = StreamConsumer<RebalanceContext>;
@@ -391,7 +402,7 @@ impl Consumption {
     /// Reads from the tables with `read`, retried while the store fails in
     /// a way retrying can cure; `what` names the read in the log, and
     /// `refused` in the error that stops the sink.
-    async fn read_tables<T, F>(
+    pub(crate) async fn read_tables<T, F>(
         &self,
         what: &str,
         refused: impl FnOnce() -> String,

@@ -80,6 +80,9 @@ impl runtime::Hint for SinkError {
             SinkError::Conversion(lake::ConversionError::UnfinishedFlush { .. }) => Some(
                 "start the Parquet sink (LAKE_FORMAT=parquet) on this prefix once: it replays the range, writes the missing files and removes the intent; stop it, then run the conversion again".into(),
             ),
+            SinkError::Consumption(consumption::ConsumptionError::OtherCluster { topic, .. }) => Some(format!(
+                "if the topic on this cluster is a new one, set SINK_SOURCE_ID to a new value (the new cluster's name, say) and restart: the tables keep what they hold and its records are added from its first offset; if it holds the very records of the old one at the same offsets (a mirror that keeps offsets), delete _sink_sources/{topic} under LAKE_URL and restart"
+            )),
             _ => None,
         }
     }

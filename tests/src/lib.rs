@@ -521,16 +521,24 @@ pub struct OwnBroker {
     pub brokers: String,
     storage: String,
     dir: PathBuf,
+    cluster: String,
     child: Option<Child>,
 }
 
 impl OwnBroker {
-    /// Starts a broker with its data in `dir`.
+    /// Starts a broker with its data in `dir`, under tansu's default
+    /// cluster id (the one the suite's broker has).
     pub fn start(dir: &Path) -> anyhow::Result<OwnBroker> {
+        OwnBroker::start_cluster(dir, "tansu_cluster")
+    }
+
+    /// Starts a broker with its data in `dir`, as the cluster `cluster`.
+    pub fn start_cluster(dir: &Path, cluster: &str) -> anyhow::Result<OwnBroker> {
         let mut broker = OwnBroker {
             brokers: format!("127.0.0.1:{}", free_port()),
             storage: format!("sqlite://{}/broker.db", dir.display()),
             dir: dir.to_path_buf(),
+            cluster: cluster.to_string(),
             child: None,
         };
         broker.restart()?;
@@ -545,6 +553,7 @@ impl OwnBroker {
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage])
+            .args(["--cluster-id", &self.cluster])
             .current_dir("/")
             .stdout(log.try_clone()?)
             .stderr(log)
