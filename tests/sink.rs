@@ -2102,3 +2102,47 @@ async fn an_unfinished_flush_or_conversion_is_finished_before_delta_writes() -> 
     setup.expect_exactly(store.as_ref(), 400).await?;
     delta.interrupt(Duration::from_secs(30))
 }
+
+/// Two sinks in different groups on one lake (a split brain, on purpose)
+/// consume the same records, each event delivered twice at different
+/// offsets: whichever commits a partition first supersedes the other,
+/// which reads the event ids again, so no later copy of an event the other
+/// committed becomes a second row, at any version of the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_writers_of_one_partition_keep_one_row_per_event() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    end_to_end::create_topics(&setup.services.brokers, &[&setup.topic], 3).await?;
+    setup.produce(0, 600).await?;
+    setup.produce(0, 600).await?;
+    let other_group = unique("split");
+    let one = setup.sink(&[("SINK_MAX_FILE_ROWS", "40")]).await?;
+    let two = setup
+        .sink(&[
+            ("SINK_MAX_FILE_ROWS", "55"),
+            ("SINK_GROUP_ID", &other_group),
+        ])
+        .await?;
+    setup.expect_exactly(store.as_ref(), 600).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    one.interrupt(Duration::from_secs(30))?;
+    two.interrupt(Duration::from_secs(30))?;
+    let lake_url = format!("s3://{}/{}", setup.services.s3_bucket, setup.prefix);
+    for table in ["events", "results"] {
+        let versions = rows_per_version(&setup.services.python, &format!("{lake_url}/{table}"))?;
+        ensure!(
+            versions.len() > 3,
+            "{table}: only {} versions",
+            versions.len()
+        );
+        for (version, rows, distinct) in &versions {
+            ensure!(
+                rows == distinct,
+                "{table} version {version}: {rows} rows, {distinct} distinct events"
+            );
+        }
+        let last = versions.last().context("a version")?;
+        ensure!(last.2 == 600, "{table}: {} events of 600", last.2);
+    }
+    Ok(())
+}

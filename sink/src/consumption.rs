@@ -371,23 +371,30 @@ impl Consumption {
         offset: i64,
         shutdown: &CancellationToken,
     ) -> Result<(), Halt> {
-        self.read_held_event_ids(buffer, shutdown).await?;
-        let standing = match buffer.standings.entry(partition) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(unknown) => {
-                let standing = self
-                    .read_tables(
-                        "reading what the tables hold",
-                        || format!("reading what the tables hold of partition {partition}"),
-                        || self.tables.standing(partition, offset),
-                        shutdown,
-                    )
-                    .await?;
-                self.check_continuity(partition, &standing, shutdown)
-                    .await?;
-                unknown.insert(standing)
+        if let Entry::Vacant(unknown) = buffer.standings.entry(partition) {
+            let standing = self
+                .read_tables(
+                    "reading what the tables hold",
+                    || format!("reading what the tables hold of partition {partition}"),
+                    || self.tables.standing(partition, offset),
+                    shutdown,
+                )
+                .await?;
+            self.check_continuity(partition, &standing, shutdown)
+                .await?;
+            unknown.insert(standing);
+            // The ids are read after what the tables hold of the
+            // partition: another member's commits before it are then in
+            // them, so a later copy of one of their events is left out.
+            if let Some(dedup) = &mut buffer.dedup {
+                dedup.forget();
             }
-        };
+        }
+        self.read_held_event_ids(buffer, shutdown).await?;
+        let standing = buffer
+            .standings
+            .get_mut(&partition)
+            .expect("the partition's standing was read above");
         let batch = Batch::new(
             partition,
             offset,

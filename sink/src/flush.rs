@@ -278,6 +278,12 @@ impl Consumption {
                 ?found,
                 "another member committed this partition"
             );
+            // Its commits hold events the ids known here lack: they are
+            // read again before the next batch, so that a later copy of
+            // one of them is left out.
+            if let Some(dedup) = &mut buffer.dedup {
+                dedup.forget();
+            }
             return Err(Unflushed::Lost);
         }
         standing.committed(written, last);
