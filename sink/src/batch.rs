@@ -1,10 +1,14 @@
 //! Records buffered for one topic partition, already encoding into the files
 //! they will be written as.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use lake::{Bounds, Compression, EncodedFile, EncodingError, EventIds, FileSet, Naming, Origin};
-use schemas::EnrichedView;
+use chrono::NaiveDate;
+use lake::{
+    Bounds, Compression, EncodedFile, EncodingError, EventIds, FileSet, IdDigest, Naming, Origin,
+};
+use schemas::{table_for, EnrichedView, FetchStatus, Table};
 
 use crate::deduplication::BatchIds;
 use crate::telemetry;
@@ -24,6 +28,16 @@ pub(crate) struct Batch {
     files: FileSet,
     /// The event ids of its rows, on the days deduplication tracks.
     ids: BatchIds,
+    /// Records whose fetch found nothing, held back unencoded (their ids in
+    /// `ids`) until the batch closes: a later copy of the event whose fetch
+    /// found the record replaces them, as compaction would keep it.
+    not_found: HashMap<(NaiveDate, IdDigest), HeldBack>,
+}
+
+/// A record held back: its offset and payload.
+struct HeldBack {
+    offset: i64,
+    payload: Vec<u8>,
 }
 
 /// The offsets a flushed batch covers.
@@ -57,19 +71,21 @@ impl Batch {
             bounds,
             files: FileSet::new(compression, chunk_bytes),
             ids: BatchIds::new(),
+            not_found: HashMap::new(),
         }
     }
 
     /// Extends the range to `offset`; `record` is None for an offset whose
-    /// message went to the dead-letter topic instead. `size` is the message's
-    /// payload size. Tables holding the offset already do not get it again,
+    /// message went to the dead-letter topic instead. `payload` is the
+    /// message's. Tables holding the offset already do not get it again,
     /// nor tables that `held` says hold its event id on its day, nor tables
-    /// this batch gave a row of the event already.
+    /// this batch gave a row of the event already, unless that row's fetch
+    /// found nothing and this one's found the record.
     pub(crate) fn push(
         &mut self,
         offset: i64,
         record: Option<&EnrichedView<'_>>,
-        size: usize,
+        payload: &[u8],
         held: Option<&EventIds>,
     ) -> Result<(), EncodingError> {
         self.last_offset = offset;
@@ -79,6 +95,56 @@ impl Batch {
         if let Some(received_at) = record.received_at.filter(|_| lake::column_monitors()) {
             telemetry::arrived(record.resource, record.event_timestamp, received_at);
         }
+        let day = record.event_timestamp.date_naive();
+        let tracked = held
+            .filter(|held| held.tracks(day))
+            .map(|held| (held, lake::digest(&record.event_id)));
+        if let Some((held, id)) = tracked {
+            let key = (day, id);
+            match record.status {
+                FetchStatus::NotFound if !self.is_written(held, day, id) => {
+                    // Held back: its ids are the batch's from now on.
+                    for table in [table_for(record.resource), Table::Events] {
+                        self.ids.insert((table, day, id));
+                    }
+                    self.not_found.insert(
+                        key,
+                        HeldBack {
+                            offset,
+                            payload: payload.to_vec(),
+                        },
+                    );
+                    return Ok(());
+                }
+                FetchStatus::Found if self.not_found.remove(&key).is_some() => {
+                    // The found copy takes the held-back one's place.
+                    for table in [table_for(record.resource), Table::Events] {
+                        self.ids.remove(&(table, day, id));
+                        telemetry::duplicate_left_out(table);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.encode(offset, record, payload.len(), held)
+    }
+
+    /// Whether a row of event `id` of `day` is in the tables (as `held`
+    /// says) or in this batch already.
+    fn is_written(&self, held: &EventIds, day: NaiveDate, id: IdDigest) -> bool {
+        // Every record has a row in `events`: it answers for the event.
+        held.holds(Table::Events, day, id) || self.ids.contains(&(Table::Events, day, id))
+    }
+
+    /// Encodes `record`'s rows into the batch's files, leaving out the
+    /// tables that hold it (see [`Batch::push`]).
+    fn encode(
+        &mut self,
+        offset: i64,
+        record: &EnrichedView<'_>,
+        size: usize,
+        held: Option<&EventIds>,
+    ) -> Result<(), EncodingError> {
         let day = record.event_timestamp.date_naive();
         let tracked = held
             .filter(|held| held.tracks(day))
@@ -100,6 +166,19 @@ impl Batch {
         })
     }
 
+    /// Encodes the records held back for a found copy that never came.
+    fn encode_held_back(&mut self) -> Result<(), EncodingError> {
+        let held_back = std::mem::take(&mut self.not_found);
+        let bounds = &self.bounds;
+        for HeldBack { offset, payload } in held_back.into_values() {
+            let record =
+                EnrichedView::from_json(&payload).expect("a held-back record decoded before");
+            self.files
+                .push(&record, payload.len(), |table| bounds.holds(table, offset))?;
+        }
+        Ok(())
+    }
+
     /// The event ids of the batch's rows, for the deduplication to hold once
     /// the batch is committed.
     pub(crate) fn take_ids(&mut self) -> BatchIds {
@@ -116,9 +195,10 @@ impl Batch {
         self.files.most_encoded_bytes()
     }
 
-    /// Memory held by the batch's files.
+    /// Memory held by the batch's files and held-back records.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.files.buffered_bytes()
+        let held_back: usize = self.not_found.values().map(|h| h.payload.len()).sum();
+        self.files.buffered_bytes() + held_back
     }
 
     /// The offsets the batch covers.
@@ -137,10 +217,11 @@ impl Batch {
     /// Closes every file of the batch, named after the topic, partition and
     /// range as `naming` says.
     pub(crate) fn finish(
-        self,
+        mut self,
         topic: &str,
         naming: Naming,
     ) -> Result<Vec<EncodedFile>, EncodingError> {
+        self.encode_held_back()?;
         let Span {
             partition, range, ..
         } = self.span();
@@ -164,10 +245,10 @@ mod tests {
         let mut batch = Batch::new(3, 10, Bounds::default(), Compression::Zstd, 1 << 20);
         let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");
         batch
-            .push(10, Some(&view), text.len(), None)
+            .push(10, Some(&view), text.as_bytes(), None)
             .expect("encodes");
         batch
-            .push(13, None, 0, None)
+            .push(13, None, &[], None)
             .expect("a dead-lettered offset");
         assert_eq!(batch.span().range, (10, 13));
         let files = batch
@@ -178,5 +259,60 @@ mod tests {
             files[0].path.in_lake(),
             format!("events/dt=2025-03-01/{suffix}")
         );
+    }
+
+    fn record(status: &str, record: &str) -> String {
+        format!(
+            r#"{{"event_id":"0000000000000000000000000000000b","resource":"Results","event":"Created","object_id":"results/11-A","event_timestamp":"2025-03-01T10:00:00Z","received_at":null,"fetched_at":"2025-03-01T10:00:01Z","status":"{status}","record":{record}}}"#
+        )
+    }
+
+    /// The `status` of the one row of a Parquet file.
+    fn status_of(bytes: &bytes::Bytes) -> String {
+        use arrow::array::{Array, AsArray};
+        let mut reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes.clone(), 1024)
+                .expect("a parquet file");
+        let batch = reader.next().expect("a batch").expect("reads");
+        let column = batch.column_by_name("status").expect("a status column");
+        let column =
+            arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("casts");
+        assert_eq!(column.len(), 1);
+        column.as_string::<i32>().value(0).to_string()
+    }
+
+    /// Rows of each file of `batch`, by table name.
+    fn rows(batch: Batch) -> Vec<(String, usize)> {
+        let files = batch.finish("t", Naming::Range).expect("closes");
+        files.iter().map(|f| (f.path.in_lake(), f.rows)).collect()
+    }
+
+    #[test]
+    fn a_found_copy_replaces_a_not_found_one_in_the_batch() {
+        let day = chrono::NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date");
+        let held = EventIds::new(day);
+        let missing = record("not_found", "null");
+        let found = record("found", r#"{"id":"results/11-A"}"#);
+        let mut batch = Batch::new(0, 1, Bounds::default(), Compression::Zstd, 1 << 20);
+        for (offset, text) in [(1, &missing), (2, &found), (3, &missing)] {
+            let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");
+            batch
+                .push(offset, Some(&view), text.as_bytes(), Some(&held))
+                .expect("encodes");
+        }
+        let files = batch.finish("t", Naming::Range).expect("closes");
+        assert_eq!(files.len(), 2, "one file per table");
+        assert!(files.iter().all(|f| f.rows == 1), "one row per table");
+        for file in &files {
+            assert_eq!(status_of(&file.bytes), "found", "{}", file.path.in_lake());
+        }
+        // Alone, the not-found copy is written when the batch closes.
+        let mut alone = Batch::new(0, 1, Bounds::default(), Compression::Zstd, 1 << 20);
+        let view = EnrichedView::from_json(missing.as_bytes()).expect("decodes");
+        alone
+            .push(1, Some(&view), missing.as_bytes(), Some(&held))
+            .expect("encodes");
+        assert_eq!(alone.most_rows(), 0, "held back until the batch closes");
+        assert!(rows(alone).iter().all(|(_, rows)| *rows == 1));
     }
 }

@@ -330,7 +330,12 @@ impl Consumption {
         }
         let batch = buffer.batches.get_mut(&partition).expect("inserted above");
         let held = buffer.dedup.as_ref().and_then(Deduplication::held);
-        batch.push(offset, record.as_ref(), message.payload_len(), held)?;
+        batch.push(
+            offset,
+            record.as_ref(),
+            message.payload().unwrap_or_default(),
+            held,
+        )?;
         let reason = match batch.bounds.cut_at {
             Some(cut) if cut == offset => Some(FlushReason::Replay),
             Some(_) => None,
