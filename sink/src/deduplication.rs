@@ -34,6 +34,10 @@ pub(crate) struct Deduplication {
     budget: usize,
     /// The ids; `None` until read from the tables.
     held: Option<EventIds>,
+    /// The day the horizon was last shortened: from the next day on, while
+    /// the ids take at most half their budget, the whole horizon is read
+    /// again (and shortened again if it still does not fit).
+    shortened_on: Option<NaiveDate>,
 }
 
 impl Deduplication {
@@ -45,6 +49,7 @@ impl Deduplication {
             in_force: horizon_days,
             budget: memory_budget / BUDGET_SHARE,
             held: None,
+            shortened_on: None,
         })
     }
 
@@ -64,9 +69,10 @@ impl Deduplication {
     }
 
     /// Forgets the ids: they are read from the tables again before the
-    /// next batch opens.
+    /// next batch opens, over the whole horizon.
     pub(crate) fn forget(&mut self) {
         self.held = None;
+        self.in_force = self.horizon_days;
     }
 
     /// The ids the tables hold, read in `took`; when the read stopped at
@@ -77,6 +83,7 @@ impl Deduplication {
         let today = Utc::now().date_naive();
         if let Some(since) = held.since().filter(|since| *since > self.since()) {
             self.in_force = u32::try_from((today - since).num_days().max(0)).unwrap_or(0);
+            self.shortened_on = Some(today);
             tracing::warn!(
                 configured_days = self.horizon_days,
                 days = self.in_force,
@@ -143,16 +150,37 @@ impl Deduplication {
     /// Moves the horizon's first day with the calendar, and shortens the
     /// horizon while the ids take more than their share of the budget.
     fn settle(&mut self) {
+        self.settle_on(Utc::now().date_naive());
+    }
+
+    /// [`Deduplication::settle`] as of `today`.
+    fn settle_on(&mut self, today: NaiveDate) {
+        let roomy = self
+            .held
+            .as_ref()
+            .is_some_and(|held| held.bytes() <= self.budget / 2);
+        if roomy && self.shortened_on.is_some_and(|day| day < today) {
+            // A squeeze a day ago need not last: the whole horizon is read
+            // again before the next batch.
+            tracing::info!(
+                configured_days = self.horizon_days,
+                days = self.in_force,
+                "reading the whole deduplication horizon again"
+            );
+            self.shortened_on = None;
+            self.forget();
+            return;
+        }
         let Some(held) = &mut self.held else {
             return;
         };
-        let today = Utc::now().date_naive();
         held.forget_before(first_day(today, self.in_force));
         // Earlier days read on their own leave first, least recently used
         // first; they are read again if their records come back.
         while held.bytes() > self.budget && held.forget_least_used_day().is_some() {}
         while held.bytes() > self.budget && self.in_force > 0 {
             self.in_force -= 1;
+            self.shortened_on = Some(today);
             held.forget_before(first_day(today, self.in_force));
             tracing::warn!(
                 configured_days = self.horizon_days,
@@ -236,5 +264,26 @@ mod tests {
         dedup.read(EventIds::new(first_day(today, 2)), Duration::ZERO);
         assert_eq!(dedup.in_force, 2);
         assert_eq!(dedup.since(), first_day(today, 2));
+    }
+
+    #[test]
+    fn a_shortened_horizon_is_tried_whole_again_a_day_later() {
+        let today = Utc::now().date_naive();
+        let mut dedup =
+            Deduplication::new(Duration::from_secs(3 * 86_400), 4 * 64 * 1024).expect("on");
+        let mut held = EventIds::new(dedup.since());
+        for id in 0..4000u128 {
+            held.insert(Table::Events, first_day(today, 3), id << 64 | id);
+        }
+        dedup.read(held, Duration::ZERO);
+        assert!(dedup.in_force < 3);
+        // The same day: the horizon stays short.
+        dedup.settle_on(today);
+        assert!(dedup.held().is_some() && dedup.in_force < 3);
+        // A day later, with room: read again, whole.
+        dedup.settle_on(today + chrono::Days::new(1));
+        assert!(dedup.held().is_none());
+        assert_eq!(dedup.in_force, 3);
+        assert_eq!(dedup.since(), first_day(today, 3));
     }
 }
