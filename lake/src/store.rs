@@ -11,7 +11,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use parquet::file::metadata::ParquetMetaDataReader;
 use sha2::Digest;
 use url::Url;
@@ -54,7 +54,7 @@ pub enum LakeError {
         /// The batch's identity metadata.
         expected: BTreeMap<String, String>,
     },
-    #[error("the store at {store} accepted a second create of one key (it ignores If-None-Match), so two writers could overwrite each other's commits: use a store that honours conditional writes (AWS S3, MinIO, Cloudflare R2, GCS, Azure), or, if another mechanism serialises the writers (a single writer, a locking provider), set SINK_TRUST_STORE=true")]
+    #[error("the store at {store} accepted a second create of one key, by a put or by a copy (it ignores If-None-Match), so two writers could overwrite each other's commits: use a store that honours conditional writes (AWS S3, MinIO, Cloudflare R2, GCS, Azure), or set SINK_TRUST_STORE=true only where one sink alone writes the prefix with its upkeep off (SINK_COMPACT_EVERY=0s) and no `sink compact` or `sink vacuum` runs: its upkeep is a second writer, and the sink joins no locking provider")]
     /// The store does not refuse a second create of one key.
     NotCreateOnly {
         /// The store.
@@ -341,11 +341,21 @@ impl Lake {
         ));
         let first = self.create(&probe, "1".into()).await?;
         let second = self.create(&probe, "2".into()).await;
-        if let Err(error) = self.store.delete(&probe).await {
-            tracing::warn!(%error, path = %probe, "removing the create-only probe failed");
+        // Large files are created by a copy that must refuse an existing
+        // target too.
+        let copied = format!("{probe}-copy").into();
+        let copies = match self.store.copy_if_not_exists(&probe, &copied).await {
+            Ok(()) => self.store.copy_if_not_exists(&probe, &copied).await,
+            Err(error) => Err(error),
+        };
+        for path in [&probe, &copied] {
+            if let Err(error) = self.store.delete(path).await {
+                tracing::warn!(%error, %path, "removing the create-only probe failed");
+            }
         }
+        let copy_refused = matches!(copies, Err(object_store::Error::AlreadyExists { .. }));
         match (first, second?) {
-            (Put::Created, Put::AlreadyExisted) => {
+            (Put::Created, Put::AlreadyExisted) if copy_refused => {
                 self.create_only.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -498,10 +508,7 @@ impl Lake {
         // Short, as some stores bound key lengths; derived from `path`.
         let digest = sha2::Sha256::digest(path.as_ref().as_bytes());
         let staging = self.path(&format!("{STAGING}/{}", hex::encode(&digest[..16])));
-        let upload = self.store.put_multipart(&staging).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-        writer.put(bytes);
-        writer.finish().await?;
+        self.upload_in_parts(&staging, bytes, part_size).await?;
         let created = match self.store.copy_if_not_exists(&staging, path).await {
             Ok(()) => Put::Created,
             Err(object_store::Error::AlreadyExists { .. }) => self.confirm_exists(path).await?,
@@ -511,6 +518,65 @@ impl Lake {
             tracing::warn!(%error, path = %staging, "removing a staged upload failed");
         }
         Ok(created)
+    }
+}
+
+impl Lake {
+    /// Uploads `bytes` to `path` in parts of `part_size`, a few at a time;
+    /// an upload that fails is aborted, so that its parts are not left
+    /// behind (a crash still leaves them: see README for the lifecycle
+    /// rule that removes incomplete uploads).
+    async fn upload_in_parts(
+        &self,
+        path: &Path,
+        bytes: bytes::Bytes,
+        part_size: usize,
+    ) -> Result<(), LakeError> {
+        use futures::{StreamExt, TryStreamExt};
+        const PARTS_IN_FLIGHT: usize = 8;
+        let mut upload = self.store.put_multipart(path).await?;
+        let part_size = part_size.max(1);
+        let parts: Vec<_> = (0..bytes.len().max(1))
+            .step_by(part_size)
+            .map(|at| upload.put_part(bytes.slice(at..(at + part_size).min(bytes.len())).into()))
+            .collect();
+        let sent = futures::stream::iter(parts)
+            .buffered(PARTS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await;
+        let completed = match sent {
+            Ok(_) => upload.complete().await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = completed {
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(error = %abort, %path, "aborting a failed multipart upload failed");
+            }
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Deletes staged uploads (see [`Lake::create_multipart`]) last
+    /// modified longer than `older_than` ago: left by a copy or a delete
+    /// that failed, or a crash between them. How many were deleted.
+    pub async fn sweep_staging(&self, older_than: std::time::Duration) -> Result<usize, LakeError> {
+        use futures::TryStreamExt;
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let staged: Vec<_> = self
+            .store
+            .list(Some(&self.path(STAGING)))
+            .try_filter(|meta| futures::future::ready(meta.last_modified < cutoff))
+            .try_collect()
+            .await?;
+        for meta in &staged {
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(staged.len())
     }
 }
 
@@ -754,6 +820,24 @@ mod tests {
         async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
             self.0.copy(from, to).await
         }
+    }
+
+    #[tokio::test]
+    async fn staged_uploads_left_behind_are_swept_once_old() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        let staged = lake.path(&format!("{STAGING}/0123"));
+        let _ = lake.create(&staged, "left".into()).await.expect("writes");
+        let young = lake
+            .sweep_staging(std::time::Duration::from_secs(3600))
+            .await
+            .expect("sweeps");
+        assert_eq!(young, 0);
+        let old = lake
+            .sweep_staging(std::time::Duration::ZERO)
+            .await
+            .expect("sweeps");
+        assert_eq!(old, 1);
+        assert!(lake.store().head(&staged).await.is_err());
     }
 
     #[tokio::test]

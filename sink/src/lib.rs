@@ -141,6 +141,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
             for (table, error) in &report.failed {
                 println!("{}: vacuum failed: {error}", table.name());
             }
+            println!(
+                "staged uploads left behind (older than a day) deleted: {}",
+                report.staging_swept
+            );
             if !report.failed.is_empty() {
                 return Err(SinkError::Upkeep {
                     command: "vacuum",

@@ -53,7 +53,14 @@ pub struct VacuumReport {
     pub done: Vec<Vacuumed>,
     /// The tables that failed, and why.
     pub failed: Vec<(Table, DeltaError)>,
+    /// Staged uploads left behind, deleted (see [`STAGING_AGE`]).
+    pub staging_swept: usize,
 }
+
+/// How old a staged upload must be to be swept: a staged upload lives for
+/// the seconds between its completion and its copy, unless a failure or a
+/// crash left it.
+pub(crate) const STAGING_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Vacuums every table, then checkpoints it and cleans its log.
 pub async fn vacuum(tables: &DeltaTables, settings: &VacuumSettings) -> VacuumReport {
@@ -66,6 +73,12 @@ pub async fn vacuum(tables: &DeltaTables, settings: &VacuumSettings) -> VacuumRe
                 tracing::warn!(table = table.name(), %error, "vacuum failed; the next run tries again");
                 report.failed.push((table, error));
             }
+        }
+    }
+    match tables.lake().sweep_staging(STAGING_AGE).await {
+        Ok(swept) => report.staging_swept = swept,
+        Err(error) => {
+            tracing::warn!(%error, "sweeping staged uploads failed; the next run tries again")
         }
     }
     report
