@@ -5,6 +5,7 @@
 //! log retention are removed. The checkpoint holds every
 //! partition's transaction, so exactly-once survives the log cleanup.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,9 +15,10 @@ use deltalake_core::DeltaTable;
 use futures::TryStreamExt;
 use schemas::Table;
 
-use crate::delta::log::{referenced_paths, DeltaError, DeltaTables};
+use crate::delta::log::{commit_properties, referenced_paths, DeltaError, DeltaTables};
 use crate::path::stems;
 use crate::telemetry;
+use deltalake_core::table::config::TablePropertiesExt;
 
 /// What a vacuum keeps.
 #[derive(Debug, Clone, Copy)]
@@ -97,12 +99,20 @@ async fn vacuum_table(
     let Some(current) = tables.latest(table).await? else {
         return Ok(None);
     };
+    let current = if settings.force {
+        current
+    } else {
+        retain_as_configured(current, table, settings).await?
+    };
     let retention = chrono::Duration::from_std(settings.retention).unwrap_or(chrono::Duration::MAX);
     let (current, metrics) = current
         .vacuum()
         .with_retention_period(retention)
         .with_mode(VacuumMode::Lite)
         .with_enforce_retention_duration(!settings.force)
+        // The log is cleaned below, at the configured retention, not at
+        // the table's by the library's commits.
+        .with_commit_properties(commit_properties(0))
         .await
         .map_err(DeltaError::of(table))?;
     let orphans = delete_orphans(tables, table, &current, settings.retention).await?;
@@ -134,6 +144,63 @@ async fn vacuum_table(
         checkpoint,
         logs_removed,
     }))
+}
+
+/// `current` with its `delta.deletedFileRetentionDuration` at the vacuum
+/// retention and its `delta.logRetentionDuration` at the log retention,
+/// committing them where they differ. The first keeps every tombstone in
+/// the checkpoints until the vacuum deletes its file (checkpoints drop
+/// older ones, which a vacuum would then never see) and lets a retention
+/// under the default 7 days pass the library's check; the second keeps the
+/// library's own log cleanup at the configured retention.
+async fn retain_as_configured(
+    current: DeltaTable,
+    table: Table,
+    settings: &VacuumSettings,
+) -> Result<DeltaTable, DeltaError> {
+    let snapshot = current.snapshot().map_err(DeltaError::of(table))?;
+    let properties = snapshot.table_config();
+    let wanted = [
+        (
+            "delta.deletedFileRetentionDuration",
+            properties.deleted_file_retention_duration(),
+            settings.retention,
+        ),
+        (
+            "delta.logRetentionDuration",
+            properties.log_retention_duration(),
+            settings.log_retention,
+        ),
+    ];
+    let changed: HashMap<String, String> = wanted
+        .iter()
+        .filter(|(_, found, configured)| found != configured)
+        .map(|(key, _, configured)| ((*key).to_string(), interval(*configured)))
+        .collect();
+    if changed.is_empty() {
+        return Ok(current);
+    }
+    tracing::info!(
+        table = table.name(),
+        ?changed,
+        "setting the table's retention properties"
+    );
+    current
+        .set_tbl_properties()
+        .with_properties(changed)
+        .with_raise_if_not_exists(false)
+        .with_commit_properties(commit_properties(3))
+        .await
+        .map_err(DeltaError::of(table))
+}
+
+/// `duration` as a Delta table property's interval, in days when whole.
+fn interval(duration: Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    match duration.as_secs() {
+        secs if secs > 0 && secs % DAY == 0 => format!("interval {} days", secs / DAY),
+        secs => format!("interval {secs} seconds"),
+    }
 }
 
 /// Deletes the sink's own data files that neither the table nor its
@@ -214,6 +281,53 @@ mod tests {
             .open(&path)
             .and_then(|f| f.set_modified(old))
             .expect("dated");
+    }
+
+    /// A retention under the default 7 days no longer fails every run,
+    /// and the table keeps tombstones and log entries as long as the
+    /// vacuum and the log retention say.
+    #[tokio::test]
+    async fn the_table_keeps_what_the_retentions_say() {
+        let tables = DeltaTables::new(Lake::open("memory:///lake").expect("opens"));
+        let appended = tables
+            .append(
+                Table::Events,
+                &[data_file("0-0-9-0a0b0c0d")],
+                &app_id("t", 0),
+                None,
+                9,
+            )
+            .await
+            .expect("appends");
+        assert!(matches!(
+            appended,
+            crate::delta::log::Appended::Committed(_)
+        ));
+        let settings = VacuumSettings {
+            retention: DAY,
+            log_retention: 90 * DAY,
+            force: false,
+        };
+        let report = vacuum(&tables, &settings).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let snapshot = current.snapshot().expect("a snapshot");
+        let properties = snapshot.table_config();
+        assert_eq!(properties.deleted_file_retention_duration(), DAY);
+        assert_eq!(properties.log_retention_duration(), 90 * DAY);
+        let version = current.version();
+        let again = vacuum(&tables, &settings).await;
+        assert!(again.failed.is_empty(), "{:?}", again.failed);
+        let after = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        assert_eq!(after.version(), version, "the properties are set once");
     }
 
     #[tokio::test]
