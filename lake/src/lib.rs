@@ -37,6 +37,6 @@ pub use path::{DataPath, PARTITION_COLUMN};
 pub use provenance::Provenance;
 pub use reading::{latest_per_object, ReadError};
 pub use standing::{Bounds, Standing};
-pub use store::{Lake, LakeError, Put, Upload};
+pub use store::{Lake, LakeError, Lease, Put, Upload};
 pub use tables::{Committed, Tables, TablesError};
 pub use telemetry::{column_monitors, set_column_monitors, METRICS};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use lake::{compact, vacuum, CompactionReport, CompactionSettings, Tables, VacuumSettings};
+use lake::{compact, vacuum, CompactionReport, CompactionSettings, Lease, Tables, VacuumSettings};
 
 use crate::config::Config;
 use crate::telemetry;
@@ -50,7 +50,7 @@ pub(crate) async fn run_every(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let run = tokio::spawn(run_once(tables.clone(), config.clone()));
+        let run = tokio::spawn(run_once(tables.clone(), config.clone(), every));
         let abort = run.abort_handle();
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -67,11 +67,25 @@ pub(crate) async fn run_every(
     }
 }
 
-/// One upkeep run: compaction, then vacuum.
-async fn run_once(tables: Arc<Tables>, config: Config) {
+/// One upkeep run: compaction, then vacuum; by one sink of the lake per
+/// period: the one that takes the upkeep's lease (for most of `every`).
+/// Two at once would only repeat each other's work (a rewrite that loses
+/// the race to a commit is left for the next run), outside the memory
+/// budget of both.
+async fn run_once(tables: Arc<Tables>, config: Config, every: Duration) {
     let Some(delta) = tables.delta() else {
         return;
     };
+    match tables.lake().take_lease("upkeep", every.mul_f64(0.9)).await {
+        Ok(Lease::Taken) => {}
+        Ok(Lease::Held) => {
+            tracing::debug!("another sink runs the upkeep this period");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the upkeep's lease could not be read; running the upkeep");
+        }
+    }
     match compact(delta, &compaction_settings(&config), chrono::Utc::now()).await {
         Ok(report) => log(&report),
         Err(error) => {
