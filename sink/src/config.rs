@@ -101,7 +101,10 @@ pub struct Config {
     /// new topic's records from its first offset, keeping what the tables
     /// hold. Never change it for the same topic: its records would be added
     /// again.
-    #[arg(long, env = "SINK_SOURCE_ID", default_value = "")]
+    ///
+    /// Letters, digits, `.`, `_` and `-`, at most 64: it becomes part of
+    /// transaction ids and file names.
+    #[arg(long, env = "SINK_SOURCE_ID", default_value = "", value_parser = parse_source_id)]
     pub source_id: String,
 
     /// Consumer group id; instances sharing it split the topic's partitions.
@@ -261,6 +264,31 @@ impl Config {
         lake::Upload {
             multipart_threshold: self.multipart_threshold,
             part_size: self.multipart_part_size,
+        }
+    }
+}
+
+/// A source id as `SINK_SOURCE_ID` takes it (see [`Config::source_id`]).
+fn parse_source_id(value: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.len() <= 64 && value.chars().all(allowed) {
+        Ok(value.to_string())
+    } else {
+        Err("use at most 64 letters, digits, '.', '_' or '-'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_source_id;
+
+    #[test]
+    fn a_source_id_is_a_plain_name() {
+        for good in ["", "cluster-b", "msk.eu_west_1"] {
+            assert_eq!(parse_source_id(good).as_deref(), Ok(good));
+        }
+        for bad in ["cluster b", "a/b", "a@b", "a+b", "é", &"x".repeat(65)] {
+            assert!(parse_source_id(bad).is_err(), "{bad:?}");
         }
     }
 }
