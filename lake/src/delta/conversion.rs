@@ -15,14 +15,14 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use schemas::Table;
 
 use crate::data_file::DataFile;
 use crate::delta::log::{app_id, referenced_paths, Appended, DeltaError, DeltaTables};
 use crate::parquet::intents;
-use crate::path::stems;
-use crate::store::{LakeError, Put};
+use crate::path::{stems, DataPath};
+use crate::store::{Lake, LakeError, Put};
 
 /// Why a prefix was not converted.
 #[derive(Debug, thiserror::Error)]
@@ -80,18 +80,37 @@ pub struct Converted {
     pub transactions: BTreeMap<String, i64>,
 }
 
-/// A plain Parquet file of a table, and the source range it holds.
-struct Found {
-    file: DataFile,
+/// A plain Parquet file of a table as listed, and the source range it
+/// holds: a few hundred bytes, so that a listing of hundreds of thousands
+/// of files fits; footers are read a commit's worth at a time.
+struct Listed {
+    path: DataPath,
+    location: object_store::path::Path,
+    size: usize,
     app_id: String,
     last: i64,
 }
+
+/// Files per commit: a commit of this many adds with their statistics is
+/// a few MiB, which readers load in well under a second.
+const FILES_PER_COMMIT: usize = 5_000;
+
+/// Footers read at once.
+const FOOTERS_IN_FLIGHT: usize = 16;
 
 /// Converts every table of `tables`' lake that holds plain Parquet files;
 /// tables without any are left as they are (the sink creates them).
 /// Every table is examined before anything is committed: a file of
 /// another shape stops the conversion with nothing changed.
 pub async fn convert_to_delta(tables: &DeltaTables) -> Result<Vec<Converted>, ConversionError> {
+    convert_in_commits_of(tables, FILES_PER_COMMIT).await
+}
+
+/// [`convert_to_delta`] with commits of at most `files_per_commit` files.
+async fn convert_in_commits_of(
+    tables: &DeltaTables,
+    files_per_commit: usize,
+) -> Result<Vec<Converted>, ConversionError> {
     let lake = tables.lake();
     if let Some((topic, partition, (first, last))) = intents::any_left(lake).await? {
         return Err(ConversionError::UnfinishedFlush {
@@ -116,7 +135,7 @@ pub async fn convert_to_delta(tables: &DeltaTables) -> Result<Vec<Converted>, Co
         if files.is_empty() {
             continue;
         }
-        report.push(convert_table(tables, table, files, resuming).await?);
+        report.push(convert_table(tables, table, files, resuming, files_per_commit).await?);
     }
     lake.store()
         .delete(&unfinished)
@@ -132,21 +151,16 @@ pub async fn convert_to_delta(tables: &DeltaTables) -> Result<Vec<Converted>, Co
 /// holding it is converted in part, and only a conversion may write it.
 pub(crate) const UNFINISHED: &str = "_sink_conversion_unfinished";
 
-/// The plain Parquet files of `table`, with their statistics; the sink's
+/// The plain Parquet files of `table`, listed as a stream; the sink's
 /// Delta files (a table converted before, and written to since) are
 /// passed over.
-async fn parquet_files(tables: &DeltaTables, table: Table) -> Result<Vec<Found>, ConversionError> {
+async fn parquet_files(tables: &DeltaTables, table: Table) -> Result<Vec<Listed>, ConversionError> {
     let lake = tables.lake();
     let folder = lake.path(table.name());
-    let listed: Vec<_> = lake
-        .store()
-        .list(Some(&folder))
-        .try_collect()
-        .await
-        .map_err(LakeError::from)?;
     let log = lake.path(&format!("{}/_delta_log", table.name()));
+    let mut listing = lake.store().list(Some(&folder));
     let mut found = vec![];
-    for object in listed {
+    while let Some(object) = listing.try_next().await.map_err(LakeError::from)? {
         if object.location.prefix_matches(&log) {
             continue;
         }
@@ -159,23 +173,35 @@ async fn parquet_files(tables: &DeltaTables, table: Table) -> Result<Vec<Found>,
         if stems::written_by_sink(&path.stem) {
             continue;
         }
-        let (id, last) = range_of(&path.stem)
+        let (app_id, last) = range_of(&path.stem)
             .map(|(topic, partition, last)| (app_id(topic, partition), last))
             .ok_or_else(foreign)?;
-        let footer = lake.parquet_footer(&object.location).await?;
-        let rows = usize::try_from(footer.file_metadata().num_rows()).unwrap_or_default();
-        found.push(Found {
-            file: DataFile {
-                path,
-                size: usize::try_from(object.size).unwrap_or(usize::MAX),
-                rows,
-                stats: Some(crate::statistics::delta_stats_of(&footer)),
-            },
-            app_id: id,
+        found.push(Listed {
+            path,
+            location: object.location,
+            size: usize::try_from(object.size).unwrap_or(usize::MAX),
+            app_id,
             last,
         });
     }
     Ok(found)
+}
+
+/// `files` with their rows and statistics, from their footers.
+async fn with_footers(lake: &Lake, files: &[Listed]) -> Result<Vec<DataFile>, ConversionError> {
+    futures::stream::iter(files)
+        .map(|listed| async move {
+            let footer = lake.parquet_footer(&listed.location).await?;
+            Ok::<_, ConversionError>(DataFile {
+                path: listed.path.clone(),
+                size: listed.size,
+                rows: usize::try_from(footer.file_metadata().num_rows()).unwrap_or_default(),
+                stats: Some(crate::statistics::delta_stats_of(&footer)),
+            })
+        })
+        .buffered(FOOTERS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 /// The topic, partition and last offset a plain Parquet file's stem
@@ -189,18 +215,21 @@ fn range_of(stem: &str) -> Option<(&str, i32, i64)> {
     Some((topic, partition, last))
 }
 
-/// Adds the `files` `table`'s log does not name yet, one commit per source
-/// partition, each with the partition's transaction at the last offset its
-/// files hold. A file the log does not name is added even below the
-/// partition's transaction when `resuming` an unfinished conversion (a
-/// Delta sink moved the transaction meanwhile); otherwise a file below it
-/// is one a compaction rewrote long ago, and is left alone.
+/// Adds the `files` `table`'s log does not name yet, per source partition
+/// in commits of at most `files_per_commit` files, the last of which
+/// sets the partition's transaction at the last offset its files hold;
+/// then writes a checkpoint. A file the log does not name is added even
+/// below the partition's transaction when `resuming` an unfinished
+/// conversion (a Delta sink moved the transaction meanwhile); otherwise a
+/// file below it is one a compaction rewrote long ago, and is left alone.
 async fn convert_table(
     tables: &DeltaTables,
     table: Table,
-    files: Vec<Found>,
+    files: Vec<Listed>,
     resuming: bool,
+    files_per_commit: usize,
 ) -> Result<Converted, ConversionError> {
+    let lake = tables.lake();
     let named = match tables.latest(table).await? {
         Some(current) => referenced_paths(&current, table).await?,
         None => Default::default(),
@@ -212,37 +241,50 @@ async fn convert_table(
         rows: 0,
         transactions: BTreeMap::new(),
     };
-    let mut by_partition: BTreeMap<String, Vec<Found>> = BTreeMap::new();
-    for found in files {
-        by_partition
-            .entry(found.app_id.clone())
-            .or_default()
-            .push(found);
+    let mut by_partition: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
+    for listed in files {
+        if !named.contains(&listed.path.in_table()) {
+            by_partition
+                .entry(listed.app_id.clone())
+                .or_default()
+                .push(listed);
+        }
     }
+    drop(named);
     for (id, files) in by_partition {
         let held = tables.version_of(table, &id).await?;
         let last = files.iter().map(|f| f.last).max().unwrap_or_default();
-        let (new, covered): (Vec<Found>, Vec<Found>) = files
+        let (mut new, covered): (Vec<Listed>, Vec<Listed>) = files
             .into_iter()
-            .filter(|f| !named.contains(&f.file.path.in_table()))
             .partition(|f| held.is_none_or(|held| f.last > held));
-        let covered: Vec<DataFile> = covered.into_iter().map(|f| f.file).collect();
-        if resuming && !covered.is_empty() {
-            let version = tables.add_untracked(table, &covered).await?;
-            tracing::info!(table = table.name(), app_id = %id, files = covered.len(), version, "plain Parquet files below the partition's transaction added");
-            converted.added += covered.len();
-            converted.rows += covered.iter().map(|f| f.rows as u64).sum::<u64>();
+        if resuming {
+            for chunk in covered.chunks(files_per_commit) {
+                let chunk = with_footers(lake, chunk).await?;
+                let version = tables.add_untracked(table, &chunk).await?;
+                tracing::info!(table = table.name(), app_id = %id, files = chunk.len(), version, "plain Parquet files below the partition's transaction added");
+                converted.count(&chunk);
+            }
         }
-        let new: Vec<DataFile> = new.into_iter().map(|f| f.file).collect();
         // The partition's transaction once done: what the table held, or
         // what this run (or a writer racing it) committed.
         let mut holds = held.unwrap_or(last);
-        if !new.is_empty() {
-            match tables.append(table, &new, &id, held, last).await? {
+        new.sort_by_key(|f| f.last);
+        let mut chunks = new.chunks(files_per_commit).peekable();
+        while let Some(chunk) = chunks.next() {
+            let chunk = with_footers(lake, chunk).await?;
+            if chunks.peek().is_some() {
+                // Not the partition's last files: its transaction moves
+                // with the last commit only, and a run cut short here
+                // finds these files in the log.
+                let version = tables.add_untracked(table, &chunk).await?;
+                tracing::info!(table = table.name(), app_id = %id, files = chunk.len(), version, "plain Parquet files added");
+                converted.count(&chunk);
+                continue;
+            }
+            match tables.append(table, &chunk, &id, held, last).await? {
                 Appended::Committed(version) => {
-                    tracing::info!(table = table.name(), app_id = %id, files = new.len(), version, "plain Parquet files added");
-                    converted.added += new.len();
-                    converted.rows += new.iter().map(|f| f.rows as u64).sum::<u64>();
+                    tracing::info!(table = table.name(), app_id = %id, files = chunk.len(), version, "plain Parquet files added");
+                    converted.count(&chunk);
                     holds = last;
                 }
                 Appended::AlreadyThere => {
@@ -257,12 +299,112 @@ async fn convert_table(
         }
         converted.transactions.insert(id, holds);
     }
+    if converted.added > 0 {
+        tables.checkpoint(table).await?;
+    }
     Ok(converted)
+}
+
+impl Converted {
+    /// Counts `files` as added now.
+    fn count(&mut self, files: &[DataFile]) {
+        self.added += files.len();
+        self.rows += files.iter().map(|f| f.rows as u64).sum::<u64>();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plain Parquet files of three partitions over several days,
+    /// converted in commits of at most five files (of [`FILES_PER_COMMIT`]
+    /// when `LAKE_CONVERSION_FILES` asks for more than 1,000 files, as
+    /// `scripts/conversion` does): the log holds them all, each partition's
+    /// transaction at its last offset, a checkpoint at the end; peak RSS
+    /// and the largest commit are printed.
+    #[tokio::test]
+    async fn a_conversion_commits_in_bounded_steps_and_checkpoints() {
+        let count: usize = std::env::var("LAKE_CONVERSION_FILES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(12);
+        let per_commit = if count > 1_000 { FILES_PER_COMMIT } else { 5 };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path().to_str().expect("utf8")).expect("opens");
+        let mut file = crate::encoding::parquet_file::ParquetFile::new(
+            Table::Events,
+            crate::Compression::Zstd,
+            1 << 20,
+        )
+        .expect("file");
+        let text = r#"{"event_id":"00000000000000000000000000000001","resource":"Users","event":"Updated","object_id":"users/1-A","event_timestamp":"2025-03-01T08:00:00Z","received_at":null,"fetched_at":null,"status":"not_fetched"}"#;
+        let record = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
+        file.append(&record, text.len()).expect("appends");
+        let (bytes, _) = file.finish(vec![]).expect("closes");
+        let mut last = BTreeMap::new();
+        for n in 0..count {
+            let (partition, turn) = (n % 3, (n / 3) as i64);
+            let day = 1 + (n / 2_000) % 28;
+            let folder = dir.path().join(format!("events/dt=2025-03-{day:02}"));
+            std::fs::create_dir_all(&folder).expect("mkdir");
+            let name = format!(
+                "t+{partition}+{:020}+{:020}.parquet",
+                turn * 10,
+                turn * 10 + 9
+            );
+            std::fs::write(folder.join(name), &bytes).expect("writes");
+            last.insert(format!("t-{partition}"), turn * 10 + 9);
+        }
+        let started = std::time::Instant::now();
+        let tables = DeltaTables::new(lake.clone());
+        let report = convert_in_commits_of(&tables, per_commit)
+            .await
+            .expect("converts");
+        let took = started.elapsed();
+        assert_eq!(report.len(), 1);
+        assert_eq!((report[0].files, report[0].added), (count, count));
+        assert_eq!(report[0].transactions, last);
+        let opening = std::time::Instant::now();
+        let current = DeltaTables::new(lake.clone())
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let opened = opening.elapsed();
+        let state = current.snapshot().expect("a snapshot");
+        assert_eq!(state.log_data().iter().count(), count);
+        let log = dir.path().join("events/_delta_log");
+        assert!(log.join("_last_checkpoint").exists());
+        let largest_commit = std::fs::read_dir(&log)
+            .expect("a log")
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|entry| entry.metadata().ok().map(|m| m.len()))
+            .max()
+            .unwrap_or(0);
+        let commits = current.version().unwrap_or_default();
+        let peak_mib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|kb| kb.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0);
+        eprintln!(
+            "conversion: {count} files in {commits} commits of at most {per_commit}, largest commit {} KiB, {:.1} s, peak RSS {peak_mib:.0} MiB; a new reader opens the table in {:.2} s",
+            largest_commit / 1024,
+            took.as_secs_f64(),
+            opened.as_secs_f64()
+        );
+        assert!(commits as usize <= count.div_ceil(per_commit) + 3);
+        let again = convert_in_commits_of(&tables, per_commit)
+            .await
+            .expect("converts");
+        assert_eq!(again[0].added, 0);
+    }
 
     #[test]
     fn a_plain_parquet_stem_names_its_topic_partition_and_last_offset() {

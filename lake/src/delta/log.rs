@@ -501,6 +501,17 @@ impl DeltaTables {
         Ok(last["version"].as_i64().is_some_and(|at| at >= version))
     }
 
+    /// Writes a checkpoint of `table` at its latest version, so that
+    /// readers replay no commit before it.
+    pub(crate) async fn checkpoint(&self, table: Table) -> Result<(), DeltaError> {
+        if let Some(current) = self.latest(table).await? {
+            create_checkpoint(&current, None)
+                .await
+                .map_err(DeltaError::of(table))?;
+        }
+        Ok(())
+    }
+
     /// Adds `files` to `table` in one commit that sets no transaction (the
     /// library's, retried on conflicts): files a partition's transaction
     /// covers already but the log lacks. Its version.
