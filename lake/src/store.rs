@@ -786,18 +786,10 @@ mod tests {
     #[tokio::test]
     async fn the_footer_metadata_of_a_written_file_reads_back() {
         let lake = Lake::open("memory:///lake").expect("opens");
-        let mut file = crate::encoding::parquet_file::ParquetFile::new(
-            schemas::Table::Events,
-            crate::Compression::Zstd,
-            1 << 20,
-        )
-        .expect("file");
-        let text = r#"{"event_id":"00000000000000000000000000000001","resource":"Users","event":"Updated","object_id":"users/1-A","event_timestamp":"2025-03-01T08:00:00Z","received_at":null,"fetched_at":null,"status":"not_fetched"}"#;
-        let record = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
-        file.append(&record, text.len()).expect("appends");
-        let (bytes, identity) = file
-            .finish(vec![("mobaro_lake.topic".into(), "t".into())])
-            .expect("closes");
+        let (bytes, identity) = crate::encoding::parquet_file::one_event_file(vec![(
+            "mobaro_lake.topic".into(),
+            "t".into(),
+        )]);
         let path = lake.path("events/a.parquet");
         assert_eq!(
             lake.create(&path, bytes).await.expect("writes"),

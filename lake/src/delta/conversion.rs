@@ -332,16 +332,7 @@ mod tests {
         let per_commit = if count > 1_000 { FILES_PER_COMMIT } else { 5 };
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::open(dir.path().to_str().expect("utf8")).expect("opens");
-        let mut file = crate::encoding::parquet_file::ParquetFile::new(
-            Table::Events,
-            crate::Compression::Zstd,
-            1 << 20,
-        )
-        .expect("file");
-        let text = r#"{"event_id":"00000000000000000000000000000001","resource":"Users","event":"Updated","object_id":"users/1-A","event_timestamp":"2025-03-01T08:00:00Z","received_at":null,"fetched_at":null,"status":"not_fetched"}"#;
-        let record = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
-        file.append(&record, text.len()).expect("appends");
-        let (bytes, _) = file.finish(vec![]).expect("closes");
+        let (bytes, _) = crate::encoding::parquet_file::one_event_file(vec![]);
         let mut last = BTreeMap::new();
         for n in 0..count {
             let (partition, turn) = (n % 3, (n / 3) as i64);

@@ -197,3 +197,17 @@ impl ParquetFile {
         Ok((Bytes::from(self.writer.into_inner()?), metadata))
     }
 }
+
+/// A Parquet file of one `events` row, with `metadata`, for tests of what
+/// reads files back.
+#[cfg(test)]
+pub(crate) fn one_event_file(
+    metadata: Vec<(String, String)>,
+) -> (bytes::Bytes, Vec<(String, String)>) {
+    let mut file =
+        ParquetFile::new(schemas::Table::Events, Compression::Zstd, 1 << 20).expect("file");
+    let text = r#"{"event_id":"00000000000000000000000000000001","resource":"Users","event":"Updated","object_id":"users/1-A","event_timestamp":"2025-03-01T08:00:00Z","received_at":null,"fetched_at":null,"status":"not_fetched"}"#;
+    let record = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
+    file.append(&record, text.len()).expect("appends");
+    file.finish(metadata).expect("closes")
+}
