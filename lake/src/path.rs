@@ -48,9 +48,10 @@ impl DataPath {
 
 /// The stems the sink gives the files it writes to Delta tables: a batch's
 /// files, after their partition and offset range with a random suffix, and
-/// compaction's outputs. Vacuum deletes unreferenced files only of these
-/// shapes: a file of another writer (or plain-Parquet history) is never
-/// taken for one of ours.
+/// compaction's outputs; and the stems of plain Parquet files, after their
+/// source range. Vacuum deletes unreferenced files only of the sink's
+/// shapes (plain Parquet history only once converted and no longer named
+/// by the log): a file of another writer is never taken for one of ours.
 pub(crate) mod stems {
     /// Prefix of compaction's outputs.
     pub(crate) const COMPACTED_PREFIX: &str = "compacted-";
@@ -63,6 +64,17 @@ pub(crate) mod stems {
     /// `compacted-{16 hex}`.
     pub(crate) fn compacted() -> String {
         format!("{COMPACTED_PREFIX}{:016x}", rand::random::<u64>())
+    }
+
+    /// The topic, partition and last offset a plain Parquet file's stem
+    /// (`{topic}+{partition}+{first:020}+{last:020}`) names.
+    pub(crate) fn plain_range(stem: &str) -> Option<(&str, i32, i64)> {
+        let mut parts = stem.rsplitn(4, '+');
+        let last = parts.next()?.parse().ok()?;
+        let _first: i64 = parts.next()?.parse().ok()?;
+        let partition = parts.next()?.parse().ok()?;
+        let topic = parts.next().filter(|topic| !topic.is_empty())?;
+        Some((topic, partition, last))
     }
 
     /// Whether `stem` has a shape of [`batch`] or [`compacted`].
@@ -135,5 +147,21 @@ mod tests {
             DataPath::parse_in_table(Table::Events, "dt=2025-03-01/x.json"),
             None
         );
+    }
+
+    #[test]
+    fn a_plain_parquet_stem_names_its_topic_partition_and_last_offset() {
+        assert_eq!(
+            stems::plain_range("mobaro.enriched+2+00000000000000000100+00000000000000000249"),
+            Some(("mobaro.enriched", 2, 249))
+        );
+        assert_eq!(
+            stems::plain_range("a+b+1+0+5"),
+            Some(("a+b", 1, 5)),
+            "a topic may hold the separator"
+        );
+        assert_eq!(stems::plain_range("2-100-249-0a1b2c3d"), None);
+        assert_eq!(stems::plain_range("+1+2+3"), None);
+        assert_eq!(stems::plain_range("t+x+2+3"), None);
     }
 }

@@ -173,7 +173,7 @@ async fn parquet_files(tables: &DeltaTables, table: Table) -> Result<Vec<Listed>
         if stems::written_by_sink(&path.stem) {
             continue;
         }
-        let (app_id, last) = range_of(&path.stem)
+        let (app_id, last) = stems::plain_range(&path.stem)
             .map(|(topic, partition, last)| (app_id(topic, partition), last))
             .ok_or_else(foreign)?;
         found.push(Listed {
@@ -202,17 +202,6 @@ async fn with_footers(lake: &Lake, files: &[Listed]) -> Result<Vec<DataFile>, Co
         .buffered(FOOTERS_IN_FLIGHT)
         .try_collect()
         .await
-}
-
-/// The topic, partition and last offset a plain Parquet file's stem
-/// (`{topic}+{partition}+{first:020}+{last:020}`) names.
-fn range_of(stem: &str) -> Option<(&str, i32, i64)> {
-    let mut parts = stem.rsplitn(4, '+');
-    let last = parts.next()?.parse().ok()?;
-    let _first: i64 = parts.next()?.parse().ok()?;
-    let partition = parts.next()?.parse().ok()?;
-    let topic = parts.next().filter(|topic| !topic.is_empty())?;
-    Some((topic, partition, last))
 }
 
 /// Adds the `files` `table`'s log does not name yet, per source partition
@@ -395,21 +384,5 @@ mod tests {
             .await
             .expect("converts");
         assert_eq!(again[0].added, 0);
-    }
-
-    #[test]
-    fn a_plain_parquet_stem_names_its_topic_partition_and_last_offset() {
-        assert_eq!(
-            range_of("mobaro.enriched+2+00000000000000000100+00000000000000000249"),
-            Some(("mobaro.enriched", 2, 249))
-        );
-        assert_eq!(
-            range_of("a+b+1+0+5"),
-            Some(("a+b", 1, 5)),
-            "a topic may hold the separator"
-        );
-        assert_eq!(range_of("2-100-249-0a1b2c3d"), None);
-        assert_eq!(range_of("+1+2+3"), None);
-        assert_eq!(range_of("t+x+2+3"), None);
     }
 }

@@ -213,6 +213,20 @@ async fn delete_orphans(
 ) -> Result<usize, DeltaError> {
     let known = referenced_paths(current, table).await?;
     let lake = tables.lake();
+    // Plain Parquet history the log no longer names was compacted away;
+    // while a conversion runs, it may be history not added yet.
+    let marker = lake.path(super::UNFINISHED_CONVERSION);
+    let converting = lake
+        .read_if_exists(&marker)
+        .await
+        .map_err(|error| DeltaError::Store {
+            table: table.name(),
+            source: error,
+        })?
+        .is_some();
+    let ours = |stem: &str| {
+        stems::written_by_sink(stem) || (!converting && stems::plain_range(stem).is_some())
+    };
     let folder = lake.path(table.name());
     let store_error = |error: object_store::Error| DeltaError::of(table)(error.into());
     let listed: Vec<_> = lake
@@ -228,10 +242,7 @@ async fn delete_orphans(
         let Some(path) = lake.data_path(table, &object.location) else {
             continue;
         };
-        if !stems::written_by_sink(&path.stem)
-            || known.contains(&path.in_table())
-            || object.last_modified >= cutoff
-        {
+        if !ours(&path.stem) || known.contains(&path.in_table()) || object.last_modified >= cutoff {
             continue;
         }
         lake.store()
@@ -328,6 +339,49 @@ mod tests {
             .expect("reads")
             .expect("a table");
         assert_eq!(after.version(), version, "the properties are set once");
+    }
+
+    /// Plain Parquet history a conversion added and a compaction removed
+    /// long ago (its tombstone gone from the checkpoints) is deleted once
+    /// the log no longer names it, but never while a conversion is
+    /// unfinished (it may be history not added yet).
+    #[tokio::test]
+    async fn converted_history_the_log_no_longer_names_is_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path().to_str().expect("utf8")).expect("opens");
+        let tables = DeltaTables::new(lake.clone());
+        let active = data_file("0-0-9-0a0b0c0d");
+        let history = data_file("t+0+00000000000000000000+00000000000000000009");
+        for file in [&active, &history] {
+            place(dir.path(), file, 10 * DAY);
+        }
+        let appended = tables
+            .append(Table::Events, &[active.clone()], &app_id("t", 0), None, 9)
+            .await
+            .expect("appends");
+        assert!(matches!(
+            appended,
+            crate::delta::log::Appended::Committed(_)
+        ));
+        let settings = VacuumSettings {
+            retention: 7 * DAY,
+            log_retention: 30 * DAY,
+            force: false,
+        };
+        let exists = |file: &DataFile| dir.path().join(file.path.in_lake()).exists();
+        let marker = lake.path(super::super::UNFINISHED_CONVERSION);
+        let _marked = lake
+            .create(&marker, bytes::Bytes::new())
+            .await
+            .expect("marks");
+        let report = vacuum(&tables, &settings).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert!(exists(&history), "deleted during a conversion");
+        lake.store().delete(&marker).await.expect("unmarks");
+        let report = vacuum(&tables, &settings).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert!(!exists(&history), "unnamed history kept");
+        assert!(exists(&active), "active");
     }
 
     #[tokio::test]
