@@ -356,7 +356,13 @@ mod tests {
             place(dir.path(), file, 10 * DAY);
         }
         let appended = tables
-            .append(Table::Events, &[active.clone()], &app_id("t", 0), None, 9)
+            .append(
+                Table::Events,
+                std::slice::from_ref(&active),
+                &app_id("t", 0),
+                None,
+                9,
+            )
             .await
             .expect("appends");
         assert!(matches!(
