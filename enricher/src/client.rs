@@ -446,72 +446,26 @@ impl MobaroClient {
         };
         let status = response.status();
         crate::telemetry::api_call(status.as_u16().to_string());
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after);
-        match status {
-            StatusCode::OK => {
-                let body = match self.body(response).await {
-                    Ok(body) => body,
-                    Err(Body::TooLarge) => {
-                        return Err(AttemptError::Final(FetchError::Permanent {
-                            status: status.as_u16(),
-                            message: format!(
-                                "body larger than {} bytes (MOBARO_API_MAX_BODY)",
-                                self.max_body
-                            ),
-                        }))
-                    }
-                    Err(Body::Failed(error)) => {
-                        return Err(AttemptError::Transient {
-                            status: None,
-                            retry_after: None,
-                            message: format!("reading the body: {error}"),
-                        })
-                    }
-                };
-                match serde_json::from_slice::<Value>(&body) {
-                    Ok(value) => Ok(Fetched::Found(value)),
-                    Err(error) => Err(AttemptError::Final(FetchError::Permanent {
-                        status: status.as_u16(),
-                        message: format!("body is not json: {error}"),
-                    })),
-                }
-            }
-            s if s.is_redirection() => {
-                let to = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("nowhere")
-                    .to_string();
-                Err(AttemptError::Final(FetchError::Permanent {
-                    status: s.as_u16(),
-                    message: format!(
-                        "a redirect to {to} was not followed: the API key is sent only to {}",
-                        self.base.origin().ascii_serialization()
-                    ),
-                }))
-            }
-            StatusCode::NOT_FOUND => Ok(Fetched::NotFound),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(AttemptError::Final(FetchError::Unauthorized {
-                    status: status.as_u16(),
-                }))
-            }
-            s if s == StatusCode::TOO_MANY_REQUESTS
-                || s == StatusCode::REQUEST_TIMEOUT
-                || s.is_server_error() =>
-            {
-                Err(AttemptError::Transient {
-                    status: Some(s.as_u16()),
-                    retry_after,
-                    message: format!("http {s}"),
-                })
-            }
-            s => {
+        let code = status.as_u16();
+        match classify(status, response.headers()) {
+            Answer::Record => self.record(code, response).await,
+            Answer::NotFound => Ok(Fetched::NotFound),
+            Answer::Redirect { to } => Err(AttemptError::Final(FetchError::Permanent {
+                status: code,
+                message: format!(
+                    "a redirect to {to} was not followed: the API key is sent only to {}",
+                    self.base.origin().ascii_serialization()
+                ),
+            })),
+            Answer::Refused => Err(AttemptError::Final(FetchError::Unauthorized {
+                status: code,
+            })),
+            Answer::Transient { retry_after } => Err(AttemptError::Transient {
+                status: Some(code),
+                retry_after,
+                message: format!("http {status}"),
+            }),
+            Answer::Other => {
                 // Read within the same limit as a record: a proxy's error
                 // page may be of any size.
                 let message = match self.body(response).await {
@@ -520,10 +474,44 @@ impl MobaroClient {
                     Err(Body::Failed(error)) => format!("a body that failed: {error}"),
                 };
                 Err(AttemptError::Final(FetchError::Permanent {
-                    status: s.as_u16(),
+                    status: code,
                     message,
                 }))
             }
+        }
+    }
+
+    /// The record in the body of a 200 answer, read within the limit.
+    async fn record(
+        &self,
+        status: u16,
+        response: reqwest::Response,
+    ) -> Result<Fetched, AttemptError> {
+        let body = match self.body(response).await {
+            Ok(body) => body,
+            Err(Body::TooLarge) => {
+                return Err(AttemptError::Final(FetchError::Permanent {
+                    status,
+                    message: format!(
+                        "body larger than {} bytes (MOBARO_API_MAX_BODY)",
+                        self.max_body
+                    ),
+                }))
+            }
+            Err(Body::Failed(error)) => {
+                return Err(AttemptError::Transient {
+                    status: None,
+                    retry_after: None,
+                    message: format!("reading the body: {error}"),
+                })
+            }
+        };
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(value) => Ok(Fetched::Found(value)),
+            Err(error) => Err(AttemptError::Final(FetchError::Permanent {
+                status,
+                message: format!("body is not json: {error}"),
+            })),
         }
     }
 
@@ -543,6 +531,53 @@ impl MobaroClient {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+/// What an answer's status and headers say, before its body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// 200: the record is the body.
+    Record,
+    /// 404: the record was deleted since the event.
+    NotFound,
+    /// A redirect the client did not follow (off the origin, or too many).
+    Redirect {
+        /// Where it led.
+        to: String,
+    },
+    /// 401 or 403: the key, or this record, is refused.
+    Refused,
+    /// 429, 408 or 5xx: worth another attempt, after the wait asked for.
+    Transient {
+        /// The `Retry-After` asked for, if readable.
+        retry_after: Option<Duration>,
+    },
+    /// Any other status: final; the body says why.
+    Other,
+}
+
+/// How the client takes an answer of `status` with `headers`.
+fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Answer {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    match status {
+        StatusCode::OK => Answer::Record,
+        StatusCode::NOT_FOUND => Answer::NotFound,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Answer::Refused,
+        s if s.is_redirection() => Answer::Redirect {
+            to: header(reqwest::header::LOCATION)
+                .unwrap_or("nowhere")
+                .to_string(),
+        },
+        s if s == StatusCode::TOO_MANY_REQUESTS
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s.is_server_error() =>
+        {
+            Answer::Transient {
+                retry_after: header(reqwest::header::RETRY_AFTER).and_then(retry_after),
+            }
+        }
+        _ => Answer::Other,
     }
 }
 
@@ -724,6 +759,52 @@ mod tests {
         for path in ["/results", "//elsewhere.example/results"] {
             let url = client.list_url(path, &[]).expect("on the origin");
             assert_eq!(url.host_str(), Some("app.mobaro.com"));
+        }
+    }
+
+    #[test]
+    fn each_status_is_taken_as_its_class() {
+        use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+        let none = HeaderMap::new();
+        let mut asked = HeaderMap::new();
+        asked.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let mut moved = HeaderMap::new();
+        moved.insert(
+            LOCATION,
+            HeaderValue::from_static("https://elsewhere.example/r"),
+        );
+        let seven = Some(Duration::from_secs(7));
+        let table: &[(u16, &HeaderMap, Answer)] = &[
+            (200, &none, Answer::Record),
+            (404, &none, Answer::NotFound),
+            (401, &none, Answer::Refused),
+            (403, &none, Answer::Refused),
+            (
+                302,
+                &moved,
+                Answer::Redirect {
+                    to: "https://elsewhere.example/r".into(),
+                },
+            ),
+            (
+                301,
+                &none,
+                Answer::Redirect {
+                    to: "nowhere".into(),
+                },
+            ),
+            (429, &asked, Answer::Transient { retry_after: seven }),
+            (429, &none, Answer::Transient { retry_after: None }),
+            (408, &none, Answer::Transient { retry_after: None }),
+            (500, &none, Answer::Transient { retry_after: None }),
+            (503, &asked, Answer::Transient { retry_after: seven }),
+            (400, &none, Answer::Other),
+            (410, &none, Answer::Other),
+            (204, &none, Answer::Other),
+        ];
+        for (status, headers, expected) in table {
+            let status = StatusCode::from_u16(*status).expect("a status");
+            assert_eq!(&classify(status, headers), expected, "{status}");
         }
     }
 
