@@ -49,13 +49,7 @@ ensure_dbt() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "dbt-core==$DBT_CORE_VERSION" \
       "dbt-duckdb==$DBT_DUCKDB_VERSION" "duckdb==$DUCKDB_VERSION"
   fi
-  "$VENV/bin/python" - <<'PY'
-import glob, os
-import duckdb, duckdb_extension_delta, duckdb_extension_httpfs
-for module, name in ((duckdb_extension_httpfs, "httpfs"), (duckdb_extension_delta, "delta")):
-    path = glob.glob(os.path.join(os.path.dirname(module.__file__), "extensions", "*", name + ".duckdb_extension"))[0]
-    duckdb.sql(f"INSTALL '{path}'")
-PY
+  "$VENV/bin/python" scripts/py/duckdb_extensions.py
 }
 
 # What scripts/dashboard adds: ECharts from the npm registry, kept in the
@@ -180,21 +174,7 @@ start_azurite() { # workdir container
     --skipApiVersionCheck >"$1/azurite.log" 2>&1 &
   SERVICE_PIDS+=($!)
   wait_for_port "$port" Azurite "$1/azurite.log"
-  python3 - "$port" "$2" <<'PY'
-import base64, hashlib, hmac, sys, urllib.request
-from email.utils import formatdate
-port, container = sys.argv[1], sys.argv[2]
-account = "devstoreaccount1"
-key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
-date, version, kind = formatdate(usegmt=True), "2021-08-06", "application/octet-stream"
-signed = "\n".join(["PUT", "", "", "", "", kind] + [""] * 6
-                   + [f"x-ms-date:{date}", f"x-ms-version:{version}", f"/{account}/{account}/{container}\nrestype:container"])
-signature = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode()
-urllib.request.urlopen(urllib.request.Request(
-    f"http://127.0.0.1:{port}/{account}/{container}?restype=container", method="PUT", data=b"",
-    headers={"Content-Type": kind, "x-ms-date": date, "x-ms-version": version,
-             "Authorization": f"SharedKey {account}:{signature}"}))
-PY
+  python3 scripts/py/azurite_container.py "$port" "$2"
   export AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$port" LAKE_TEST_AZURE_CONTAINER="$2"
   log "Azure Blob Storage emulator (Azurite) at $AZURITE_BLOB_STORAGE_URL, container $2"
 }
