@@ -39,4 +39,4 @@ pub use reading::{latest_per_object, ReadError};
 pub use standing::{Bounds, Standing};
 pub use store::{Lake, LakeError, Lease, Put, Upload};
 pub use tables::{Committed, Tables, TablesError};
-pub use telemetry::{column_monitors, set_column_monitors, METRICS};
+pub use telemetry::METRICS;

@@ -3,7 +3,6 @@
 //! alert rules and dashboards name only metrics that exist. The sink serves
 //! them, hence the `sink_` prefix.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use schemas::Table;
@@ -42,20 +41,6 @@ pub const METRICS: &[&str] = &[
     TYPED_NULLS,
     UNMAPPED_FIELDS,
 ];
-
-static COLUMN_MONITORS: AtomicBool = AtomicBool::new(true);
-
-/// Turns the writer's monitors of what the columns hold (typed columns'
-/// nulls, fields no column reads, arrival delay) on or off for the process.
-/// File statistics are written either way.
-pub fn set_column_monitors(on: bool) {
-    COLUMN_MONITORS.store(on, Ordering::Relaxed);
-}
-
-/// Whether the monitors of what the columns hold are on.
-pub fn column_monitors() -> bool {
-    COLUMN_MONITORS.load(Ordering::Relaxed)
-}
 
 /// A batch's files were committed to `table`, the commit taking `took`.
 pub(crate) fn delta_committed(table: Table, took: Duration) {

@@ -25,6 +25,9 @@ pub(crate) struct Batch {
     pub(crate) opened_at: Instant,
     /// Where it must end, and what the tables hold already.
     pub(crate) bounds: Bounds,
+    /// Whether what the records hold is monitored (arrival delay, and in
+    /// the files, columns' nulls and fields no column reads).
+    monitors: bool,
     files: FileSet,
     /// The event ids of its rows, on the days deduplication tracks.
     ids: BatchIds,
@@ -38,6 +41,17 @@ pub(crate) struct Batch {
 struct HeldBack {
     offset: i64,
     payload: Vec<u8>,
+}
+
+/// How a batch encodes its files.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Encoding {
+    /// The files' compression.
+    pub(crate) compression: Compression,
+    /// Input bytes a file takes before its rows go to the Parquet writer.
+    pub(crate) chunk_bytes: usize,
+    /// Whether what the records hold is monitored.
+    pub(crate) monitors: bool,
 }
 
 /// The offsets a flushed batch covers.
@@ -56,20 +70,16 @@ pub(crate) struct Span {
 impl Batch {
     /// `chunk_bytes`: input bytes a file takes before its rows are handed to
     /// the Parquet writer.
-    pub(crate) fn new(
-        partition: i32,
-        offset: i64,
-        bounds: Bounds,
-        compression: Compression,
-        chunk_bytes: usize,
-    ) -> Self {
+    pub(crate) fn new(partition: i32, offset: i64, bounds: Bounds, encoding: Encoding) -> Self {
         Batch {
             partition,
             first_offset: offset,
             last_offset: offset,
             opened_at: Instant::now(),
             bounds,
-            files: FileSet::new(compression, chunk_bytes),
+            files: FileSet::new(encoding.compression, encoding.chunk_bytes)
+                .with_column_monitors(encoding.monitors),
+            monitors: encoding.monitors,
             ids: BatchIds::new(),
             not_found: HashMap::new(),
         }
@@ -92,7 +102,7 @@ impl Batch {
         let Some(record) = record else {
             return Ok(());
         };
-        if let Some(received_at) = record.received_at.filter(|_| lake::column_monitors()) {
+        if let Some(received_at) = record.received_at.filter(|_| self.monitors) {
             telemetry::arrived(record.resource, record.event_timestamp, received_at);
         }
         let day = record.event_timestamp.date_naive();
@@ -239,10 +249,16 @@ impl Batch {
 mod tests {
     use super::*;
 
+    const QUICK: Encoding = Encoding {
+        compression: Compression::Zstd,
+        chunk_bytes: 1 << 20,
+        monitors: true,
+    };
+
     #[test]
     fn a_dead_lettered_offset_extends_the_range() {
         let text = r#"{"event_id":"0000000000000000000000000000000a","resource":"Users","event":"Updated","object_id":"x/10-A","event_timestamp":"2025-03-01T23:59:59Z","received_at":null,"fetched_at":null,"status":"found","record":{"id":"x/10-A"}}"#;
-        let mut batch = Batch::new(3, 10, Bounds::default(), Compression::Zstd, 1 << 20);
+        let mut batch = Batch::new(3, 10, Bounds::default(), QUICK);
         let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");
         batch
             .push(10, Some(&view), text.as_bytes(), None)
@@ -293,7 +309,7 @@ mod tests {
         let held = EventIds::new(day);
         let missing = record("not_found", "null");
         let found = record("found", r#"{"id":"results/11-A"}"#);
-        let mut batch = Batch::new(0, 1, Bounds::default(), Compression::Zstd, 1 << 20);
+        let mut batch = Batch::new(0, 1, Bounds::default(), QUICK);
         for (offset, text) in [(1, &missing), (2, &found), (3, &missing)] {
             let view = EnrichedView::from_json(text.as_bytes()).expect("decodes");
             batch
@@ -307,7 +323,7 @@ mod tests {
             assert_eq!(status_of(&file.bytes), "found", "{}", file.path.in_lake());
         }
         // Alone, the not-found copy is written when the batch closes.
-        let mut alone = Batch::new(0, 1, Bounds::default(), Compression::Zstd, 1 << 20);
+        let mut alone = Batch::new(0, 1, Bounds::default(), QUICK);
         let view = EnrichedView::from_json(missing.as_bytes()).expect("decodes");
         alone
             .push(1, Some(&view), missing.as_bytes(), Some(&held))

@@ -23,7 +23,7 @@ use runtime::{
 use schemas::{DeadLetter, DeadLetterClass, EnrichedView, Position, Stage};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Encoding};
 use crate::config::Config;
 use crate::deduplication::Deduplication;
 use crate::rotation::{FlushReason, Rotation};
@@ -404,8 +404,11 @@ impl Consumption {
             partition,
             offset,
             standing.bounds(offset),
-            self.config.compression,
-            rotation.chunk_bytes(),
+            Encoding {
+                compression: self.config.compression,
+                chunk_bytes: rotation.chunk_bytes(),
+                monitors: self.config.column_monitors,
+            },
         );
         buffer.batches.insert(partition, batch);
         Ok(())

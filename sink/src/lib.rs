@@ -204,7 +204,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         ops_shutdown.clone(),
     ));
     telemetry::start_counters();
-    lake::set_column_monitors(config.column_monitors);
     tracing::info!(lake = tables.lake().describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());

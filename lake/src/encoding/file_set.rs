@@ -17,6 +17,8 @@ pub struct FileSet {
     files: BTreeMap<(Table, NaiveDate), ParquetFile>,
     compression: Compression,
     chunk_bytes: usize,
+    /// Whether the files count what their columns hold.
+    monitors: bool,
 }
 
 /// Where a set of files' rows came from: a partition's offset range of a
@@ -110,7 +112,16 @@ impl FileSet {
             files: BTreeMap::new(),
             compression,
             chunk_bytes,
+            monitors: true,
         }
+    }
+
+    /// Whether the files count what their columns hold (typed columns'
+    /// nulls, fields no column reads): on unless turned off here. File
+    /// statistics are written either way.
+    pub fn with_column_monitors(mut self, on: bool) -> Self {
+        self.monitors = on;
+        self
     }
 
     /// Appends `record`, `size` bytes of input, to its tables except those
@@ -128,9 +139,12 @@ impl FileSet {
             }
             let file = match self.files.entry((table, date)) {
                 Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    entry.insert(ParquetFile::new(table, self.compression, self.chunk_bytes)?)
-                }
+                Entry::Vacant(entry) => entry.insert(ParquetFile::new(
+                    table,
+                    self.compression,
+                    self.chunk_bytes,
+                    self.monitors,
+                )?),
             };
             file.append(record, size)?;
         }

@@ -118,8 +118,9 @@ impl ParquetFile {
         table: Table,
         compression: Compression,
         chunk_bytes: usize,
+        monitors: bool,
     ) -> Result<Self, EncodingError> {
-        let builder = TableBuilder::new(table);
+        let builder = TableBuilder::new(table, monitors);
         let writer =
             ArrowWriter::try_new(Vec::new(), builder.schema(), Some(properties(compression)))?;
         Ok(ParquetFile {
@@ -205,7 +206,7 @@ pub(crate) fn one_event_file(
     metadata: Vec<(String, String)>,
 ) -> (bytes::Bytes, Vec<(String, String)>) {
     let mut file =
-        ParquetFile::new(schemas::Table::Events, Compression::Zstd, 1 << 20).expect("file");
+        ParquetFile::new(schemas::Table::Events, Compression::Zstd, 1 << 20, true).expect("file");
     let text = r#"{"event_id":"00000000000000000000000000000001","resource":"Users","event":"Updated","object_id":"users/1-A","event_timestamp":"2025-03-01T08:00:00Z","received_at":null,"fetched_at":null,"status":"not_fetched"}"#;
     let record = schemas::EnrichedView::from_json(text.as_bytes()).expect("decodes");
     file.append(&record, text.len()).expect("appends");

@@ -28,6 +28,8 @@ pub enum TableError {
 }
 
 pub(crate) struct TableBuilder {
+    /// Whether what the columns hold is counted.
+    monitors: bool,
     table: Table,
     layout: &'static Layout,
     builders: Vec<ColumnBuilder>,
@@ -80,11 +82,14 @@ impl ColumnBuilder {
 }
 
 impl TableBuilder {
-    pub(crate) fn new(table: Table) -> TableBuilder {
+    /// `monitors`: whether the builder counts what the columns hold (typed
+    /// columns' nulls, fields no column reads).
+    pub(crate) fn new(table: Table, monitors: bool) -> TableBuilder {
         let layout = layout(table);
         TableBuilder {
             table,
             layout,
+            monitors,
             builders: layout
                 .columns
                 .iter()
@@ -113,7 +118,7 @@ impl TableBuilder {
         let layout = self.layout;
         let json = record.record_json();
         self.recorded += usize::from(json.is_some());
-        if let (Some(json), true) = (json, layout.reads_record && telemetry::column_monitors()) {
+        if let (Some(json), true) = (json, layout.reads_record && self.monitors) {
             unmapped_fields::observe(self.table, &layout.mapped, json);
         }
         let extracted = match json {
@@ -187,7 +192,7 @@ impl TableBuilder {
     /// but no value in the column: a path that finds nothing (renamed by
     /// the API, or guessed wrong) shows as a null share near 100 %.
     fn count_typed_nulls(&self, arrays: &[ArrayRef]) {
-        if !self.layout.reads_record || self.recorded == 0 || !telemetry::column_monitors() {
+        if !self.layout.reads_record || self.recorded == 0 || !self.monitors {
             return;
         }
         telemetry::recorded_rows(self.table, self.recorded);
@@ -302,7 +307,7 @@ mod tests {
     }
 
     fn batch(table: Table, payloads: &[Vec<u8>]) -> RecordBatch {
-        let mut builder = TableBuilder::new(table);
+        let mut builder = TableBuilder::new(table, true);
         for p in payloads {
             builder.append(&EnrichedView::from_json(p).expect("decodes"));
         }
