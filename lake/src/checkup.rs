@@ -46,10 +46,95 @@ pub struct CheckupSettings {
 pub struct Checkup {
     /// Per table, in the lake's order.
     pub tables: Vec<TableCheckup>,
-    /// What fails the checkup.
-    pub failures: Vec<String>,
-    /// What deserves a look but is not wrong in itself.
-    pub warnings: Vec<String>,
+    /// What the checkup found, in the tables' order.
+    pub findings: Vec<Finding>,
+}
+
+/// One thing a checkup found: what fails it ([`Finding::fails`]), or what
+/// deserves a look but is not wrong in itself. Its words are the caller's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
+pub enum Finding {
+    /// The table does not exist: a failure for `events` (nothing was ever
+    /// committed, or the lake is elsewhere), a warning for the others.
+    NoTable {
+        /// The table.
+        table: &'static str,
+    },
+    /// Rows of a compacted, closed day share an `event_id`: another writer
+    /// added files after compaction. A failure.
+    DuplicatesAfterCompaction {
+        /// The table.
+        table: &'static str,
+        /// The day.
+        date: NaiveDate,
+        /// Rows another row of the day repeats.
+        rows: u64,
+    },
+    /// Rows of a day not compacted yet share an `event_id`.
+    DuplicatesBeforeCompaction {
+        /// The table.
+        table: &'static str,
+        /// The day.
+        date: NaiveDate,
+        /// Rows another row of the day repeats.
+        rows: u64,
+    },
+    /// A typed column is null in more than the allowed share of the rows
+    /// with a record: its JSON path finds nothing. A failure.
+    ColumnEmpty {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The null share.
+        share: f64,
+        /// Rows with a record.
+        recorded_rows: u64,
+        /// Days examined.
+        days: usize,
+    },
+    /// Closed days not compacted yet.
+    CompactionDue {
+        /// The table.
+        table: &'static str,
+        /// How many days.
+        days: usize,
+        /// The oldest.
+        oldest: NaiveDate,
+    },
+    /// Records hold fields no typed column reads.
+    UnreadFields {
+        /// The table.
+        table: &'static str,
+        /// The fields' JSON paths.
+        fields: Vec<String>,
+    },
+}
+
+impl Finding {
+    /// Whether the finding fails the checkup.
+    pub fn fails(&self) -> bool {
+        match self {
+            Finding::NoTable { table } => *table == Table::Events.name(),
+            Finding::DuplicatesAfterCompaction { .. } | Finding::ColumnEmpty { .. } => true,
+            Finding::DuplicatesBeforeCompaction { .. }
+            | Finding::CompactionDue { .. }
+            | Finding::UnreadFields { .. } => false,
+        }
+    }
+}
+
+impl Checkup {
+    /// The findings that fail the checkup.
+    pub fn failures(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.fails())
+    }
+
+    /// The findings that deserve a look.
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| !f.fails())
+    }
 }
 
 /// One table's checkup.
@@ -130,8 +215,7 @@ pub async fn checkup(
 ) -> Result<Checkup, ReadError> {
     let mut checkup = Checkup {
         tables: Vec::new(),
-        failures: Vec::new(),
-        warnings: Vec::new(),
+        findings: Vec::new(),
     };
     for table in Table::all() {
         let examined = examine(tables, table, settings).await?;
@@ -233,67 +317,64 @@ async fn examine(
     Ok(report)
 }
 
-/// The failures and warnings of one table's checkup.
+/// The findings of one table's checkup.
 fn judge(report: &TableCheckup, table: Table, settings: &CheckupSettings, checkup: &mut Checkup) {
     let name = table.name();
+    let found = &mut checkup.findings;
     if !report.exists {
-        if table == Table::Events {
-            checkup.failures.push(format!(
-                "{name}: no table here: the sink has committed nothing to this lake, or LAKE_URL points elsewhere"
-            ));
-        } else {
-            checkup.warnings.push(format!(
-                "{name}: no table yet (no record of this resource committed)"
-            ));
-        }
+        found.push(Finding::NoTable { table: name });
         return;
     }
-    for day in &report.recent_days {
-        if day.duplicate_rows == 0 {
-            continue;
-        }
-        if day.closed
+    for day in report
+        .recent_days
+        .iter()
+        .filter(|day| day.duplicate_rows > 0)
+    {
+        let compacted = day.closed
             && report
                 .days_due_for_compaction
                 .binary_search(&day.date)
-                .is_err()
-        {
-            checkup.failures.push(format!(
-                "{name} dt={}: {} duplicate rows in a compacted day: another writer added files after compaction",
-                day.date, day.duplicate_rows
-            ));
+                .is_err();
+        let (date, rows) = (day.date, day.duplicate_rows);
+        found.push(if compacted {
+            Finding::DuplicatesAfterCompaction {
+                table: name,
+                date,
+                rows,
+            }
         } else {
-            checkup.warnings.push(format!(
-                "{name} dt={}: {} duplicate rows (deduplication off, or files written before it; compaction removes them once the day closes)",
-                day.date, day.duplicate_rows
-            ));
-        }
+            Finding::DuplicatesBeforeCompaction {
+                table: name,
+                date,
+                rows,
+            }
+        });
     }
     for column in &report.typed_columns {
         if column.recorded_rows >= settings.min_recorded_rows
             && column.share > settings.max_null_share
         {
-            checkup.failures.push(format!(
-                "{name}.{}: null in {:.1} % of {} rows with a record on the last {} days: the JSON path it reads finds nothing (Mobaro renamed or moved the field?); record_json holds the value",
-                column.column,
-                column.share * 100.0,
-                column.recorded_rows,
-                report.recent_days.len()
-            ));
+            found.push(Finding::ColumnEmpty {
+                table: name,
+                column: column.column,
+                share: column.share,
+                recorded_rows: column.recorded_rows,
+                days: report.recent_days.len(),
+            });
         }
     }
-    if !report.days_due_for_compaction.is_empty() {
-        checkup.warnings.push(format!(
-            "{name}: {} closed day(s) not compacted yet (oldest dt={}): run `sink compact`, or check SINK_COMPACT_EVERY",
-            report.days_due_for_compaction.len(),
-            report.days_due_for_compaction[0]
-        ));
+    if let Some(oldest) = report.days_due_for_compaction.first() {
+        found.push(Finding::CompactionDue {
+            table: name,
+            days: report.days_due_for_compaction.len(),
+            oldest: *oldest,
+        });
     }
     if !report.unmapped_fields.is_empty() {
-        checkup.warnings.push(format!(
-            "{name}: records hold fields no typed column reads: {}",
-            report.unmapped_fields.join(", ")
-        ));
+        found.push(Finding::UnreadFields {
+            table: name,
+            fields: report.unmapped_fields.clone(),
+        });
     }
 }
 

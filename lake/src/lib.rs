@@ -21,7 +21,9 @@ mod store;
 mod tables;
 mod telemetry;
 
-pub use checkup::{checkup, Checkup, CheckupSettings, ColumnNulls, DayCheckup, TableCheckup};
+pub use checkup::{
+    checkup, Checkup, CheckupSettings, ColumnNulls, DayCheckup, Finding, TableCheckup,
+};
 pub use data_file::DataFile;
 pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
 pub use delta::compaction::{

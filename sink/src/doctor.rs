@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use lake::{Checkup, CheckupSettings, DeltaTables, Lake, TableCheckup};
+use lake::{Checkup, CheckupSettings, DeltaTables, Finding, Lake, TableCheckup};
 
 use crate::config::{Config, DoctorArgs};
 use crate::SinkError;
@@ -22,28 +22,72 @@ pub(crate) async fn run(config: &Config, args: &DoctorArgs) -> Result<(), SinkEr
         closed_before: (chrono::Utc::now() - config.upkeep.compact_grace).date_naive(),
     };
     let checkup = lake::checkup(&tables, &settings).await?;
+    let failures: Vec<String> = checkup.failures().map(describe).collect();
+    let warnings: Vec<String> = checkup.warnings().map(describe).collect();
     if args.json {
-        let text = serde_json::to_string_pretty(&checkup).expect("a checkup serializes");
+        let printed = serde_json::json!({
+            "tables": checkup.tables,
+            "findings": checkup.findings,
+            "failures": failures,
+            "warnings": warnings,
+        });
+        let text = serde_json::to_string_pretty(&printed).expect("a checkup serializes");
         println!("{text}");
     } else {
-        print!("{}", report(&described, &checkup));
+        print!("{}", report(&described, &checkup, &failures, &warnings));
     }
-    match checkup.failures.len() {
+    match failures.len() {
         0 => Ok(()),
         failed => Err(SinkError::Unhealthy(failed)),
     }
 }
 
+/// What `finding` means, and what to do about it, in a line.
+fn describe(finding: &Finding) -> String {
+    match finding {
+        Finding::NoTable { table } if finding.fails() => format!(
+            "{table}: no table here: the sink has committed nothing to this lake, or LAKE_URL points elsewhere"
+        ),
+        Finding::NoTable { table } => {
+            format!("{table}: no table yet (no record of this resource committed)")
+        }
+        Finding::DuplicatesAfterCompaction { table, date, rows } => format!(
+            "{table} dt={date}: {rows} duplicate rows in a compacted day: another writer added files after compaction"
+        ),
+        Finding::DuplicatesBeforeCompaction { table, date, rows } => format!(
+            "{table} dt={date}: {rows} duplicate rows (deduplication off, or files written before it; compaction removes them once the day closes)"
+        ),
+        Finding::ColumnEmpty {
+            table,
+            column,
+            share,
+            recorded_rows,
+            days,
+        } => format!(
+            "{table}.{column}: null in {:.1} % of {recorded_rows} rows with a record on the last {days} days: the JSON path it reads finds nothing (Mobaro renamed or moved the field?); record_json holds the value",
+            share * 100.0
+        ),
+        Finding::CompactionDue {
+            table,
+            days,
+            oldest,
+        } => format!(
+            "{table}: {days} closed day(s) not compacted yet (oldest dt={oldest}): run `sink compact`, or check SINK_COMPACT_EVERY"
+        ),
+        Finding::UnreadFields { table, fields } => format!(
+            "{table}: records hold fields no typed column reads: {}",
+            fields.join(", ")
+        ),
+    }
+}
+
 /// The checkup as text.
-fn report(lake: &str, checkup: &Checkup) -> String {
+fn report(lake: &str, checkup: &Checkup, failures: &[String], warnings: &[String]) -> String {
     let mut out = format!("lake: {lake}\n");
     for table in &checkup.tables {
         table_report(&mut out, table);
     }
-    for (heading, lines) in [
-        ("failures", &checkup.failures),
-        ("warnings", &checkup.warnings),
-    ] {
+    for (heading, lines) in [("failures", failures), ("warnings", warnings)] {
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{heading}:");
             for line in lines {
@@ -54,8 +98,8 @@ fn report(lake: &str, checkup: &Checkup) -> String {
     let _ = writeln!(
         out,
         "\ncheckup: {} failure(s), {} warning(s)",
-        checkup.failures.len(),
-        checkup.warnings.len()
+        failures.len(),
+        warnings.len()
     );
     out
 }
@@ -154,5 +198,35 @@ fn bytes(count: u64) -> String {
         format!("{count} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_finding_reads_as_a_failure_or_a_warning() {
+        let date = chrono::NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date");
+        let empty = Finding::ColumnEmpty {
+            table: "results",
+            column: "checklist_name",
+            share: 1.0,
+            recorded_rows: 300,
+            days: 7,
+        };
+        assert!(empty.fails());
+        assert!(describe(&empty).starts_with("results.checklist_name: null in 100.0 % of 300 rows"));
+        let events = Finding::NoTable { table: "events" };
+        let users = Finding::NoTable { table: "users" };
+        assert!(events.fails() && !users.fails());
+        assert!(describe(&events).contains("LAKE_URL"));
+        assert!(describe(&users).contains("no table yet"));
+        let due = Finding::CompactionDue {
+            table: "events",
+            days: 2,
+            oldest: date,
+        };
+        assert!(!due.fails() && describe(&due).contains("oldest dt=2025-03-01"));
     }
 }
