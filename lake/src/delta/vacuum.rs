@@ -268,6 +268,19 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
 
+    /// Appends `files` to `events` as partition 0 of topic `t`, up to
+    /// offset `last`.
+    async fn appended(tables: &DeltaTables, files: &[DataFile], last: i64) {
+        let appended = tables
+            .append(Table::Events, files, &app_id("t", 0), None, last)
+            .await
+            .expect("appends");
+        assert!(matches!(
+            appended,
+            crate::delta::log::Appended::Committed(_)
+        ));
+    }
+
     fn data_file(stem: &str) -> DataFile {
         DataFile {
             path: DataPath {
@@ -300,20 +313,7 @@ mod tests {
     #[tokio::test]
     async fn the_table_keeps_what_the_retentions_say() {
         let tables = DeltaTables::new(Lake::open("memory:///lake").expect("opens"));
-        let appended = tables
-            .append(
-                Table::Events,
-                &[data_file("0-0-9-0a0b0c0d")],
-                &app_id("t", 0),
-                None,
-                9,
-            )
-            .await
-            .expect("appends");
-        assert!(matches!(
-            appended,
-            crate::delta::log::Appended::Committed(_)
-        ));
+        appended(&tables, &[data_file("0-0-9-0a0b0c0d")], 9).await;
         let settings = VacuumSettings {
             retention: DAY,
             log_retention: 90 * DAY,
@@ -355,20 +355,7 @@ mod tests {
         for file in [&active, &history] {
             place(dir.path(), file, 10 * DAY);
         }
-        let appended = tables
-            .append(
-                Table::Events,
-                std::slice::from_ref(&active),
-                &app_id("t", 0),
-                None,
-                9,
-            )
-            .await
-            .expect("appends");
-        assert!(matches!(
-            appended,
-            crate::delta::log::Appended::Committed(_)
-        ));
+        appended(&tables, std::slice::from_ref(&active), 9).await;
         let settings = VacuumSettings {
             retention: 7 * DAY,
             log_retention: 30 * DAY,
@@ -401,20 +388,7 @@ mod tests {
         for file in [&removed, &kept, &orphan, &foreign] {
             place(dir.path(), file, 10 * DAY);
         }
-        let appended = tables
-            .append(
-                Table::Events,
-                &[removed.clone(), kept.clone()],
-                &app_id("t", 0),
-                None,
-                19,
-            )
-            .await
-            .expect("appends");
-        assert!(matches!(
-            appended,
-            crate::delta::log::Appended::Committed(_)
-        ));
+        appended(&tables, &[removed.clone(), kept.clone()], 19).await;
         // Compacted away now, ten days after it was written.
         let current = tables
             .latest(Table::Events)
