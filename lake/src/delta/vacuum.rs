@@ -111,8 +111,9 @@ async fn vacuum_table(
         .with_mode(VacuumMode::Lite)
         .with_enforce_retention_duration(!settings.force)
         // The log is cleaned below, at the configured retention, not at
-        // the table's by the library's commits.
-        .with_commit_properties(commit_properties(0))
+        // the table's by the library's commits; the library's retries (its
+        // default of 15) take the appends that commit meanwhile.
+        .with_commit_properties(commit_properties(VACUUM_COMMIT_RETRIES))
         .await
         .map_err(DeltaError::of(table))?;
     let orphans = delete_orphans(tables, table, &current, settings.retention).await?;
@@ -145,6 +146,10 @@ async fn vacuum_table(
         logs_removed,
     }))
 }
+
+/// Retries of the vacuum's own commits (and its property commit) when
+/// appends commit meanwhile: the library's default.
+const VACUUM_COMMIT_RETRIES: usize = 15;
 
 /// `current` with its `delta.deletedFileRetentionDuration` at the vacuum
 /// retention and its `delta.logRetentionDuration` at the log retention,
@@ -189,7 +194,7 @@ async fn retain_as_configured(
         .set_tbl_properties()
         .with_properties(changed)
         .with_raise_if_not_exists(false)
-        .with_commit_properties(commit_properties(3))
+        .with_commit_properties(commit_properties(VACUUM_COMMIT_RETRIES))
         .await
         .map_err(DeltaError::of(table))
 }
