@@ -15,7 +15,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use schemas::{Source, Table};
 use serde::Serialize;
 
-use crate::delta::log::{app_id, DeltaError, DeltaTables};
+use crate::delta::actions::app_id;
+use crate::delta::error::DeltaError;
+use crate::delta::log::DeltaTables;
 use crate::encoding::unmapped_fields;
 use crate::event_ids::digest;
 use crate::path::{stems, DataPath};

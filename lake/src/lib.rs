@@ -30,7 +30,8 @@ pub use delta::compaction::{
     compact, CompactionError, CompactionReport, CompactionSettings, DayCompacted,
 };
 pub use delta::conversion::{convert_to_delta, ConversionError, Converted};
-pub use delta::log::{DeltaError, DeltaTables};
+pub use delta::error::DeltaError;
+pub use delta::log::DeltaTables;
 pub use delta::vacuum::{vacuum, VacuumReport, VacuumSettings, Vacuumed};
 pub use encoding::file_set::{EncodedFile, FileSet, Naming, Origin};
 pub use encoding::parquet_file::{Compression, EncodingError};

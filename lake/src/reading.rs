@@ -23,7 +23,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
 use schemas::Table;
 
-use crate::delta::log::{DeltaError, DeltaTables};
+use crate::delta::error::DeltaError;
+use crate::delta::log::DeltaTables;
 use crate::event_ids::{digest, EventIds};
 use crate::path::DataPath;
 use crate::store::{Lake, LakeError};

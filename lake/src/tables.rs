@@ -11,7 +11,9 @@ use schemas::Table;
 
 use crate::data_file::DataFile;
 use crate::ddl::LakeFormat;
-use crate::delta::log::{app_id, Appended, DeltaError, DeltaTables};
+use crate::delta::actions::app_id;
+use crate::delta::error::DeltaError;
+use crate::delta::log::{Appended, DeltaTables};
 use crate::encoding::file_set::Naming;
 use crate::event_ids::EventIds;
 use crate::parquet::intents::Intents;

@@ -19,7 +19,10 @@ use futures::{StreamExt, TryStreamExt};
 use schemas::Table;
 
 use crate::data_file::DataFile;
-use crate::delta::log::{app_id, referenced_paths, Appended, DeltaError, DeltaTables};
+use crate::delta::actions::app_id;
+use crate::delta::error::DeltaError;
+use crate::delta::log::{Appended, DeltaTables};
+use crate::delta::state::referenced_paths;
 use crate::parquet::intents;
 use crate::path::{stems, DataPath};
 use crate::store::{Lake, LakeError, Put};

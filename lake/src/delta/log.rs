@@ -3,173 +3,23 @@
 //! last offset as an application transaction: the next owner of the
 //! partition reads that version back and skips what the table already holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
-use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake_core::kernel::{
-    Action, Add, DataType as DeltaType, MetadataExt, PrimitiveType, StructField, StructType,
-    Transaction,
-};
-use deltalake_core::logstore::{default_logstore, CommitOrBytes, LogStoreRef, StorageConfig};
+use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake_core::kernel::{Action, Add, Transaction};
+use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake_core::protocol::checkpoints::create_checkpoint;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::table::config::TablePropertiesExt;
 use deltalake_core::{DeltaTable, DeltaTableConfig, DeltaTableError};
 use schemas::Table;
 
 use crate::data_file::DataFile;
-use crate::path::{partition_value, PARTITION_COLUMN};
-use crate::store::{Lake, LakeError, Put};
+use crate::delta::actions::{add_action, commit_properties, transactions_of};
+use crate::delta::error::DeltaError;
+use crate::delta::schema::{conform_schema, create_table, Conformed};
+use crate::delta::state::{transaction_version, Head};
+use crate::store::{Lake, Put};
 use crate::telemetry;
-
-/// Why a Delta table could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum DeltaError {
-    #[error("delta table {table}: {source}")]
-    /// The Delta library or the store behind it failed.
-    Table {
-        /// The table's name.
-        table: &'static str,
-        /// Why.
-        source: Box<DeltaTableError>,
-    },
-    #[error("delta table {table}: column {column} is {found} in the table but {wanted} in the sink's schema; the sink cannot write it. Write this version of the pipeline to a new LAKE_URL prefix, or rewrite the table with the new type (e.g. in Spark or DuckDB) and restart")]
-    /// A column's type in the table differs from the sink's.
-    SchemaConflict {
-        /// The table's name.
-        table: &'static str,
-        /// The column.
-        column: String,
-        /// Its type in the table.
-        found: String,
-        /// Its type in the sink's schema.
-        wanted: String,
-    },
-    #[error("delta table {table}: reading or writing its log: {source}")]
-    /// The store failed a read or write of the log.
-    Store {
-        /// The table's name.
-        table: &'static str,
-        /// Why.
-        source: LakeError,
-    },
-    #[error("delta table {table}: the schema does not convert: {reason}")]
-    /// A column type has no Delta equivalent.
-    Schema {
-        /// The table's name.
-        table: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl DeltaError {
-    pub(crate) fn of(table: Table) -> impl FnOnce(DeltaTableError) -> DeltaError {
-        move |source| DeltaError::Table {
-            table: table.name(),
-            source: Box::new(source),
-        }
-    }
-
-    fn store(table: Table, source: LakeError) -> DeltaError {
-        DeltaError::Store {
-            table: table.name(),
-            source,
-        }
-    }
-
-    /// True when repeating the request cannot help: the store refuses the
-    /// credentials, or the log holds something this sink cannot use.
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            DeltaError::Schema { .. } | DeltaError::SchemaConflict { .. } => true,
-            DeltaError::Store { source, .. } => source.is_permanent(),
-            DeltaError::Table { source, .. } => match source.as_ref() {
-                DeltaTableError::ObjectStore { source } => matches!(
-                    source,
-                    object_store::Error::PermissionDenied { .. }
-                        | object_store::Error::Unauthenticated { .. }
-                ),
-                // A log this sink cannot use (features it does not
-                // support, entries it cannot read): repeating cannot help.
-                DeltaTableError::KernelError(error) => is_unreadable_log(error),
-                DeltaTableError::InvalidTableLocation(_)
-                | DeltaTableError::MissingFeature { .. }
-                | DeltaTableError::SchemaMismatch { .. }
-                | DeltaTableError::InvalidJsonLog { .. }
-                | DeltaTableError::InvalidData { .. }
-                | DeltaTableError::InvalidVersion(_)
-                | DeltaTableError::Transaction {
-                    source:
-                        TransactionError::UnsupportedTableFeatures(_)
-                        | TransactionError::TableFeaturesRequired(_)
-                        | TransactionError::DeltaTableAppendOnly,
-                } => true,
-                _ => false,
-            },
-        }
-    }
-}
-
-/// True for a kernel error that says the log asks for what this library
-/// cannot do (a reader or writer feature it does not know, a protocol it
-/// does not support), or is not a Delta log it can read: no retry helps.
-fn is_unreadable_log(error: &delta_kernel::error::Error) -> bool {
-    use delta_kernel::error::Error;
-    matches!(
-        error,
-        Error::Unsupported(_)
-            | Error::InvalidProtocol(_)
-            | Error::MissingProtocol
-            | Error::MissingMetadata
-            | Error::MissingMetadataAndProtocol
-            | Error::InvalidTableLocation(_)
-            | Error::InvalidLogPath(_)
-            | Error::InvalidCheckpoint(_)
-            | Error::ChangeDataFeedUnsupported(_)
-    )
-}
-
-/// The properties of the commits the library makes for the sink (schema
-/// changes, compaction; appends write their entry themselves): at most
-/// `retries` retries by the library, and no log cleanup after the commit.
-/// The cleanup lists the whole log, a cost that grows with the table's age;
-/// it belongs to the upkeep (see `vacuum.rs`). The library's checkpoint
-/// every 100 commits stays: without it, each reload of the table replays
-/// every commit since the last checkpoint.
-pub(crate) fn commit_properties(retries: usize) -> CommitProperties {
-    CommitProperties::default()
-        .with_max_retries(retries)
-        .with_cleanup_expired_logs(Some(false))
-}
-
-/// The `add` action of `file`.
-pub(crate) fn add_action(file: &DataFile, data_change: bool) -> Add {
-    Add {
-        path: file.path.in_table(),
-        partition_values: partition_values(file.path.date),
-        size: file.size as i64,
-        modification_time: chrono::Utc::now().timestamp_millis(),
-        data_change,
-        stats: Some(
-            file.stats
-                .clone()
-                .unwrap_or_else(|| format!(r#"{{"numRecords":{}}}"#, file.rows)),
-        ),
-        tags: None,
-        deletion_vector: None,
-        base_row_id: None,
-        default_row_commit_version: None,
-        clustering_provider: None,
-    }
-}
-
-/// The partition values of a file of `date`.
-pub(crate) fn partition_values(date: NaiveDate) -> HashMap<String, Option<String>> {
-    HashMap::from([(PARTITION_COLUMN.to_string(), Some(partition_value(date)))])
-}
 
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,11 +33,6 @@ pub(crate) enum Appended {
     /// The partition's transaction moved since the batch started, to a
     /// version short of the batch's end: another member consumes it.
     Superseded(Option<i64>),
-}
-
-/// The application id of a topic partition's transactions.
-pub(crate) fn app_id(topic: &str, partition: i32) -> String {
-    format!("{topic}-{partition}")
 }
 
 /// A Delta table of the lake: its log store, and its latest loaded state.
@@ -596,251 +441,17 @@ impl DeltaTables {
     }
 }
 
-/// The transactions a log entry sets, or None when it changes the
-/// table's metadata or protocol (or does not parse): what a blind append
-/// needs to know of another writer's commit.
-fn transactions_of(entry: &[u8]) -> Option<Vec<(String, Option<i64>)>> {
-    let mut transactions = Vec::new();
-    for line in entry
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.trim_ascii().is_empty())
-    {
-        let action: serde_json::Value = serde_json::from_slice(line).ok()?;
-        if action.get("metaData").is_some() || action.get("protocol").is_some() {
-            return None;
-        }
-        if let Some(txn) = action.get("txn") {
-            let app_id = txn.get("appId")?.as_str()?;
-            let version = txn.get("version")?.as_i64()?;
-            transactions.push((app_id.to_string(), Some(version)));
-        }
-    }
-    Some(transactions)
-}
-
 /// The directory of a table's log.
 const DELTA_LOG: &str = "_delta_log";
-
-/// What an appending writer knows of a table between reads of its log: a
-/// loaded state, the last version known to exist (the state's, or a later
-/// one this process committed or caught up with), and the transactions of
-/// the partitions it asked about or read in entries since, at that version.
-struct Head {
-    state: DeltaTable,
-    version: i64,
-    transactions: HashMap<String, Option<i64>>,
-}
-
-impl Head {
-    fn new(state: DeltaTable) -> Head {
-        Head {
-            version: state.version().unwrap_or_default(),
-            state,
-            transactions: HashMap::new(),
-        }
-    }
-
-    /// `app_id`'s version in the loaded state, remembered.
-    async fn read_transaction(
-        &mut self,
-        table: Table,
-        app_id: &str,
-    ) -> Result<Option<i64>, DeltaError> {
-        let found = transaction_version(&self.state, table, app_id).await?;
-        self.transactions.insert(app_id.to_string(), found);
-        Ok(found)
-    }
-
-    /// The log entry of a blind append of `actions`, checked against the
-    /// table's protocol (writer features, append-only).
-    async fn entry(&self, table: Table, actions: Vec<Action>) -> Result<bytes::Bytes, DeltaError> {
-        let state = self.state.snapshot().map_err(DeltaError::of(table))?;
-        let prepared = CommitBuilder::from(commit_properties(0))
-            .with_actions(actions)
-            .build(
-                Some(state),
-                self.state.log_store(),
-                DeltaOperation::Write {
-                    mode: SaveMode::Append,
-                    partition_by: None,
-                    predicate: None,
-                },
-            )
-            .into_prepared_commit_future()
-            .await
-            .map_err(DeltaError::of(table))?;
-        match prepared.commit_or_bytes() {
-            CommitOrBytes::LogBytes(bytes) => Ok(bytes.clone()),
-            CommitOrBytes::TmpCommit(_) => Err(DeltaError::of(table)(DeltaTableError::Generic(
-                "the log store staged the commit instead of returning its bytes".into(),
-            ))),
-        }
-    }
-
-    /// True when `version` is one the library would checkpoint after.
-    fn checkpoint_due(&self, version: i64) -> bool {
-        let interval = self
-            .state
-            .snapshot()
-            .map(|state| state.table_config().checkpoint_interval().get())
-            .unwrap_or(100);
-        (version as u64 + 1).is_multiple_of(interval)
-    }
-}
-
-/// Whether a table's schema had to change to take the sink's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-enum Conformed {
-    Already,
-    /// Columns were added in a metadata commit.
-    Evolved,
-    /// Another writer committed first: checked again on the next load.
-    Raced,
-}
-
-/// Makes `current`'s schema hold every column of the sink's: the columns it
-/// lacks (added to the data contract since the table was created) are added
-/// as nullable in one metadata commit, so readers see them; a column whose
-/// type differs stops the sink.
-async fn conform_schema(table: Table, current: &DeltaTable) -> Result<Conformed, DeltaError> {
-    let state = current.snapshot().map_err(DeltaError::of(table))?;
-    let existing = state.schema();
-    let mut missing = Vec::new();
-    for wanted in delta_columns(table)? {
-        match existing.field(wanted.name()) {
-            Some(found) if found.data_type() == wanted.data_type() => {}
-            Some(found) => {
-                return Err(DeltaError::SchemaConflict {
-                    table: table.name(),
-                    column: wanted.name().clone(),
-                    found: found.data_type().to_string(),
-                    wanted: wanted.data_type().to_string(),
-                })
-            }
-            None => missing.push(StructField::new(
-                wanted.name().clone(),
-                wanted.data_type().clone(),
-                true,
-            )),
-        }
-    }
-    if missing.is_empty() {
-        return Ok(Conformed::Already);
-    }
-    let evolved = StructType::try_new(existing.fields().cloned().chain(missing.iter().cloned()))
-        .map_err(|error| DeltaError::Schema {
-            table: table.name(),
-            reason: error.to_string(),
-        })?;
-    let metadata = state
-        .metadata()
-        .clone()
-        .with_schema(&evolved)
-        .map_err(|error| DeltaError::Schema {
-            table: table.name(),
-            reason: error.to_string(),
-        })?;
-    let added: Vec<String> = missing.iter().map(|f| f.name().clone()).collect();
-    let committed = CommitBuilder::from(commit_properties(0))
-        .with_actions(vec![Action::Metadata(metadata)])
-        .build(
-            Some(state),
-            current.log_store(),
-            DeltaOperation::AddColumn { fields: missing },
-        )
-        .await;
-    match committed {
-        Ok(_) => {
-            tracing::info!(table = table.name(), columns = ?added, "columns added to the table's schema");
-            Ok(Conformed::Evolved)
-        }
-        // Another writer changed the table first: the next load checks again.
-        Err(DeltaTableError::Transaction { .. })
-        | Err(DeltaTableError::VersionAlreadyExists(_)) => {
-            tracing::info!(
-                table = table.name(),
-                "the table changed while its schema was evolved; checked again on the next load"
-            );
-            Ok(Conformed::Raced)
-        }
-        Err(error) => Err(DeltaError::of(table)(error)),
-    }
-}
-
-/// The version `current` holds for `app_id`.
-async fn transaction_version(
-    current: &DeltaTable,
-    table: Table,
-    app_id: &str,
-) -> Result<Option<i64>, DeltaError> {
-    current
-        .snapshot()
-        .map_err(DeltaError::of(table))?
-        .transaction_version(current.log_store().as_ref(), app_id)
-        .await
-        .map_err(DeltaError::of(table))
-}
-
-/// The columns of `table` in Delta types, with the `dt` partition column.
-pub(crate) fn delta_columns(table: Table) -> Result<Vec<StructField>, DeltaError> {
-    let schema = table.schema();
-    let converted: StructType =
-        schema
-            .as_ref()
-            .try_into_kernel()
-            .map_err(|error: arrow::error::ArrowError| DeltaError::Schema {
-                table: table.name(),
-                reason: error.to_string(),
-            })?;
-    let mut columns: Vec<StructField> = converted.fields().cloned().collect();
-    columns.push(StructField::new(
-        PARTITION_COLUMN,
-        DeltaType::Primitive(PrimitiveType::Date),
-        true,
-    ));
-    Ok(columns)
-}
-
-/// The paths of the data files `current` names: its files, and those
-/// removed whose tombstones it still holds.
-pub(crate) async fn referenced_paths(
-    current: &DeltaTable,
-    table: Table,
-) -> Result<std::collections::HashSet<String>, DeltaError> {
-    use futures::TryStreamExt;
-    let state = current.snapshot().map_err(DeltaError::of(table))?;
-    let mut known: std::collections::HashSet<String> = state
-        .log_data()
-        .iter()
-        .map(|file| file.path().to_string())
-        .collect();
-    let tombstones: Vec<String> = state
-        .all_tombstones(current.log_store().as_ref())
-        .map_ok(|tombstone| tombstone.path().to_string())
-        .try_collect()
-        .await
-        .map_err(DeltaError::of(table))?;
-    known.extend(tombstones);
-    Ok(known)
-}
-
-/// Creates `table`'s Delta log, version 0.
-async fn create_table(table: Table, log_store: LogStoreRef) -> Result<DeltaTable, DeltaTableError> {
-    let columns =
-        delta_columns(table).map_err(|error| DeltaTableError::Generic(error.to_string()))?;
-    deltalake_core::operations::create::CreateBuilder::new()
-        .with_log_store(log_store)
-        .with_table_name(table.name())
-        .with_columns(columns)
-        .with_partition_columns([PARTITION_COLUMN])
-        .with_save_mode(SaveMode::ErrorIfExists)
-        .await
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delta::actions::app_id;
+    use crate::delta::schema::delta_columns;
+    use crate::path::PARTITION_COLUMN;
+    use chrono::NaiveDate;
+    use deltalake_core::kernel::{DataType as DeltaType, PrimitiveType, StructField};
 
     fn file(name: &str) -> DataFile {
         DataFile {
@@ -1036,24 +647,6 @@ mod tests {
             .includes(table, &p0, 5, Some(&add))
             .await
             .expect("reads"));
-    }
-
-    #[test]
-    fn an_entry_says_which_transactions_it_sets_unless_it_changes_the_table() {
-        let append = br#"{"commitInfo":{"operation":"WRITE"}}
-{"add":{"path":"a.parquet"}}
-{"txn":{"appId":"t-0","version":12,"lastUpdated":1}}
-"#;
-        assert_eq!(
-            transactions_of(append),
-            Some(vec![("t-0".to_string(), Some(12))])
-        );
-        let compaction = br#"{"remove":{"path":"a.parquet"}}
-{"add":{"path":"b.parquet"}}"#;
-        assert_eq!(transactions_of(compaction), Some(vec![]));
-        let evolved = br#"{"metaData":{"id":"x"}}"#;
-        assert_eq!(transactions_of(evolved), None);
-        assert_eq!(transactions_of(b"{not json"), None);
     }
 
     /// Creates `table` with only its first `columns` columns (and `dt`), as

@@ -15,7 +15,10 @@ use deltalake_core::DeltaTable;
 use futures::TryStreamExt;
 use schemas::Table;
 
-use crate::delta::log::{commit_properties, referenced_paths, DeltaError, DeltaTables};
+use crate::delta::actions::commit_properties;
+use crate::delta::error::DeltaError;
+use crate::delta::log::DeltaTables;
+use crate::delta::state::referenced_paths;
 use crate::path::stems;
 use crate::telemetry;
 use deltalake_core::table::config::TablePropertiesExt;
@@ -264,7 +267,7 @@ async fn delete_orphans(
 mod tests {
     use super::*;
     use crate::data_file::DataFile;
-    use crate::delta::log::{app_id, commit_properties, partition_values};
+    use crate::delta::actions::{app_id, partition_values};
     use crate::path::DataPath;
     use crate::store::Lake;
     use deltalake_core::kernel::transaction::CommitBuilder;

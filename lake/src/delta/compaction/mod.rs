@@ -22,7 +22,9 @@ use futures::FutureExt;
 use schemas::Table;
 
 use crate::data_file::DataFile;
-use crate::delta::log::{add_action, commit_properties, partition_values, DeltaError, DeltaTables};
+use crate::delta::actions::{add_action, commit_properties, partition_values};
+use crate::delta::error::DeltaError;
+use crate::delta::log::DeltaTables;
 use crate::encoding::parquet_file::{Compression, EncodingError};
 use crate::path::{stems, DataPath, PARTITION_COLUMN};
 use crate::store::{LakeError, Upload};
@@ -544,7 +546,7 @@ mod tests {
             .create(&lake.path(&broken.path.in_lake()), "bad".into())
             .await;
         assert_eq!(put.expect("writes"), Put::Created);
-        let id = crate::delta::log::app_id("t", 0);
+        let id = crate::delta::actions::app_id("t", 0);
         let appended = tables
             .append(
                 Table::Events,

@@ -25,7 +25,7 @@ use schemas::Table;
 use super::selection::Selection;
 use super::{CompactionError, CompactionSettings};
 use crate::data_file::DataFile;
-use crate::delta::log::DeltaError;
+use crate::delta::error::DeltaError;
 use crate::encoding::parquet_file::{properties, EncodingError};
 use crate::path::{stems, DataPath, PARTITION_COLUMN};
 use crate::reading::in_order;
