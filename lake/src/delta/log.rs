@@ -35,6 +35,26 @@ pub(crate) enum Appended {
     Superseded(Option<i64>),
 }
 
+/// What one append commits: `files` to `table` with the transaction
+/// (`app_id`, `version`), if the partition's transaction is `expected`.
+#[derive(Clone, Copy)]
+struct Commit<'a> {
+    table: Table,
+    files: &'a [DataFile],
+    app_id: &'a str,
+    expected: Option<i64>,
+    version: i64,
+}
+
+/// How one attempt at an append ended.
+#[must_use]
+enum Attempt {
+    /// The batch is done, as this says.
+    Ended(Appended),
+    /// Another attempt is due, on what the attempt learnt of the table.
+    Again,
+}
+
 /// A Delta table of the lake: its log store, and its latest loaded state.
 pub struct DeltaTables {
     lake: Lake,
@@ -166,9 +186,14 @@ impl DeltaTables {
         if !self.lake.proven_create_only() {
             *head = None;
         }
-        let appended = self
-            .append_on(&mut head, table, files, app_id, expected, version)
-            .await;
+        let batch = Commit {
+            table,
+            files,
+            app_id,
+            expected,
+            version,
+        };
+        let appended = self.append_on(&mut head, &batch).await;
         match &appended {
             Ok(Appended::Committed(_)) => telemetry::delta_committed(table, started.elapsed()),
             Ok(_) => {}
@@ -178,111 +203,131 @@ impl DeltaTables {
         appended
     }
 
-    /// [`DeltaTables::append`] with what this process knows of the table.
+    /// [`DeltaTables::append`] with what this process knows of the table:
+    /// attempts until one ends the batch.
     async fn append_on(
         &self,
         head: &mut Option<Head>,
-        table: Table,
-        files: &[DataFile],
-        app_id: &str,
-        expected: Option<i64>,
-        version: i64,
+        batch: &Commit<'_>,
     ) -> Result<Appended, DeltaError> {
         loop {
-            let fresh = head.is_none();
-            let known = match head.as_mut() {
-                Some(known) => known,
-                None => head.insert(Head::new(self.latest_or_created(table).await?)),
-            };
-            let found = match known.transactions.get(app_id) {
-                Some(found) => *found,
-                // The loaded state answers for partitions this process has
-                // not committed since. An older state may reference log
-                // entries the upkeep has removed since: then the log as it
-                // is now answers.
-                None => match known.read_transaction(table, app_id).await {
-                    Ok(found) => found,
-                    Err(error) if !fresh => {
-                        tracing::debug!(table = table.name(), %error, "reading the table again");
-                        *head = None;
-                        continue;
-                    }
-                    Err(error) => return Err(error),
-                },
-            };
-            if found != expected && !fresh {
-                // Other writers may have moved the partition since: only
-                // the log as it is now can say that the batch is done.
-                *head = None;
-                continue;
+            match self.attempt(head, batch).await? {
+                Attempt::Ended(appended) => return Ok(appended),
+                Attempt::Again => {}
             }
-            if found.is_some_and(|v| v >= version) {
-                return Ok(Appended::AlreadyThere);
-            }
-            if found != expected {
-                return Ok(Appended::Superseded(found));
-            }
-            let mut actions: Vec<Action> = files
-                .iter()
-                .map(|f| Action::Add(add_action(f, true)))
-                .collect();
-            actions.push(Action::Txn(Transaction::new(app_id, version)));
-            let first_add = match actions.first() {
-                Some(Action::Add(add)) => Some(add.clone()),
-                _ => None,
-            };
-            let entry = known.entry(table, actions).await?;
-            let next = known.version + 1;
-            let path = self.log_path(table, &format!("{next:020}.json"));
-            match self.lake.create(&path, entry).await {
-                Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
+        }
+    }
+
+    /// One attempt at the append: from what this process knows of the
+    /// table (read again when `head` is empty), the partition's version,
+    /// then the create-only write of the next entry.
+    async fn attempt(
+        &self,
+        head: &mut Option<Head>,
+        batch: &Commit<'_>,
+    ) -> Result<Attempt, DeltaError> {
+        let Commit {
+            table,
+            files,
+            app_id,
+            expected,
+            version,
+        } = *batch;
+        let fresh = head.is_none();
+        let known = match head.as_mut() {
+            Some(known) => known,
+            None => head.insert(Head::new(self.latest_or_created(table).await?)),
+        };
+        let found = match known.transactions.get(app_id) {
+            Some(found) => *found,
+            // The loaded state answers for partitions this process has
+            // not committed since. An older state may reference log
+            // entries the upkeep has removed since: then the log as it
+            // is now answers.
+            None => match known.read_transaction(table, app_id).await {
+                Ok(found) => found,
+                Err(error) if !fresh => {
+                    tracing::debug!(table = table.name(), %error, "reading the table again");
                     *head = None;
-                    if self
-                        .includes(table, app_id, version, first_add.as_ref())
-                        .await?
-                    {
-                        // Another writer committed on top and checkpointed
-                        // the table between the write and the check: the
-                        // entry is in the table, and stays in its log.
-                        return Ok(Appended::Committed(next));
-                    }
-                    // The version was free because the log's cleanup had
-                    // removed it: readers start at the later checkpoint and
-                    // never see this entry. It is removed, and the batch
-                    // examined again against the log as it is.
-                    telemetry::delta_conflict(table);
+                    return Ok(Attempt::Again);
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        if found != expected && !fresh {
+            // Other writers may have moved the partition since: only
+            // the log as it is now can say that the batch is done.
+            *head = None;
+            return Ok(Attempt::Again);
+        }
+        if found.is_some_and(|v| v >= version) {
+            return Ok(Attempt::Ended(Appended::AlreadyThere));
+        }
+        if found != expected {
+            return Ok(Attempt::Ended(Appended::Superseded(found)));
+        }
+        let mut actions: Vec<Action> = files
+            .iter()
+            .map(|f| Action::Add(add_action(f, true)))
+            .collect();
+        actions.push(Action::Txn(Transaction::new(app_id, version)));
+        let first_add = match actions.first() {
+            Some(Action::Add(add)) => Some(add.clone()),
+            _ => None,
+        };
+        let entry = known.entry(table, actions).await?;
+        let next = known.version + 1;
+        let path = self.log_path(table, &format!("{next:020}.json"));
+        match self.lake.create(&path, entry).await {
+            Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
+                *head = None;
+                if self
+                    .includes(table, app_id, version, first_add.as_ref())
+                    .await?
+                {
+                    // Another writer committed on top and checkpointed
+                    // the table between the write and the check: the
+                    // entry is in the table, and stays in its log.
+                    return Ok(Attempt::Ended(Appended::Committed(next)));
+                }
+                // The version was free because the log's cleanup had
+                // removed it: readers start at the later checkpoint and
+                // never see this entry. It is removed, and the batch
+                // examined again against the log as it is.
+                telemetry::delta_conflict(table);
+                tracing::info!(
+                    table = table.name(),
+                    app_id,
+                    version = next,
+                    "the version was below the table's last checkpoint; reading the table again"
+                );
+                if let Err(error) = self.lake.store().delete(&path).await {
+                    tracing::warn!(%error, %path, "removing an entry below the checkpoint failed; readers ignore it");
+                }
+                Ok(Attempt::Again)
+            }
+            Ok(Put::Created) => {
+                known.version = next;
+                known.transactions.insert(app_id.to_string(), Some(version));
+                if known.checkpoint_due(next) {
+                    self.checkpoint_later(table, next);
+                }
+                Ok(Attempt::Ended(Appended::Committed(next)))
+            }
+            Ok(Put::AlreadyExisted) => {
+                telemetry::delta_conflict(table);
+                if !self.catch_up(known, table, next).await? {
                     tracing::info!(
                         table = table.name(),
                         app_id,
                         version = next,
-                        "the version was below the table's last checkpoint; reading the table again"
+                        "another writer changed the table; reading it again"
                     );
-                    if let Err(error) = self.lake.store().delete(&path).await {
-                        tracing::warn!(%error, %path, "removing an entry below the checkpoint failed; readers ignore it");
-                    }
+                    *head = None;
                 }
-                Ok(Put::Created) => {
-                    known.version = next;
-                    known.transactions.insert(app_id.to_string(), Some(version));
-                    if known.checkpoint_due(next) {
-                        self.checkpoint_later(table, next);
-                    }
-                    return Ok(Appended::Committed(next));
-                }
-                Ok(Put::AlreadyExisted) => {
-                    telemetry::delta_conflict(table);
-                    if !self.catch_up(known, table, next).await? {
-                        tracing::info!(
-                            table = table.name(),
-                            app_id,
-                            version = next,
-                            "another writer changed the table; reading it again"
-                        );
-                        *head = None;
-                    }
-                }
-                Err(error) => return Err(DeltaError::store(table, error)),
+                Ok(Attempt::Again)
             }
+            Err(error) => Err(DeltaError::store(table, error)),
         }
     }
 
