@@ -136,7 +136,7 @@ impl Batch {
                 _ => {}
             }
         }
-        self.encode(offset, record, payload.len(), held)
+        self.encode(offset, record, payload.len(), tracked)
     }
 
     /// Whether a row of event `id` of `day` is in the tables (as `held`
@@ -147,18 +147,16 @@ impl Batch {
     }
 
     /// Encodes `record`'s rows into the batch's files, leaving out the
-    /// tables that hold it (see [`Batch::push`]).
+    /// tables that hold it (see [`Batch::push`]); `tracked`: the ids held
+    /// and the record's id digest, when deduplication tracks its day.
     fn encode(
         &mut self,
         offset: i64,
         record: &EnrichedView<'_>,
         size: usize,
-        held: Option<&EventIds>,
+        tracked: Option<(&EventIds, IdDigest)>,
     ) -> Result<(), EncodingError> {
         let day = record.event_timestamp.date_naive();
-        let tracked = held
-            .filter(|held| held.tracks(day))
-            .map(|held| (held, lake::digest(&record.event_id)));
         let bounds = &self.bounds;
         let ids = &mut self.ids;
         self.files.push(record, size, |table| {
