@@ -176,10 +176,9 @@ impl Tables {
     pub async fn check_format(&self) -> Result<(), TablesError> {
         let lake = self.lake();
         if let Format::Delta { .. } = &self.format {
-            let marker = lake.path(crate::delta::UNFINISHED_CONVERSION);
-            if lake.read_if_exists(&marker).await?.is_some() {
+            if crate::delta::conversion_unfinished(lake).await? {
                 return Err(TablesError::ConversionUnfinished {
-                    marker: marker.to_string(),
+                    marker: crate::delta::conversion_marker(lake).to_string(),
                 });
             }
         }

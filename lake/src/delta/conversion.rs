@@ -127,8 +127,8 @@ async fn convert_in_commits_of(
     for table in Table::all() {
         found.insert(table, parquet_files(tables, table).await?);
     }
-    let unfinished = lake.path(UNFINISHED);
-    let resuming = lake.read_if_exists(&unfinished).await?.is_some();
+    let unfinished = marker(lake);
+    let resuming = is_unfinished(lake).await?;
     if found.values().any(|files| !files.is_empty()) {
         // Created, or left by the run this one resumes: either way there.
         let _marked: Put = lake.create(&unfinished, bytes::Bytes::new()).await?;
@@ -152,7 +152,17 @@ async fn convert_in_commits_of(
 
 /// Present from a conversion's first commit until it finished: a lake
 /// holding it is converted in part, and only a conversion may write it.
-pub(crate) const UNFINISHED: &str = "_sink_conversion_unfinished";
+const UNFINISHED: &str = "_sink_conversion_unfinished";
+
+/// Where the marker of an unfinished conversion lives in `lake`.
+pub(crate) fn marker(lake: &Lake) -> object_store::path::Path {
+    lake.path(UNFINISHED)
+}
+
+/// Whether a conversion of `lake` started and did not finish.
+pub(crate) async fn is_unfinished(lake: &Lake) -> Result<bool, LakeError> {
+    Ok(lake.read_if_exists(&marker(lake)).await?.is_some())
+}
 
 /// The plain Parquet files of `table`, listed as a stream; the sink's
 /// Delta files (a table converted before, and written to since) are

@@ -14,4 +14,4 @@ pub(crate) mod schema;
 pub(crate) mod state;
 pub(crate) mod vacuum;
 
-pub(crate) use conversion::UNFINISHED as UNFINISHED_CONVERSION;
+pub(crate) use conversion::{is_unfinished as conversion_unfinished, marker as conversion_marker};

@@ -223,15 +223,9 @@ async fn delete_orphans(
     let lake = tables.lake();
     // Plain Parquet history the log no longer names was compacted away;
     // while a conversion runs, it may be history not added yet.
-    let marker = lake.path(super::UNFINISHED_CONVERSION);
-    let converting = lake
-        .read_if_exists(&marker)
+    let converting = super::conversion_unfinished(lake)
         .await
-        .map_err(|error| DeltaError::Store {
-            table: table.name(),
-            source: error,
-        })?
-        .is_some();
+        .map_err(|error| DeltaError::store(table, error))?;
     let ours = |stem: &str| {
         stems::written_by_sink(stem) || (!converting && stems::plain_range(stem).is_some())
     };
@@ -370,7 +364,7 @@ mod tests {
             force: false,
         };
         let exists = |file: &DataFile| dir.path().join(file.path.in_lake()).exists();
-        let marker = lake.path(super::super::UNFINISHED_CONVERSION);
+        let marker = super::super::conversion_marker(&lake);
         let _marked = lake
             .create(&marker, bytes::Bytes::new())
             .await
