@@ -43,29 +43,8 @@ const FILTER_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 impl Scan<'_> {
     pub(super) async fn run(&self, resumed: Option<Checkpoint>) -> Result<Loaded, BackfillError> {
-        let mut checkpoint = match resumed {
-            Some(checkpoint) => {
-                tracing::info!(resource = %self.resource, run = %checkpoint.run, cursor = ?checkpoint.cursor, offset = checkpoint.offset, objects = checkpoint.objects, "resuming an unfinished backfill with the same parameters");
-                checkpoint
-            }
-            None => {
-                let after = match (self.args.updated_after, self.args.since) {
-                    (Some(after), _) => Some(after),
-                    (None, Some(since)) => chrono::Duration::from_std(since)
-                        .ok()
-                        .map(|since| Utc::now() - since),
-                    (None, None) => None,
-                };
-                Checkpoint::start(
-                    self.resource,
-                    self.args.run_key(self.resource, self.target.client.base()),
-                    after,
-                    self.args.updated_before,
-                    self.args.page_size,
-                )
-            }
-        };
-        let run_start = (checkpoint.pages, checkpoint.objects);
+        let mut checkpoint = self.starting_point(resumed);
+        let before = (checkpoint.pages, checkpoint.objects);
         let started = Instant::now();
         let mut progress = Progress::new(self.resource);
         let mut comparison = match &self.args.compare_lake {
@@ -75,83 +54,23 @@ impl Scan<'_> {
         // Items listed at or after the next page's start: the overlap lists
         // them again, and they are produced once.
         let mut seen: HashSet<(String, DateTime<Utc>)> = HashSet::new();
-        let mut first_page = true;
+        let mut pipeline = Pipeline::new(self);
         let mut asked = self.request(&checkpoint)?;
         let mut page = self.list(&asked.url).await?;
-        let mut pipeline = Pipeline {
-            scan: self,
-            depth: self.args.pages_in_flight.max(1) as usize,
-            unsaved: Default::default(),
-            acked: None,
-            saving: None,
-            pushed: 0,
-            stored: 0,
-        };
         loop {
-            if checkpoint.pages == 0 {
-                checkpoint.total = self.args.api.total_path_value(&page);
-            }
-            let listed = items(&self.args.api, &asked.url, page)?;
-            self.verify(&asked, &listed.items)?;
-            if first_page {
-                if let Some(rejected) = listed.rejected.first() {
-                    // The first page read here checks the configuration.
-                    return Err(BackfillError::Envelope {
-                        url: asked.url.to_string(),
-                        problem: rejected.problem.clone(),
-                        sample: rejected.sample.clone(),
-                    });
-                }
-                first_page = false;
-            }
-            for rejected in &listed.rejected {
-                tracing::warn!(resource = %self.resource, url = %asked.url, position = rejected.index, problem = %rejected.problem, item = %rejected.sample, "skipped an item");
-                crate::telemetry::backfill_skipped(self.resource);
-            }
-            checkpoint.skipped += listed.rejected.len() as u64;
-            let count = listed.len();
-            let newest = listed.items.iter().map(|i| i.updated).max();
-            let mut fresh: Vec<Item> = Vec::with_capacity(listed.items.len());
-            for item in listed.items {
-                if seen.insert((item.id.clone(), item.updated)) {
-                    fresh.push(item);
-                }
-            }
-            if self.args.fetch_each && !self.args.dry_run {
-                fresh = self.fetch_each(fresh, &asked.url, &mut checkpoint).await?;
-            }
-            if let Some(comparison) = &mut comparison {
-                comparison.count(&fresh);
-            }
-            match checkpoint.advance(count, newest, fresh.len()) {
-                Turn::Plain => {}
-                Turn::CapAdopted(cap) => {
-                    tracing::warn!(resource = %self.resource, url = %asked.url, asked = self.args.page_size, cap, "the endpoint answers at most {cap} items where {} were asked, and more followed: asking for {cap} from now on", self.args.page_size)
-                }
-                Turn::ByOffset => {
-                    tracing::warn!(resource = %self.resource, url = %asked.url, offset = checkpoint.offset, "a full page brought nothing past the latest update time: more records share the overlap than a page holds, paging by offset among them (an edit among them while this runs could shift one past the scan; the final report says how many pages were paged so)")
-                }
-            }
-            tracing::debug!(url = %asked.url, listed = count, fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
-            if let Some(from) = self.start_of(&checkpoint) {
-                seen.retain(|(_, updated)| *updated >= from);
-            }
+            let first = pipeline.pushed == 0;
+            let fresh = self
+                .accept(&asked, page, first, &mut checkpoint, &mut seen, &mut comparison)
+                .await?;
             let last = checkpoint.done || self.shutdown.is_cancelled();
             // This page's records go to the broker while the next page is
             // asked for; the position is stored only once every record up to
             // it is acknowledged, so a kill lists and produces at most
             // `pages_in_flight` pages again.
-            let snapshot = checkpoint.clone();
-            pipeline.pushed += 1;
-            let page_number = pipeline.pushed;
-            pipeline.unsaved.push_back(Box::pin(async move {
-                self.produce(fresh).await?;
-                Ok((page_number, snapshot))
-            }));
-            let next = if last {
-                None
-            } else {
-                Some(self.request(&checkpoint)?)
+            pipeline.push(fresh, checkpoint.clone());
+            let next = match last {
+                true => None,
+                false => Some(self.request(&checkpoint)?),
             };
             let fetch = async {
                 match &next {
@@ -160,32 +79,120 @@ impl Scan<'_> {
                 }
             };
             let fetched = pipeline.drive_while(fetch).await?;
-            if progress.due(checkpoint.objects - run_start.1, checkpoint.total) {
-                self.report(&checkpoint, run_start.1, started);
+            if progress.due(checkpoint.objects - before.1, checkpoint.total) {
+                self.report(&checkpoint, before.1, started);
             }
-            match (next, fetched) {
-                (Some(next), Some(fetched)) => {
-                    asked = next;
-                    page = match fetched {
-                        Ok(page) => page,
-                        Err(error) => {
-                            // What was listed before is stored, so that a
-                            // rerun starts after it; should that fail too,
-                            // the list request's error is logged first.
-                            if let Err(stored) = pipeline.drain().await {
-                                tracing::error!(resource = %self.resource, %error, "list request failed");
-                                return Err(stored);
-                            }
-                            return Err(error);
-                        }
-                    };
-                }
-                _ => break,
-            }
+            let (Some(next), Some(fetched)) = (next, fetched) else {
+                break;
+            };
+            asked = next;
+            page = pipeline.stored_before(fetched).await?;
         }
         pipeline.drain().await?;
         progress.finish();
-        self.report(&checkpoint, run_start.1, started);
+        self.report(&checkpoint, before.1, started);
+        self.outcome(&checkpoint, before, started, comparison)
+    }
+
+    /// The position a run starts from: a resumed checkpoint, or the start
+    /// of the window the arguments ask for.
+    fn starting_point(&self, resumed: Option<Checkpoint>) -> Checkpoint {
+        if let Some(checkpoint) = resumed {
+            tracing::info!(resource = %self.resource, run = %checkpoint.run, cursor = ?checkpoint.cursor, offset = checkpoint.offset, objects = checkpoint.objects, "resuming an unfinished backfill with the same parameters");
+            return checkpoint;
+        }
+        let after = match (self.args.updated_after, self.args.since) {
+            (Some(after), _) => Some(after),
+            (None, Some(since)) => chrono::Duration::from_std(since)
+                .ok()
+                .map(|since| Utc::now() - since),
+            (None, None) => None,
+        };
+        Checkpoint::start(
+            self.resource,
+            self.args.run_key(self.resource, self.target.client.base()),
+            after,
+            self.args.updated_before,
+            self.args.page_size,
+        )
+    }
+
+    /// One listed page, checked against what was asked, reduced to the
+    /// items not produced yet (fetched whole with `--fetch-each`), counted
+    /// against the lake; the checkpoint advanced past it.
+    async fn accept(
+        &self,
+        asked: &Request,
+        page: Value,
+        first: bool,
+        checkpoint: &mut Checkpoint,
+        seen: &mut HashSet<(String, DateTime<Utc>)>,
+        comparison: &mut Option<LakeComparison>,
+    ) -> Result<Vec<Item>, BackfillError> {
+        if checkpoint.pages == 0 {
+            checkpoint.total = self.args.api.total_path_value(&page);
+        }
+        let listed = items(&self.args.api, &asked.url, page)?;
+        self.verify(asked, &listed.items)?;
+        if first {
+            if let Some(rejected) = listed.rejected.first() {
+                // The first page read here checks the configuration.
+                return Err(BackfillError::Envelope {
+                    url: asked.url.to_string(),
+                    problem: rejected.problem.clone(),
+                    sample: rejected.sample.clone(),
+                });
+            }
+        }
+        for rejected in &listed.rejected {
+            tracing::warn!(resource = %self.resource, url = %asked.url, position = rejected.index, problem = %rejected.problem, item = %rejected.sample, "skipped an item");
+            crate::telemetry::backfill_skipped(self.resource);
+        }
+        checkpoint.skipped += listed.rejected.len() as u64;
+        let count = listed.len();
+        let newest = listed.items.iter().map(|i| i.updated).max();
+        let mut fresh: Vec<Item> = listed
+            .items
+            .into_iter()
+            .filter(|item| seen.insert((item.id.clone(), item.updated)))
+            .collect();
+        if self.args.fetch_each && !self.args.dry_run {
+            fresh = self.fetch_each(fresh, &asked.url, checkpoint).await?;
+        }
+        if let Some(comparison) = comparison {
+            comparison.count(&fresh);
+        }
+        let turn = checkpoint.advance(count, newest, fresh.len());
+        self.announce(turn, asked, checkpoint);
+        tracing::debug!(url = %asked.url, listed = count, fresh = fresh.len(), cursor = ?checkpoint.cursor, "page");
+        if let Some(from) = self.start_of(checkpoint) {
+            seen.retain(|(_, updated)| *updated >= from);
+        }
+        Ok(fresh)
+    }
+
+    /// Says when the scan changed how it pages.
+    fn announce(&self, turn: Turn, asked: &Request, checkpoint: &Checkpoint) {
+        match turn {
+            Turn::Plain => {}
+            Turn::CapAdopted(cap) => {
+                tracing::warn!(resource = %self.resource, url = %asked.url, asked = self.args.page_size, cap, "the endpoint answers at most {cap} items where {} were asked, and more followed: asking for {cap} from now on", self.args.page_size)
+            }
+            Turn::ByOffset => {
+                tracing::warn!(resource = %self.resource, url = %asked.url, offset = checkpoint.offset, "a full page brought nothing past the latest update time: more records share the overlap than a page holds, paging by offset among them (an edit among them while this runs could shift one past the scan; the final report says how many pages were paged so)")
+            }
+        }
+    }
+
+    /// What a scan that left its loop loaded: an error when shutdown cut it
+    /// short or when it listed fewer objects than the endpoint said it has.
+    fn outcome(
+        &self,
+        checkpoint: &Checkpoint,
+        (pages_before, objects_before): (u64, u64),
+        started: Instant,
+        comparison: Option<LakeComparison>,
+    ) -> Result<Loaded, BackfillError> {
         if !checkpoint.done {
             // Only shutdown ends the loop before the list does.
             return Err(self.interrupted());
@@ -200,8 +207,8 @@ impl Scan<'_> {
             }
         }
         Ok(Loaded {
-            pages: checkpoint.pages - run_start.0,
-            objects: checkpoint.objects - run_start.1,
+            pages: checkpoint.pages - pages_before,
+            objects: checkpoint.objects - objects_before,
             scanning: started.elapsed(),
             skipped: checkpoint.skipped,
             offset_pages: checkpoint.offset_pages,
@@ -493,7 +500,49 @@ struct Pipeline<'s, 'a> {
     stored: u64,
 }
 
-impl<'s> Pipeline<'s, '_> {
+impl<'s, 'a> Pipeline<'s, 'a> {
+    fn new(scan: &'s Scan<'a>) -> Pipeline<'s, 'a> {
+        Pipeline {
+            scan,
+            depth: scan.args.pages_in_flight.max(1) as usize,
+            unsaved: Default::default(),
+            acked: None,
+            saving: None,
+            pushed: 0,
+            stored: 0,
+        }
+    }
+
+    /// Starts producing a page's items; `position` is stored once they and
+    /// every page before are acknowledged.
+    fn push(&mut self, items: Vec<Item>, position: Checkpoint) {
+        self.pushed += 1;
+        let page = self.pushed;
+        let scan = self.scan;
+        self.unsaved.push_back(Box::pin(async move {
+            scan.produce(items).await?;
+            Ok((page, position))
+        }));
+    }
+
+    /// The next page; when its list request failed, its error once what
+    /// was listed before is stored, so that a rerun starts after it (should
+    /// storing fail too, the list request's error is logged first).
+    async fn stored_before(
+        &mut self,
+        fetched: Result<Value, BackfillError>,
+    ) -> Result<Value, BackfillError> {
+        let error = match fetched {
+            Ok(page) => return Ok(page),
+            Err(error) => error,
+        };
+        if let Err(stored) = self.drain().await {
+            tracing::error!(resource = %self.scan.resource, %error, "list request failed");
+            return Err(stored);
+        }
+        Err(error)
+    }
+
     /// Pages produced beyond the stored position, counting the one being
     /// stored.
     fn unstored(&self) -> usize {
