@@ -1,7 +1,9 @@
 //! `sink`: enriched records to Delta Lake tables (or Hive-partitioned Parquet)
 //! in an object store.
 
+mod access;
 mod batch;
+mod commands;
 mod config;
 mod consumption;
 mod continuity;
@@ -21,9 +23,9 @@ pub use telemetry::metric_names;
 
 use std::sync::Arc;
 
-use runtime::Retried;
+use lake::{CompactionError, DeltaError, LakeError, TablesError};
 
-use lake::{CompactionError, CompactionReport, DeltaError, Lake, LakeError, Tables, TablesError};
+use access::{tables, until_the_store_answers};
 
 #[derive(Debug, thiserror::Error)]
 /// Why the sink stopped.
@@ -97,71 +99,15 @@ impl From<rdkafka::error::KafkaError> for SinkError {
 
 /// Runs the sink (or its subcommand) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
-    match &config.command {
-        Some(config::Command::Ddl(args)) => {
-            let source = lake::TableSource {
-                format: config.lake_format,
-                location: args.location.as_deref().unwrap_or(&config.lake_url),
-                name_prefix: &args.name_prefix,
-                bigquery_connection: &args.bigquery_connection,
-            };
-            for table in schemas::Table::all() {
-                println!("{}", lake::create_table(table, args.dialect, &source));
-            }
-            return Ok(());
-        }
-        Some(config::Command::Compact) => {
-            let tables = tables(&config, &shutdown).await?;
-            let settings = upkeep::compaction_settings(&config);
-            let delta = tables.delta().ok_or(SinkError::NotDelta("compact"))?;
-            let report = lake::compact(delta, &settings, chrono::Utc::now()).await?;
-            print_compaction(&report);
-            if !report.failed.is_empty() {
-                return Err(SinkError::Upkeep {
-                    command: "compact",
-                    failed: report.failed.len(),
-                });
-            }
-            return Ok(());
-        }
-        Some(config::Command::Vacuum(args)) => {
-            let tables = tables(&config, &shutdown).await?;
-            let settings = upkeep::vacuum_settings(&config, args.force);
-            let delta = tables.delta().ok_or(SinkError::NotDelta("vacuum"))?;
-            let report = lake::vacuum(delta, &settings).await;
-            for done in &report.done {
-                println!(
-                    "{}: {} files deleted, checkpoint at version {}, {} log files removed",
-                    done.table.name(),
-                    done.files_deleted,
-                    done.checkpoint,
-                    done.logs_removed
-                );
-            }
-            for (table, error) in &report.failed {
-                println!("{}: vacuum failed: {error}", table.name());
-            }
-            println!(
-                "staged uploads left behind (older than a day) deleted: {}",
-                report.staging_swept
-            );
-            if !report.failed.is_empty() {
-                return Err(SinkError::Upkeep {
-                    command: "vacuum",
-                    failed: report.failed.len(),
-                });
-            }
-            return Ok(());
-        }
-        Some(config::Command::ConvertToDelta) => return conversion::run(&config, &shutdown).await,
-        Some(config::Command::Doctor(args)) => {
-            if config.lake_format != LakeFormat::Delta {
-                return Err(SinkError::NotDelta("doctor"));
-            }
-            return doctor::run(&config, args).await;
-        }
-        None => {}
+    if let Some(command) = &config.command {
+        return commands::run(command, &config, &shutdown).await;
     }
+    consume(config, shutdown).await
+}
+
+/// Consumes the enriched topic into the tables until `shutdown`, with the
+/// operations endpoint and the scheduled upkeep beside it.
+async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), SinkError> {
     let tables = Arc::new(tables(&config, &shutdown).await?);
     until_the_store_answers(&shutdown, "creating the tables", || tables.create_missing()).await?;
     let readiness = runtime::Readiness::for_stage("sink");
@@ -172,22 +118,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         )
         .await?;
     }
-    let (consumer_config, instance_id) = config.membership.consumer_config(
-        &config.kafka,
-        "sink",
-        config.ops_listen,
-        &[
-            ("group.id", config.group_id.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            // Prefetched messages sit outside the memory budget: keep them
-            // to 16 MiB rather than librdkafka's 64 MiB.
-            ("queued.max.messages.kbytes", "16384"),
-        ],
-    )?;
-    let consumer: consumption::SinkConsumer =
-        consumer_config.create_with_context(runtime::RebalanceContext::default())?;
+    let (consumer, instance_id) = consumer(&config)?;
     let producer = config
         .kafka
         .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
@@ -232,74 +163,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     Ok(result?)
 }
 
-/// The lake's tables, in the configured format, once the store is known to
-/// refuse a second create of one key and the prefix to hold no table of the
-/// other format (retried while the store is down).
-async fn tables(config: &Config, shutdown: &CancellationToken) -> Result<Tables, SinkError> {
-    let lake = Lake::open(&config.lake_url)?;
-    let tables = Tables::open(lake, config.lake_format, &config.source());
-    until_the_store_answers(shutdown, "reading the lake", || async {
-        if !config.trust_store {
-            tables.lake().check_create_only().await?;
-        }
-        tables.check_format().await
-    })
-    .await?;
-    Ok(tables)
-}
-
-/// Runs `step` until it succeeds, retrying while the store fails in a way
-/// that may pass; a permanent refusal (or shutdown) ends it.
-async fn until_the_store_answers<F, Fut>(
-    shutdown: &CancellationToken,
-    what: &str,
-    mut step: F,
-) -> Result<(), SinkError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), TablesError>>,
-{
-    consumption::STORE_RETRY
-        .run(
-            shutdown,
-            |_| step(),
-            |error, attempt| {
-                if error.is_permanent() {
-                    return runtime::Verdict::GiveUp;
-                }
-                tracing::warn!(%error, attempt, "{what} failed; retrying");
-                runtime::Verdict::Retry
-            },
-        )
-        .await
-        .or_stopped()??;
-    Ok(())
-}
-
-fn print_compaction(report: &CompactionReport) {
-    for day in &report.compacted {
-        println!(
-            "{} dt={}: {} files ({} rows, {} bytes) -> {} files ({} rows, {} bytes)",
-            day.table.name(),
-            day.date,
-            day.files_in,
-            day.rows_in,
-            day.bytes_in,
-            day.files_out,
-            day.rows_out,
-            day.bytes_out
-        );
-    }
-    for (table, date) in &report.conflicts {
-        println!(
-            "{} dt={date}: changed by another writer meanwhile; left for the next run",
-            table.name()
-        );
-    }
-    for (table, date, reason) in &report.failed {
-        println!("{} dt={date}: left alone: {reason}", table.name());
-    }
-    if report.compacted.is_empty() && report.conflicts.is_empty() && report.failed.is_empty() {
-        println!("nothing to compact");
-    }
+/// The group's consumer, committing offsets only by hand, and its static
+/// member name when it has one.
+fn consumer(config: &Config) -> Result<(consumption::SinkConsumer, Option<String>), SinkError> {
+    let (consumer_config, instance_id) = config.membership.consumer_config(
+        &config.kafka,
+        "sink",
+        config.ops_listen,
+        &[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            // Prefetched messages sit outside the memory budget: keep them
+            // to 16 MiB rather than librdkafka's 64 MiB.
+            ("queued.max.messages.kbytes", "16384"),
+        ],
+    )?;
+    let consumer = consumer_config.create_with_context(runtime::RebalanceContext::default())?;
+    Ok((consumer, instance_id))
 }

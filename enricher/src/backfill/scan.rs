@@ -60,7 +60,14 @@ impl Scan<'_> {
         loop {
             let first = pipeline.pushed == 0;
             let fresh = self
-                .accept(&asked, page, first, &mut checkpoint, &mut seen, &mut comparison)
+                .accept(
+                    &asked,
+                    page,
+                    first,
+                    &mut checkpoint,
+                    &mut seen,
+                    &mut comparison,
+                )
                 .await?;
             let last = checkpoint.done || self.shutdown.is_cancelled();
             // This page's records go to the broker while the next page is
