@@ -120,8 +120,9 @@ pub enum FetchError {
         attempts: u32,
         /// The last HTTP status, if the API answered.
         status: Option<u16>,
-        /// The last error.
-        last: String,
+        /// The last attempt's failure.
+        #[source]
+        last: Transient,
     },
     #[error("invalid record url: {0}")]
     /// The record's URL could not be built from the path template.
@@ -172,6 +173,20 @@ pub struct MobaroClient {
     last_readable: Arc<Mutex<Option<Url>>>,
 }
 
+/// Why a request failed in a way worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum Transient {
+    /// No answer: the connection failed or timed out.
+    #[error("request failed: {0}")]
+    Request(#[source] reqwest::Error),
+    /// An answer worth retrying: 429, 408 or 5xx.
+    #[error("http {0}")]
+    Status(reqwest::StatusCode),
+    /// The answer's body broke off.
+    #[error("reading the body: {0}")]
+    Body(#[source] reqwest::Error),
+}
+
 /// How one request ended, short of a record.
 #[derive(Debug)]
 enum AttemptError {
@@ -179,7 +194,7 @@ enum AttemptError {
     Transient {
         status: Option<u16>,
         retry_after: Option<Duration>,
-        message: String,
+        cause: Transient,
     },
     /// Final for this record.
     Final(FetchError),
@@ -189,12 +204,10 @@ impl AttemptError {
     fn into_fetch_error(self, attempts: u32) -> FetchError {
         match self {
             AttemptError::Final(error) => error,
-            AttemptError::Transient {
-                status, message, ..
-            } => FetchError::Exhausted {
+            AttemptError::Transient { status, cause, .. } => FetchError::Exhausted {
                 attempts,
                 status,
-                last: message,
+                last: cause,
             },
         }
     }
@@ -380,9 +393,9 @@ impl MobaroClient {
                 },
                 |error, attempt| match error {
                     AttemptError::Final(_) => Verdict::GiveUp,
-                    AttemptError::Transient { retry_after, message, .. } => {
+                    AttemptError::Transient { retry_after, cause, .. } => {
                         crate::telemetry::api_retry();
-                        tracing::debug!(%url, attempt, error = %message, elapsed = ?started.elapsed(), "retrying");
+                        tracing::debug!(%url, attempt, error = %cause, elapsed = ?started.elapsed(), "retrying");
                         retry_after.map_or(Verdict::Retry, Verdict::RetryAfter)
                     }
                 },
@@ -440,7 +453,7 @@ impl MobaroClient {
                 return Err(AttemptError::Transient {
                     status: None,
                     retry_after: None,
-                    message: error.to_string(),
+                    cause: Transient::Request(error),
                 });
             }
         };
@@ -463,7 +476,7 @@ impl MobaroClient {
             Answer::Transient { retry_after } => Err(AttemptError::Transient {
                 status: Some(code),
                 retry_after,
-                message: format!("http {status}"),
+                cause: Transient::Status(status),
             }),
             Answer::Other => {
                 // Read within the same limit as a record: a proxy's error
@@ -502,7 +515,7 @@ impl MobaroClient {
                 return Err(AttemptError::Transient {
                     status: None,
                     retry_after: None,
-                    message: format!("reading the body: {error}"),
+                    cause: Transient::Body(error),
                 })
             }
         };

@@ -60,12 +60,12 @@ pub enum BackfillError {
         source: FetchError,
     },
     /// The broker refused the records or the checkpoint.
-    #[error("producing to {topic}: {message}")]
+    #[error("producing to {topic}: {source}")]
     Produce {
         /// The topic.
         topic: String,
         /// Why.
-        message: String,
+        source: runtime::Failure<rdkafka::error::KafkaError>,
     },
     /// Kafka configuration or a Kafka call failed.
     #[error(transparent)]

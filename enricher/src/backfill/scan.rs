@@ -422,7 +422,7 @@ impl Scan<'_> {
                 Err(failure) => {
                     return Err(BackfillError::Produce {
                         topic: self.target.enriched_topic.to_string(),
-                        message: failure.to_string(),
+                        source: failure,
                     })
                 }
             }
@@ -450,9 +450,9 @@ impl Scan<'_> {
         // once where the broker refuses access to the topic.
         runtime::produce_within(self.target.producer, &outgoing, CHECKPOINT_SAVE)
             .await
-            .map_err(|failure| BackfillError::Produce {
+            .map_err(|source| BackfillError::Produce {
                 topic: self.args.checkpoint_topic.clone(),
-                message: failure.to_string(),
+                source,
             })
     }
 
