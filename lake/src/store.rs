@@ -44,7 +44,7 @@ pub enum LakeError {
     #[error(transparent)]
     /// The object store failed.
     Store(#[from] object_store::Error),
-    #[error("{path} exists but holds other rows than the batch named after it (found {found:?}, expected {expected:?}): was the topic deleted and recreated, or does another deployment write a topic of the same name into this prefix? Nothing past it was committed; give this deployment its own LAKE_URL prefix or topic name")]
+    #[error("{path} exists but holds other rows than the batch named after it (found {found:?}, expected {expected:?}); nothing past it was committed")]
     /// A file found under a batch's name holds other rows.
     ForeignFile {
         /// The file.
@@ -54,7 +54,7 @@ pub enum LakeError {
         /// The batch's identity metadata.
         expected: BTreeMap<String, String>,
     },
-    #[error("the store at {store} accepted a second create of one key, by a put or by a copy (it ignores If-None-Match), so two writers could overwrite each other's commits: use a store that honours conditional writes (AWS S3, MinIO, Cloudflare R2, GCS, Azure), or set SINK_TRUST_STORE=true only where one sink alone writes the prefix with its upkeep off (SINK_COMPACT_EVERY=0s) and no `sink compact` or `sink vacuum` runs: its upkeep is a second writer, and the sink joins no locking provider")]
+    #[error("the store at {store} accepted a second create of one key, by a put or by a copy (it ignores If-None-Match): two writers could overwrite each other's commits")]
     /// The store does not refuse a second create of one key.
     NotCreateOnly {
         /// The store.

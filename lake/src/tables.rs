@@ -58,7 +58,7 @@ pub enum TablesError {
     #[error(transparent)]
     /// A Delta log could not be read or written.
     Delta(#[from] DeltaError),
-    #[error("{found} is a plain Parquet file, but LAKE_FORMAT=delta: Delta tables are not created over plain Parquet files (Delta readers would not see them, and vacuum could take them for its own). Stop every sink writing this prefix and convert it in place with `sink convert-to-delta` (the files stay as they are and become the tables' history), or point LAKE_URL at a new prefix for the Delta tables, or keep LAKE_FORMAT=parquet for this prefix")]
+    #[error("{found} is a plain Parquet file, but LAKE_FORMAT=delta: Delta tables are not created over plain Parquet files, which their readers would not see")]
     /// A Delta lake asked for where plain Parquet files are.
     ParquetPrefix {
         /// A file found.
@@ -79,7 +79,7 @@ pub enum TablesError {
         /// Why.
         source: parquet::errors::ParquetError,
     },
-    #[error("{found} belongs to a Delta table, but LAKE_FORMAT=parquet: plain Parquet files next to a Delta table are invisible to its readers. Set LAKE_FORMAT=delta for this prefix, or point LAKE_URL at a new prefix")]
+    #[error("{found} belongs to a Delta table, but LAKE_FORMAT=parquet: plain Parquet files next to a Delta table are invisible to its readers")]
     /// A plain Parquet lake asked for where Delta tables are.
     DeltaPrefix {
         /// A log entry found.

@@ -59,7 +59,7 @@ pub enum ConsumptionError {
     #[error(transparent)]
     /// The consumer failed for good.
     Fatal(#[from] runtime::ConsumerFailed),
-    #[error("table {table} holds partition {partition} of {topic} up to offset {held}, but the broker's partition {partition} ends before it (its next offset is {end}): the topic was deleted and created again, or this is another Kafka cluster. Nothing was skipped or written. If it is a new topic under the old name, set SINK_SOURCE_ID to a new value (the new cluster's name, say) and restart: the tables keep what they hold and the new topic's records are added from its first offset. If it is the same topic and the broker lost records, restore the broker instead")]
+    #[error("table {table} holds partition {partition} of {topic} up to offset {held}, but the broker's partition {partition} ends before it (its next offset is {end}): the topic was deleted and created again, or this is another Kafka cluster; nothing was skipped or written")]
     /// The broker's partition starts again below what a table holds of it.
     TopicRestarted {
         /// The table holding the highest offset.
@@ -73,7 +73,7 @@ pub enum ConsumptionError {
         /// The broker's next offset in the partition.
         end: i64,
     },
-    #[error("the tables hold records of {topic} from Kafka cluster {recorded}, but the broker is cluster {found}: its topic of that name is another one, whose offsets would be taken for the old topic's. Nothing was skipped or written")]
+    #[error("the tables hold records of {topic} from Kafka cluster {recorded}, but the broker is cluster {found}, whose topic of that name is another one; nothing was skipped or written")]
     /// The broker is another cluster than the one the tables' records came
     /// from.
     OtherCluster {

@@ -12,6 +12,7 @@ mod deduplication;
 mod doctor;
 mod flush;
 mod ownership;
+mod remedy;
 mod rotation;
 mod telemetry;
 mod upkeep;
@@ -71,23 +72,6 @@ pub enum SinkError {
     #[error("`sink {0}` works on Delta tables: set LAKE_FORMAT=delta")]
     /// A Delta command on a plain Parquet lake.
     NotDelta(&'static str),
-}
-
-impl runtime::Hint for SinkError {
-    fn hint(&self) -> Option<String> {
-        match self {
-            SinkError::Tables(TablesError::ConversionUnfinished { .. }) => Some(
-                "run `sink convert-to-delta` again with the same settings: it adds what the first run did not, then Delta sinks may start".into(),
-            ),
-            SinkError::Conversion(lake::ConversionError::UnfinishedFlush { .. }) => Some(
-                "start the Parquet sink (LAKE_FORMAT=parquet) on this prefix once: it replays the range, writes the missing files and removes the intent; stop it, then run the conversion again".into(),
-            ),
-            SinkError::Consumption(consumption::ConsumptionError::OtherCluster { topic, .. }) => Some(format!(
-                "if the topic on this cluster is a new one, set SINK_SOURCE_ID to a new value (the new cluster's name, say) and restart: the tables keep what they hold and its records are added from its first offset; if it holds the very records of the old one at the same offsets (a mirror that keeps offsets), delete _sink_sources/{topic} under LAKE_URL and restart"
-            )),
-            _ => None,
-        }
-    }
 }
 
 /// The librdkafka client's own errors are Kafka errors too: one variant.

@@ -30,7 +30,7 @@ use crate::store::{Lake, LakeError, Put};
 /// Why a prefix was not converted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConversionError {
-    #[error("{path} is not a file the sink wrote as plain Parquet ({{topic}}+{{partition}}+{{first offset}}+{{last offset}}.parquet under dt=YYYY-MM-DD/): nothing was converted. Move it out of the table's folder (or delete it), then run the conversion again")]
+    #[error("{path} is not a file the sink wrote as plain Parquet ({{topic}}+{{partition}}+{{first offset}}+{{last offset}}.parquet under dt=YYYY-MM-DD/): nothing was converted")]
     /// A file in a table's folder that neither format's sink wrote.
     Foreign {
         /// Its location.

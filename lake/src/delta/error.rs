@@ -18,7 +18,7 @@ pub enum DeltaError {
         /// Why.
         source: Box<DeltaTableError>,
     },
-    #[error("delta table {table}: column {column} is {found} in the table but {wanted} in the sink's schema; the sink cannot write it. Write this version of the pipeline to a new LAKE_URL prefix, or rewrite the table with the new type (e.g. in Spark or DuckDB) and restart")]
+    #[error("delta table {table}: column {column} is {found} in the table but {wanted} in the sink's schema")]
     /// A column's type in the table differs from the sink's.
     SchemaConflict {
         /// The table's name.
