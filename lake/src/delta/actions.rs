@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use deltalake_core::kernel::transaction::CommitProperties;
-use deltalake_core::kernel::Add;
+use deltalake_core::kernel::{Add, Transaction};
 
 use crate::data_file::DataFile;
 use crate::path::{partition_value, PARTITION_COLUMN};
@@ -55,6 +55,17 @@ pub(crate) fn app_id(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
+/// One line of a log entry, as far as a blind append reads it: whether it
+/// changes the table's metadata or protocol, and the transaction it sets
+/// (the library's own action type).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryLine {
+    meta_data: Option<serde::de::IgnoredAny>,
+    protocol: Option<serde::de::IgnoredAny>,
+    txn: Option<Transaction>,
+}
+
 /// The transactions a log entry sets, or None when it changes the
 /// table's metadata or protocol (or does not parse): what a blind append
 /// needs to know of another writer's commit.
@@ -64,14 +75,12 @@ pub(crate) fn transactions_of(entry: &[u8]) -> Option<Vec<(String, Option<i64>)>
         .split(|b| *b == b'\n')
         .filter(|l| !l.trim_ascii().is_empty())
     {
-        let action: serde_json::Value = serde_json::from_slice(line).ok()?;
-        if action.get("metaData").is_some() || action.get("protocol").is_some() {
+        let line: EntryLine = serde_json::from_slice(line).ok()?;
+        if line.meta_data.is_some() || line.protocol.is_some() {
             return None;
         }
-        if let Some(txn) = action.get("txn") {
-            let app_id = txn.get("appId")?.as_str()?;
-            let version = txn.get("version")?.as_i64()?;
-            transactions.push((app_id.to_string(), Some(version)));
+        if let Some(txn) = line.txn {
+            transactions.push((txn.app_id, Some(txn.version)));
         }
     }
     Some(transactions)

@@ -381,14 +381,14 @@ impl DeltaTables {
         };
         // A `_last_checkpoint` that does not parse is a log this sink cannot
         // use: reading it again cannot help, so the error is permanent.
-        let last: serde_json::Value = serde_json::from_slice(&bytes).map_err(|json_err| {
+        let last: LastCheckpoint = serde_json::from_slice(&bytes).map_err(|json_err| {
             DeltaError::of(table)(DeltaTableError::InvalidJsonLog {
                 json_err,
                 line: String::from_utf8_lossy(&bytes).into_owned(),
                 version,
             })
         })?;
-        Ok(last["version"].as_i64().is_some_and(|at| at >= version))
+        Ok(last.version >= version)
     }
 
     /// Writes a checkpoint of `table` at its latest version, so that
@@ -484,6 +484,12 @@ impl DeltaTables {
             }
         });
     }
+}
+
+/// What the sink reads of `_last_checkpoint`.
+#[derive(serde::Deserialize)]
+struct LastCheckpoint {
+    version: i64,
 }
 
 /// The directory of a table's log.
