@@ -5,7 +5,7 @@ use runtime::Retried;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::{consumption, SinkError};
+use crate::{flush, SinkError};
 
 /// The lake's tables, in the configured format, once the store is known to
 /// refuse a second create of one key and the prefix to hold no table of the
@@ -37,7 +37,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), TablesError>>,
 {
-    consumption::STORE_RETRY
+    flush::STORE_RETRY
         .run(
             shutdown,
             |_| step(),

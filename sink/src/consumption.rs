@@ -6,26 +6,26 @@
 //! tables before the partition's offset is committed.
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lake::{EncodingError, Standing, Tables, TablesError};
+use lake::{EncodingError, Tables, TablesError};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::checks;
 use runtime::{
-    produce, with_headers, Outgoing, Readiness, RebalanceContext, Retried, Retry, Revoked, Stopped,
-    Verdict,
+    produce, with_headers, Outgoing, Readiness, RebalanceContext, Retried, Revoked, Stopped,
 };
 use schemas::{DeadLetter, DeadLetterClass, EnrichedView, Position, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, Encoding};
+use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::deduplication::Deduplication;
+use crate::flush::{Flushed, Flusher, STORE_RETRY};
 use crate::rotation::{FlushReason, Rotation};
 use crate::telemetry;
 
@@ -91,60 +91,15 @@ pub(crate) type SinkConsumer = StreamConsumer<RebalanceContext>;
 pub(crate) struct Consumption {
     pub(crate) consumer: Arc<SinkConsumer>,
     pub(crate) producer: FutureProducer,
+    /// Writes and commits the batches.
+    pub(crate) flusher: Flusher,
     /// The tables, in the format chosen at start-up.
     pub(crate) tables: Arc<Tables>,
     pub(crate) config: Config,
     pub(crate) readiness: Readiness,
 }
 
-pub(crate) const STORE_RETRY: Retry =
-    Retry::forever(Duration::from_millis(500), Duration::from_secs(30));
 const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
-
-/// What the loop holds per partition: the unwritten batch, and what the
-/// tables hold of the partition.
-#[derive(Default)]
-pub(crate) struct Buffer {
-    pub(crate) batches: BTreeMap<i32, Batch>,
-    pub(crate) standings: BTreeMap<i32, Standing>,
-    /// The event ids the tables hold, when deduplication is on.
-    pub(crate) dedup: Option<Deduplication>,
-}
-
-impl Buffer {
-    /// Forgets a partition: its batch, unwritten, and its standing, read
-    /// again when it next opens a batch.
-    pub(crate) fn forget(&mut self, partition: i32) -> Option<Batch> {
-        self.standings.remove(&partition);
-        self.batches.remove(&partition)
-    }
-
-    /// Drops a partition's unwritten batch when consumption rewound before
-    /// its end (a seek or a missed rebalance): the range comes again.
-    fn forget_if_rewound(&mut self, partition: i32, offset: i64) {
-        if self
-            .batches
-            .get(&partition)
-            .is_some_and(|b| offset <= b.last_offset)
-        {
-            tracing::info!(
-                partition,
-                offset,
-                "partition rewound; its unwritten batch is dropped"
-            );
-            self.forget(partition);
-        }
-    }
-
-    fn buffered_bytes(&self) -> usize {
-        self.batches.values().map(Batch::buffered_bytes).sum()
-    }
-
-    /// The batches that may end where the loop chooses (not replays).
-    fn free(&self) -> impl Iterator<Item = &Batch> {
-        self.batches.values().filter(|b| b.bounds.cut_at.is_none())
-    }
-}
 
 /// Why taking messages cannot go on.
 #[derive(Debug)]
@@ -171,18 +126,6 @@ impl From<EncodingError> for Halt {
     fn from(error: EncodingError) -> Self {
         Halt::Failed(error.into())
     }
-}
-
-/// How a flush ended, unless it halted.
-#[derive(Debug, PartialEq, Eq)]
-#[must_use]
-pub(crate) enum Flushed {
-    /// Files written and committed, and the offset committed (or the
-    /// commit left to the next one).
-    Done,
-    /// The partition belongs to another member now: the batch was dropped
-    /// unwritten and the partition rewound to its first offset.
-    Abandoned,
 }
 
 /// What a message holds.
@@ -311,7 +254,7 @@ impl Consumption {
             && self
                 .flush(buffer, partition, FlushReason::Replay, shutdown)
                 .await?
-                == Flushed::Abandoned
+                != Flushed::Done
         {
             // Rewound to the batch's start: this message comes again.
             return Ok(());
@@ -431,7 +374,7 @@ impl Consumption {
             .run(
                 shutdown,
                 |_| read(),
-                |error, attempt| self.judge_store(error, attempt, what),
+                |error, attempt| self.flusher.judge_store(error, attempt, what),
             )
             .await
             .or_stopped()?;
@@ -541,18 +484,47 @@ impl Consumption {
         }
     }
 
-    /// Logs a failed request to the store or a table's log and says whether
-    /// to retry it.
-    pub(crate) fn judge_store(&self, error: &TablesError, attempt: u32, what: &str) -> Verdict {
-        self.readiness
-            .set(checks::OBJECT_STORE, Err(error.to_string()));
-        if error.is_permanent() {
-            tracing::error!(%error, "{what} failed for good");
-            Verdict::GiveUp
-        } else {
-            tracing::warn!(%error, attempt, "{what} failed; retrying");
-            Verdict::Retry
+    /// Flushes `partition`'s batch, if it has one; a batch whose partition
+    /// was lost is dropped with what is known of the partition.
+    pub(crate) async fn flush(
+        &self,
+        buffer: &mut Buffer,
+        partition: i32,
+        reason: FlushReason,
+        shutdown: &CancellationToken,
+    ) -> Result<Flushed, Halt> {
+        let Some(mut batch) = buffer.batches.remove(&partition) else {
+            return Ok(Flushed::Done);
+        };
+        let ids = batch.take_ids();
+        let standing = buffer
+            .standings
+            .get_mut(&partition)
+            .expect("a partition with a batch has a standing");
+        let flushed = self
+            .flusher
+            .flush(batch, standing, reason, shutdown)
+            .await?;
+        match flushed {
+            Flushed::Done => {
+                if let Some(dedup) = &mut buffer.dedup {
+                    dedup.committed(ids);
+                }
+            }
+            Flushed::Abandoned => {
+                buffer.forget(partition);
+            }
+            Flushed::Superseded => {
+                buffer.forget(partition);
+                // Its commits hold events the ids known here lack: they are
+                // read again before the next batch, so that a later copy of
+                // one of them is left out.
+                if let Some(dedup) = &mut buffer.dedup {
+                    dedup.forget();
+                }
+            }
         }
+        Ok(flushed)
     }
 
     /// The enriched record in `message`, or the record dead-lettered when it

@@ -8,25 +8,62 @@
 //! Delta transactions, or the plain-Parquet intents and range names) keep
 //! the replay from adding rows twice.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lake::{Committed, DataFile, EncodedFile, Put, TablesError};
+use lake::{Committed, DataFile, EncodedFile, Put, Standing, Tables, TablesError};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use runtime::{checks, Retried, Stopped, Verdict};
+use runtime::{checks, Readiness, Retried, Retry, Stopped, Verdict};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Span;
-use crate::consumption::{Buffer, Consumption, ConsumptionError, Flushed, Halt, STORE_RETRY};
+use crate::batch::{Batch, Span};
+use crate::consumption::{ConsumptionError, Halt, SinkConsumer};
 use crate::rotation::FlushReason;
 use crate::telemetry;
 
 pub(crate) const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How requests to the store are retried while they fail in a way that
+/// may pass.
+pub(crate) const STORE_RETRY: Retry =
+    Retry::forever(Duration::from_millis(500), Duration::from_secs(30));
+
+/// What a flush needs: the tables, the consumer (to prove ownership and
+/// commit offsets), where files go and how, and the readiness it reports
+/// the store's health to.
+pub(crate) struct Flusher {
+    pub(crate) consumer: Arc<SinkConsumer>,
+    pub(crate) tables: Arc<Tables>,
+    pub(crate) readiness: Readiness,
+    /// The topic whose offsets it commits.
+    pub(crate) topic: String,
+    pub(crate) upload: lake::Upload,
+    /// Days before this are closed (counted in the commit metrics).
+    pub(crate) compact_grace: Duration,
+}
+
+/// How a flush ended, unless it halted.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Flushed {
+    /// Files written and committed, and the offset committed (or the
+    /// commit left to the next one).
+    Done,
+    /// The partition belongs to another member now: the batch was dropped
+    /// unwritten and the partition rewound to its first offset.
+    Abandoned,
+    /// Abandoned because another member committed the partition: its
+    /// commits hold event ids this member does not know.
+    Superseded,
+}
+
 /// Why a flush did not finish.
 pub(crate) enum Unflushed {
     /// The partition belongs to another member: the batch is dropped.
     Lost,
+    /// Another member committed the partition: the batch is dropped.
+    Superseded,
     /// Shutdown, or a failure that stops the sink.
     Halted(Halt),
 }
@@ -60,43 +97,35 @@ fn refused(what: String, source: impl Into<TablesError>) -> ConsumptionError {
     }
 }
 
-impl Consumption {
-    /// Flushes `partition`'s batch, if it has one. A batch whose partition
-    /// was lost is dropped and the partition rewound.
+impl Flusher {
+    /// Writes and commits `batch`, whose partition's standing is
+    /// `standing`. A batch whose partition was lost is dropped and the
+    /// partition rewound.
     pub(crate) async fn flush(
         &self,
-        buffer: &mut Buffer,
-        partition: i32,
+        batch: Batch,
+        standing: &mut Standing,
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<Flushed, Halt> {
-        let Some(mut batch) = buffer.batches.remove(&partition) else {
-            return Ok(Flushed::Done);
-        };
         let span = batch.span();
-        let ids = batch.take_ids();
         let files = batch.finish(self.tables.source(), self.tables.naming())?;
-        match self
-            .write_and_commit(buffer, files, &span, reason, shutdown)
+        let lost = match self
+            .write_and_commit(standing, files, &span, reason, shutdown)
             .await
         {
-            Ok(()) => {
-                if let Some(dedup) = &mut buffer.dedup {
-                    dedup.committed(ids);
-                }
-                Ok(Flushed::Done)
-            }
-            Err(Unflushed::Lost) => {
-                self.abandon(buffer, &span).await;
-                Ok(Flushed::Abandoned)
-            }
-            Err(Unflushed::Halted(halt)) => Err(halt),
-        }
+            Ok(()) => return Ok(Flushed::Done),
+            Err(Unflushed::Lost) => Flushed::Abandoned,
+            Err(Unflushed::Superseded) => Flushed::Superseded,
+            Err(Unflushed::Halted(halt)) => return Err(halt),
+        };
+        self.abandon(&span).await;
+        Ok(lost)
     }
 
     async fn write_and_commit(
         &self,
-        buffer: &mut Buffer,
+        standing: &mut Standing,
         files: Vec<EncodedFile>,
         span: &Span,
         reason: FlushReason,
@@ -106,7 +135,8 @@ impl Consumption {
         self.prove_ownership(span.partition, span.first_offset, shutdown)
             .await?;
         let written = self.write(files, span, reason, shutdown).await?;
-        self.commit_tables(buffer, &written, span, shutdown).await?;
+        self.commit_tables(standing, &written, span, shutdown)
+            .await?;
         // A replay batch never passes its announced end, so the range's end
         // covers every offset consumed.
         let next = span.range.1 + 1;
@@ -195,7 +225,7 @@ impl Consumption {
                 .prove_ownership(span.partition, span.first_offset, shutdown)
                 .await
             {
-                Err(Unflushed::Lost) => return Err(WriteError::Lost),
+                Err(Unflushed::Lost | Unflushed::Superseded) => return Err(WriteError::Lost),
                 Ok(()) | Err(Unflushed::Halted(_)) => {}
             }
         }
@@ -203,13 +233,13 @@ impl Consumption {
         let outcome = self
             .tables
             .lake()
-            .write_file(file, &self.config.upload())
+            .write_file(file, &self.upload)
             .await
             .map_err(TablesError::from)?;
         let (bytes, rows) = (file.bytes.len(), file.rows);
         telemetry::file_written(reason, bytes, rows, started.elapsed());
         let created = outcome == Put::Created;
-        let multipart = bytes >= self.config.multipart_threshold;
+        let multipart = bytes >= self.upload.multipart_threshold;
         tracing::info!(path = %file.path.in_lake(), rows, bytes, created, multipart, reason = reason.as_str(), "file written");
         Ok(outcome)
     }
@@ -240,16 +270,12 @@ impl Consumption {
     /// work: the batch is lost.
     async fn commit_tables(
         &self,
-        buffer: &mut Buffer,
+        standing: &mut Standing,
         written: &[DataFile],
         span: &Span,
         shutdown: &CancellationToken,
     ) -> Result<(), Unflushed> {
         let (partition, last) = (span.partition, span.range.1);
-        let standing = buffer
-            .standings
-            .get_mut(&partition)
-            .expect("a partition with a batch has a standing");
         let held = &*standing;
         let committed = STORE_RETRY
             .run(
@@ -278,16 +304,10 @@ impl Consumption {
                 ?found,
                 "another member committed this partition"
             );
-            // Its commits hold events the ids known here lack: they are
-            // read again before the next batch, so that a later copy of
-            // one of them is left out.
-            if let Some(dedup) = &mut buffer.dedup {
-                dedup.forget();
-            }
-            return Err(Unflushed::Lost);
+            return Err(Unflushed::Superseded);
         }
         standing.committed(written, last);
-        let closed_before = (chrono::Utc::now() - self.config.upkeep.compact_grace).date_naive();
+        let closed_before = (chrono::Utc::now() - self.compact_grace).date_naive();
         telemetry::committed(written, closed_before);
         self.readiness.set(checks::OBJECT_STORE, Ok(()));
         Ok(())
@@ -314,19 +334,14 @@ impl Consumption {
         offset: i64,
     ) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(
-            &self.config.enriched_topic,
-            partition,
-            Offset::Offset(offset),
-        )?;
+        list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
         Ok(list)
     }
 
-    /// Drops a batch whose partition was lost: forgets the partition (its
-    /// standing is read again), lets the tables forget the range, and
-    /// rewinds the partition to the batch's first offset (in case it is
-    /// still assigned after all).
-    async fn abandon(&self, buffer: &mut Buffer, span: &Span) {
+    /// Drops a batch whose partition was lost: lets the tables forget the
+    /// range, and rewinds the partition to the batch's first offset (in
+    /// case it is still assigned after all).
+    async fn abandon(&self, span: &Span) {
         let (first, last) = span.range;
         tracing::warn!(
             partition = span.partition,
@@ -335,17 +350,30 @@ impl Consumption {
             "batch abandoned unwritten: the partition belongs to another member"
         );
         telemetry::batch_abandoned();
-        buffer.forget(span.partition);
         self.tables
             .abandon(span.partition, span.range, span.replays)
             .await;
         if let Err(error) = self.consumer.seek(
-            &self.config.enriched_topic,
+            &self.topic,
             span.partition,
             Offset::Offset(span.first_offset),
             Duration::from_secs(5),
         ) {
             tracing::debug!(%error, partition = span.partition, "rewinding a lost partition failed");
+        }
+    }
+
+    /// Logs a failed request to the store or a table's log and says whether
+    /// to retry it.
+    pub(crate) fn judge_store(&self, error: &TablesError, attempt: u32, what: &str) -> Verdict {
+        self.readiness
+            .set(checks::OBJECT_STORE, Err(error.to_string()));
+        if error.is_permanent() {
+            tracing::error!(%error, "{what} failed for good");
+            Verdict::GiveUp
+        } else {
+            tracing::warn!(%error, attempt, "{what} failed; retrying");
+            Verdict::Retry
         }
     }
 }

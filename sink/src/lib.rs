@@ -3,6 +3,7 @@
 
 mod access;
 mod batch;
+mod buffer;
 mod commands;
 mod config;
 mod consumption;
@@ -130,9 +131,18 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         config.upkeep.compact_every,
         ops_shutdown.clone(),
     ));
+    let flusher = flush::Flusher {
+        consumer: consumer.clone(),
+        tables: tables.clone(),
+        readiness: readiness.clone(),
+        topic: config.enriched_topic.clone(),
+        upload: config.upload(),
+        compact_grace: config.upkeep.compact_grace,
+    };
     let result = consumption::Consumption {
         consumer,
         producer,
+        flusher,
         tables,
         config,
         readiness,

@@ -8,12 +8,11 @@ use rdkafka::consumer::Consumer;
 use runtime::{Retried, Retry, Verdict};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumption::Consumption;
-use crate::flush::{Unflushed, COMMIT_DEADLINE};
+use crate::flush::{Flusher, Unflushed, COMMIT_DEADLINE};
 
 const OWNERSHIP_RETRY: Retry = Retry::forever(Duration::from_millis(500), Duration::from_secs(10));
 
-impl Consumption {
+impl Flusher {
     /// Whether this member still owns `partition`: librdkafka has not lost
     /// the assignment (a missed `max.poll.interval.ms` or session), the
     /// partition is assigned, and the group coordinator accepts a commit of
@@ -28,9 +27,7 @@ impl Consumption {
     ) -> Result<(), Unflushed> {
         let assigned = !self.consumer.assignment_lost()
             && self.consumer.assignment().is_ok_and(|assignment| {
-                assignment
-                    .find_partition(&self.config.enriched_topic, partition)
-                    .is_some()
+                assignment.find_partition(&self.topic, partition).is_some()
             });
         if !assigned {
             tracing::warn!(
