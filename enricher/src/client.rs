@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::StatusCode;
 use runtime::{Failure, Retry, TokenBucket, Verdict};
 use schemas::{DeadLetterClass, Resource};
 use serde_json::Value;
@@ -27,6 +26,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+mod answer;
+
+use answer::{classify, Answer};
 
 /// Where and how the client reaches the API.
 #[derive(Debug, Clone)]
@@ -547,53 +550,6 @@ impl MobaroClient {
     }
 }
 
-/// What an answer's status and headers say, before its body is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
-    /// 200: the record is the body.
-    Record,
-    /// 404: the record was deleted since the event.
-    NotFound,
-    /// A redirect the client did not follow (off the origin, or too many).
-    Redirect {
-        /// Where it led.
-        to: String,
-    },
-    /// 401 or 403: the key, or this record, is refused.
-    Refused,
-    /// 429, 408 or 5xx: worth another attempt, after the wait asked for.
-    Transient {
-        /// The `Retry-After` asked for, if readable.
-        retry_after: Option<Duration>,
-    },
-    /// Any other status: final; the body says why.
-    Other,
-}
-
-/// How the client takes an answer of `status` with `headers`.
-fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Answer {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    match status {
-        StatusCode::OK => Answer::Record,
-        StatusCode::NOT_FOUND => Answer::NotFound,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Answer::Refused,
-        s if s.is_redirection() => Answer::Redirect {
-            to: header(reqwest::header::LOCATION)
-                .unwrap_or("nowhere")
-                .to_string(),
-        },
-        s if s == StatusCode::TOO_MANY_REQUESTS
-            || s == StatusCode::REQUEST_TIMEOUT
-            || s.is_server_error() =>
-        {
-            Answer::Transient {
-                retry_after: header(reqwest::header::RETRY_AFTER).and_then(retry_after),
-            }
-        }
-        _ => Answer::Other,
-    }
-}
-
 /// Redirects followed within the API's origin before giving up.
 const MAX_REDIRECTS: usize = 5;
 
@@ -616,23 +572,11 @@ fn is_this_machine(url: &Url) -> bool {
     }
 }
 
-/// A `Retry-After` value: seconds, or an HTTP date.
-fn retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or_default(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use super::answer::retry_after;
     use super::*;
+    use reqwest::StatusCode;
 
     fn endpoint(base: &str, template: &str) -> Endpoint {
         Endpoint {
