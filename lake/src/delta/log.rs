@@ -46,6 +46,20 @@ struct Commit<'a> {
     version: i64,
 }
 
+impl Commit<'_> {
+    /// The entry's actions: an add per file, then the partition's
+    /// transaction.
+    fn actions(&self) -> Vec<Action> {
+        let mut actions: Vec<Action> = self
+            .files
+            .iter()
+            .map(|f| Action::Add(add_action(f, true)))
+            .collect();
+        actions.push(Action::Txn(Transaction::new(self.app_id, self.version)));
+        actions
+    }
+}
+
 /// How one attempt at an append ended.
 #[must_use]
 enum Attempt {
@@ -226,51 +240,17 @@ impl DeltaTables {
         head: &mut Option<Head>,
         batch: &Commit<'_>,
     ) -> Result<Attempt, DeltaError> {
+        if let Some(decided) = self.examine(head, batch).await? {
+            return Ok(decided);
+        }
+        let known = head.as_mut().expect("examined with a head");
         let Commit {
             table,
-            files,
             app_id,
-            expected,
             version,
+            ..
         } = *batch;
-        let fresh = head.is_none();
-        let known = match head.as_mut() {
-            Some(known) => known,
-            None => head.insert(Head::new(self.latest_or_created(table).await?)),
-        };
-        let found = match known.transactions.get(app_id) {
-            Some(found) => *found,
-            // The loaded state answers for partitions this process has
-            // not committed since. An older state may reference log
-            // entries the upkeep has removed since: then the log as it
-            // is now answers.
-            None => match known.read_transaction(table, app_id).await {
-                Ok(found) => found,
-                Err(error) if !fresh => {
-                    tracing::debug!(table = table.name(), %error, "reading the table again");
-                    *head = None;
-                    return Ok(Attempt::Again);
-                }
-                Err(error) => return Err(error),
-            },
-        };
-        if found != expected && !fresh {
-            // Other writers may have moved the partition since: only
-            // the log as it is now can say that the batch is done.
-            *head = None;
-            return Ok(Attempt::Again);
-        }
-        if found.is_some_and(|v| v >= version) {
-            return Ok(Attempt::Ended(Appended::AlreadyThere));
-        }
-        if found != expected {
-            return Ok(Attempt::Ended(Appended::Superseded(found)));
-        }
-        let mut actions: Vec<Action> = files
-            .iter()
-            .map(|f| Action::Add(add_action(f, true)))
-            .collect();
-        actions.push(Action::Txn(Transaction::new(app_id, version)));
+        let actions = batch.actions();
         let first_add = match actions.first() {
             Some(Action::Add(add)) => Some(add.clone()),
             _ => None,
@@ -281,30 +261,8 @@ impl DeltaTables {
         match self.lake.create(&path, entry).await {
             Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
                 *head = None;
-                if self
-                    .includes(table, app_id, version, first_add.as_ref())
-                    .await?
-                {
-                    // Another writer committed on top and checkpointed
-                    // the table between the write and the check: the
-                    // entry is in the table, and stays in its log.
-                    return Ok(Attempt::Ended(Appended::Committed(next)));
-                }
-                // The version was free because the log's cleanup had
-                // removed it: readers start at the later checkpoint and
-                // never see this entry. It is removed, and the batch
-                // examined again against the log as it is.
-                telemetry::delta_conflict(table);
-                tracing::info!(
-                    table = table.name(),
-                    app_id,
-                    version = next,
-                    "the version was below the table's last checkpoint; reading the table again"
-                );
-                if let Err(error) = self.lake.store().delete(&path).await {
-                    tracing::warn!(%error, %path, "removing an entry below the checkpoint failed; readers ignore it");
-                }
-                Ok(Attempt::Again)
+                self.below_checkpoint_settled(batch, next, &path, first_add.as_ref())
+                    .await
             }
             Ok(Put::Created) => {
                 known.version = next;
@@ -329,6 +287,93 @@ impl DeltaTables {
             }
             Err(error) => Err(DeltaError::store(table, error)),
         }
+    }
+
+    /// Where the batch's partition stands in what this process knows of
+    /// the table: None when the batch goes on to be written, or how the
+    /// attempt ends (the batch is there, another member's, or the table
+    /// must be read again first).
+    async fn examine(
+        &self,
+        head: &mut Option<Head>,
+        batch: &Commit<'_>,
+    ) -> Result<Option<Attempt>, DeltaError> {
+        let Commit {
+            table,
+            app_id,
+            expected,
+            version,
+            ..
+        } = *batch;
+        let fresh = head.is_none();
+        let known = match head.as_mut() {
+            Some(known) => known,
+            None => head.insert(Head::new(self.latest_or_created(table).await?)),
+        };
+        let found = match known.transactions.get(app_id) {
+            Some(found) => *found,
+            // The loaded state answers for partitions this process has
+            // not committed since. An older state may reference log
+            // entries the upkeep has removed since: then the log as it
+            // is now answers.
+            None => match known.read_transaction(table, app_id).await {
+                Ok(found) => found,
+                Err(error) if !fresh => {
+                    tracing::debug!(table = table.name(), %error, "reading the table again");
+                    *head = None;
+                    return Ok(Some(Attempt::Again));
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        if found != expected && !fresh {
+            // Other writers may have moved the partition since: only
+            // the log as it is now can say that the batch is done.
+            *head = None;
+            return Ok(Some(Attempt::Again));
+        }
+        if found.is_some_and(|v| v >= version) {
+            return Ok(Some(Attempt::Ended(Appended::AlreadyThere)));
+        }
+        if found != expected {
+            return Ok(Some(Attempt::Ended(Appended::Superseded(found))));
+        }
+        Ok(None)
+    }
+
+    /// How an entry written at `next`, found below the table's last
+    /// checkpoint, ends the attempt: committed when the table holds it
+    /// (another writer committed on top and checkpointed it between the
+    /// write and the check); otherwise the version was free because the
+    /// log's cleanup had removed it, readers would never see the entry, so
+    /// it is removed and the batch examined again against the log as it is.
+    async fn below_checkpoint_settled(
+        &self,
+        batch: &Commit<'_>,
+        next: i64,
+        path: &object_store::path::Path,
+        first_add: Option<&Add>,
+    ) -> Result<Attempt, DeltaError> {
+        let Commit {
+            table,
+            app_id,
+            version,
+            ..
+        } = *batch;
+        if self.includes(table, app_id, version, first_add).await? {
+            return Ok(Attempt::Ended(Appended::Committed(next)));
+        }
+        telemetry::delta_conflict(table);
+        tracing::info!(
+            table = table.name(),
+            app_id,
+            version = next,
+            "the version was below the table's last checkpoint; reading the table again"
+        );
+        if let Err(error) = self.lake.store().delete(path).await {
+            tracing::warn!(%error, %path, "removing an entry below the checkpoint failed; readers ignore it");
+        }
+        Ok(Attempt::Again)
     }
 
     /// Takes the other writers' commits from `from` on into `known`, each
