@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use schemas::Table;
 
 use crate::data_file::DataFile;
+use crate::offsets::OffsetRange;
 
 /// What the tables hold of one partition, read when its first batch opens
 /// and moved by each commit.
@@ -23,7 +24,7 @@ pub(crate) enum Held {
     Versions(BTreeMap<Table, i64>),
     /// Plain Parquet: offset ranges whose flush was announced and may have
     /// written files, in offset order.
-    Announced(VecDeque<(i64, i64)>),
+    Announced(VecDeque<OffsetRange>),
 }
 
 /// How a batch opening at an offset is bounded.
@@ -34,7 +35,7 @@ pub struct Bounds {
     pub cut_at: Option<i64>,
     /// The announced range the batch replays: its files take the range's
     /// name even when offsets at its edges are missing from the topic.
-    pub replays: Option<(i64, i64)>,
+    pub replays: Option<OffsetRange>,
     /// Per table, the last offset the table holds already: records at or
     /// below it are left out of that table.
     pub held: BTreeMap<Table, i64>,
@@ -97,7 +98,7 @@ impl Standing {
                     versions.insert(file.path.table, last);
                 }
             }
-            Held::Announced(announced) => announced.retain(|(_, end)| *end > last),
+            Held::Announced(announced) => announced.retain(|range| range.last > last),
         }
     }
 }
@@ -106,26 +107,26 @@ impl Standing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cut {
     at: i64,
-    replays: Option<(i64, i64)>,
+    replays: Option<OffsetRange>,
 }
 
 /// Where a batch starting at `offset` must end so that its range matches the
 /// announced ranges, and the announced range it replays, if any: a batch
 /// starting inside a range replays it (and ends at its end); one starting
 /// before a range ends just before it. Ranges already passed are dropped.
-fn cut_for(announced: &mut VecDeque<(i64, i64)>, offset: i64) -> Option<Cut> {
-    while announced.front().is_some_and(|(_, last)| *last < offset) {
+fn cut_for(announced: &mut VecDeque<OffsetRange>, offset: i64) -> Option<Cut> {
+    while announced.front().is_some_and(|range| range.last < offset) {
         announced.pop_front();
     }
-    let (first, last) = *announced.front()?;
-    Some(if first <= offset {
+    let range = *announced.front()?;
+    Some(if range.first <= offset {
         Cut {
-            at: last,
-            replays: Some((first, last)),
+            at: range.last,
+            replays: Some(range),
         }
     } else {
         Cut {
-            at: first - 1,
+            at: range.first - 1,
             replays: None,
         }
     })
@@ -137,20 +138,20 @@ mod tests {
 
     #[test]
     fn replayed_batches_take_the_announced_names_and_ends() {
-        let mut announced = VecDeque::from([(10, 19), (20, 34)]);
+        let mut announced = VecDeque::from([OffsetRange::new(10, 19), OffsetRange::new(20, 34)]);
         let replay = |first, last| Cut {
             at: last,
-            replays: Some((first, last)),
+            replays: Some(OffsetRange::new(first, last)),
         };
         assert_eq!(cut_for(&mut announced, 10), Some(replay(10, 19)));
         assert_eq!(cut_for(&mut announced, 20), Some(replay(20, 34)));
         // Offsets missing at a range's start: the batch still takes its name.
-        let mut gapped = VecDeque::from([(10, 19)]);
+        let mut gapped = VecDeque::from([OffsetRange::new(10, 19)]);
         assert_eq!(cut_for(&mut gapped, 13), Some(replay(10, 19)));
         assert_eq!(cut_for(&mut announced, 35), None);
         assert!(announced.is_empty());
         // A batch starting before an announced range stops just short of it.
-        let mut announced = VecDeque::from([(50, 60)]);
+        let mut announced = VecDeque::from([OffsetRange::new(50, 60)]);
         assert_eq!(
             cut_for(&mut announced, 40),
             Some(Cut {
@@ -184,10 +185,13 @@ mod tests {
         assert!(bounds.holds(users, 20) && bounds.cut_at.is_none());
         let mut parquet = Standing {
             partition: 0,
-            held: Held::Announced(VecDeque::from([(10, 19), (20, 29)])),
+            held: Held::Announced(VecDeque::from([
+                OffsetRange::new(10, 19),
+                OffsetRange::new(20, 29),
+            ])),
         };
         assert_eq!(parquet.bounds(10).cut_at, Some(19));
         parquet.committed(&[], 19);
-        assert_eq!(parquet.bounds(20).replays, Some((20, 29)));
+        assert_eq!(parquet.bounds(20).replays, Some(OffsetRange::new(20, 29)));
     }
 }

@@ -16,6 +16,7 @@ use crate::delta::error::DeltaError;
 use crate::delta::log::{Appended, DeltaTables};
 use crate::encoding::file_set::Naming;
 use crate::event_ids::EventIds;
+use crate::offsets::OffsetRange;
 use crate::parquet::intents::Intents;
 use crate::path::stems;
 use crate::provenance::Provenance;
@@ -300,7 +301,7 @@ impl Tables {
     /// Announces that files of `partition`'s range `(first, last)` are about
     /// to be written (plain Parquet: a flush intent; Delta tables need none,
     /// their transactions stand in for it).
-    pub async fn announce(&self, partition: i32, range: (i64, i64)) -> Result<(), TablesError> {
+    pub async fn announce(&self, partition: i32, range: OffsetRange) -> Result<(), TablesError> {
         match &self.format {
             Format::Delta { .. } => Ok(()),
             Format::Parquet { intents, .. } => Ok(intents.record(partition, range).await?),
@@ -385,7 +386,7 @@ impl Tables {
     /// Forgets a batch dropped unwritten: the intent of a range this writer
     /// cut itself (`replays` false) is removed, as no file was written for
     /// it.
-    pub async fn abandon(&self, partition: i32, range: (i64, i64), replays: bool) {
+    pub async fn abandon(&self, partition: i32, range: OffsetRange, replays: bool) {
         if let (Format::Parquet { intents, .. }, false) = (&self.format, replays) {
             intents.forget(partition, range).await;
         }

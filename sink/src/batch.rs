@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use lake::{
-    Bounds, Compression, EncodedFile, EncodingError, EventIds, FileSet, IdDigest, Naming, Origin,
+    Bounds, Compression, EncodedFile, EncodingError, EventIds, FileSet, IdDigest, Naming,
+    OffsetRange, Origin,
 };
 use schemas::{table_for, EnrichedView, FetchStatus, Table};
 
@@ -62,7 +63,7 @@ pub(crate) struct Span {
     /// batch is dropped.
     pub(crate) first_offset: i64,
     /// The range the files are named after.
-    pub(crate) range: (i64, i64),
+    pub(crate) range: OffsetRange,
     /// Whether the range is an announced one, replayed.
     pub(crate) replays: bool,
 }
@@ -217,7 +218,7 @@ impl Batch {
             range: self
                 .bounds
                 .replays
-                .unwrap_or((self.first_offset, self.last_offset)),
+                .unwrap_or(OffsetRange::new(self.first_offset, self.last_offset)),
             replays: self.bounds.replays.is_some(),
         }
     }
@@ -236,8 +237,8 @@ impl Batch {
         let origin = Origin {
             topic,
             partition,
-            first: range.0,
-            last: range.1,
+            first: range.first,
+            last: range.last,
         };
         self.files.finish(&origin, naming)
     }

@@ -139,7 +139,7 @@ impl Flusher {
             .await?;
         // A replay batch never passes its announced end, so the range's end
         // covers every offset consumed.
-        let next = span.range.1 + 1;
+        let next = span.range.next();
         self.commit_offset(span.partition, next).await;
         self.tables.settle(span.partition, next);
         Ok(())
@@ -156,11 +156,10 @@ impl Flusher {
             .await
             .or_stopped()?
             .map_err(|source| {
-                let (first, last) = span.range;
                 refused(
                     format!(
-                        "announcing the flush of partition {} offsets {first}..={last}",
-                        span.partition
+                        "announcing the flush of partition {} offsets {}",
+                        span.partition, span.range
                     ),
                     source,
                 )
@@ -275,7 +274,7 @@ impl Flusher {
         span: &Span,
         shutdown: &CancellationToken,
     ) -> Result<(), Unflushed> {
-        let (partition, last) = (span.partition, span.range.1);
+        let (partition, last) = (span.partition, span.range.last);
         let held = &*standing;
         let committed = STORE_RETRY
             .run(
@@ -342,11 +341,10 @@ impl Flusher {
     /// range, and rewinds the partition to the batch's first offset (in
     /// case it is still assigned after all).
     async fn abandon(&self, span: &Span) {
-        let (first, last) = span.range;
         tracing::warn!(
             partition = span.partition,
-            first,
-            last,
+            first = span.range.first,
+            last = span.range.last,
             "batch abandoned unwritten: the partition belongs to another member"
         );
         telemetry::batch_abandoned();

@@ -115,12 +115,12 @@ async fn convert_in_commits_of(
     files_per_commit: usize,
 ) -> Result<Vec<Converted>, ConversionError> {
     let lake = tables.lake();
-    if let Some((topic, partition, (first, last))) = intents::any_left(lake).await? {
+    if let Some((topic, partition, range)) = intents::any_left(lake).await? {
         return Err(ConversionError::UnfinishedFlush {
             topic,
             partition,
-            first,
-            last,
+            first: range.first,
+            last: range.last,
         });
     }
     let mut found = BTreeMap::new();

@@ -10,6 +10,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
+use crate::offsets::OffsetRange;
 use crate::store::{Lake, LakeError};
 
 const DIRECTORY: &str = "_sink_intents";
@@ -30,20 +31,21 @@ impl Intents {
         }
     }
 
+    /// The intent of `range`: `{first:020}+{last:020}`.
+    fn path_of(&self, partition: i32, range: OffsetRange) -> Path {
+        let OffsetRange { first, last } = range;
+        self.directory(partition)
+            .child(format!("{first:020}+{last:020}"))
+    }
+
     fn directory(&self, partition: i32) -> Path {
         self.lake
             .path(&format!("{DIRECTORY}/{}/{partition}", self.topic))
     }
 
     /// Records the intent to write `[first, last]`; idempotent.
-    pub(crate) async fn record(
-        &self,
-        partition: i32,
-        (first, last): (i64, i64),
-    ) -> Result<(), LakeError> {
-        let path = self
-            .directory(partition)
-            .child(format!("{first:020}+{last:020}"));
+    pub(crate) async fn record(&self, partition: i32, range: OffsetRange) -> Result<(), LakeError> {
+        let path = self.path_of(partition, range);
         self.lake
             .create(&path, bytes::Bytes::new())
             .await
@@ -55,23 +57,21 @@ impl Intents {
         &self,
         partition: i32,
         from: i64,
-    ) -> Result<Vec<(i64, i64)>, LakeError> {
+    ) -> Result<Vec<OffsetRange>, LakeError> {
         let prefix = self.directory(partition);
         let objects: Vec<_> = self.lake.store().list(Some(&prefix)).try_collect().await?;
-        let mut ranges: Vec<(i64, i64)> = objects
+        let mut ranges: Vec<OffsetRange> = objects
             .iter()
             .filter_map(|o| parse(o.location.filename()?))
-            .filter(|(_, last)| *last >= from)
+            .filter(|range| range.last >= from)
             .collect();
         ranges.sort_unstable();
         Ok(ranges)
     }
 
     /// Deletes the intent of `[first, last]`; best effort.
-    pub(crate) async fn forget(&self, partition: i32, (first, last): (i64, i64)) {
-        let path = self
-            .directory(partition)
-            .child(format!("{first:020}+{last:020}"));
+    pub(crate) async fn forget(&self, partition: i32, range: OffsetRange) {
+        let path = self.path_of(partition, range);
         if let Err(error) = self.lake.store().delete(&path).await {
             tracing::debug!(%error, %path, "removing a flush intent failed");
         }
@@ -94,7 +94,7 @@ impl Intents {
                 .location
                 .filename()
                 .and_then(parse)
-                .is_some_and(|(_, last)| last < offset);
+                .is_some_and(|range| range.last < offset);
             if done {
                 let _ = self.lake.store().delete(&object.location).await;
             }
@@ -103,7 +103,7 @@ impl Intents {
 }
 
 /// A flush intent left in `lake`, of any topic: (topic, partition, range).
-pub(crate) async fn any_left(lake: &Lake) -> Result<Option<(String, i32, (i64, i64))>, LakeError> {
+pub(crate) async fn any_left(lake: &Lake) -> Result<Option<(String, i32, OffsetRange)>, LakeError> {
     let mut listed = lake.store().list(Some(&lake.path(DIRECTORY)));
     while let Some(object) = listed.try_next().await? {
         let parts: Vec<String> = object
@@ -127,9 +127,9 @@ pub(crate) async fn any_left(lake: &Lake) -> Result<Option<(String, i32, (i64, i
     Ok(None)
 }
 
-fn parse(name: &str) -> Option<(i64, i64)> {
+fn parse(name: &str) -> Option<OffsetRange> {
     let (first, last) = name.split_once('+')?;
-    Some((first.parse().ok()?, last.parse().ok()?))
+    Some(OffsetRange::new(first.parse().ok()?, last.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -140,10 +140,22 @@ mod tests {
     async fn intents_are_listed_in_order_and_forgotten_once_committed() {
         let lake = Lake::open("memory:///lake").expect("opens");
         let intents = Intents::new(lake, "t");
-        intents.record(1, (10, 19)).await.expect("records");
-        intents.record(1, (0, 9)).await.expect("records");
-        intents.record(1, (0, 9)).await.expect("idempotent");
-        intents.record(2, (0, 4)).await.expect("records");
+        intents
+            .record(1, OffsetRange::new(10, 19))
+            .await
+            .expect("records");
+        intents
+            .record(1, OffsetRange::new(0, 9))
+            .await
+            .expect("records");
+        intents
+            .record(1, OffsetRange::new(0, 9))
+            .await
+            .expect("idempotent");
+        intents
+            .record(2, OffsetRange::new(0, 4))
+            .await
+            .expect("records");
         assert_eq!(intents.from(1, 0).await.expect("lists"), [(0, 9), (10, 19)]);
         assert_eq!(intents.from(1, 10).await.expect("lists"), [(10, 19)]);
         intents.forget_below(1, 10).await;
