@@ -8,9 +8,10 @@ TANSU_VERSION=0.6.0
 S3S_FS_VERSION=0.14.1
 DUCKDB_VERSION=1.5.5
 DELTALAKE_PY_VERSION=1.6.6
-# dbt-core after 1.10 fetches a parser from GitHub at install time.
-DBT_CORE_VERSION=1.10.15
-DBT_DUCKDB_VERSION=1.10.1
+# dbt-core 1.12 downloads a parser from GitHub while it installs (its
+# dependency dbt-core-experimental-parser): 1.11 installs from PyPI alone.
+DBT_CORE_VERSION=1.11.16
+DBT_DUCKDB_VERSION=1.11.1
 ECHARTS_VERSION=6.1.0
 AZURITE_VERSION=3.35.0
 SERVICE_PIDS=()
