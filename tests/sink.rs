@@ -12,7 +12,7 @@ use end_to_end::{
     Services,
 };
 use futures::StreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 

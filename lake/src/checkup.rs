@@ -147,7 +147,7 @@ pub struct TableCheckup {
     /// Whether the table exists.
     pub exists: bool,
     /// Its latest version.
-    pub version: Option<i64>,
+    pub version: Option<u64>,
     /// When its latest version was committed.
     pub last_commit: Option<DateTime<Utc>>,
     /// Active data files.

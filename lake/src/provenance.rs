@@ -65,7 +65,7 @@ fn judge(recorded: &[u8], identity: &str) -> Provenance {
 
 /// Where `source`'s identity is recorded in `lake`.
 pub(crate) fn location(lake: &Lake, source: &str) -> Path {
-    lake.path(DIRECTORY).child(source)
+    lake.path(DIRECTORY).join(source)
 }
 
 #[cfg(test)]

@@ -7,20 +7,28 @@
 //! small files are fetched with one request each, large ones streamed.
 
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::{
     ArrowReaderBuilder, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::async_reader::{
-    ParquetObjectReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
+    AsyncFileReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
 };
 use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use schemas::Table;
 
 use crate::delta::error::DeltaError;
@@ -218,7 +226,7 @@ pub(crate) enum FileBatches {
     /// Fetched whole, decoded from memory.
     Fetched(ParquetRecordBatchReader),
     /// Read with ranged requests as it is consumed.
-    Streamed(ParquetRecordBatchStream<ParquetObjectReader>),
+    Streamed(ParquetRecordBatchStream<StoredFile>),
 }
 
 impl FileBatches {
@@ -265,9 +273,66 @@ async fn open(
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
         return Ok(FileBatches::Fetched(projected(builder, columns).build()?));
     }
-    let reader = ParquetObjectReader::new(lake.store().clone(), location).with_file_size(size);
+    let reader = StoredFile {
+        store: lake.store().clone(),
+        location,
+        size,
+    };
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     Ok(FileBatches::Streamed(projected(builder, columns).build()?))
+}
+
+/// A Parquet file of known size in the store, read with ranged requests:
+/// its footer from the end (no request for its size), then the column
+/// chunks the decoder asks for.
+pub(crate) struct StoredFile {
+    store: Arc<dyn ObjectStore>,
+    location: object_store::path::Path,
+    size: u64,
+}
+
+fn store_error(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+impl AsyncFileReader for StoredFile {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.location, range)
+                .await
+                .map_err(store_error)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.location, &ranges)
+                .await
+                .map_err(store_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
 }
 
 /// `builder` reading only `columns`, when given.

@@ -1,5 +1,6 @@
 //! The object store behind the lake, chosen by URL scheme.
 
+use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +97,7 @@ impl LakeError {
                         | object_store::Error::Unauthenticated { .. }
                         | object_store::Error::InvalidPath { .. }
                         | object_store::Error::NotSupported { .. }
-                        | object_store::Error::NotImplemented
+                        | object_store::Error::NotImplemented { .. }
                         | object_store::Error::UnknownConfigurationKey { .. }
                 ) || refused_request(error)
             }
@@ -288,7 +289,7 @@ impl Lake {
     pub fn path(&self, relative: &str) -> Path {
         let mut path = self.prefix.clone();
         for part in relative.split('/').filter(|p| !p.is_empty()) {
-            path = path.child(part);
+            path = path.join(part);
         }
         path
     }
@@ -706,8 +707,11 @@ mod tests {
         ) -> object_store::Result<object_store::GetResult> {
             self.0.get_opts(location, options).await
         }
-        async fn delete(&self, location: &Path) -> object_store::Result<()> {
-            self.0.delete(location).await
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
         }
         fn list(
             &self,
@@ -722,10 +726,12 @@ mod tests {
         ) -> object_store::Result<object_store::ListResult> {
             self.0.list_with_delimiter(prefix).await
         }
-        async fn copy(&self, from: &Path, to: &Path) -> object_store::Result<()> {
-            self.0.copy(from, to).await
-        }
-        async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            _options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
             self.0.copy(from, to).await
         }
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 const HOW_TO_RUN: &str = "the end-to-end tests need a Kafka-protocol broker and an S3-compatible server: run them with `scripts/test`, which installs and starts both (or export KAFKA_BROKERS, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, LAKE_TEST_BUCKET and LAKE_PYTHON for services of your own)";
 

@@ -13,6 +13,7 @@
 //! its files) stops the conversion before anything is committed: only the
 //! Parquet sink can write the missing files, by replaying the range.
 
+use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt};

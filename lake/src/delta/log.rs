@@ -3,6 +3,7 @@
 //! last offset as an application transaction: the next owner of the
 //! partition reads that version back and skips what the table already holds.
 
+use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
 
 use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
@@ -10,7 +11,7 @@ use deltalake_core::kernel::{Action, Add, Transaction};
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake_core::protocol::checkpoints::create_checkpoint;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableConfig, DeltaTableError};
+use deltalake_core::{DeltaTable, DeltaTableError};
 use schemas::Table;
 
 use crate::data_file::DataFile;
@@ -26,7 +27,7 @@ use crate::telemetry;
 #[must_use]
 pub(crate) enum Appended {
     /// The files are in the table, at this table version.
-    Committed(i64),
+    Committed(u64),
     /// The table already holds the partition up to the batch's last offset
     /// (another member committed the same records): nothing was added.
     AlreadyThere,
@@ -114,10 +115,10 @@ impl DeltaTables {
                 current
             }
             None => {
-                let mut fresh = DeltaTable::new(self.log_store(table), DeltaTableConfig::default());
+                let mut fresh = DeltaTable::new(self.log_store(table));
                 match fresh.load().await {
                     Ok(()) => fresh,
-                    Err(DeltaTableError::NotATable(_)) => return Ok(None),
+                    Err(error) if not_a_table(&error) => return Ok(None),
                     Err(error) => return Err(DeltaError::of(table)(error)),
                 }
             }
@@ -350,7 +351,7 @@ impl DeltaTables {
     async fn below_checkpoint_settled(
         &self,
         batch: &Commit<'_>,
-        next: i64,
+        next: u64,
         path: &object_store::path::Path,
         first_add: Option<&Add>,
     ) -> Result<Attempt, DeltaError> {
@@ -386,9 +387,9 @@ impl DeltaTables {
         &self,
         known: &mut Head,
         table: Table,
-        from: i64,
+        from: u64,
     ) -> Result<bool, DeltaError> {
-        const MOST: i64 = 32;
+        const MOST: u64 = 32;
         let mut version = from;
         loop {
             let path = self.log_path(table, &format!("{version:020}.json"));
@@ -418,7 +419,7 @@ impl DeltaTables {
     /// `version` or later. The log's cleanup removes only entries below the
     /// last checkpoint, and only after writing it, so a create-only write
     /// that lands on a version the cleanup removed is found here: one GET.
-    async fn below_checkpoint(&self, table: Table, version: i64) -> Result<bool, DeltaError> {
+    async fn below_checkpoint(&self, table: Table, version: u64) -> Result<bool, DeltaError> {
         let path = self.log_path(table, "_last_checkpoint");
         let read = self.lake.read_if_exists(&path).await;
         let Some(bytes) = read.map_err(|error| DeltaError::store(table, error))? else {
@@ -454,7 +455,7 @@ impl DeltaTables {
         &self,
         table: Table,
         files: &[DataFile],
-    ) -> Result<i64, DeltaError> {
+    ) -> Result<u64, DeltaError> {
         let current = self.latest_or_created(table).await?;
         let state = current.snapshot().map_err(DeltaError::of(table))?;
         let committed = CommitBuilder::from(commit_properties(10))
@@ -510,10 +511,10 @@ impl DeltaTables {
     /// the library would after the commit (every `checkpointInterval`
     /// commits): readers and restarts then replay at most that many commits.
     /// Its failure does not undo the commit; the upkeep writes one again.
-    fn checkpoint_later(&self, table: Table, version: i64) {
+    fn checkpoint_later(&self, table: Table, version: u64) {
         let log_store = self.log_store(table);
         tokio::spawn(async move {
-            let mut at = DeltaTable::new(log_store, DeltaTableConfig::default());
+            let mut at = DeltaTable::new(log_store);
             let written = match at.load_version(version).await {
                 Ok(()) => create_checkpoint(&at, None).await,
                 Err(error) => Err(error),
@@ -531,10 +532,22 @@ impl DeltaTables {
     }
 }
 
+/// True when `error` says the table has no log yet: an object store
+/// lists no log entry, a local folder does not exist.
+fn not_a_table(error: &DeltaTableError) -> bool {
+    match error {
+        DeltaTableError::NotATable(_) => true,
+        DeltaTableError::KernelError(delta_kernel::Error::InvalidTableLocation(reason)) => {
+            reason.starts_with("Path does not exist")
+        }
+        _ => false,
+    }
+}
+
 /// What the sink reads of `_last_checkpoint`.
 #[derive(serde::Deserialize)]
 struct LastCheckpoint {
-    version: i64,
+    version: u64,
 }
 
 /// The directory of a table's log.

@@ -20,7 +20,7 @@ use crate::delta::error::DeltaError;
 /// the partitions it asked about or read in entries since, at that version.
 pub(crate) struct Head {
     pub(crate) state: DeltaTable,
-    pub(crate) version: i64,
+    pub(crate) version: u64,
     pub(crate) transactions: HashMap<String, Option<i64>>,
 }
 
@@ -75,13 +75,13 @@ impl Head {
     }
 
     /// True when `version` is one the library would checkpoint after.
-    pub(crate) fn checkpoint_due(&self, version: i64) -> bool {
+    pub(crate) fn checkpoint_due(&self, version: u64) -> bool {
         let interval = self
             .state
             .snapshot()
             .map(|state| state.table_config().checkpoint_interval().get())
             .unwrap_or(100);
-        (version as u64 + 1).is_multiple_of(interval)
+        (version + 1).is_multiple_of(interval)
     }
 }
 

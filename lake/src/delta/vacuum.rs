@@ -5,6 +5,7 @@
 //! log retention are removed. The checkpoint holds every
 //! partition's transaction, so exactly-once survives the log cleanup.
 
+use object_store::ObjectStoreExt;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ pub struct Vacuumed {
     /// Data files deleted.
     pub files_deleted: usize,
     /// The version the checkpoint was written at.
-    pub checkpoint: i64,
+    pub checkpoint: u64,
     /// Commit files removed from the log.
     pub logs_removed: usize,
 }

@@ -77,7 +77,7 @@ pub(crate) fn properties(compression: Compression) -> WriterProperties {
         .set_compression(compression.parquet())
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(ROW_GROUP_ROWS)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(concat!("mobaro-lake sink ", env!("CARGO_PKG_VERSION")).to_string());
     // Unique per row: a dictionary only costs time before it falls back.
     // Statistics per column chunk (not per page): their null counts go into

@@ -9,6 +9,7 @@
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
 
 use crate::offsets::OffsetRange;
 use crate::store::{Lake, LakeError};
@@ -35,7 +36,7 @@ impl Intents {
     fn path_of(&self, partition: i32, range: OffsetRange) -> Path {
         let OffsetRange { first, last } = range;
         self.directory(partition)
-            .child(format!("{first:020}+{last:020}"))
+            .join(format!("{first:020}+{last:020}"))
     }
 
     fn directory(&self, partition: i32) -> Path {

@@ -1,6 +1,8 @@
 //! Leases: work one process at a time should do, claimed with a
 //! create-only write that expires.
 
+use object_store::ObjectStoreExt;
+
 use super::{Lake, LakeError, Put};
 
 /// Whether this process holds a lease (see [`Lake::take_lease`]).

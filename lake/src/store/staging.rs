@@ -3,6 +3,7 @@
 //! are swept.
 
 use object_store::path::Path;
+use object_store::ObjectStoreExt;
 use sha2::Digest;
 
 use super::{Lake, LakeError, Put};

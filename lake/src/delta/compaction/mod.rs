@@ -10,6 +10,7 @@
 mod rewrite;
 mod selection;
 
+use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
