@@ -34,6 +34,13 @@ pub struct Config {
     #[arg(long, env = "MOBARO_WEBHOOK_SECRETS_FILE")]
     pub webhook_secrets_file: Option<PathBuf>,
 
+    /// TOML file listing the Mobaro accounts served, each with its webhook
+    /// secrets (README, "Several Mobaro accounts"); read again on SIGHUP and
+    /// when it changes. Without it, the secrets above are those of the one
+    /// account `default`.
+    #[arg(long, env = "MOBARO_ACCOUNTS_FILE")]
+    pub accounts_file: Option<PathBuf>,
+
     /// Accept webhooks without verifying signatures. Only for trials: anybody who
     /// can reach the endpoint can then write into the lake.
     #[arg(long, env = "INGEST_INSECURE_ACCEPT_UNSIGNED")]

@@ -1,6 +1,7 @@
 //! `ingest`: verifies Mobaro's signed webhooks and produces them to the raw topic,
 //! answering 202 only after the broker acknowledged the event.
 
+mod accounts;
 mod config;
 mod publisher;
 mod quarantine;
@@ -20,6 +21,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+pub use accounts::Verifiers;
 pub use config::{Command, Config, ReplayArgs};
 pub use publisher::{PublishError, Publisher};
 pub use quarantine::QuarantinedRequest;
@@ -33,6 +35,9 @@ pub enum IngestError {
     #[error("no webhook secret configured: set MOBARO_WEBHOOK_SECRETS or MOBARO_WEBHOOK_SECRETS_FILE, or pass --insecure-accept-unsigned to accept unsigned webhooks")]
     /// No webhook secret, and no explicit insecure flag.
     NoSecret,
+    #[error(transparent)]
+    /// The accounts file could not be read.
+    Accounts(#[from] runtime::accounts::AccountsError),
     #[error("reading webhook secrets: {0}")]
     /// The secrets file could not be read.
     Secrets(#[source] std::io::Error),
@@ -110,15 +115,9 @@ fn forwardable(config: &Config) -> Result<Vec<axum::http::HeaderName>, IngestErr
 pub fn app(
     config: &Config,
     readiness: &runtime::Readiness,
+    shutdown: &CancellationToken,
 ) -> Result<(Router, Arc<AppState>), IngestError> {
-    let secrets = config.secrets().map_err(IngestError::Secrets)?;
-    if secrets.is_empty() {
-        if !config.insecure_accept_unsigned {
-            return Err(IngestError::NoSecret);
-        }
-        tracing::warn!("no webhook secret configured: accepting unsigned webhooks from anyone");
-        readiness.note("insecure: webhook signatures are not verified");
-    }
+    let (verifiers, accept_unsigned) = verifiers(config, readiness, shutdown)?;
     let token = match (&config.shared_token_header, &config.shared_token) {
         (Some(name), Some(value)) => Some(SharedToken {
             header: header_name(name)?,
@@ -137,8 +136,8 @@ pub fn app(
         redact: token.iter().map(|t| t.header.to_string()).collect(),
     };
     let state = Arc::new(AppState {
-        accept_unsigned: secrets.is_empty(),
-        verifier: signature::Verifier::new(secrets, config.signature_forms.clone()),
+        accept_unsigned,
+        verifiers,
         token,
         forward_headers: forwardable(config)?,
         max_body_bytes: config.max_body_bytes,
@@ -167,6 +166,40 @@ pub fn app(
     Ok((router, state))
 }
 
+/// The accounts' verifiers: those of the accounts file, following it, or
+/// the one default account of the secret variables; and whether unsigned
+/// webhooks are accepted (the default account, with no secret and the
+/// explicit insecure flag).
+fn verifiers(
+    config: &Config,
+    readiness: &runtime::Readiness,
+    shutdown: &CancellationToken,
+) -> Result<(accounts::Verifiers, bool), IngestError> {
+    if let Some(path) = &config.accounts_file {
+        let initial = runtime::accounts::load(path)?;
+        tracing::info!(accounts = ?initial.ids(), "serving the accounts of the accounts file");
+        let verifiers = accounts::Verifiers::following(
+            path.clone(),
+            initial,
+            config.signature_forms.clone(),
+            shutdown.clone(),
+        );
+        return Ok((verifiers, false));
+    }
+    let secrets = config.secrets().map_err(IngestError::Secrets)?;
+    if secrets.is_empty() {
+        if !config.insecure_accept_unsigned {
+            return Err(IngestError::NoSecret);
+        }
+        tracing::warn!("no webhook secret configured: accepting unsigned webhooks from anyone");
+        readiness.note("insecure: webhook signatures are not verified");
+    }
+    let accept_unsigned = secrets.is_empty();
+    let verifier = signature::Verifier::new(secrets, config.signature_forms.clone());
+    let by_account = [(schemas::DEFAULT_ACCOUNT.to_string(), Arc::new(verifier))].into();
+    Ok((accounts::Verifiers::fixed(by_account), accept_unsigned))
+}
+
 /// Runs the receiver until `shutdown` is cancelled, then finishes the requests
 /// in flight and flushes the producer.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), IngestError> {
@@ -185,7 +218,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Inge
         )
         .await?;
     }
-    let (app, state) = app(&config, &readiness)?;
+    let (app, state) = app(&config, &readiness, &shutdown)?;
     runtime::watch_broker(
         config.kafka.client_config(&[])?,
         readiness.clone(),

@@ -31,6 +31,10 @@ const REDACTED: &str = "<redacted>";
 /// One quarantined request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuarantinedRequest {
+    /// The account it was posted to (requests kept before accounts
+    /// existed: the default one).
+    #[serde(default = "default_account")]
+    pub account: String,
     /// Why it was rejected.
     pub reason: QuarantineReason,
     /// The rejection, for people.
@@ -56,6 +60,7 @@ impl QuarantinedRequest {
     #[allow(clippy::too_many_arguments)]
     /// The record of a rejected request: credentials redacted, the body cut at `body_limit`.
     pub fn new(
+        account: &str,
         reason: QuarantineReason,
         error: String,
         remote_addr: Option<SocketAddr>,
@@ -66,6 +71,7 @@ impl QuarantinedRequest {
     ) -> Self {
         let kept = &body[..body.len().min(body_limit)];
         QuarantinedRequest {
+            account: account.to_string(),
             reason,
             error,
             received_at: Utc::now(),
@@ -98,6 +104,10 @@ impl QuarantinedRequest {
     pub fn body(&self) -> Result<Vec<u8>, base64::DecodeError> {
         base64::engine::general_purpose::STANDARD.decode(&self.body_base64)
     }
+}
+
+fn default_account() -> String {
+    schemas::DEFAULT_ACCOUNT.to_string()
 }
 
 pub struct Quarantine {
@@ -154,6 +164,7 @@ mod tests {
         headers.insert(SIGNATURE_HEADER, "abc".parse().expect("value"));
         headers.insert("user-agent", "Mobaro".parse().expect("value"));
         let request = QuarantinedRequest::new(
+            schemas::DEFAULT_ACCOUNT,
             QuarantineReason::BadSignature,
             "no".into(),
             None,

@@ -2,12 +2,14 @@
 //! configuration and published to the raw topic when they now pass.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use rdkafka::Message;
 use schemas::{headers, WebhookEvent};
 
+use crate::accounts::{verifiers_of, ByAccount};
 use crate::config::{Config, ReplayArgs};
 use crate::publisher::{Publisher, RawRecord};
 use crate::quarantine::QuarantinedRequest;
@@ -34,6 +36,8 @@ pub enum ReplayOutcome {
     SkippedReason,
     /// Its signature still does not verify.
     StillBadSignature,
+    /// It was posted to an account the configuration no longer has.
+    UnknownAccount,
     /// Its body is still not a webhook event.
     StillUnparsable,
     /// The quarantine record itself cannot be read.
@@ -50,6 +54,7 @@ impl ReplayOutcome {
             ReplayOutcome::Replayed => "replayed",
             ReplayOutcome::SkippedReason => "skipped_reason",
             ReplayOutcome::StillBadSignature => "still_bad_signature",
+            ReplayOutcome::UnknownAccount => "unknown_account",
             ReplayOutcome::StillUnparsable => "still_unparsable",
             ReplayOutcome::UnreadableRecord => "unreadable_record",
             ReplayOutcome::WouldReplay => "would_replay",
@@ -65,13 +70,7 @@ impl std::fmt::Display for ReplayOutcome {
 
 /// Replays the quarantine topic from its start to its end as of now.
 pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, IngestError> {
-    let secrets = config.secrets().map_err(IngestError::Secrets)?;
-    // Without a secret every quarantined request would go out as if
-    // unsigned, forged ones included: only when asked for, as the server.
-    if secrets.is_empty() && !config.insecure_accept_unsigned {
-        return Err(IngestError::NoSecret);
-    }
-    let verifier = Verifier::new(secrets, config.signature_forms.clone());
+    let verifiers = verifiers(config)?;
     let publisher = Publisher::new(&config.kafka, &config.raw_topic, Duration::from_secs(30))?;
     let kafka = config.kafka.clone();
     let topic = config.quarantine_topic.clone();
@@ -100,6 +99,10 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
             tally(ReplayOutcome::UnreadableRecord);
             continue;
         };
+        let Some(verifier) = verifiers.get(&request.account) else {
+            tally(ReplayOutcome::UnknownAccount);
+            continue;
+        };
         let matched = if verifier.has_secrets() {
             match verifier.verify(&body, request.signature.as_deref()) {
                 Ok(matched) => matched.label(),
@@ -122,8 +125,10 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
             tally(ReplayOutcome::WouldReplay);
             continue;
         }
+        let account = request.account.as_str();
         let raw_headers = headers::RawHeaders {
-            event_id: event.event_id().to_string(),
+            event_id: event.event_id_in(account).to_string(),
+            account: (account != schemas::DEFAULT_ACCOUNT).then(|| account.to_string()),
             received_at: Some(request.received_at),
             signature_form: Some(matched.to_string()),
             replayed_at: Some(Utc::now()),
@@ -133,7 +138,7 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
             raw_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         publisher
             .publish(RawRecord {
-                key: &event.object_id,
+                key: &schemas::object_key(account, &event.object_id),
                 body: &body,
                 headers: &record_headers,
             })
@@ -143,6 +148,23 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, 
     }
     report.replayed = replayed;
     Ok(report)
+}
+
+/// The verifier of each account, as configured now: the accounts file's,
+/// or the one default account of the secret variables.
+fn verifiers(config: &Config) -> Result<ByAccount, IngestError> {
+    if let Some(path) = &config.accounts_file {
+        let accounts = runtime::accounts::load(path)?;
+        return Ok(verifiers_of(&accounts, &config.signature_forms));
+    }
+    let secrets = config.secrets().map_err(IngestError::Secrets)?;
+    // Without a secret every quarantined request would go out as if
+    // unsigned, forged ones included: only when asked for, as the server.
+    if secrets.is_empty() && !config.insecure_accept_unsigned {
+        return Err(IngestError::NoSecret);
+    }
+    let verifier = Verifier::new(secrets, config.signature_forms.clone());
+    Ok([(schemas::DEFAULT_ACCOUNT.to_string(), Arc::new(verifier))].into())
 }
 
 #[cfg(test)]

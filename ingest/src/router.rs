@@ -1,11 +1,12 @@
-//! The HTTP surface: `POST /webhooks/mobaro` plus the operations endpoints.
+//! The HTTP surface: `POST /webhooks/mobaro` (the default account) and
+//! `POST /webhooks/mobaro/{account}`, plus the operations endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,6 +17,7 @@ use subtle::ConstantTimeEq;
 
 use rdkafka::producer::Producer;
 
+use crate::accounts::Verifiers;
 use crate::publisher::{PublishError, Publisher, RawRecord};
 use crate::quarantine::{Quarantine, QuarantinedRequest};
 use crate::signature::{SignatureError, Verifier, SIGNATURE_HEADER};
@@ -172,9 +174,10 @@ impl RejectionLog {
 
 /// What every request handler shares.
 pub struct AppState {
-    /// Checks signatures.
-    pub verifier: Verifier,
-    /// True only when started with the explicit insecure flag and no secret.
+    /// Checks signatures, per account.
+    pub verifiers: Verifiers,
+    /// True only when started with the explicit insecure flag and no secret
+    /// (the default account of the secret variables).
     pub accept_unsigned: bool,
     /// The shared token every genuine request carries, when configured.
     pub token: Option<SharedToken>,
@@ -207,7 +210,8 @@ impl AppState {
 /// The webhook route over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(WEBHOOK_PATH, post(receive))
+        .route(WEBHOOK_PATH, post(receive_default))
+        .route(&format!("{WEBHOOK_PATH}/{{account}}"), post(receive_for))
         .with_state(state)
 }
 
@@ -227,8 +231,32 @@ impl Drop for InFlight {
     }
 }
 
-async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Response {
+/// A webhook posted to the default account's path.
+async fn receive_default(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    receive(state, schemas::DEFAULT_ACCOUNT.to_string(), request).await
+}
+
+/// A webhook posted to an account's path.
+async fn receive_for(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    request: Request,
+) -> Response {
+    receive(state, account, request).await
+}
+
+async fn receive(state: Arc<AppState>, account: String, request: Request) -> Response {
     let _in_flight = InFlight::enter();
+    // An unknown account costs a map lookup: no body read, no signature
+    // check, nothing kept.
+    let Some(verifier) = state.verifiers.get(&account) else {
+        crate::telemetry::request("unknown_account");
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": "unknown account", "reason": "unknown_account" })),
+        )
+            .into_response();
+    };
     let remote = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -236,7 +264,7 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
     let (parts, body) = request.into_parts();
     let (body, result) = match read_body(body, &parts.headers, state.max_body_bytes).await {
         Ok(body) => {
-            let result = accept(&state, &parts.headers, &body).await;
+            let result = accept(&state, &account, &verifier, &parts.headers, &body).await;
             (body, result)
         }
         Err(rejection) => (Vec::new(), Err(rejection)),
@@ -258,6 +286,7 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
                 (&state.quarantine, rejection.quarantine_reason())
             {
                 quarantine.keep(QuarantinedRequest::new(
+                    &account,
                     reason,
                     rejection.to_string(),
                     remote,
@@ -304,6 +333,8 @@ fn token_matches(token: &SharedToken, headers: &HeaderMap) -> bool {
 
 async fn accept(
     state: &AppState,
+    account: &str,
+    verifier: &Verifier,
     request_headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Rejection> {
@@ -312,13 +343,13 @@ async fn accept(
             return Err(Rejection::BadToken);
         }
     }
-    let signature_form = if state.accept_unsigned {
+    let signature_form = if state.accept_unsigned && account == schemas::DEFAULT_ACCOUNT {
         "unsigned"
     } else {
         let signature = request_headers
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok());
-        let matched = state.verifier.verify(body, signature)?;
+        let matched = verifier.verify(body, signature)?;
         crate::telemetry::signature_matched(matched.label());
         matched.label()
     };
@@ -329,9 +360,10 @@ async fn accept(
             event.event.to_string(),
         )));
     }
-    let event_id = event.event_id();
+    let event_id = event.event_id_in(account);
     let raw_headers = headers::RawHeaders {
         event_id: event_id.to_string(),
+        account: (account != schemas::DEFAULT_ACCOUNT).then(|| account.to_string()),
         received_at: Some(Utc::now()),
         signature_form: Some(signature_form.to_string()),
         replayed_at: None,
@@ -357,7 +389,7 @@ async fn accept(
     state
         .publisher
         .publish(RawRecord {
-            key: &event.object_id,
+            key: &schemas::object_key(account, &event.object_id),
             body,
             headers: &record_headers,
         })
@@ -394,7 +426,13 @@ mod tests {
             topic_replication: 1,
         };
         let state = Arc::new(AppState {
-            verifier: Verifier::new(vec![Secret::new("s")], vec![]),
+            verifiers: Verifiers::fixed(
+                [(
+                    schemas::DEFAULT_ACCOUNT.to_string(),
+                    Arc::new(Verifier::new(vec![Secret::new("s")], vec![])),
+                )]
+                .into(),
+            ),
             accept_unsigned: false,
             token,
             forward_headers: vec![],
@@ -419,6 +457,57 @@ mod tests {
 
     fn signed(body: &str) -> Option<String> {
         Some(hex::encode(sign(b"s", body.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn each_account_is_verified_with_its_own_secrets_and_unknown_ones_are_404() {
+        let kafka = runtime::KafkaArgs {
+            brokers: "127.0.0.1:9".into(),
+            options: vec![],
+            options_file: None,
+            topic_partitions: 1,
+            topic_replication: 1,
+        };
+        let verifier = |secret: &str| Arc::new(Verifier::new(vec![Secret::new(secret)], vec![]));
+        let state = Arc::new(AppState {
+            verifiers: Verifiers::fixed(
+                [
+                    ("park-a".to_string(), verifier("secret-a")),
+                    ("park-b".to_string(), verifier("secret-b")),
+                ]
+                .into(),
+            ),
+            accept_unsigned: false,
+            token: None,
+            forward_headers: vec![],
+            max_body_bytes: 1024,
+            publisher: Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer"),
+            quarantine: None,
+            rejection_log: RejectionLog::default(),
+        });
+        let app = router(state);
+        let post = |path: &str, secret: &str| {
+            let request = Request::post(path)
+                .header(
+                    SIGNATURE_HEADER,
+                    hex::encode(sign(secret.as_bytes(), BODY.as_bytes())),
+                )
+                .body(Body::from(BODY))
+                .expect("request");
+            app.clone().oneshot(request)
+        };
+        let status = |response: Result<Response, _>| response.expect("infallible").status();
+        // A's secret on B's path is refused; on A's own path it passes the
+        // check (and meets the unreachable broker).
+        let crossed = post(&format!("{WEBHOOK_PATH}/park-b"), "secret-a").await;
+        assert_eq!(status(crossed), StatusCode::UNAUTHORIZED);
+        let own = post(&format!("{WEBHOOK_PATH}/park-a"), "secret-a").await;
+        assert_eq!(status(own), StatusCode::SERVICE_UNAVAILABLE);
+        let unknown = post(&format!("{WEBHOOK_PATH}/park-c"), "secret-a").await;
+        assert_eq!(status(unknown), StatusCode::NOT_FOUND);
+        // Without a default account, the bare path is an unknown account.
+        let bare = post(WEBHOOK_PATH, "secret-a").await;
+        assert_eq!(status(bare), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

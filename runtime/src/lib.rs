@@ -1,7 +1,9 @@
 //! Runtime plumbing shared by `ingest`, `enricher` and `sink`, so that none of
 //! them carries its own copy: Kafka client configuration and topic creation,
-//! logging, the operations endpoints and shutdown on signals.
+//! logging, the operations endpoints, shutdown on signals and the accounts
+//! file.
 
+pub mod accounts;
 pub mod checks;
 mod delivery;
 mod kafka;

@@ -47,6 +47,9 @@ impl FetchStatus {
 pub struct EnrichedRecord {
     /// The event's deterministic id.
     pub event_id: EventId,
+    /// The Mobaro account the event came from.
+    #[serde(default = "default_account")]
+    pub account: String,
     /// The resource.
     pub resource: Resource,
     /// Created, Updated or Deleted.
@@ -66,14 +69,26 @@ pub struct EnrichedRecord {
 }
 
 impl EnrichedRecord {
-    /// The record of `event` without a fetched record.
+    /// The record of `event` in the default account, without a fetched
+    /// record.
     pub fn new(
         event: &WebhookEvent,
         received_at: Option<DateTime<Utc>>,
         status: FetchStatus,
     ) -> Self {
+        EnrichedRecord::in_account(crate::DEFAULT_ACCOUNT, event, received_at, status)
+    }
+
+    /// The record of `event` in `account`, without a fetched record.
+    pub fn in_account(
+        account: &str,
+        event: &WebhookEvent,
+        received_at: Option<DateTime<Utc>>,
+        status: FetchStatus,
+    ) -> Self {
         EnrichedRecord {
-            event_id: event.event_id(),
+            event_id: event.event_id_in(account),
+            account: account.to_string(),
             resource: event.resource,
             event: event.event,
             object_id: event.object_id.clone(),
@@ -100,6 +115,10 @@ pub struct EnrichedView<'a> {
     #[serde(borrow)]
     /// The event's deterministic id.
     pub event_id: Cow<'a, str>,
+    #[serde(borrow, default = "default_account_view")]
+    /// The Mobaro account the event came from (records written before
+    /// accounts existed: the default account).
+    pub account: Cow<'a, str>,
     /// The resource.
     pub resource: Resource,
     /// Created, Updated or Deleted.
@@ -130,4 +149,11 @@ impl<'a> EnrichedView<'a> {
     pub fn record_json(&self) -> Option<&'a str> {
         self.record.map(RawValue::get)
     }
+}
+fn default_account() -> String {
+    crate::DEFAULT_ACCOUNT.to_string()
+}
+
+fn default_account_view<'a>() -> Cow<'a, str> {
+    Cow::Borrowed(crate::DEFAULT_ACCOUNT)
 }

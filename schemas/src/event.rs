@@ -175,9 +175,22 @@ impl WebhookEvent {
         })
     }
 
-    /// The event's deterministic id.
+    /// The event's deterministic id in the default account.
     pub fn event_id(&self) -> EventId {
+        self.event_id_in(crate::DEFAULT_ACCOUNT)
+    }
+
+    /// The event's deterministic id in `account`: the same event posted to
+    /// two accounts is two events. The default account's ids are those of
+    /// events before accounts existed, so a lake written then deduplicates
+    /// against later deliveries.
+    pub fn event_id_in(&self, account: &str) -> EventId {
         let mut hasher = Sha256::new();
+        if account != crate::DEFAULT_ACCOUNT {
+            hasher.update(b"account\0");
+            hasher.update(account.as_bytes());
+            hasher.update([0u8]);
+        }
         for part in [
             self.resource.as_str(),
             self.event.as_str(),

@@ -5,6 +5,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Deterministic id of the webhook event (see [`crate::EventId`]).
 pub const EVENT_ID: &str = "event_id";
+/// The Mobaro account the event came from (absent: the default account).
+pub const ACCOUNT: &str = "account";
 /// When `ingest` received the webhook, RFC 3339 UTC.
 pub const RECEIVED_AT: &str = "received_at";
 /// Which signature encoding matched (`hex`, `HEX`, `base64`, ...).
@@ -41,6 +43,8 @@ pub const DLQ_ORIGINAL_OFFSET: &str = "dlq_original_offset";
 pub struct RawHeaders {
     /// The event's id (see [`crate::EventId`]).
     pub event_id: String,
+    /// The account the webhook was posted to; None for the default one.
+    pub account: Option<String>,
     /// When ingest received the webhook.
     pub received_at: Option<DateTime<Utc>>,
     /// Which signature encoding matched.
@@ -50,10 +54,18 @@ pub struct RawHeaders {
 }
 
 impl RawHeaders {
+    /// The account the event belongs to.
+    pub fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or(crate::DEFAULT_ACCOUNT)
+    }
+}
+
+impl RawHeaders {
     /// The headers as (name, value) pairs, times in RFC 3339 UTC with
     /// microseconds.
     pub fn encode(&self) -> Vec<(&'static str, String)> {
         let mut pairs = vec![(EVENT_ID, self.event_id.clone())];
+        pairs.extend(self.account.as_ref().map(|a| (ACCOUNT, a.clone())));
         pairs.extend(self.received_at.map(|at| (RECEIVED_AT, time(at))));
         pairs.extend(
             self.signature_form
@@ -74,6 +86,7 @@ impl RawHeaders {
         };
         RawHeaders {
             event_id: get(EVENT_ID).unwrap_or_default().to_string(),
+            account: get(ACCOUNT).map(str::to_string),
             received_at: at(RECEIVED_AT),
             signature_form: get(SIGNATURE_FORM).map(str::to_string),
             replayed_at: at(REPLAYED_AT),
@@ -99,6 +112,7 @@ mod tests {
         let at = |s: &str| s.parse::<DateTime<Utc>>().ok();
         let written = RawHeaders {
             event_id: "0123".into(),
+            account: Some("park-a".into()),
             received_at: at("2025-03-01T08:00:00.123456Z"),
             signature_form: Some("hex".into()),
             replayed_at: at("2025-03-02T08:00:00Z"),

@@ -4,6 +4,7 @@
 //! the enriched-record envelope, the Kafka topic and header names, and the Arrow
 //! schemas of the lake's tables.
 
+mod account;
 mod dead_letter;
 mod envelope;
 mod event;
@@ -12,6 +13,7 @@ mod quarantine;
 mod tables;
 pub mod topics;
 
+pub use account::{is_account_id, object_key, DEFAULT_ACCOUNT};
 pub use dead_letter::{DeadLetter, DeadLetterClass, DeadLetterHeaderError, Position, Stage};
 pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};

@@ -17,6 +17,8 @@ use crate::Resource;
 pub enum Source {
     /// The envelope's `event_id`.
     EventId,
+    /// The Mobaro account the event came from.
+    Account,
     /// The envelope's resource name.
     Resource,
     /// The envelope's event name.
@@ -103,6 +105,8 @@ pub const ENVELOPE: &[Column] = &[
     col("received_at", Timestamp, ReceivedAt),
     col("fetched_at", Timestamp, FetchedAt),
     required("status", Utf8, Status),
+    // Null in rows written before accounts existed: the default account.
+    col("account", Utf8, Account),
 ];
 
 const RECORD_JSON: Column = col("record_json", Utf8, RecordJson);

@@ -135,6 +135,7 @@ impl TableBuilder {
             match builder {
                 ColumnBuilder::Utf8(b) => match column.source {
                     EventId => b.append_value(&record.event_id),
+                    Account => b.append_value(&record.account),
                     Source::Resource => b.append_value(record.resource.as_str()),
                     Event => b.append_value(record.event.as_str()),
                     ObjectId => b.append_value(&record.object_id),
