@@ -44,6 +44,14 @@ pub struct Config {
     /// A one-off command instead of the stage.
     pub command: Option<Command>,
 
+    /// TOML file listing the Mobaro accounts served, each with its API key
+    /// and, optionally, base URL, rate and resources (README, "Several
+    /// Mobaro accounts"); read again on SIGHUP and when it changes. Without
+    /// it, the API settings below are those of the one account `default`;
+    /// with it, they are the defaults of what an account leaves out.
+    #[arg(long, env = "MOBARO_ACCOUNTS_FILE")]
+    pub accounts_file: Option<std::path::PathBuf>,
+
     /// Base URL of Mobaro's customer API.
     #[arg(
         long,

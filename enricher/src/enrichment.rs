@@ -24,11 +24,12 @@ use schemas::{
     Position, Resource, Stage, WebhookEvent,
 };
 use serde_json::Value;
-use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::{Account, Registry};
 use crate::cache::RecordCache;
-use crate::client::{FetchError, Fetched, MobaroClient};
+use crate::client::{FetchError, Fetched};
 use crate::config::Config;
 
 /// While the API refuses the key: first pause 2 s, doubling up to a minute.
@@ -38,29 +39,39 @@ const KEY_PAUSE: Retry = Retry::forever(Duration::from_secs(2), Duration::from_s
 pub(crate) struct Job {
     pub message: OwnedMessage,
     event: Result<WebhookEvent, EventParseError>,
+    /// What its headers say: its account, when ingest received it.
+    headers: headers::RawHeaders,
 }
 
 impl Job {
     pub(crate) fn new(message: OwnedMessage) -> Self {
         let event = WebhookEvent::from_json(message.payload().unwrap_or_default());
-        Job { message, event }
+        let headers = headers::RawHeaders::decode(|name| {
+            let value = message.headers()?.iter().find(|h| h.key == name)?.value?;
+            std::str::from_utf8(value).ok()
+        });
+        Job {
+            message,
+            event,
+            headers,
+        }
     }
 
-    /// The queue this job belongs to: its objectId (the Kafka key).
+    /// The queue this job belongs to: its account's object (the Kafka key).
     pub(crate) fn key(&self) -> String {
         match &self.event {
-            Ok(event) => event.object_id.clone(),
+            Ok(event) => schemas::object_key(self.account(), &event.object_id),
             Err(_) => String::from_utf8_lossy(self.message.key().unwrap_or_default()).into_owned(),
         }
     }
 
+    /// The account the event came from.
+    fn account(&self) -> &str {
+        self.headers.account()
+    }
+
     fn received_at(&self) -> Option<DateTime<Utc>> {
-        let found = self.message.headers()?;
-        headers::RawHeaders::decode(|name| {
-            let value = found.iter().find(|h| h.key == name)?.value?;
-            std::str::from_utf8(value).ok()
-        })
-        .received_at
+        self.headers.received_at
     }
 }
 
@@ -95,15 +106,13 @@ fn status(event: &WebhookEvent, fetched: Option<&FetchOutcome>) -> FetchStatus {
 
 /// Everything the per-object tasks share.
 pub(crate) struct Enricher {
-    pub client: MobaroClient,
+    /// The accounts, each with its API client and fetches at once.
+    pub accounts: Arc<Registry>,
     pub producer: FutureProducer,
     pub config: Config,
     pub readiness: Readiness,
     pub user_cache: Option<RecordCache>,
-    permits: Semaphore,
     queues: Mutex<HashMap<String, VecDeque<Job>>>,
-    /// True while the API refuses the key: consumption pauses.
-    key_refused: tokio::sync::watch::Sender<bool>,
     /// (partition, offset) of each event whose record the broker acknowledged.
     done: mpsc::UnboundedSender<(i32, i64)>,
     /// Cancelled when the drain deadline passes at shutdown.
@@ -112,7 +121,7 @@ pub(crate) struct Enricher {
 
 impl Enricher {
     pub(crate) fn new(
-        client: MobaroClient,
+        accounts: Arc<Registry>,
         producer: FutureProducer,
         config: Config,
         readiness: Readiness,
@@ -122,23 +131,22 @@ impl Enricher {
         let user_cache =
             (!config.user_cache_ttl.is_zero()).then(|| RecordCache::new(config.user_cache_ttl));
         Enricher {
-            client,
+            accounts,
             producer,
-            permits: Semaphore::new(config.concurrency.max(1)),
             config,
             readiness,
             user_cache,
             queues: Mutex::new(HashMap::new()),
-            key_refused: tokio::sync::watch::Sender::new(false),
             done,
             stop,
         }
     }
 
-    /// Whether the API refuses the key, as it changes: consumption pauses
-    /// while it does.
+    /// Whether the API refuses every account's key, as it changes:
+    /// consumption pauses while it does (one account's refused key holds up
+    /// that account's events only).
     pub(crate) fn key_refused(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.key_refused.subscribe()
+        self.accounts.all_refused()
     }
 
     /// Queues a job behind the earlier events of its object, starting a task
@@ -154,10 +162,13 @@ impl Enricher {
         }
     }
 
-    fn needs_fetch(&self, job: &Job) -> Option<Resource> {
+    /// The account and resource of the fetch `job` needs, if any; None too
+    /// while its account is unknown (it is resolved when handled).
+    fn needs_fetch(&self, job: &Job) -> Option<(Arc<Account>, Resource)> {
         let event = job.event.as_ref().ok()?;
-        (event.event != EventKind::Deleted && self.config.enrich.contains(&event.resource))
-            .then_some(event.resource)
+        let account = self.accounts.get(job.account())?;
+        let resource = account.needs_fetch(event)?;
+        Some((account, resource))
     }
 
     /// The next jobs of `key` to handle together: every waiting event that
@@ -171,11 +182,11 @@ impl Enricher {
             return None;
         };
         let mut group = vec![];
-        if let Some(resource) = self.needs_fetch(&first) {
+        if let Some((_, resource)) = self.needs_fetch(&first) {
             group.push(first);
             while queue
                 .front()
-                .is_some_and(|next| self.needs_fetch(next) == Some(resource))
+                .is_some_and(|next| self.needs_fetch(next).map(|(_, r)| r) == Some(resource))
             {
                 group.extend(queue.pop_front());
             }
@@ -185,25 +196,23 @@ impl Enricher {
         Some(group)
     }
 
-    fn head_needs_fetch(&self, key: &str) -> bool {
+    /// The account whose fetch the head of `key`'s queue needs, if any.
+    fn head_needs_fetch(&self, key: &str) -> Option<Arc<Account>> {
         let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues
-            .get(key)
-            .and_then(VecDeque::front)
-            .is_some_and(|job| self.needs_fetch(job).is_some())
+        let head = queues.get(key).and_then(VecDeque::front)?;
+        self.needs_fetch(head).map(|(account, _)| account)
     }
 
     async fn work_through(self: Arc<Self>, key: String) {
         loop {
             // Wait for an API slot before taking the group, so that every event
             // that arrived meanwhile shares the fetch.
-            let permit = if self.head_needs_fetch(&key) {
-                match self.permits.acquire().await {
+            let permit = match self.head_needs_fetch(&key) {
+                Some(account) => match account.permits.clone().acquire_owned().await {
                     Ok(permit) => Some(permit),
                     Err(_) => return,
-                }
-            } else {
-                None
+                },
+                None => None,
             };
             let Some(group) = self.next_group(&key) else {
                 return;
@@ -224,21 +233,28 @@ impl Enricher {
     async fn handle(
         &self,
         group: Vec<Job>,
-        permit: Option<SemaphorePermit<'_>>,
+        mut permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), Unsettled> {
-        let fetched = match (self.needs_fetch(&group[0]), &group[0].event) {
-            (Some(resource), Ok(event)) => {
-                if group.len() > 1 {
-                    crate::telemetry::coalesced(group.len() - 1);
+        let account = self.account_of(&group[0]).await?;
+        let fetched = match (&group[0].event, account.as_ref()) {
+            (Ok(event), Some(account)) => match account.needs_fetch(event) {
+                Some(resource) => {
+                    if group.len() > 1 {
+                        crate::telemetry::coalesced(group.len() - 1);
+                    }
+                    if permit.is_none() {
+                        permit = account.permits.clone().acquire_owned().await.ok();
+                    }
+                    let outcome = self.fetch(account, resource, &event.object_id).await;
+                    // The permits bound concurrent API calls; producing needs none.
+                    drop(permit);
+                    match outcome {
+                        FetchOutcome::Interrupted => return Err(Unsettled),
+                        outcome => Some(outcome),
+                    }
                 }
-                let outcome = self.fetch(resource, &event.object_id).await;
-                // The permits bound concurrent API calls; producing needs none.
-                drop(permit);
-                match outcome {
-                    FetchOutcome::Interrupted => return Err(Unsettled),
-                    outcome => Some(outcome),
-                }
-            }
+                None => None,
+            },
             _ => None,
         };
         for job in &group {
@@ -248,6 +264,36 @@ impl Enricher {
                 .send((job.message.partition(), job.message.offset()));
         }
         Ok(())
+    }
+
+    /// The account of `job`'s event, waiting while the configuration does
+    /// not have it (an account added to ingest's file before this one's
+    /// reload, or removed with events still on the topic): its events wait
+    /// for it like those of a refused key. None for an unreadable event,
+    /// which needs no account.
+    async fn account_of(&self, job: &Job) -> Result<Option<Arc<Account>>, Unsettled> {
+        if job.event.is_err() {
+            return Ok(None);
+        }
+        let id = job.account();
+        let found = KEY_PAUSE
+            .run(
+                &self.stop,
+                |_| std::future::ready(self.accounts.get(id).ok_or(())),
+                |_, attempt| {
+                    if attempt == 1 {
+                        tracing::error!(account = %id, "an event of an account the configuration does not have: its events wait until the accounts file names it");
+                        self.readiness
+                            .set(checks::MOBARO_API, Err(format!("events of unknown account {id} wait")));
+                    }
+                    Verdict::Retry
+                },
+            )
+            .await;
+        match found {
+            Ok(account) => Ok(Some(account)),
+            Err(_) => Err(Unsettled),
+        }
     }
 
     /// Produces one event's enriched record, or its dead letter.
@@ -267,58 +313,78 @@ impl Enricher {
             }
             (Ok(event), _) => event,
         };
-        let record = EnrichedRecord::new(event, job.received_at(), status(event, fetched));
+        let record = EnrichedRecord::in_account(
+            job.account(),
+            event,
+            job.received_at(),
+            status(event, fetched),
+        );
         let record = match fetched {
             Some(FetchOutcome::Found(value, at)) => record.with_record(value.clone(), *at),
             _ => record,
         };
-        crate::telemetry::event(record.status.as_str());
+        crate::telemetry::event(&record.account, record.status.as_str());
         self.emit(job, &record).await
     }
 
-    async fn fetch(&self, resource: Resource, object_id: &str) -> FetchOutcome {
+    async fn fetch(
+        &self,
+        account: &Arc<Account>,
+        resource: Resource,
+        object_id: &str,
+    ) -> FetchOutcome {
         let cache = self
             .user_cache
             .as_ref()
             .filter(|_| resource == Resource::Users);
-        if let Some(value) = cache.and_then(|c| c.get(object_id)) {
+        let cache_key = schemas::object_key(&account.id, object_id);
+        if let Some(value) = cache.and_then(|c| c.get(&cache_key)) {
             crate::telemetry::cache_hit();
             return FetchOutcome::Found(value, Utc::now());
         }
-        // A refused key fails every event alike: wait for a fix, retrying
-        // with a growing pause, rather than dead-letter the whole stream.
+        // A refused key fails every event of its account alike: wait for a
+        // fix, retrying with a growing pause, rather than dead-letter the
+        // account's stream. Other accounts go on. Each attempt takes the
+        // account as configured now: a key fixed in the accounts file is
+        // the next attempt's.
+        let used = std::sync::Mutex::new(account.clone());
         let fetched = KEY_PAUSE
             .run(
                 &self.stop,
-                |_| self.client.fetch(resource, object_id, &self.stop),
+                |_| {
+                    let current = self.accounts.get(&account.id).unwrap_or_else(|| account.clone());
+                    *used.lock().unwrap_or_else(|p| p.into_inner()) = current.clone();
+                    async move { current.client.fetch(resource, object_id, &self.stop).await }
+                },
                 |error, _| match error {
                     FetchError::Unauthorized { status } => {
-                        tracing::error!(%error, "enrichment paused");
-                        self.readiness
-                            .set(checks::MOBARO_API, Err(error.to_string()));
+                        let account = used.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        tracing::error!(account = %account.id, %error, "enrichment paused for the account");
                         // A 403 before the key has read any record may be
-                        // this object's alone: consumption goes on, so that
-                        // a record the key reads can tell the two apart.
-                        if *status == 401 || self.client.has_read_a_record() {
-                            self.key_refused.send_replace(true);
+                        // this object's alone: the account's other events go
+                        // on, so that a record the key reads can tell the
+                        // two apart.
+                        if *status == 401 || account.client.has_read_a_record() {
+                            self.accounts.set_refused(&account, true);
                         }
-                        crate::telemetry::paused();
+                        crate::telemetry::paused(&account.id);
                         Verdict::Retry
                     }
                     _ => Verdict::GiveUp,
                 },
             )
             .await;
+        let account = used.into_inner().unwrap_or_else(|p| p.into_inner());
         match fetched {
             Ok((Fetched::Found(value), _)) => {
-                self.resume();
+                self.resume(&account);
                 if let Some(cache) = cache {
-                    cache.put(object_id, &value);
+                    cache.put(&cache_key, &value);
                 }
                 FetchOutcome::Found(value, Utc::now())
             }
             Ok((Fetched::NotFound, _)) => {
-                self.resume();
+                self.resume(&account);
                 FetchOutcome::NotFound
             }
             Err(Failure::Stopped) | Err(Failure::Permanent(FetchError::Stopped(_))) => {
@@ -342,11 +408,10 @@ impl Enricher {
         }
     }
 
-    fn resume(&self) {
-        if self.key_refused.send_replace(false) {
-            tracing::info!("mobaro api accepts the key again; enrichment resumed");
+    fn resume(&self, account: &Account) {
+        if self.accounts.set_refused(account, false) {
+            tracing::info!(account = %account.id, "mobaro api accepts the account's key again; its enrichment resumed");
         }
-        self.readiness.set(checks::MOBARO_API, Ok(()));
     }
 
     /// Produces the enriched record; one the broker refuses for good (too
@@ -383,7 +448,7 @@ impl Enricher {
             offset = message.offset(),
             "event dead-lettered"
         );
-        crate::telemetry::event("dead_letter");
+        crate::telemetry::event(job.account(), "dead_letter");
         let letter = DeadLetter {
             stage: Stage::Enricher,
             class: gave_up.class,

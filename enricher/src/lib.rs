@@ -1,5 +1,6 @@
 //! `enricher`: turns thin webhook events into full records from Mobaro's API.
 
+mod accounts;
 mod api_key;
 pub mod backfill;
 mod cache;
@@ -31,6 +32,9 @@ pub enum EnricherError {
     #[error(transparent)]
     /// The API client could not be built.
     Client(#[from] ClientError),
+    #[error(transparent)]
+    /// An account cannot be served.
+    Account(#[from] accounts::AccountError),
     #[error("no Mobaro API key: set MOBARO_API_KEY")]
     /// No API key was configured.
     NoApiKey,
@@ -65,10 +69,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     if let Some(command) = &config.command {
         return run_command(&config, command, &shutdown).await;
     }
-    if config.api_key.0.trim().is_empty() {
+    if config.accounts_file.is_none() && config.api_key.0.trim().is_empty() {
         return Err(EnricherError::NoApiKey);
     }
     let readiness = runtime::Readiness::for_stage("enricher");
+    readiness.set(runtime::checks::MOBARO_API, Ok(()));
+    let accounts = accounts::registry(&config, readiness.clone(), &shutdown)?;
     if config.create_topics {
         runtime::ensure_topics(
             &config.kafka,
@@ -82,11 +88,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     }
     let (consumer, instance_id) = consumer(&config)?;
     let producer = enriched_producer(&config)?;
-    let client = api_client(
-        &config,
-        (config.api_rate_limit > 0.0)
-            .then(|| TokenBucket::new(config.api_rate_limit, config.api_rate_burst)),
-    )?;
     runtime::watch_broker(
         config.kafka.client_config(&[])?,
         readiness.clone(),
@@ -98,7 +99,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         shutdown.clone(),
     ));
     tracing::info!(raw = %config.raw_topic, enriched = %config.enriched_topic, enrich = ?config.enrich, concurrency = config.concurrency, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "enricher starting");
-    readiness.set(runtime::checks::MOBARO_API, Ok(()));
     let consumer = Arc::new(consumer);
     runtime::report_lag(consumer.clone(), "enricher", shutdown.clone());
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -109,7 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         config.drain_timeout,
     );
     let enricher = Arc::new(enrichment::Enricher::new(
-        client,
+        accounts,
         producer.clone(),
         config,
         readiness,
@@ -151,12 +151,15 @@ async fn run_command(
             }
         }
         Command::Backfill(args) => {
-            if config.api_key.0.trim().is_empty() {
+            if config.accounts_file.is_none() && config.api_key.0.trim().is_empty() {
                 return Err(EnricherError::NoApiKey);
             }
-            let client = api_client(config, Some(args.rate_share()))?;
+            let settings = accounts::settings_of(config, &args.account)?;
+            let account = accounts::account(config, &settings)?;
+            let client = account.client.with_rate_limit(Arc::new(args.rate_share()));
             let producer = enriched_producer(config)?;
             let target = backfill::Target {
+                account: &args.account,
                 kafka: &config.kafka,
                 enriched_topic: &config.enriched_topic,
                 create_topics: config.create_topics,
@@ -211,16 +214,18 @@ pub(crate) fn enriched_producer(config: &Config) -> Result<FutureProducer, runti
         .create()?)
 }
 
-/// The API client with the configured retries, taking its tokens from
-/// `limit` when given.
+/// The API client of `base` and `key` with the configured retries,
+/// taking its tokens from `limit` when given.
 pub(crate) fn api_client(
     config: &Config,
+    base: url::Url,
+    key: ApiKey,
     limit: Option<TokenBucket>,
 ) -> Result<MobaroClient, ClientError> {
     let client = MobaroClient::new(
         Endpoint {
-            base: config.api_url.clone(),
-            key: config.api_key.clone(),
+            base,
+            key,
             path_template: config.path_template.clone(),
             timeout: config.api_timeout,
             max_body: config.api_max_body,

@@ -8,6 +8,7 @@ const EVENTS: &str = "enricher_events_total";
 const COALESCED_EVENTS: &str = "enricher_coalesced_events_total";
 const CACHE_HITS: &str = "enricher_cache_hits_total";
 const PAUSED: &str = "enricher_paused_total";
+const KEY_REFUSED: &str = "enricher_key_refused";
 const API_CALLS: &str = "enricher_api_calls_total";
 const API_RETRIES: &str = "enricher_api_retries_total";
 const RATE_LIMIT_WAIT_SECONDS: &str = "enricher_rate_limit_wait_seconds";
@@ -26,6 +27,7 @@ pub fn metric_names() -> Vec<String> {
         COALESCED_EVENTS,
         CACHE_HITS,
         PAUSED,
+        KEY_REFUSED,
         API_CALLS,
         API_RETRIES,
         RATE_LIMIT_WAIT_SECONDS,
@@ -45,9 +47,11 @@ pub fn metric_names() -> Vec<String> {
     .collect()
 }
 
-/// An event was settled with `outcome` (a fetch status, or `dead_letter`).
-pub(crate) fn event(outcome: &'static str) {
-    metrics::counter!(EVENTS, "outcome" => outcome).increment(1);
+/// An event of `account` was settled with `outcome` (a fetch status, or
+/// `dead_letter`). Accounts are configured, so the label's values are
+/// bounded.
+pub(crate) fn event(account: &str, outcome: &'static str) {
+    metrics::counter!(EVENTS, "account" => account.to_string(), "outcome" => outcome).increment(1);
 }
 
 /// `events` events shared one fetch with another.
@@ -60,9 +64,15 @@ pub(crate) fn cache_hit() {
     metrics::counter!(CACHE_HITS).increment(1);
 }
 
-/// The API refused the key: fetching pauses.
-pub(crate) fn paused() {
-    metrics::counter!(PAUSED).increment(1);
+/// The API refused `account`'s key: its fetching pauses.
+pub(crate) fn paused(account: &str) {
+    metrics::counter!(PAUSED, "account" => account.to_string()).increment(1);
+}
+
+/// Whether the API refuses `account`'s key now.
+pub(crate) fn key_refused(account: &str, refused: bool) {
+    metrics::gauge!(KEY_REFUSED, "account" => account.to_string())
+        .set(f64::from(u8::from(refused)));
 }
 
 /// An API call ended with `status` (an HTTP status, or `error`).

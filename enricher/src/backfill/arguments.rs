@@ -14,6 +14,11 @@ pub struct BackfillArgs {
     #[arg(long = "resource", value_delimiter = ',', required = true)]
     pub resources: Vec<Resource>,
 
+    /// The account to load, as the accounts file names it (its API key and
+    /// URL); without an accounts file, the one account `default`.
+    #[arg(long, env = "BACKFILL_ACCOUNT", default_value = schemas::DEFAULT_ACCOUNT)]
+    pub account: String,
+
     /// Only records updated at or after this time (ISO-8601 UTC).
     #[arg(long, conflicts_with = "since")]
     pub updated_after: Option<DateTime<Utc>>,
@@ -147,12 +152,18 @@ impl BackfillArgs {
     /// checkpoint is resumed only by a run with the same parameters against
     /// the same API (another account's URL starts its own run).
     pub(super) fn run_key(&self, resource: Resource, base: &url::Url) -> String {
+        // The default account's keys are those of before accounts existed,
+        // so that a run started then resumes.
+        let source = match self.account.as_str() {
+            schemas::DEFAULT_ACCOUNT => format!("{base}|{}", self.api.path),
+            account => format!("{account}|{base}|{}", self.api.path),
+        };
         super::checkpoint::run_key(
             resource,
             self.updated_after,
             self.since,
             self.updated_before,
-            &format!("{base}|{}", self.api.path),
+            &source,
         )
     }
 

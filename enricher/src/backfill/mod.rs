@@ -44,6 +44,8 @@ use scan::Scan;
 /// Where a backfill's records go and how it reaches Mobaro: the enricher's
 /// own settings, given by the caller.
 pub struct Target<'a> {
+    /// The account loaded.
+    pub account: &'a str,
     /// The broker.
     pub kafka: &'a KafkaArgs,
     /// Topic of the enriched records.

@@ -400,16 +400,25 @@ impl Scan<'_> {
                     object_id: item.id,
                     timestamp: item.updated,
                 };
-                let record = EnrichedRecord::new(&event, None, FetchStatus::Found)
-                    .with_record(item.record, now);
+                let record = EnrichedRecord::in_account(
+                    self.target.account,
+                    &event,
+                    None,
+                    FetchStatus::Found,
+                )
+                .with_record(item.record, now);
                 let value = serde_json::to_vec(&record).expect("enriched records serialize");
                 (record, value)
             })
             .collect();
-        let sends = records.iter().map(|(record, value)| {
+        let keys: Vec<String> = records
+            .iter()
+            .map(|(record, _)| schemas::object_key(&record.account, &record.object_id))
+            .collect();
+        let sends = records.iter().zip(&keys).map(|((record, value), key)| {
             let outgoing = Outgoing {
                 topic: self.target.enriched_topic,
-                key: Some(record.object_id.as_bytes()),
+                key: Some(key.as_bytes()),
                 payload: value,
                 headers: with_headers(OwnedHeaders::new(), &headers::enriched(&record.event_id)),
             };
