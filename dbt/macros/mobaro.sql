@@ -1,8 +1,9 @@
 {#- The rows of `relation`, one per event_id: copies of one event (a table
     written before the sink deduplicated, or by another writer) count once,
-    the fetched copy first, then the latest fetch. -#}
+    the fetched copy first, then the latest fetch. Rows written before
+    accounts existed (a null account) are the default account's. -#}
 {% macro mobaro_one_row_per_event(relation) %}
-    select * exclude (copy_rank)
+    select * exclude (copy_rank) replace (coalesce(account, '{{ var("mobaro_default_account", "default") }}') as account)
     from (
         select
             *,
@@ -23,7 +24,7 @@
         select
             *,
             row_number() over (
-                partition by object_id order by event_timestamp desc, fetched_at desc nulls last
+                partition by account, object_id order by event_timestamp desc, fetched_at desc nulls last
             ) as recency
         from {{ relation }}
         where {{ condition }}
@@ -40,7 +41,7 @@ with events as (
 ),
 
 latest_event as (
-    select object_id, event as last_event, status as last_status, event_timestamp as last_event_at
+    select account, object_id, event as last_event, status as last_status, event_timestamp as last_event_at
     from ({{ mobaro_latest_per_object('events') }}) as latest
 ),
 
@@ -49,14 +50,17 @@ latest_record as (
 )
 
 select
+    latest_event.account,
     latest_event.object_id,
     latest_event.last_event,
     latest_event.last_event_at,
     latest_event.last_event = 'Deleted' or latest_event.last_status = 'not_found' as is_deleted,
     latest_record.fetched_at as record_fetched_at,
-    latest_record.* exclude (object_id, event_id, resource, event, event_timestamp, received_at, fetched_at, status, dt)
+    latest_record.* exclude (account, object_id, event_id, resource, event, event_timestamp, received_at, fetched_at, status, dt)
 from latest_event
-left join latest_record on latest_record.object_id = latest_event.object_id
+left join latest_record
+    on latest_record.account = latest_event.account
+    and latest_record.object_id = latest_event.object_id
 {% endmacro %}
 
 {#- The moment "open", "overdue" and open downtimes are judged at. -#}
@@ -82,3 +86,14 @@ left join latest_record on latest_record.object_id = latest_event.object_id
 {% macro mobaro_json_text(column, path_var) %}
     json_extract_string({{ column }}, '{{ var(path_var) }}')
 {%- endmacro %}
+
+{#- Fails for every value of `column_name` that more than one row of an
+    account holds: ids are unique within an account, and two accounts may
+    use one id. -#}
+{% test unique_per_account(model, column_name) %}
+    select account, {{ column_name }}, count(*) as copies
+    from {{ model }}
+    where {{ column_name }} is not null
+    group by 1, 2
+    having count(*) > 1
+{% endtest %}

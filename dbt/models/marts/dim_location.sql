@@ -1,35 +1,38 @@
 -- Every location named by a Location record, a Result, a Downtime or an
 -- Assignment, with its latest known name.
 with named as (
-    select location_id, location_name, last_event_at as seen_at
+    select account, location_id, location_name, last_event_at as seen_at
     from {{ ref('stg_mobaro__locations') }}
     where location_name is not null
     union all
-    select location_id, location_name, last_event_at
+    select account, location_id, location_name, last_event_at
     from {{ ref('stg_mobaro__results') }}
     where location_id is not null
     union all
-    select location_id, location_name, last_event_at
+    select account, location_id, location_name, last_event_at
     from {{ ref('stg_mobaro__downtimes') }}
     where location_id is not null
     union all
-    select location_id, location_name, last_event_at
+    select account, location_id, location_name, last_event_at
     from {{ ref('stg_mobaro__assignments') }}
     where location_id is not null
 ),
 
 ids as (
-    select location_id from named
+    select account, location_id from named
     union
-    select location_id from {{ ref('stg_mobaro__locations') }}
+    select account, location_id from {{ ref('stg_mobaro__locations') }}
 )
 
 select
+    ids.account,
     ids.location_id,
     (
         select named.location_name
         from named
-        where named.location_id = ids.location_id and named.location_name is not null
+        where named.account = ids.account
+            and named.location_id = ids.location_id
+            and named.location_name is not null
         order by named.seen_at desc
         limit 1
     ) as location_name

@@ -1,14 +1,16 @@
 -- Every user with a User record, and every user named by a Result.
 with from_results as (
     select
+        account,
         user_id,
         user_name,
-        row_number() over (partition by user_id order by last_event_at desc) as recency
+        row_number() over (partition by account, user_id order by last_event_at desc) as recency
     from {{ ref('stg_mobaro__results') }}
     where user_id is not null
 )
 
 select
+    coalesce(users.account, from_results.account) as account,
     coalesce(users.user_id, from_results.user_id) as user_id,
     coalesce(users.user_name, from_results.user_name) as user_name,
     users.email,
@@ -18,4 +20,5 @@ select
     users.user_id is not null as has_record
 from {{ ref('stg_mobaro__users') }} as users
 full outer join (select * from from_results where recency = 1) as from_results
-    on from_results.user_id = users.user_id
+    on from_results.account = users.account
+    and from_results.user_id = users.user_id

@@ -1,5 +1,6 @@
 -- One row per Assignment that is not deleted: its state, priority and due date.
 select
+    account,
     assignment_id,
     title,
     location_id,

@@ -1,5 +1,6 @@
 -- One row per Downtime that is not deleted; an open one lasts until mobaro_as_of.
 select
+    account,
     downtime_id,
     location_id,
     reason,

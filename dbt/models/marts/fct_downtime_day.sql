@@ -1,6 +1,7 @@
 -- Downtime minutes split at UTC day boundaries: one row per downtime and day.
 with spans as (
     select
+        account,
         downtime_id,
         location_id,
         is_blocking,
@@ -23,6 +24,7 @@ days as (
 )
 
 select
+    account,
     downtime_id,
     location_id,
     downtime_date,

@@ -1,5 +1,6 @@
 -- One row per Result that is not deleted: its outcome, score and timing.
 select
+    account,
     result_id,
     checklist_id,
     location_id,

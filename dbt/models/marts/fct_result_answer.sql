@@ -1,6 +1,7 @@
 -- One row per answered question of a Result that is not deleted.
 with answers as (
     select
+        account,
         result_id,
         unnest(answer_values) as answer
     from {{ ref('stg_mobaro__results') }}
@@ -8,6 +9,7 @@ with answers as (
 )
 
 select
+    account,
     result_id,
     answer.question as question_id,
     answer.answers as answers,

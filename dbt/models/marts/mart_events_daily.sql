@@ -1,5 +1,6 @@
 -- Webhook events per day, resource and kind, with what their fetch found.
 select
+    account,
     event_date,
     resource,
     event_kind,
@@ -9,4 +10,4 @@ select
     max(event_at) as last_event_at,
     max(received_at) as last_received_at
 from {{ ref('stg_mobaro__events') }}
-group by 1, 2, 3
+group by 1, 2, 3, 4

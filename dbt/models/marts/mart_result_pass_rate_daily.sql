@@ -2,6 +2,7 @@
 -- judged (passed or failed; missed and invalidated ones apart). Sum the
 -- counts before dividing to roll up.
 select
+    account,
     result_date,
     location_id,
     checklist_id,
@@ -17,4 +18,4 @@ select
     ) as pass_rate,
     round(avg(score) filter (where not is_missed and not is_invalidated), 4) as average_score
 from {{ ref('fct_result') }}
-group by 1, 2, 3
+group by 1, 2, 3, 4

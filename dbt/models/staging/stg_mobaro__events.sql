@@ -5,6 +5,7 @@ with events as (
 
 select
     event_id,
+    account,
     resource,
     event as event_kind,
     object_id,

@@ -4,6 +4,7 @@ with current_state as (
 )
 
 select
+    account,
     object_id as user_id,
     is_deleted,
     last_event_at,
