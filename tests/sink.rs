@@ -2146,3 +2146,58 @@ async fn two_writers_of_one_partition_keep_one_row_per_event() -> anyhow::Result
     }
     Ok(())
 }
+
+/// A lake written before accounts existed: its tables lack the `account`
+/// column (the events table rewritten so by Python `deltalake`), and the
+/// topic's records carry no account. The sink goes on: it adds the column
+/// (a metadata commit, no rewrite), the old rows read null (the default
+/// account to the dbt package), the new ones are the default account's,
+/// and re-deliveries of what the old rows hold are left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lake_from_before_accounts_goes_on_under_the_default_account() -> anyhow::Result<()> {
+    let setup = Setup::new(DELTA)?;
+    let store = setup.services.bucket()?;
+    let python = &setup.services.python;
+    let day = ["2025-03-01T08:00:00Z".to_string()];
+    let sink = setup.sink(&[SLOT]).await?;
+    setup.produce_events(0..300, &day).await?;
+    setup.expect_exactly(store.as_ref(), 300).await?;
+    sink.interrupt(Duration::from_secs(30))?;
+    let events = format!("s3://{}/{}/events", setup.services.s3_bucket, setup.prefix);
+    let columns: Vec<String> = end_to_end::deltalake_script(
+        python,
+        &events,
+        &[],
+        r#"
+from deltalake import write_deltalake
+table = DeltaTable(sys.argv[1], storage_options=options)
+rows = QueryBuilder().register("t", table).execute("SELECT * EXCEPT (account) FROM t")
+write_deltalake(sys.argv[1], rows, mode="overwrite", schema_mode="overwrite", partition_by=["dt"], storage_options=options)
+print(json.dumps([f.name for f in DeltaTable(sys.argv[1], storage_options=options).schema().fields]))
+"#,
+    )?;
+    ensure!(
+        !columns.iter().any(|c| c == "account"),
+        "the old table still has the column: {columns:?}"
+    );
+    let sink = setup.sink(&[SLOT]).await?;
+    // 100 re-deliveries of events the old rows hold, 200 new ones.
+    setup.produce_events(200..500, &day).await?;
+    setup.expect_exactly(store.as_ref(), 500).await?;
+    sink.interrupt(Duration::from_secs(30))?;
+    let accounts: BTreeMap<String, u64> = end_to_end::deltalake_script(
+        python,
+        &events,
+        &[],
+        r#"
+table = DeltaTable(sys.argv[1], storage_options=options)
+result = QueryBuilder().register("t", table).execute("SELECT coalesce(account, '(null)') AS account, count(*) AS n FROM t GROUP BY 1").read_all()
+print(json.dumps(dict(zip(result.column("account").to_pylist(), result.column("n").to_pylist()))))
+"#,
+    )?;
+    ensure!(
+        accounts == BTreeMap::from([("(null)".to_string(), 300), ("default".to_string(), 200)]),
+        "rows per account: {accounts:?}"
+    );
+    Ok(())
+}

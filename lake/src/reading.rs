@@ -198,12 +198,15 @@ pub(crate) async fn each_batch(
     Ok(())
 }
 
-/// The values of a string column, whichever offset width its writer chose;
-/// none for another type.
+/// The values of a string column, whichever layout its writer chose
+/// (`Utf8`, `LargeUtf8`, or the `Utf8View` of DataFusion-based writers such
+/// as Python `deltalake`); none for another type.
 pub(crate) fn texts(column: &arrow::array::ArrayRef) -> Vec<Option<&str>> {
     if let Some(texts) = column.as_string_opt::<i32>() {
         texts.iter().collect()
     } else if let Some(texts) = column.as_string_opt::<i64>() {
+        texts.iter().collect()
+    } else if let Some(texts) = column.as_string_view_opt() {
         texts.iter().collect()
     } else {
         Vec::new()
@@ -375,4 +378,25 @@ async fn files_of(delta: &DeltaTables, table: Table) -> Result<Vec<Located>, Rea
             size: meta.size,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, LargeStringArray, StringArray, StringViewArray};
+
+    use super::texts;
+
+    #[test]
+    fn ids_read_whatever_string_layout_their_writer_chose() {
+        let columns: [ArrayRef; 3] = [
+            Arc::new(StringArray::from(vec![Some("a"), None])),
+            Arc::new(LargeStringArray::from(vec![Some("a"), None])),
+            Arc::new(StringViewArray::from(vec![Some("a"), None])),
+        ];
+        for column in &columns {
+            assert_eq!(texts(column), [Some("a"), None], "{:?}", column.data_type());
+        }
+    }
 }
