@@ -314,6 +314,27 @@ async fn accounts_are_isolated_and_follow_their_file_without_a_restart() -> anyh
         "park-c's records were not all found: {held:?}"
     );
 
+    // The checkup counts each account's rows.
+    let doctor =
+        end_to_end::run_binary_output("sink", &["doctor", "--json"], &[("LAKE_URL", &lake)])?;
+    let checkup: Value = serde_json::from_str(&doctor.stdout)
+        .with_context(|| format!("sink doctor --json: {doctor:?}"))?;
+    let mut per_account: BTreeMap<String, u64> = BTreeMap::new();
+    for table in checkup["tables"].as_array().into_iter().flatten() {
+        if table["table"] != "events" {
+            continue;
+        }
+        for day in table["recent_days"].as_array().into_iter().flatten() {
+            for (account, rows) in day["accounts"].as_object().into_iter().flatten() {
+                *per_account.entry(account.clone()).or_default() += rows.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    ensure!(
+        per_account.keys().map(String::as_str).collect::<Vec<_>>() == [a.id, b.id, c.id],
+        "sink doctor's rows per account: {per_account:?}"
+    );
+
     for process in [ingest, enricher, sink, sim_a, sim_b] {
         process.interrupt(Duration::from_secs(30))?;
     }

@@ -187,6 +187,9 @@ pub struct DayCheckup {
     pub rows: u64,
     /// Rows whose `event_id` another row of the day has too.
     pub duplicate_rows: u64,
+    /// Rows per account (rows written before accounts existed count as
+    /// the default account's).
+    pub accounts: BTreeMap<String, u64>,
 }
 
 /// A typed column's nulls while the record is present.
@@ -297,13 +300,14 @@ async fn examine(
             .iter()
             .map(|f| (lake.path(&f.path.in_lake()), f.size))
             .collect();
-        let (rows, distinct) = count_ids(lake, &located).await?;
+        let (rows, distinct, accounts) = count_ids(lake, &located).await?;
         report.recent_days.push(DayCheckup {
             date: **date,
             closed: **date < settings.closed_before,
             files: files.len(),
             rows,
             duplicate_rows: rows - distinct,
+            accounts,
         });
     }
     report.typed_columns = typed_nulls(table, recent.iter().flat_map(|(_, files)| files.iter()));
@@ -458,22 +462,36 @@ fn typed_nulls<'a>(table: Table, files: impl Iterator<Item = &'a Described>) -> 
         .collect()
 }
 
-/// Rows and distinct `event_id`s of one day's files.
+/// Rows, distinct `event_id`s and rows per account of one day's files.
 async fn count_ids(
     lake: &crate::Lake,
     files: &[(object_store::path::Path, u64)],
-) -> Result<(u64, u64), ReadError> {
+) -> Result<(u64, u64, BTreeMap<String, u64>), ReadError> {
     let mut distinct = HashSet::new();
     let mut rows = 0u64;
-    each_batch(lake, files, &["event_id"], |_, batch| {
+    let mut accounts: BTreeMap<String, u64> = BTreeMap::new();
+    each_batch(lake, files, &["event_id", "account"], |_, batch| {
         if let Some(ids) = batch.column_by_name("event_id") {
             rows += batch.num_rows() as u64;
             distinct.extend(texts(ids).into_iter().flatten().map(digest));
+            match batch.column_by_name("account") {
+                Some(column) => {
+                    for account in texts(column) {
+                        let account = account.unwrap_or(schemas::DEFAULT_ACCOUNT);
+                        *accounts.entry(account.to_string()).or_default() += 1;
+                    }
+                }
+                None => {
+                    *accounts
+                        .entry(schemas::DEFAULT_ACCOUNT.to_string())
+                        .or_default() += batch.num_rows() as u64
+                }
+            }
         }
         true
     })
     .await?;
-    Ok((rows, distinct.len() as u64))
+    Ok((rows, distinct.len() as u64, accounts))
 }
 
 /// Walks up to `limit` records of `files` (in order) for fields no typed

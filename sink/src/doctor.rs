@@ -156,6 +156,14 @@ fn table_report(out: &mut String, table: &TableCheckup) {
             day.rows,
             day.duplicate_rows
         );
+        if day.accounts.len() > 1 {
+            let accounts: Vec<String> = day
+                .accounts
+                .iter()
+                .map(|(account, rows)| format!("{account} {rows}"))
+                .collect();
+            let _ = writeln!(out, "    rows per account: {}", accounts.join(", "));
+        }
     }
     if !table.typed_columns.is_empty() {
         let _ = writeln!(
