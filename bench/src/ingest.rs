@@ -100,17 +100,46 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
         limits.push((linger, limit, busy_share(machine_before, machine_cpu())));
     }
     eprintln!("ingest");
-    let ingest = start_ingest(options, &topic, &logs).await?;
+    let ingest = start_ingest(options, &topic, &logs, None).await?;
     let ingest_port = ingest.1;
     let url = format!("http://127.0.0.1:{ingest_port}/webhooks/mobaro");
     let ingest_served = measure(&ingest.0, &requests, &url, options)?;
     eprintln!("flood");
-    let flood = flood(&ingest.0, &url, options).await?;
+    let flooded = flood(&ingest.0, &url, &url, options).await?;
+    drop(ingest);
+    eprintln!("flood on one account, genuine webhooks on another");
+    let accounts = logs.join("accounts.toml");
+    std::fs::write(logs.join("park-a.secret"), "bench-secret-a\n")?;
+    std::fs::write(logs.join("park-b.secret"), format!("{SECRET}\n"))?;
+    std::fs::write(
+        &accounts,
+        format!(
+            "[[account]]\nid = \"park-a\"\nwebhook_secrets_file = \"{0}/park-a.secret\"\n\n\
+             [[account]]\nid = \"park-b\"\nwebhook_secrets_file = \"{0}/park-b.secret\"\n",
+            logs.display()
+        ),
+    )?;
+    let ingest = start_ingest(options, &topic, &logs, Some(&accounts)).await?;
+    let base = format!("http://127.0.0.1:{}/webhooks/mobaro", ingest.1);
+    let crossed = flood(
+        &ingest.0,
+        &format!("{base}/park-a"),
+        &format!("{base}/park-b"),
+        options,
+    )
+    .await?;
     drop(ingest);
     eprintln!("Python receiver");
     let python = serve_python(&requests, options, &topic, &logs).await?;
 
-    let text = report(options, &baseline, &limits, &ingest_served, &python, &flood);
+    let text = report(
+        options,
+        &baseline,
+        &limits,
+        &ingest_served,
+        &python,
+        (&flooded, &crossed),
+    );
     println!("{text}");
     report::replace_section(&options.report, "ingest", &text)?;
     Ok(())
@@ -155,21 +184,28 @@ async fn serve_baseline(
     )
 }
 
+/// Ingest with the one secret, or with the accounts of `accounts`.
 async fn start_ingest(
     options: &Options,
     topic: &str,
     logs: &Path,
+    accounts: Option<&Path>,
 ) -> anyhow::Result<(Process, u16)> {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let quarantine = format!("{topic}.quarantine");
+    let accounts = accounts.map(|path| path.display().to_string());
+    let secrets = match &accounts {
+        Some(path) => ("MOBARO_ACCOUNTS_FILE", path.as_str()),
+        None => ("MOBARO_WEBHOOK_SECRETS", SECRET),
+    };
     let server = Process::start(
         "ingest",
         &[],
         &[
             ("KAFKA_BROKERS", options.brokers.as_str()),
             ("INGEST_LISTEN", listen.as_str()),
-            ("MOBARO_WEBHOOK_SECRETS", SECRET),
+            secrets,
             ("RAW_TOPIC", topic),
             ("QUARANTINE_TOPIC", quarantine.as_str()),
             ("RUST_LOG", "warn"),
@@ -245,7 +281,14 @@ impl Flood {
     }
 }
 
-async fn flood(server: &Process, url: &str, options: &Options) -> anyhow::Result<Flood> {
+/// Forged requests to `forged_url` from the flood clients, while genuine
+/// webhooks (signed with the one secret) go to `genuine_url`.
+async fn flood(
+    server: &Process,
+    forged_url: &str,
+    genuine_url: &str,
+    options: &Options,
+) -> anyhow::Result<Flood> {
     let (header, body) = largest_forged_request(
         ingest::signature::MAX_CANDIDATES,
         ingest::signature::MAX_HEADER_BYTES,
@@ -253,7 +296,11 @@ async fn flood(server: &Process, url: &str, options: &Options) -> anyhow::Result
     let forged_requests = Requests::new(&[(body.clone(), header.clone())])?;
     let genuine = webhooks::signed_bodies(SECRET, 100_000);
     let cpu_before = server.cpu_seconds();
-    let (url_owned, clients, duration) = (url.to_string(), options.flood_clients, options.duration);
+    let (url_owned, clients, duration) = (
+        forged_url.to_string(),
+        options.flood_clients,
+        options.duration,
+    );
     let forged =
         tokio::task::spawn_blocking(move || forged_requests.drive(&url_owned, clients, duration));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -268,7 +315,7 @@ async fn flood(server: &Process, url: &str, options: &Options) -> anyhow::Result
             break;
         }
         let request = client
-            .post(url)
+            .post(genuine_url)
             .header("content-type", "application/json")
             .header("x-webhook-signature", signature)
             .body(body);
@@ -319,7 +366,7 @@ fn report(
     limits: &[(&str, AckLimit, Option<f64>)],
     ingest: &Served,
     python: &Served,
-    flood: &Flood,
+    (flood, crossed): (&Flood, &Flood),
 ) -> String {
     let connections = options.connections;
     let mut text = format!(
@@ -385,6 +432,16 @@ fn report(
         ms(flood.genuine_percentile(0.99)),
         flood.genuine_rejected,
         flood.cost_per_forged().map_or("n/a".into(), ms),
+    ));
+    text.push_str(&format!(
+        "\nTwo accounts (`MOBARO_ACCOUNTS_FILE`), the same flood on account A's path while \
+         account B's genuine webhooks arrived at {}/s on B's: **B's p50 {}, p99 {}** (target \
+         < 50 ms), **{} rejected**; {:.0} forged requests/s answered.\n",
+        options.genuine_per_second,
+        ms(crossed.genuine_percentile(0.5)),
+        ms(crossed.genuine_percentile(0.99)),
+        crossed.genuine_rejected,
+        crossed.forged.per_second(),
     ));
     text
 }
