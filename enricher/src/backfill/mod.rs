@@ -23,6 +23,7 @@ mod checkpoint;
 mod comparison;
 mod error;
 mod page;
+mod pipeline;
 mod progress;
 mod scan;
 
