@@ -178,18 +178,10 @@ pub(crate) fn registry(
     let initial = runtime::accounts::load(path)?;
     registry.replace(config, &initial)?;
     tracing::info!(accounts = ?initial.ids(), "enriching for the accounts of the accounts file");
-    let mut accounts = runtime::accounts::watch(path.clone(), initial, shutdown.clone());
-    let (kept, config, shutdown) = (registry.clone(), config.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                changed = accounts.changed() => if changed.is_err() { return },
-            }
-            let current = accounts.borrow_and_update().clone();
-            if let Err(error) = kept.replace(&config, &current) {
-                tracing::error!(%error, "the accounts file is refused; the last good accounts stay in force");
-            }
+    let (kept, config) = (registry.clone(), config.clone());
+    runtime::accounts::on_change(path.clone(), initial, shutdown.clone(), move |accounts| {
+        if let Err(error) = kept.replace(&config, accounts) {
+            tracing::error!(%error, "the accounts file is refused; the last good accounts stay in force");
         }
     });
     Ok(registry)

@@ -34,17 +34,9 @@ impl Verifiers {
         forms: Vec<SignatureForm>,
         shutdown: CancellationToken,
     ) -> Verifiers {
-        let mut accounts = runtime::accounts::watch(path, initial.clone(), shutdown.clone());
         let (sender, receiver) = watch::channel(Arc::new(verifiers_of(&initial, &forms)));
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    changed = accounts.changed() => if changed.is_err() { return },
-                }
-                let current = accounts.borrow_and_update().clone();
-                sender.send_replace(Arc::new(verifiers_of(&current, &forms)));
-            }
+        runtime::accounts::on_change(path, initial, shutdown, move |accounts| {
+            sender.send_replace(Arc::new(verifiers_of(accounts, &forms)));
         });
         Verifiers(receiver)
     }

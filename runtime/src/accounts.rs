@@ -276,6 +276,27 @@ pub fn watch(
     receiver
 }
 
+/// Calls `apply` with the accounts of `path` (starting from `initial`)
+/// each time they change, until `shutdown` (see [`watch`]).
+pub fn on_change(
+    path: PathBuf,
+    initial: Accounts,
+    shutdown: CancellationToken,
+    mut apply: impl FnMut(&Accounts) + Send + 'static,
+) {
+    let mut accounts = watch(path, initial, shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = accounts.changed() => if changed.is_err() { return },
+            }
+            let current = accounts.borrow_and_update().clone();
+            apply(&current);
+        }
+    });
+}
+
 /// A channel that yields once per SIGHUP (never, where there is none).
 fn hangups() -> tokio::sync::mpsc::Receiver<()> {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
