@@ -52,13 +52,10 @@ fn write_accounts(dir: &Path, accounts: &[&Account]) -> anyhow::Result<()> {
 /// Sends `count` webhooks of Results and Users to `account`'s path, signed
 /// with its secret; the bodies, every one answered 202.
 fn send(ingest: &str, account: &Account, count: u32, seed: u32) -> anyhow::Result<Vec<Value>> {
-    let output = std::process::Command::new(end_to_end::binary("mobaro-sim"))
-        .args([
-            "send",
-            "--url",
-            &format!("{ingest}/webhooks/mobaro/{}", account.id),
-            "--secret",
-            account.secret,
+    end_to_end::send_webhooks(
+        &format!("{ingest}/webhooks/mobaro/{}", account.id),
+        account.secret,
+        &[
             "--resources",
             "Results,Users",
             "--count",
@@ -69,23 +66,8 @@ fn send(ingest: &str, account: &Account, count: u32, seed: u32) -> anyhow::Resul
             "5",
             "--seed",
             &seed.to_string(),
-            "--print",
-        ])
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "sending failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut bodies = vec![];
-    for line in String::from_utf8(output.stdout)?.lines() {
-        let sent: Value = serde_json::from_str(line)?;
-        ensure!(sent["status"] == 202, "webhook not accepted: {sent}");
-        bodies.push(serde_json::from_str(
-            sent["body"].as_str().context("body")?,
-        )?);
-    }
-    Ok(bodies)
+        ],
+    )
 }
 
 /// The distinct events among webhook bodies (two alike are one event).

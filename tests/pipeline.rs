@@ -136,40 +136,20 @@ async fn start_pipeline(services: &Services, run: &str, logs: &Path) -> anyhow::
 
 /// Sends webhooks with the simulator; returns the bodies, all answered 202.
 fn send_webhooks(url: &str, count: u32, resources: &str) -> anyhow::Result<Vec<Value>> {
-    let output = std::process::Command::new(end_to_end::binary("mobaro-sim"))
-        .args([
-            "send",
-            "--url",
-            url,
-            "--secret",
-            SECRET,
+    end_to_end::send_webhooks(
+        url,
+        SECRET,
+        &[
             "--resources",
             resources,
-        ])
-        .args([
             "--count",
             &count.to_string(),
             "--rate",
             "40",
             "--objects",
             "4",
-            "--print",
-        ])
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "sending failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut bodies = vec![];
-    for line in String::from_utf8(output.stdout)?.lines() {
-        let sent: Value = serde_json::from_str(line)?;
-        ensure!(sent["status"] == 202, "webhook not accepted: {sent}");
-        bodies.push(serde_json::from_str(
-            sent["body"].as_str().context("body")?,
-        )?);
-    }
-    Ok(bodies)
+        ],
+    )
 }
 
 /// The distinct events among webhook bodies: two deliveries alike in

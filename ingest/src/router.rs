@@ -417,7 +417,8 @@ mod tests {
         app_with_token(None)
     }
 
-    fn app_with_token(token: Option<SharedToken>) -> Router {
+    /// A publisher to a broker that never answers.
+    fn unanswered_publisher() -> Publisher {
         let kafka = runtime::KafkaArgs {
             brokers: "127.0.0.1:9".into(),
             options: vec![],
@@ -425,6 +426,10 @@ mod tests {
             topic_partitions: 1,
             topic_replication: 1,
         };
+        Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer")
+    }
+
+    fn app_with_token(token: Option<SharedToken>) -> Router {
         let state = Arc::new(AppState {
             verifiers: Verifiers::fixed(
                 [(
@@ -437,7 +442,7 @@ mod tests {
             token,
             forward_headers: vec![],
             max_body_bytes: 1024,
-            publisher: Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer"),
+            publisher: unanswered_publisher(),
             quarantine: None,
             rejection_log: RejectionLog::default(),
         });
@@ -461,13 +466,6 @@ mod tests {
 
     #[tokio::test]
     async fn each_account_is_verified_with_its_own_secrets_and_unknown_ones_are_404() {
-        let kafka = runtime::KafkaArgs {
-            brokers: "127.0.0.1:9".into(),
-            options: vec![],
-            options_file: None,
-            topic_partitions: 1,
-            topic_replication: 1,
-        };
         let verifier = |secret: &str| Arc::new(Verifier::new(vec![Secret::new(secret)], vec![]));
         let state = Arc::new(AppState {
             verifiers: Verifiers::fixed(
@@ -481,7 +479,7 @@ mod tests {
             token: None,
             forward_headers: vec![],
             max_body_bytes: 1024,
-            publisher: Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer"),
+            publisher: unanswered_publisher(),
             quarantine: None,
             rejection_log: RejectionLog::default(),
         });

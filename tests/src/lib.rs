@@ -389,6 +389,35 @@ pub async fn start_simulator(
     Ok((sim, url))
 }
 
+/// Sends webhooks with `mobaro-sim send` to `url`, signed with `secret`,
+/// with `args` (count, rate, resources, …); the bodies sent, every one
+/// answered 202.
+pub fn send_webhooks(
+    url: &str,
+    secret: &str,
+    args: &[&str],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let output = Command::new(binary("mobaro-sim"))
+        .args(["send", "--url", url, "--secret", secret, "--print"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "sending failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut bodies = vec![];
+    for line in String::from_utf8(output.stdout)?.lines() {
+        let sent: serde_json::Value = serde_json::from_str(line)?;
+        anyhow::ensure!(sent["status"] == 202, "webhook not accepted: {sent}");
+        let body = sent["body"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no body in {sent}"))?;
+        bodies.push(serde_json::from_str(body)?);
+    }
+    Ok(bodies)
+}
+
 /// How many objects an `enricher backfill` run produced, from the line it
 /// prints per resource (`Results: 3000 objects in 24 pages`).
 pub fn backfilled_objects(output: &str) -> anyhow::Result<u64> {
