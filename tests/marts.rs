@@ -629,6 +629,21 @@ async fn dashboard_shows_the_marts(
             "{name}: the page shows {got:?}, the marts say {want:?}"
         );
     }
+    // Per account, the same figures: here the one account, `default`,
+    // whose figures are those of all accounts.
+    let data = std::fs::read_to_string(page.join("data.js"))?;
+    let data: Value = serde_json::from_str(
+        data.trim()
+            .trim_start_matches("window.MARTS = ")
+            .trim_end_matches(';'),
+    )?;
+    ensure!(
+        data["accounts"] == serde_json::json!(["default"])
+            && data["by_account"]["default"]["kpis"] == data["kpis"],
+        "the dashboard's figures per account: {} against {}",
+        data["by_account"],
+        data["kpis"]
+    );
     let artifacts = root.join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts)?;
     let screenshot = artifacts.join("dashboard.png");
