@@ -12,6 +12,7 @@ DELTALAKE_PY_VERSION=1.6.6
 # dependency dbt-core-experimental-parser): 1.11 installs from PyPI alone.
 DBT_CORE_VERSION=1.11.16
 DBT_DUCKDB_VERSION=1.11.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
 ECHARTS_VERSION=6.1.0
 AZURITE_VERSION=3.35.0
 SERVICE_PIDS=()
@@ -51,6 +52,16 @@ ensure_dbt() {
       "dbt-duckdb==$DBT_DUCKDB_VERSION" "duckdb==$DUCKDB_VERSION"
   fi
   "$VENV/bin/python" scripts/py/duckdb_extensions.py
+}
+
+# What the manifests' test needs besides kubectl: kubernetes-validate, with
+# Kubernetes' schemas, in the tools' Python.
+ensure_manifest_tools() {
+  ensure_tools
+  if ! "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
+    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
 }
 
 # What scripts/dashboard adds: ECharts from the npm registry, kept in the
