@@ -1,8 +1,10 @@
 //! The Kubernetes manifests: each overlay renders with `kubectl kustomize`
 //! and every object validates strictly, against Kubernetes' schemas
 //! (`kubernetes-validate`) or its CRD's (KEDA, the Prometheus operator),
-//! and against the house's rules for workloads; the PrometheusRule holds
-//! exactly the rules of monitoring/alerts.yml.
+//! and against the house's rules for workloads; every setting a stage
+//! reads is set or left at its default on purpose, its listen port is
+//! exposed; the PrometheusRule holds exactly the rules of
+//! monitoring/alerts.yml.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +71,28 @@ fn every_overlay_renders_and_validates() -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stderr),
         String::from_utf8_lossy(&output.stdout)
     );
+    Ok(())
+}
+
+#[test]
+fn every_setting_and_port_of_the_stages_is_decided_in_the_manifests() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bins = end_to_end::binary("sink");
+    let bins = bins.parent().context("the binaries' folder")?;
+    for overlay in ["local", "production"] {
+        let file = dir.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&file, render(overlay)?)?;
+        let output = Command::new(python())
+            .arg(root().join("scripts/py/manifest_drift.py"))
+            .arg(&file)
+            .arg(bins)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "{overlay}: the manifests and the stages disagree:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     Ok(())
 }
 
