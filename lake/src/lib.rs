@@ -10,6 +10,7 @@ mod data_file;
 mod ddl;
 mod delta;
 mod encoding;
+mod erasure;
 mod event_ids;
 mod offsets;
 mod parquet;
@@ -36,6 +37,10 @@ pub use delta::log::DeltaTables;
 pub use delta::vacuum::{vacuum, VacuumReport, VacuumSettings, Vacuumed};
 pub use encoding::file_set::{EncodedFile, FileSet, Naming, Origin};
 pub use encoding::parquet_file::{Compression, EncodingError};
+pub use erasure::{
+    forget, Erasure, ErasureError, ErasureReport, ErasureSettings, Ledger, LedgerError, Screened,
+    TableErased,
+};
 pub use event_ids::{digest, EventIds, IdDigest};
 pub use offsets::OffsetRange;
 pub use path::{DataPath, PARTITION_COLUMN};
@@ -44,4 +49,4 @@ pub use reading::{latest_per_object, ReadError};
 pub use standing::{Bounds, Standing};
 pub use store::{Lake, LakeError, Lease, Put, Upload};
 pub use tables::{Committed, Tables, TablesError};
-pub use telemetry::METRICS;
+pub use telemetry::{erased_record, METRICS};

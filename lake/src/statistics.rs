@@ -20,6 +20,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use schemas::Table;
 use serde_json::{Map, Number, Value};
 
 /// Columns with statistics, as Delta's `dataSkippingNumIndexedCols`.
@@ -28,17 +29,34 @@ const INDEXED_COLUMNS: usize = 32;
 /// Longest string kept as a bound, as Delta's string prefix length.
 const STRING_PREFIX: usize = 32;
 
-/// The statistics JSON of the Parquet file `bytes` holding `rows` rows; only
-/// `numRecords` when its footer cannot be read.
-pub(crate) fn delta_stats(bytes: &Bytes, rows: usize) -> String {
+/// The statistics JSON of `table`'s Parquet file `bytes` holding `rows`
+/// rows; only `numRecords` when its footer cannot be read. Personal columns
+/// ([`Table::personal_columns`]) get a null count only.
+pub(crate) fn delta_stats(table: Table, bytes: &Bytes, rows: usize) -> String {
     let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes).ok();
-    stats_json(rows, metadata.as_ref().and_then(columns))
+    stats_json(rows, metadata.as_ref().and_then(|m| columns(table, m)))
 }
 
-/// The statistics JSON of a Parquet file from its footer's `metadata`.
-pub(crate) fn delta_stats_of(metadata: &ParquetMetaData) -> String {
+/// The statistics JSON of a Parquet file of `table` from its footer's
+/// `metadata`.
+pub(crate) fn delta_stats_of(table: Table, metadata: &ParquetMetaData) -> String {
     let rows = usize::try_from(metadata.file_metadata().num_rows()).unwrap_or_default();
-    stats_json(rows, columns(metadata))
+    stats_json(rows, columns(table, metadata))
+}
+
+/// `stats` (a Delta `add`'s statistics JSON) without bounds for `table`'s
+/// personal columns, or None when it has none of them.
+pub(crate) fn without_personal_bounds(table: Table, stats: &str) -> Option<String> {
+    let mut parsed: Value = serde_json::from_str(stats).ok()?;
+    let mut changed = false;
+    for bounds in ["minValues", "maxValues"] {
+        if let Some(Value::Object(values)) = parsed.get_mut(bounds) {
+            for column in table.personal_columns() {
+                changed |= values.remove(*column).is_some();
+            }
+        }
+    }
+    changed.then(|| parsed.to_string())
 }
 
 fn stats_json(rows: usize, columns: Option<Bounds>) -> String {
@@ -54,7 +72,7 @@ fn stats_json(rows: usize, columns: Option<Bounds>) -> String {
 
 type Bounds = (Map<String, Value>, Map<String, Value>, Map<String, Value>);
 
-fn columns(metadata: &ParquetMetaData) -> Option<Bounds> {
+fn columns(table: Table, metadata: &ParquetMetaData) -> Option<Bounds> {
     let file = metadata.file_metadata();
     let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()).ok()?;
     let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
@@ -73,6 +91,9 @@ fn columns(metadata: &ParquetMetaData) -> Option<Bounds> {
                 let total: u64 = counts.values().iter().sum();
                 nulls.insert(field.name().clone(), Value::from(total));
             }
+        }
+        if table.personal_columns().contains(&field.name().as_str()) {
+            continue;
         }
         let (Ok(mins), Ok(maxes)) = (
             converter.row_group_mins(groups.iter()),
@@ -233,7 +254,8 @@ mod tests {
                 vec![Some(-2), Some(9)],
             ),
         ]);
-        let stats: Value = serde_json::from_str(&delta_stats(&bytes, 4)).expect("JSON");
+        let stats: Value =
+            serde_json::from_str(&delta_stats(Table::Events, &bytes, 4)).expect("JSON");
         assert_eq!(stats["numRecords"], 4);
         assert_eq!(stats["minValues"]["id"], "a");
         assert_eq!(stats["maxValues"]["id"], "z");
@@ -250,7 +272,8 @@ mod tests {
     #[test]
     fn an_unreadable_file_gets_its_row_count_only() {
         let stats: Value =
-            serde_json::from_str(&delta_stats(&Bytes::from_static(b"nope"), 3)).expect("JSON");
+            serde_json::from_str(&delta_stats(Table::Events, &Bytes::from_static(b"nope"), 3))
+                .expect("JSON");
         assert_eq!(stats, serde_json::json!({"numRecords": 3}));
     }
 }

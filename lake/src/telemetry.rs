@@ -22,6 +22,8 @@ const STORE_REQUESTS: &str = "sink_store_requests_total";
 const RECORDED_ROWS: &str = "sink_recorded_rows_total";
 const TYPED_NULLS: &str = "sink_typed_nulls_total";
 const UNMAPPED_FIELDS: &str = "sink_unmapped_fields_total";
+const ERASED_ROWS: &str = "sink_erased_rows_total";
+const ERASED_RECORDS: &str = "sink_erased_records_total";
 
 /// The names of the metrics above.
 pub const METRICS: &[&str] = &[
@@ -40,6 +42,8 @@ pub const METRICS: &[&str] = &[
     RECORDED_ROWS,
     TYPED_NULLS,
     UNMAPPED_FIELDS,
+    ERASED_ROWS,
+    ERASED_RECORDS,
 ];
 
 /// A batch's files were committed to `table`, the commit taking `took`.
@@ -100,4 +104,17 @@ pub(crate) fn typed_nulls(table: Table, column: &'static str, nulls: usize) {
 /// reads (`other` past the first paths named).
 pub(crate) fn unmapped_field(table: Table, path: String) {
     metrics::counter!(UNMAPPED_FIELDS, "table" => table.name(), "path" => path).increment(1);
+}
+
+/// An erasure deleted (`action` "deleted") or redacted ("redacted") `rows`
+/// rows of `table`.
+pub(crate) fn erased_rows(table: Table, action: &'static str, rows: usize) {
+    metrics::counter!(ERASED_ROWS, "table" => table.name(), "action" => action)
+        .increment(rows as u64);
+}
+
+/// A record about to be written named a forgotten person: `outcome`
+/// "dropped" (their own User record) or "erased".
+pub fn erased_record(outcome: &'static str) {
+    metrics::counter!(ERASED_RECORDS, "outcome" => outcome).increment(1);
 }

@@ -19,5 +19,5 @@ pub use envelope::{EnrichedRecord, EnrichedView, FetchStatus};
 pub use event::{EventId, EventKind, EventParseError, Resource, WebhookEvent};
 pub use quarantine::QuarantineReason;
 pub use tables::{
-    data_type, result_value_fields, table_for, Column, Kind, Source, Table, ENVELOPE,
+    data_type, result_value_fields, table_for, Column, Kind, Source, Table, ENVELOPE, ERASED,
 };

@@ -295,7 +295,34 @@ impl Table {
     pub fn unique_columns() -> &'static [&'static str] {
         &["event_id", "record_json"]
     }
+
+    /// The columns that may hold a person's identifying values (a User's
+    /// id, name, e-mail, username, or free text naming them): no file
+    /// statistics (min/max) are written for them, so the Delta log never
+    /// holds a personal value.
+    pub fn personal_columns(self) -> &'static [&'static str] {
+        match self {
+            // A Users event's object is a person.
+            Table::Events => &["object_id"],
+            Table::Records(Resource::Users) => &[
+                "object_id",
+                "id",
+                "name",
+                "email",
+                "username",
+                "record_json",
+            ],
+            Table::Records(Resource::Results) => &["user_id", "user_name", "record_json"],
+            Table::Records(Resource::Assignments) => &["title", "record_json"],
+            Table::Records(Resource::Notes) => &["title", "text", "record_json"],
+            Table::Records(Resource::Locations | Resource::Downtimes) => &["record_json"],
+        }
+    }
 }
+
+/// What replaces a forgotten person's identifying values in the records
+/// that are kept (a Result is a safety inspection the park must keep).
+pub const ERASED: &str = "[erased]";
 
 fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

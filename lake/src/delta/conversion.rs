@@ -210,7 +210,10 @@ async fn with_footers(lake: &Lake, files: &[Listed]) -> Result<Vec<DataFile>, Co
                 path: listed.path.clone(),
                 size: listed.size,
                 rows: usize::try_from(footer.file_metadata().num_rows()).unwrap_or_default(),
-                stats: Some(crate::statistics::delta_stats_of(&footer)),
+                stats: Some(crate::statistics::delta_stats_of(
+                    listed.path.table,
+                    &footer,
+                )),
             })
         })
         .buffered(FOOTERS_IN_FLIGHT)

@@ -99,7 +99,11 @@ impl EncodedFile {
             path: self.path.clone(),
             size: self.bytes.len(),
             rows: self.rows,
-            stats: Some(crate::statistics::delta_stats(&self.bytes, self.rows)),
+            stats: Some(crate::statistics::delta_stats(
+                self.path.table,
+                &self.bytes,
+                self.rows,
+            )),
         }
     }
 }

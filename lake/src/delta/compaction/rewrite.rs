@@ -239,7 +239,7 @@ impl<'s> Output<'s> {
             path,
             size,
             rows,
-            stats: Some(crate::statistics::delta_stats(&bytes, rows)),
+            stats: Some(crate::statistics::delta_stats(table, &bytes, rows)),
         });
         Ok(())
     }
