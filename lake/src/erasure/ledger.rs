@@ -176,10 +176,6 @@ impl Ledger {
         !self.forgotten.is_empty() && self.hash(id).is_some_and(|h| self.forgotten.contains(&h))
     }
 
-    pub(crate) fn add(&mut self, hash: String) {
-        self.forgotten.insert(hash);
-    }
-
     /// The enriched record `payload` (JSON) screened: a forgotten person's
     /// own User record is dropped; in any other, each object whose `id` is
     /// a forgotten person's has every text erased (`{"id", "name"}` of a
@@ -275,7 +271,7 @@ mod tests {
         };
         let hash = ledger.hash("users/5-A").expect("a key");
         assert_eq!(ledger.hash("5-A").as_deref(), Some(hash.as_str()));
-        ledger.add(hash);
+        ledger.forgotten.insert(hash);
         ledger
     }
 
