@@ -1,11 +1,11 @@
-//! The one-off subcommands: `ddl`, `compact`, `vacuum`, `convert-to-delta`
-//! and `doctor`, each printing what it did.
+//! The one-off subcommands: `ddl`, `compact`, `vacuum`, `convert-to-delta`,
+//! `doctor` and `forget`, each printing what it did.
 
 use lake::CompactionReport;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::tables;
-use crate::config::{Command, Config, DdlArgs, VacuumArgs};
+use crate::config::{Command, Config, DdlArgs, ForgetArgs, VacuumArgs};
 use crate::{conversion, doctor, upkeep, LakeFormat, SinkError};
 
 /// Runs `command` once.
@@ -28,7 +28,60 @@ pub(crate) async fn run(
             }
             doctor::run(config, args).await
         }
+        Command::Forget(args) => forget(config, args, shutdown).await,
     }
+}
+
+/// Forgets a person in every Delta table, and prints what changed.
+async fn forget(
+    config: &Config,
+    args: &ForgetArgs,
+    shutdown: &CancellationToken,
+) -> Result<(), SinkError> {
+    let tables = tables(config, shutdown).await?;
+    let delta = tables.delta().ok_or(SinkError::NotDelta("forget"))?;
+    let settings = lake::ErasureSettings {
+        key: config.erasure_key.clone(),
+        dry_run: args.dry_run,
+        compression: config.compression,
+        upload: config.upload(),
+        writers_settle: crate::erasures::SETTLE,
+    };
+    let report = lake::forget(delta, &args.user_id, &args.also, &settings).await?;
+    if args.json {
+        let json = serde_json::json!({
+            "person": report.person,
+            "dry_run": report.dry_run,
+            "values_hunted": report.values_hunted,
+            "tables": report.tables,
+        });
+        println!("{json:#}");
+        return Ok(());
+    }
+    let verb = if report.dry_run { "would be" } else { "were" };
+    println!(
+        "person {} (the ledger's keyed hash), hunted by id and {} other value(s)",
+        report.person, report.values_hunted
+    );
+    for done in &report.tables {
+        println!(
+            "{}: {} files read; {} files ({} bytes) {verb} rewritten: {} rows {verb} deleted, {} redacted; {} stale files {verb} deleted; {} files' statistics {verb} cleared; {} log objects removed",
+            done.table,
+            done.files_read,
+            done.files_rewritten,
+            done.bytes_rewritten,
+            done.rows_deleted,
+            done.rows_redacted,
+            done.stale_files_deleted,
+            done.statistics_cleared,
+            done.log_objects_removed,
+        );
+    }
+    if !report.dry_run {
+        println!("time travel to versions before this erasure is no longer possible: their log entries are gone");
+        println!("Kafka topics keep the person's messages until their retention; the ledger erases them whenever a sink writes them again");
+    }
+    Ok(())
 }
 
 /// Prints the CREATE statements of every table.

@@ -115,6 +115,14 @@ pub struct Config {
     #[arg(long, env = "SINK_OPS_LISTEN", default_value = "0.0.0.0:8082")]
     pub ops_listen: SocketAddr,
 
+    /// Key of the erasure ledger's hashes (hex, at least 16 bytes), from a
+    /// secret. Without it the key lives in the lake under `_erasure/`
+    /// (created by the first `sink forget`), where whoever reads the lake
+    /// could confirm that a guessed User id was erased. The sinks, `sink
+    /// forget` and `sink doctor` must share it.
+    #[arg(long, env = "ERASURE_KEY", hide_env_values = true)]
+    pub erasure_key: Option<lake::ErasureKey>,
+
     /// Create missing topics at start-up.
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_topics: bool,
@@ -191,6 +199,40 @@ pub enum Command {
     /// every sink writing the prefix first. Safe to run again: it adds only
     /// what an earlier run did not.
     ConvertToDelta,
+    /// Forget a person (the GDPR's right to erasure) in every Delta table:
+    /// their User records and the events about them deleted; their id,
+    /// name, e-mail and username replaced by `[erased]` in every other
+    /// record naming them (Results, Assignments, Notes: kept, so inspection
+    /// counts, scores and compliance do not change); only the files naming
+    /// them rewritten, the replaced files deleted at once, and the log
+    /// before the erasure removed (time travel to before it ends). The
+    /// person is kept in the erasure ledger as a keyed hash, so that no
+    /// later write (a replay, a backfill, a late webhook) brings them back.
+    /// Safe while sinks run (it waits 30 s for them to read the ledger);
+    /// run it again if it stops. An id the lake does not hold reports 0
+    /// rows.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForgetArgs {
+    /// The person's Mobaro User id (`users/112899-C` or `112899-C`).
+    pub user_id: String,
+
+    /// Another value to hunt as a whole word in every text (a former name
+    /// or e-mail), besides the name, e-mail and username their User
+    /// records hold; repeatable.
+    #[arg(long = "also")]
+    pub also: Vec<String>,
+
+    /// Report what would be rewritten (rows, files, bytes), changing
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -9,6 +9,7 @@ use std::collections::btree_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lake::Screened;
 use lake::{EncodingError, Tables, TablesError};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
@@ -25,6 +26,7 @@ use crate::batch::{Batch, Encoding};
 use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::deduplication::Deduplication;
+use crate::erasures::Erasures;
 use crate::flush::{Flushed, Flusher, STORE_RETRY};
 use crate::rotation::{FlushReason, Rotation};
 use crate::telemetry;
@@ -97,6 +99,8 @@ pub(crate) struct Consumption {
     pub(crate) tables: Arc<Tables>,
     pub(crate) config: Config,
     pub(crate) readiness: Readiness,
+    /// The erasure ledger, applied to every record.
+    pub(crate) erasures: Arc<Erasures>,
 }
 
 const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(30);
@@ -147,6 +151,7 @@ impl Consumption {
             ..Buffer::default()
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut screened_by = self.erasures.current().1;
         let rotation = Rotation {
             max_rows: self.config.max_file_rows,
             max_bytes: self.config.max_file_bytes,
@@ -157,7 +162,10 @@ impl Consumption {
             self.drop_revoked(&mut buffer);
             let step = tokio::select! {
                 _ = shutdown.cancelled() => Err(Halt::Stopped),
-                _ = tick.tick() => self.flush_due(&mut buffer, &rotation, &shutdown).await,
+                _ = tick.tick() => {
+                    self.screen_again(&mut buffer, &mut screened_by).await;
+                    self.flush_due(&mut buffer, &rotation, &shutdown).await
+                }
                 message = self.consumer.recv() => match message {
                     Ok(message) => self.take(&mut buffer, &rotation, &message, &shutdown).await,
                     Err(error) => match runtime::fatal_error(&self.consumer) {
@@ -196,6 +204,26 @@ impl Consumption {
             }
         }
         Ok(())
+    }
+
+    /// When the erasure ledger changed since the batches were screened
+    /// (`screened_by`, its generation), drops every unwritten batch and
+    /// rewinds its partition: its records come again, screened by the new
+    /// ledger.
+    async fn screen_again(&self, buffer: &mut Buffer, screened_by: &mut u64) {
+        let generation = self.erasures.current().1;
+        if generation == *screened_by {
+            return;
+        }
+        *screened_by = generation;
+        let partitions: Vec<i32> = buffer.batches.keys().copied().collect();
+        for partition in partitions {
+            if let Some(batch) = buffer.batches.remove(&partition) {
+                self.flusher
+                    .rewind(&batch.span(), "the erasure ledger changed")
+                    .await;
+            }
+        }
     }
 
     /// Flushes the batches whose files are due by size or age.
@@ -259,8 +287,25 @@ impl Consumption {
             // Rewound to the batch's start: this message comes again.
             return Ok(());
         }
+        let mut payload = message.payload().unwrap_or_default();
+        let erased: Vec<u8>;
         let record = match self.decode(message, shutdown).await? {
-            Decoded::Record(record) => Some(record),
+            Decoded::Record(record) => {
+                let (ledger, _) = self.erasures.current();
+                match ledger.screen(payload) {
+                    Screened::Clean => Some(record),
+                    Screened::Dropped => {
+                        lake::erased_record("dropped");
+                        None
+                    }
+                    Screened::Erased(bytes) => {
+                        lake::erased_record("erased");
+                        erased = bytes;
+                        payload = &erased;
+                        Some(EnrichedView::from_json(payload).expect("re-encoded from a record"))
+                    }
+                }
+            }
             Decoded::DeadLettered => None,
         };
         if !buffer.batches.contains_key(&partition) {
@@ -273,12 +318,7 @@ impl Consumption {
         }
         let batch = buffer.batches.get_mut(&partition).expect("inserted above");
         let held = buffer.dedup.as_ref().and_then(Deduplication::held);
-        batch.push(
-            offset,
-            record.as_ref(),
-            message.payload().unwrap_or_default(),
-            held,
-        )?;
+        batch.push(offset, record.as_ref(), payload, held)?;
         let reason = match batch.bounds.cut_at {
             Some(cut) if cut == offset => Some(FlushReason::Replay),
             Some(_) => None,

@@ -22,12 +22,22 @@ pub(crate) async fn run(config: &Config, args: &DoctorArgs) -> Result<(), SinkEr
         closed_before: (chrono::Utc::now() - config.upkeep.compact_grace).date_naive(),
     };
     let checkup = lake::checkup(&tables, &settings).await?;
-    let failures: Vec<String> = checkup.failures().map(describe).collect();
+    let ledger = lake::Ledger::open(tables.lake(), config.erasure_key.as_ref()).await?;
+    let erasures = lake::Ledger::erasures(tables.lake()).await?;
+    let found_again = lake::found_again(&tables, &ledger).await?;
+    let mut failures: Vec<String> = checkup.failures().map(describe).collect();
+    failures.extend(found_again.iter().map(|((table, person), rows)| {
+        format!("{table}: {rows} row(s) name forgotten person {person} again: a writer without the erasure ledger (an older sink, another engine) wrote them; run `sink forget` for them again and find that writer")
+    }));
+    failures.extend(erasures.iter().filter(|e| e.finished_at.is_none()).map(|e| {
+        format!("the erasure of person {} started {} has not finished: run `sink forget` for them again", e.person, e.started_at.format("%Y-%m-%d %H:%M:%S UTC"))
+    }));
     let warnings: Vec<String> = checkup.warnings().map(describe).collect();
     if args.json {
         let printed = serde_json::json!({
             "tables": checkup.tables,
             "findings": checkup.findings,
+            "erasures": erasures,
             "failures": failures,
             "warnings": warnings,
         });
@@ -35,6 +45,27 @@ pub(crate) async fn run(config: &Config, args: &DoctorArgs) -> Result<(), SinkEr
         println!("{text}");
     } else {
         print!("{}", report(&described, &checkup, &failures, &warnings));
+        if !erasures.is_empty() {
+            println!("\nerasures ({} people forgotten):", ledger.len());
+            for erasure in &erasures {
+                let rows: usize = erasure
+                    .tables
+                    .iter()
+                    .map(|t| t.rows_deleted + t.rows_redacted)
+                    .sum();
+                let files: usize = erasure.tables.iter().map(|t| t.files_rewritten).sum();
+                println!(
+                    "  - {} at {}: {rows} rows deleted or redacted, {files} files rewritten{}",
+                    erasure.person,
+                    erasure.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    if erasure.finished_at.is_some() {
+                        ""
+                    } else {
+                        " (unfinished)"
+                    }
+                );
+            }
+        }
     }
     match failures.len() {
         0 => Ok(()),

@@ -119,7 +119,8 @@ impl Flusher {
             Err(Unflushed::Superseded) => Flushed::Superseded,
             Err(Unflushed::Halted(halt)) => return Err(halt),
         };
-        self.abandon(&span).await;
+        self.rewind(&span, "the partition belongs to another member")
+            .await;
         Ok(lost)
     }
 
@@ -337,15 +338,16 @@ impl Flusher {
         Ok(list)
     }
 
-    /// Drops a batch whose partition was lost: lets the tables forget the
-    /// range, and rewinds the partition to the batch's first offset (in
-    /// case it is still assigned after all).
-    async fn abandon(&self, span: &Span) {
+    /// Drops a batch unwritten (its partition was lost, or its records
+    /// must be read again): lets the tables forget the range, and rewinds
+    /// the partition to the batch's first offset (in case it is still
+    /// assigned after all).
+    pub(crate) async fn rewind(&self, span: &Span, why: &str) {
         tracing::warn!(
             partition = span.partition,
             first = span.range.first,
             last = span.range.last,
-            "batch abandoned unwritten: the partition belongs to another member"
+            "batch abandoned unwritten: {why}"
         );
         telemetry::batch_abandoned();
         self.tables

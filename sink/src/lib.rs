@@ -11,6 +11,7 @@ mod continuity;
 mod conversion;
 mod deduplication;
 mod doctor;
+mod erasures;
 mod flush;
 mod ownership;
 mod remedy;
@@ -70,6 +71,12 @@ pub enum SinkError {
     #[error(transparent)]
     /// A plain Parquet prefix could not be converted to Delta tables.
     Conversion(#[from] lake::ConversionError),
+    #[error(transparent)]
+    /// An erasure could not finish.
+    Erasure(#[from] lake::ErasureError),
+    #[error(transparent)]
+    /// The erasure ledger could not be read.
+    Ledger(#[from] lake::LedgerError),
     #[error("`sink {0}` works on Delta tables: set LAKE_FORMAT=delta")]
     /// A Delta command on a plain Parquet lake.
     NotDelta(&'static str),
@@ -103,6 +110,8 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         )
         .await?;
     }
+    let erasures =
+        erasures::Erasures::load(tables.lake(), config.erasure_key.as_ref(), &shutdown).await?;
     let (consumer, instance_id) = consumer(&config)?;
     let producer = config
         .kafka
@@ -119,6 +128,11 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         runtime::ops_router(readiness.clone()),
         ops_shutdown.clone(),
     ));
+    erasures.clone().keep_fresh(
+        tables.lake().clone(),
+        config.erasure_key.clone(),
+        ops_shutdown.clone(),
+    );
     telemetry::start_counters();
     tracing::info!(lake = tables.lake().describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = Arc::new(consumer);
@@ -146,6 +160,7 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         tables,
         config,
         readiness,
+        erasures,
     }
     .run(shutdown)
     .await;

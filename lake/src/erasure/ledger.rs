@@ -111,6 +111,24 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+/// The ledger's hashing key from a secret (hex, at least 16 bytes); never
+/// shown.
+#[derive(Clone)]
+pub struct ErasureKey(Vec<u8>);
+
+impl std::fmt::Debug for ErasureKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErasureKey(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ErasureKey {
+    type Err = LedgerError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_key(text).map(ErasureKey)
+    }
+}
+
 fn parse_key(text: &str) -> Result<Vec<u8>, LedgerError> {
     let key = hex::decode(text.trim()).map_err(|e| LedgerError::BadKey(e.to_string()))?;
     if key.len() < 16 {
@@ -121,10 +139,10 @@ fn parse_key(text: &str) -> Result<Vec<u8>, LedgerError> {
 
 impl Ledger {
     /// The ledger of `lake`, with `key` (hex) when given, else the lake's.
-    pub async fn open(lake: &Lake, key: Option<&str>) -> Result<Ledger, LedgerError> {
+    pub async fn open(lake: &Lake, key: Option<&ErasureKey>) -> Result<Ledger, LedgerError> {
         let forgotten = forgotten(lake).await?;
         let key = match key {
-            Some(key) => Some(parse_key(key)?),
+            Some(key) => Some(key.0.clone()),
             None => match lake.read_if_exists(&lake.path(KEY)).await? {
                 Some(bytes) => Some(parse_key(&String::from_utf8_lossy(&bytes))?),
                 None => None,
@@ -140,7 +158,7 @@ impl Ledger {
     /// else the lake's, created when there is none.
     pub(crate) async fn open_for_erasure(
         lake: &Lake,
-        key: Option<&str>,
+        key: Option<&ErasureKey>,
     ) -> Result<Ledger, LedgerError> {
         if key.is_none() {
             let fresh = hex::encode(rand::random::<[u8; 32]>());
@@ -310,7 +328,8 @@ mod tests {
         Ledger::record(&lake, &erasure).await.expect("records");
         let again = Ledger::open(&lake, None).await.expect("opens");
         assert!(again.forgets("users/5-A") && !again.forgets("users/6-A"));
-        let other_key = hex::encode([1u8; 32]);
+        let other_key: ErasureKey = hex::encode([1u8; 32]).parse().expect("a key");
+        assert_eq!(format!("{other_key:?}"), "ErasureKey(<redacted>)");
         let keyed = Ledger::open(&lake, Some(&other_key)).await.expect("opens");
         assert!(!keyed.forgets("users/5-A"), "another key, another hash");
         assert_eq!(Ledger::erasures(&lake).await.expect("lists"), vec![erasure]);

@@ -22,6 +22,7 @@
 //!    it: time travel to before the erasure ends, rather than showing the
 //!    person.
 
+mod audit;
 mod ledger;
 mod redaction;
 
@@ -40,7 +41,8 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use schemas::{Resource, Table};
 
-pub use ledger::{Erasure, Ledger, LedgerError, Screened, TableErased};
+pub use audit::found_again;
+pub use ledger::{Erasure, ErasureKey, Ledger, LedgerError, Screened, TableErased};
 
 use crate::data_file::DataFile;
 use crate::delta::actions::{add_action, commit_properties, partition_values};
@@ -105,14 +107,18 @@ pub enum ErasureError {
 /// How an erasure runs.
 #[derive(Debug, Clone)]
 pub struct ErasureSettings {
-    /// The hashing key (hex) when it comes from a secret; else the lake's.
-    pub key: Option<String>,
+    /// The hashing key when it comes from a secret; else the lake's.
+    pub key: Option<ErasureKey>,
     /// Report what would change without changing anything.
     pub dry_run: bool,
     /// The rewritten files' codec.
     pub compression: Compression,
     /// How rewritten files are uploaded.
     pub upload: Upload,
+    /// How long running writers take to read the ledger and drop what
+    /// they buffered: no table is done before this long after the person
+    /// entered the ledger.
+    pub writers_settle: Duration,
 }
 
 /// What an erasure did (or, dry, would do).
@@ -157,9 +163,9 @@ pub async fn forget(
 ) -> Result<ErasureReport, ErasureError> {
     let lake = tables.lake();
     let ledger = if settings.dry_run {
-        Ledger::open(lake, settings.key.as_deref()).await?
+        Ledger::open(lake, settings.key.as_ref()).await?
     } else {
-        Ledger::open_for_erasure(lake, settings.key.as_deref()).await?
+        Ledger::open_for_erasure(lake, settings.key.as_ref()).await?
     };
     let person = ledger
         .hash(user_id)
@@ -174,6 +180,7 @@ pub async fn forget(
         // First: from here on every writer erases the person.
         Ledger::record(lake, &erasure).await?;
     }
+    let settle_at = tokio::time::Instant::now() + settings.writers_settle;
     let mut hunt = Hunt::new(user_id);
     for value in values {
         if !hunt.learn(value) {
@@ -187,7 +194,7 @@ pub async fn forget(
         "erasure started"
     );
     for table in Table::all() {
-        let done = forget_in_table(tables, table, &hunt, settings).await?;
+        let done = forget_in_table(tables, table, &hunt, settings, settle_at).await?;
         tracing::info!(
             table = table.name(),
             files_read = done.files_read,
@@ -299,6 +306,7 @@ async fn forget_in_table(
     table: Table,
     hunt: &Hunt,
     settings: &ErasureSettings,
+    settle_at: tokio::time::Instant,
 ) -> Result<TableErased, ErasureError> {
     let mut done = TableErased {
         table: table.name().to_string(),
@@ -335,6 +343,12 @@ async fn forget_in_table(
             break;
         }
         if holders.is_empty() && statistics.is_empty() {
+            if tokio::time::Instant::now() < settle_at {
+                // Writers that have not read the ledger yet may still
+                // commit what names the person: read again after them.
+                tokio::time::sleep_until(settle_at).await;
+                continue;
+            }
             settled = true;
             break;
         }
@@ -355,7 +369,7 @@ async fn forget_in_table(
                     let location = lake.path(&format!("{}/{}", table.name(), file.path));
                     delete(lake, &location).await?;
                 }
-                if holders.is_empty() {
+                if holders.is_empty() && tokio::time::Instant::now() >= settle_at {
                     settled = true;
                     break;
                 }
@@ -720,6 +734,7 @@ mod tests {
             dry_run,
             compression: Compression::Zstd,
             upload: upload(),
+            writers_settle: Duration::ZERO,
         }
     }
 
