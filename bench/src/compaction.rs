@@ -190,14 +190,14 @@ async fn write_small_days(dir: &Path, days: usize) -> anyhow::Result<()> {
 }
 
 /// Writes batches of records into Delta tables as the sink does.
-struct Writer {
+pub(crate) struct Writer {
     tables: Tables,
     standing: lake::Standing,
     next_offset: i64,
 }
 
 impl Writer {
-    async fn open(dir: &Path) -> anyhow::Result<Writer> {
+    pub(crate) async fn open(dir: &Path) -> anyhow::Result<Writer> {
         let lake = Lake::open(dir.to_str().context("a UTF-8 path")?)?;
         let tables = Tables::open(lake, LakeFormat::Delta, "bench.enriched");
         let standing = tables.standing(0, 0).await?;
@@ -208,7 +208,7 @@ impl Writer {
         })
     }
 
-    async fn commit(&mut self, records: &[String]) -> anyhow::Result<()> {
+    pub(crate) async fn commit(&mut self, records: &[String]) -> anyhow::Result<()> {
         let mut files = FileSet::new(Compression::Zstd, 8 << 20);
         for text in records {
             let view = EnrichedView::from_json(text.as_bytes())?;

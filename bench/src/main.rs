@@ -5,6 +5,7 @@
 mod backfill;
 mod compaction;
 mod enricher;
+mod erasure;
 mod freshness;
 mod ingest;
 mod latency;
@@ -75,6 +76,9 @@ enum Bench {
     /// files with duplicates, against DuckDB with one thread doing the same
     /// deduplicating rewrite; then the cost of many small days.
     Compaction(compaction::Options),
+    /// `sink forget` of one person in a lake of many days, against DuckDB
+    /// rewriting every file.
+    Erasure(erasure::Options),
     /// Webhook-to-queryable latency of the whole pipeline on its defaults.
     Freshness(freshness::Options),
     /// The baseline: a bare axum endpoint answering 202 (run by `bench ingest`).
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Ingest(options) => ingest::run(&options).await,
         Bench::Backfill(options) => backfill::run(&options).await,
         Bench::Compaction(options) => compaction::run(&options).await,
+        Bench::Erasure(options) => erasure::run(&options).await,
         Bench::Freshness(options) => freshness::run(&options).await,
         Bench::Enricher { brokers, report } => enricher::run(&brokers, &report).await,
         Bench::Sink {

@@ -77,6 +77,17 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// One of the first eight Users (the ids webhooks and listings use), as
+/// other records name people (`{id, name}`): who inspected, who is
+/// assigned, who wrote a note.
+fn person(rng: &mut StdRng) -> Value {
+    let id = crate::listing::object_id("users", rng.random_range(0..8));
+    let name = record("users", &id)
+        .and_then(|user| user["name"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    json!({"id": id, "name": name})
+}
+
 /// The canonical id of a record: ids in Mobaro's API look like `users/112899-C`;
 /// a bare id (`112899-C`, or a UUID) gets the collection prefix.
 pub fn canonical_id(collection: &str, id: &str) -> String {
@@ -143,7 +154,7 @@ pub fn record(collection: &str, id: &str) -> Option<Value> {
                 "checklist": {"id": ref_id(&mut rng, "checklists"), "name": pick(&mut rng, &CHECKLISTS)},
                 "location": location,
                 "asset": {"id": ref_id(&mut rng, "assets"), "name": format!("{} car {}", pick(&mut rng, &RIDES), rng.random_range(1..12))},
-                "user": {"id": ref_id(&mut rng, "users"), "name": format!("{} {}", pick(&mut rng, &FIRST), pick(&mut rng, &LAST))},
+                "user": person(&mut rng),
                 "started": iso(started),
                 "answered": iso(started + Duration::minutes(10)),
                 "submitted": iso(started + Duration::minutes(11)),
@@ -171,17 +182,22 @@ pub fn record(collection: &str, id: &str) -> Option<Value> {
             "priority": pick(&mut rng, &["Low", "High"]),
             "critical": rng.random_bool(0.2),
             "due": iso(updated + Duration::days(2)),
+            "assignee": person(&mut rng),
             "created": iso(created),
             "updated": iso(updated),
         }),
-        "notes" => json!({
-            "id": id,
-            "title": "Shift note",
-            "text": format!("Queue line at {} closed for cleaning.", pick(&mut rng, &RIDES)),
-            "location": location,
-            "created": iso(created),
-            "updated": iso(updated),
-        }),
+        "notes" => {
+            let author = person(&mut rng);
+            json!({
+                "id": id,
+                "title": "Shift note",
+                "text": format!("Queue line at {} closed for cleaning. Reported by {}.", pick(&mut rng, &RIDES), author["name"].as_str().unwrap_or_default()),
+                "author": author,
+                "location": location,
+                "created": iso(created),
+                "updated": iso(updated),
+            })
+        }
         "downtimes" => {
             let status = pick(
                 &mut rng,

@@ -5,9 +5,15 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); JSON lines when
-/// `LOG_FORMAT=json`.
+/// `LOG_FORMAT=json`. The Delta kernel logs at `warn` unless `RUST_LOG`
+/// names it: at `info` it writes every snapshot it builds, whole, several
+/// kilobytes a commit.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    if !directives.contains("buoyant_kernel") {
+        directives.push_str(",buoyant_kernel=warn,buoyant_kernel_engine=warn");
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // Colours only for a terminal: logs redirected to a file stay plain text.
     let builder = tracing_subscriber::fmt()

@@ -45,7 +45,7 @@ async fn forget(
         dry_run: args.dry_run,
         compression: config.compression,
         upload: config.upload(),
-        writers_settle: crate::erasures::SETTLE,
+        writers_settle: args.settle,
     };
     let report = lake::forget(delta, &args.user_id, &args.also, &settings).await?;
     if args.json {

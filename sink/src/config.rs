@@ -208,7 +208,8 @@ pub enum Command {
     /// before the erasure removed (time travel to before it ends). The
     /// person is kept in the erasure ledger as a keyed hash, so that no
     /// later write (a replay, a backfill, a late webhook) brings them back.
-    /// Safe while sinks run (it waits 30 s for them to read the ledger);
+    /// Safe while sinks run (it waits `--settle` for them to read the
+    /// ledger);
     /// run it again if it stops. An id the lake does not hold reports 0
     /// rows.
     Forget(ForgetArgs),
@@ -233,6 +234,12 @@ pub struct ForgetArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// How long running sinks get to read the ledger and drop what they
+    /// buffered before the last pass over each table (they read it every
+    /// 10 s); `0s` when no sink writes the lake.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub settle: std::time::Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -14,10 +14,6 @@ use tokio_util::sync::CancellationToken;
 /// How often the ledger is read again.
 pub(crate) const REFRESH: Duration = Duration::from_secs(10);
 
-/// How long `sink forget` waits for running sinks: a refresh, the drop of
-/// their batches, and a flush in progress.
-pub(crate) const SETTLE: Duration = Duration::from_secs(30);
-
 /// The ledger last read, and how many times it changed.
 pub(crate) struct Erasures {
     current: RwLock<(Arc<Ledger>, u64)>,
@@ -68,10 +64,11 @@ impl Erasures {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(REFRESH) => {}
                 }
-                match Ledger::open(&lake, key.as_ref()).await {
+                let previous = self.current().0;
+                match Ledger::read(&lake, key.as_ref(), Some(&previous)).await {
                     Ok(ledger) => {
                         let mut current = self.current.write().expect("not poisoned");
-                        if ledger.len() != current.0.len() {
+                        if ledger.entries() != current.0.entries() {
                             tracing::info!(forgotten = ledger.len(), "erasure ledger changed");
                             *current = (Arc::new(ledger), current.1 + 1);
                         }

@@ -507,6 +507,8 @@ pub fn duckdb(
     const SCRIPT: &str = r#"
 import duckdb, glob, json, os, sys
 sql = sys.argv[1]
+# A long query's progress bar would go to stdout, before the rows.
+duckdb.sql("SET enable_progress_bar = false")
 if "delta_scan" in sql or "s3://" in sql:
     # The extensions come from their PyPI wheels, not from a download.
     import duckdb_extension_delta, duckdb_extension_httpfs

@@ -11,7 +11,7 @@
 //! - `_erasure/ledger/<hash>/<millis>.json`: one audit entry per erasure
 //!   run (a JSON table: `read_json('…/_erasure/ledger/*/*.json')`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -75,6 +75,10 @@ pub struct TableErased {
 pub struct Erasure {
     /// The keyed hash of the person's User id.
     pub person: String,
+    /// Keyed hashes of the values hunted (name, e-mail, username), lower
+    /// case: writers erase them as whole words in any text.
+    #[serde(default)]
+    pub values: Vec<String>,
     /// When the erasure started.
     pub started_at: DateTime<Utc>,
     /// When it finished; None while it runs (or if it was cut short: run
@@ -95,11 +99,18 @@ pub enum Screened {
     Erased(Vec<u8>),
 }
 
+/// The longest value, in words, looked for in a text (`Ava Hansen` is
+/// two).
+const MOST_WORDS: usize = 4;
+
 /// The forgotten people, as keyed hashes, and the key.
 #[derive(Clone, Default)]
 pub struct Ledger {
     key: Option<Vec<u8>>,
+    /// Entries read, by location: the person's hash, their values' hashes.
+    entries: BTreeMap<String, (String, Vec<String>)>,
     forgotten: BTreeSet<String>,
+    values: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -140,7 +151,38 @@ fn parse_key(text: &str) -> Result<Vec<u8>, LedgerError> {
 impl Ledger {
     /// The ledger of `lake`, with `key` (hex) when given, else the lake's.
     pub async fn open(lake: &Lake, key: Option<&ErasureKey>) -> Result<Ledger, LedgerError> {
-        let forgotten = forgotten(lake).await?;
+        Ledger::read(lake, key, None).await
+    }
+
+    /// The ledger of `lake` again: entries `previous` read are not read
+    /// again (an entry's hashes never change).
+    pub async fn read(
+        lake: &Lake,
+        key: Option<&ErasureKey>,
+        previous: Option<&Ledger>,
+    ) -> Result<Ledger, LedgerError> {
+        let listed: Vec<_> = lake
+            .store()
+            .list(Some(&lake.path(ENTRIES)))
+            .try_collect()
+            .await
+            .map_err(LakeError::from)?;
+        let mut entries = BTreeMap::new();
+        for object in listed {
+            let location = object.location.to_string();
+            if let Some(known) = previous.and_then(|p| p.entries.get(&location)) {
+                entries.insert(location, known.clone());
+                continue;
+            }
+            let Some(bytes) = lake.read_if_exists(&object.location).await? else {
+                continue;
+            };
+            let erasure: Erasure = serde_json::from_slice(&bytes)
+                .map_err(|e| LedgerError::Entry(format!("{location}: {e}")))?;
+            entries.insert(location, (erasure.person, erasure.values));
+        }
+        let forgotten: BTreeSet<String> = entries.values().map(|(p, _)| p.clone()).collect();
+        let values = entries.values().flat_map(|(_, v)| v.clone()).collect();
         let key = match key {
             Some(key) => Some(key.0.clone()),
             None => match lake.read_if_exists(&lake.path(KEY)).await? {
@@ -151,7 +193,17 @@ impl Ledger {
         if key.is_none() && !forgotten.is_empty() {
             return Err(LedgerError::NoKey(forgotten.len()));
         }
-        Ok(Ledger { key, forgotten })
+        Ok(Ledger {
+            key,
+            entries,
+            forgotten,
+            values,
+        })
+    }
+
+    /// How many entries were read: it grows with each erasure run.
+    pub fn entries(&self) -> usize {
+        self.entries.len()
     }
 
     /// The ledger of `lake` with a key for a new erasure: `key` when given,
@@ -189,6 +241,59 @@ impl Ledger {
         Some(hex::encode(mac.finalize().into_bytes()))
     }
 
+    /// The keyed hash of `value` (a name, an e-mail, a username), as
+    /// compared in texts: lower case, words joined by one space.
+    pub fn hash_value(&self, value: &str) -> Option<String> {
+        let words: Vec<&str> = words(value)
+            .into_iter()
+            .map(|(s, e)| &value[s..e])
+            .collect();
+        let joined = words.join(" ").to_ascii_lowercase();
+        let key = self.key.as_ref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+        mac.update(b"value:");
+        mac.update(joined.as_bytes());
+        Some(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// `text` with every forgotten value found as whole words replaced, or
+    /// [`schemas::ERASED`] when it is a forgotten id; None when it holds
+    /// none.
+    fn erase_text(&self, text: &str) -> Option<String> {
+        if self.forgets(text) {
+            return Some(schemas::ERASED.to_string());
+        }
+        if self.values.is_empty() {
+            return None;
+        }
+        let spans = words(text);
+        let mut out = String::new();
+        let (mut copied, mut at) = (0, 0);
+        while at < spans.len() {
+            let found = (1..=MOST_WORDS.min(spans.len() - at)).rev().find(|n| {
+                let joined: Vec<&str> = spans[at..at + n]
+                    .iter()
+                    .map(|(s, e)| &text[*s..*e])
+                    .collect();
+                self.hash_value(&joined.join(" "))
+                    .is_some_and(|h| self.values.contains(&h))
+            });
+            match found {
+                Some(n) => {
+                    out.push_str(&text[copied..spans[at].0]);
+                    out.push_str(schemas::ERASED);
+                    copied = spans[at + n - 1].1;
+                    at += n;
+                }
+                None => at += 1,
+            }
+        }
+        (copied > 0).then(|| {
+            out.push_str(&text[copied..]);
+            out
+        })
+    }
+
     /// Whether the User id `id` belongs to a forgotten person.
     pub fn forgets(&self, id: &str) -> bool {
         !self.forgotten.is_empty() && self.hash(id).is_some_and(|h| self.forgotten.contains(&h))
@@ -212,7 +317,7 @@ impl Ledger {
             return Screened::Dropped;
         }
         let erased = match enriched.get_mut("record") {
-            Some(record) => erase_in(record, &|id| self.forgets(id), &|_| None),
+            Some(record) => erase_in(record, &|id| self.forgets(id), &|s| self.erase_text(s)),
             None => false,
         };
         if erased {
@@ -259,23 +364,22 @@ impl Ledger {
     }
 }
 
-/// The hashes of the forgotten people: the ledger's folder names.
-async fn forgotten(lake: &Lake) -> Result<BTreeSet<String>, LedgerError> {
-    let prefix = lake.path(ENTRIES);
-    let listed: Vec<_> = lake
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(LakeError::from)?;
-    Ok(listed
-        .iter()
-        .filter_map(|object| {
-            let relative = object.location.prefix_match(&prefix)?;
-            let first = relative.into_iter().next()?;
-            Some(first.as_ref().to_string())
-        })
-        .collect())
+/// The byte spans of `text`'s words: runs without white space, without
+/// the punctuation around them (`Hansen.` is `Hansen`).
+fn words(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for run in text.split_whitespace() {
+        let start = offset + text[offset..].find(run).expect("a run of the text");
+        offset = start + run.len();
+        let trimmed = run.trim_matches(|c: char| !c.is_alphanumeric());
+        if trimmed.is_empty() {
+            continue;
+        }
+        let from = start + run.find(trimmed).expect("inside the run");
+        spans.push((from, from + trimmed.len()));
+    }
+    spans
 }
 
 #[cfg(test)]
@@ -285,12 +389,31 @@ mod tests {
     fn ledger() -> Ledger {
         let mut ledger = Ledger {
             key: Some(vec![7; 32]),
-            forgotten: BTreeSet::new(),
+            ..Ledger::default()
         };
         let hash = ledger.hash("users/5-A").expect("a key");
         assert_eq!(ledger.hash("5-A").as_deref(), Some(hash.as_str()));
         ledger.forgotten.insert(hash);
+        let name = ledger.hash_value("Ava  Hansen").expect("a key");
+        assert_eq!(ledger.hash_value("ava hansen"), Some(name.clone()));
+        ledger.values.insert(name);
         ledger
+    }
+
+    #[test]
+    fn forgotten_values_are_erased_as_whole_words_in_any_text() {
+        let ledger = ledger();
+        assert_eq!(
+            ledger
+                .erase_text("Reported by AVA Hansen. Thanks, Ava Hansenova")
+                .as_deref(),
+            Some("Reported by [erased]. Thanks, Ava Hansenova")
+        );
+        assert_eq!(
+            ledger.erase_text("users/5-A").as_deref(),
+            Some(schemas::ERASED)
+        );
+        assert_eq!(ledger.erase_text("Noah Smith"), None);
     }
 
     #[test]
@@ -321,6 +444,7 @@ mod tests {
         let person = ledger.hash("users/5-A").expect("a key");
         let erasure = Erasure {
             person: person.clone(),
+            values: Vec::new(),
             started_at: Utc::now(),
             finished_at: None,
             tables: Vec::new(),

@@ -170,8 +170,20 @@ pub async fn forget(
     let person = ledger
         .hash(user_id)
         .unwrap_or_else(|| "(no key yet)".to_string());
+    let mut hunt = Hunt::new(user_id);
+    for value in values {
+        if !hunt.learn(value) {
+            tracing::warn!("a value shorter than 3 characters is not hunted in free text");
+        }
+    }
+    learn_from_users(tables, &mut hunt).await?;
     let mut erasure = Erasure {
         person: person.clone(),
+        values: hunt
+            .hunted()
+            .iter()
+            .filter_map(|value| ledger.hash_value(value))
+            .collect(),
         started_at: Utc::now(),
         finished_at: None,
         tables: Vec::new(),
@@ -181,13 +193,6 @@ pub async fn forget(
         Ledger::record(lake, &erasure).await?;
     }
     let settle_at = tokio::time::Instant::now() + settings.writers_settle;
-    let mut hunt = Hunt::new(user_id);
-    for value in values {
-        if !hunt.learn(value) {
-            tracing::warn!("a value shorter than 3 characters is not hunted in free text");
-        }
-    }
-    learn_from_users(tables, &mut hunt).await?;
     tracing::info!(
         values = hunt.values(),
         dry_run = settings.dry_run,

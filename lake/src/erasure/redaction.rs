@@ -63,9 +63,14 @@ impl Hunt {
         true
     }
 
-    /// The values hunted besides the id.
+    /// How many values are hunted besides the id.
     pub(crate) fn values(&self) -> usize {
         self.values.len()
+    }
+
+    /// The values hunted besides the id.
+    pub(crate) fn hunted(&self) -> &[String] {
+        &self.values
     }
 
     /// Whether `text` is the person's id.
