@@ -124,24 +124,6 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     }
     let (bytes, files, all) = files_under(&lake)?;
 
-    let started = Instant::now();
-    let output = Command::new(binary("sink"))
-        .args(["forget", PERSON, "--settle", "0s", "--json"])
-        .env("LAKE_URL", &lake)
-        .env("RUST_LOG", "warn")
-        .output()?;
-    let forget_seconds = started.elapsed().as_secs_f64();
-    ensure!(
-        output.status.success(),
-        "sink forget failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout)?;
-    let tables = report["tables"].as_array().context("tables")?;
-    let sum = |field: &str| -> u64 { tables.iter().filter_map(|t| t[field].as_u64()).sum() };
-    let (rewritten, bytes_rewritten) = (sum("files_rewritten"), sum("bytes_rewritten"));
-    let (deleted, redacted) = (sum("rows_deleted"), sum("rows_redacted"));
-
     // The baseline: every file of the three tables rewritten by DuckDB with
     // one thread, the person's rows dropped and values replaced.
     let out = dir.path().join("duckdb");
@@ -180,6 +162,24 @@ print(time.time() - started)
         String::from_utf8_lossy(&ran.stderr)
     );
     let duckdb_seconds: f64 = String::from_utf8(ran.stdout)?.trim().parse()?;
+    let started = Instant::now();
+    let output = Command::new(binary("sink"))
+        .args(["forget", PERSON, "--settle", "0s", "--json"])
+        .env("LAKE_URL", &lake)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    let forget_seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        output.status.success(),
+        "sink forget failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    let tables = report["tables"].as_array().context("tables")?;
+    let sum = |field: &str| -> u64 { tables.iter().filter_map(|t| t[field].as_u64()).sum() };
+    let (rewritten, bytes_rewritten) = (sum("files_rewritten"), sum("bytes_rewritten"));
+    let (deleted, redacted) = (sum("rows_deleted"), sum("rows_redacted"));
+
     let ratio = duckdb_seconds / forget_seconds;
     let text = format!(
         "### Erasure (`scripts/bench erasure`)\n\n\

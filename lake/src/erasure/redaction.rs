@@ -39,6 +39,8 @@ pub(crate) fn bare_id(id: &str) -> &str {
 pub(crate) struct Hunt {
     bare_id: String,
     values: Vec<String>,
+    /// `values` in ASCII lower case.
+    lowered: Vec<String>,
 }
 
 impl Hunt {
@@ -46,6 +48,7 @@ impl Hunt {
         Hunt {
             bare_id: bare_id(id.trim()).to_string(),
             values: Vec::new(),
+            lowered: Vec::new(),
         }
     }
 
@@ -59,6 +62,7 @@ impl Hunt {
         }
         if !self.values.iter().any(|v| v.eq_ignore_ascii_case(value)) {
             self.values.push(value.to_string());
+            self.lowered.push(value.to_ascii_lowercase());
         }
         true
     }
@@ -73,6 +77,19 @@ impl Hunt {
         &self.values
     }
 
+    /// Whether `text` holds the id or a value anywhere (case aside): the
+    /// quick test before the careful one.
+    fn mentioned(&self, text: &str) -> bool {
+        if text.contains(self.bare_id.as_str()) && !self.bare_id.is_empty() {
+            return true;
+        }
+        if self.values.is_empty() {
+            return false;
+        }
+        let lower = text.to_ascii_lowercase();
+        self.lowered.iter().any(|v| lower.contains(v.as_str()))
+    }
+
     /// Whether `text` is the person's id.
     pub(crate) fn is_id(&self, text: &str) -> bool {
         !self.bare_id.is_empty() && bare_id(text.trim()) == self.bare_id
@@ -82,6 +99,9 @@ impl Hunt {
     pub(crate) fn text(&self, text: &str) -> Option<String> {
         if self.is_id(text) {
             return Some(ERASED.to_string());
+        }
+        if !self.mentioned(text) {
+            return None;
         }
         let mut out: Option<String> = None;
         for value in &self.values {
@@ -96,8 +116,7 @@ impl Hunt {
     /// The JSON `text` with the person erased (see the module's rules), or
     /// None when it names them nowhere.
     pub(crate) fn json(&self, text: &str) -> Option<String> {
-        let mentions = |needle: &str| contains_ignoring_ascii_case(text, needle);
-        if !mentions(&self.bare_id) && !self.values.iter().any(|v| mentions(v)) {
+        if !self.mentioned(text) {
             return None;
         }
         let mut value: Value = serde_json::from_str(text).ok()?;
@@ -154,14 +173,6 @@ fn erase_every_text(value: &mut Value) {
         Value::String(text) => *text = ERASED.to_string(),
         _ => {}
     }
-}
-
-fn contains_ignoring_ascii_case(text: &str, needle: &str) -> bool {
-    !needle.is_empty()
-        && text
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// `text` with each whole-word occurrence of `value` (ASCII case aside)
@@ -293,31 +304,42 @@ fn erase_column(
     column: &ArrayRef,
     rewrite: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<(ArrayRef, Vec<bool>)>, ArrowError> {
+    /// The rewritten values, by row; None when none changes (nothing is
+    /// copied then).
     fn texts<'a>(
         values: impl Iterator<Item = Option<&'a str>>,
         rewrite: &dyn Fn(&str) -> Option<String>,
-    ) -> (Vec<Option<String>>, Vec<bool>) {
-        let mut changed = Vec::new();
-        let out = values
-            .map(|value| {
-                let new = value.and_then(rewrite);
-                changed.push(new.is_some());
-                new.or(value.map(str::to_string))
-            })
+    ) -> Option<(Vec<Option<String>>, Vec<bool>)> {
+        let values: Vec<Option<&str>> = values.collect();
+        let rewritten: Vec<Option<String>> = values.iter().map(|v| v.and_then(rewrite)).collect();
+        if rewritten.iter().all(Option::is_none) {
+            return None;
+        }
+        let changed = rewritten.iter().map(Option::is_some).collect();
+        let out = rewritten
+            .into_iter()
+            .zip(values)
+            .map(|(new, old)| new.or(old.map(str::to_string)))
             .collect();
-        (out, changed)
+        Some((out, changed))
     }
     let (array, changed): (ArrayRef, Vec<bool>) = match column.data_type() {
         DataType::Utf8 => {
-            let (out, changed) = texts(column.as_string::<i32>().iter(), rewrite);
+            let Some((out, changed)) = texts(column.as_string::<i32>().iter(), rewrite) else {
+                return Ok(None);
+            };
             (Arc::new(StringArray::from(out)), changed)
         }
         DataType::LargeUtf8 => {
-            let (out, changed) = texts(column.as_string::<i64>().iter(), rewrite);
+            let Some((out, changed)) = texts(column.as_string::<i64>().iter(), rewrite) else {
+                return Ok(None);
+            };
             (Arc::new(LargeStringArray::from(out)), changed)
         }
         DataType::Utf8View => {
-            let (out, changed) = texts(column.as_string_view().iter(), rewrite);
+            let Some((out, changed)) = texts(column.as_string_view().iter(), rewrite) else {
+                return Ok(None);
+            };
             (Arc::new(StringViewArray::from(out)), changed)
         }
         DataType::List(field) => {
