@@ -249,8 +249,16 @@ impl Writer {
 
 /// The Parquet files of each table's days, by table.
 fn day_files(lake: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
+    tables_files(lake, &["events", "results"])
+}
+
+/// The Parquet files of the days of `tables`, by table.
+pub(crate) fn tables_files(
+    lake: &Path,
+    names: &[&str],
+) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
     let mut tables = Vec::new();
-    for table in ["events", "results"] {
+    for table in names.iter().copied() {
         let mut files = Vec::new();
         for day in std::fs::read_dir(lake.join(table))? {
             let day = day?.path();

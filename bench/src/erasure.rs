@@ -81,23 +81,13 @@ fn enriched(options: &Options, d: usize, i: usize, resource: &str) -> anyhow::Re
     .to_string())
 }
 
-/// Bytes and count of the Parquet files under `folder`.
+/// Bytes and count of the Parquet files of the tables under `folder`.
 fn files_under(folder: &Path) -> anyhow::Result<(u64, usize, Vec<PathBuf>)> {
-    let mut found = Vec::new();
-    for table in ["events", "users", "results"] {
-        for day in std::fs::read_dir(folder.join(table))? {
-            let day = day?.path();
-            if !day.is_dir() || day.ends_with("_delta_log") {
-                continue;
-            }
-            for file in std::fs::read_dir(&day)? {
-                let file = file?.path();
-                if file.extension().is_some_and(|e| e == "parquet") {
-                    found.push(file);
-                }
-            }
-        }
-    }
+    let found: Vec<PathBuf> =
+        crate::compaction::tables_files(folder, &["events", "users", "results"])?
+            .into_iter()
+            .flat_map(|(_, files)| files)
+            .collect();
     let mut bytes = 0;
     for file in &found {
         bytes += std::fs::metadata(file)?.len();

@@ -161,12 +161,7 @@ impl Ledger {
         key: Option<&ErasureKey>,
         previous: Option<&Ledger>,
     ) -> Result<Ledger, LedgerError> {
-        let listed: Vec<_> = lake
-            .store()
-            .list(Some(&lake.path(ENTRIES)))
-            .try_collect()
-            .await
-            .map_err(LakeError::from)?;
+        let listed = entries(lake).await?;
         let mut entries = BTreeMap::new();
         for object in listed {
             let location = object.location.to_string();
@@ -344,12 +339,7 @@ impl Ledger {
 
     /// Every erasure's audit entry, oldest first.
     pub async fn erasures(lake: &Lake) -> Result<Vec<Erasure>, LedgerError> {
-        let listed: Vec<_> = lake
-            .store()
-            .list(Some(&lake.path(ENTRIES)))
-            .try_collect()
-            .await
-            .map_err(LakeError::from)?;
+        let listed = entries(lake).await?;
         let mut found = Vec::new();
         for object in listed {
             let Some(bytes) = lake.read_if_exists(&object.location).await? else {
@@ -362,6 +352,16 @@ impl Ledger {
         found.sort_by_key(|e| e.started_at);
         Ok(found)
     }
+}
+
+/// The ledger's entries as listed.
+async fn entries(lake: &Lake) -> Result<Vec<object_store::ObjectMeta>, LedgerError> {
+    Ok(lake
+        .store()
+        .list(Some(&lake.path(ENTRIES)))
+        .try_collect()
+        .await
+        .map_err(LakeError::from)?)
 }
 
 /// The byte spans of `text`'s words: runs without white space, without
