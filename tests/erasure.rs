@@ -292,6 +292,7 @@ async fn a_forgotten_person_is_gone_from_every_byte_and_stays_gone() -> anyhow::
         &[],
         &[
             ("ENRICH_RESOURCES", "Results,Users,Assignments,Notes"),
+            ("ERASURE_LEDGER", &lake),
             ("ENRICHER_GROUP_ID", &format!("{run}-enricher")),
             ("ENRICHER_OPS_LISTEN", &enricher_ops),
         ],
@@ -440,6 +441,7 @@ async fn a_forgotten_person_is_gone_from_every_byte_and_stays_gone() -> anyhow::
     let started = Instant::now();
     let report = run_binary("sink", &["forget", &person, "--json"], &[])?;
     let took = started.elapsed();
+    let erased_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let report: Value = serde_json::from_str(&report)?;
     ensure!(
         !report.to_string().contains(&values[1]) && !report.to_string().contains(&person),
@@ -512,7 +514,7 @@ print(json.dumps({"named": rows.column("named").to_pylist()[0], "erased": rows.c
     run_binary(
         "enricher",
         &["backfill", "--resource", resources, "--restart"],
-        &[],
+        &[("ERASURE_LEDGER", &lake)],
     )?;
     let late = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     post(&webhooks, "Users", &person, &late).await?;
@@ -560,6 +562,34 @@ print(json.dumps({"named": rows.column("named").to_pylist()[0], "erased": rows.c
     );
 
     phase("replayed, backfilled, late webhooks, compacted, checked");
+    // Nor the enriched topic: what the enricher and the backfill produced
+    // after the erasure does not name the person.
+    let produced_after = |message: &rdkafka::message::OwnedMessage| {
+        use rdkafka::Message;
+        let record: Value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or_default();
+        record["fetched_at"]
+            .as_str()
+            .is_some_and(|fetched| fetched >= erased_at.as_str())
+    };
+    let messages = end_to_end::read_until(
+        &services.brokers,
+        &enriched,
+        Duration::from_secs(60),
+        |read| read.iter().filter(|m| produced_after(m)).count() >= 2 * OBJECTS as usize,
+    )
+    .await?;
+    for message in messages.iter().filter(|m| produced_after(m)) {
+        use rdkafka::Message;
+        let text = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+        for value in &values {
+            ensure!(
+                !text.contains(value.as_str()),
+                "a record produced after the erasure names the forgotten person"
+            );
+        }
+    }
+
     // The doctor lists the erasure and finds the person nowhere.
     let doctor = end_to_end::run_binary_output("sink", &["doctor", "--json"], &common)?;
     let doctor: Value = serde_json::from_str(&doctor.stdout)?;

@@ -167,6 +167,19 @@ pub struct Config {
     #[arg(long, env = "ENRICHER_OPS_LISTEN", default_value = "0.0.0.0:8081")]
     pub ops_listen: SocketAddr,
 
+    /// The lake whose erasure ledger to consult (the sink's LAKE_URL, with
+    /// read access to its `_erasure/` prefix): the enricher and the backfill
+    /// then leave out a forgotten person's User records and erase them in
+    /// every other record before producing it, so the enriched topic does
+    /// not carry them again (see README, Personal data and erasure). Unset,
+    /// only the sink screens, before writing.
+    #[arg(long, env = "ERASURE_LEDGER")]
+    pub erasure_ledger: Option<String>,
+
+    /// Key of the erasure ledger's hashes (hex), as the sink's.
+    #[arg(long, env = "ERASURE_KEY", hide_env_values = true)]
+    pub erasure_key: Option<lake::ErasureKey>,
+
     /// Create missing topics at start-up.
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_topics: bool,

@@ -117,6 +117,8 @@ pub(crate) struct Enricher {
     done: mpsc::UnboundedSender<(i32, i64)>,
     /// Cancelled when the drain deadline passes at shutdown.
     stop: CancellationToken,
+    /// The erasure ledger, when the enricher consults it.
+    erasures: Option<Arc<lake::Erasures>>,
 }
 
 impl Enricher {
@@ -127,6 +129,7 @@ impl Enricher {
         readiness: Readiness,
         done: mpsc::UnboundedSender<(i32, i64)>,
         stop: CancellationToken,
+        erasures: Option<Arc<lake::Erasures>>,
     ) -> Self {
         let user_cache =
             (!config.user_cache_ttl.is_zero()).then(|| RecordCache::new(config.user_cache_ttl));
@@ -139,6 +142,7 @@ impl Enricher {
             queues: Mutex::new(HashMap::new()),
             done,
             stop,
+            erasures,
         }
     }
 
@@ -418,6 +422,10 @@ impl Enricher {
     /// large) goes to the dead-letter topic instead.
     async fn emit(&self, job: &Job, record: &EnrichedRecord) -> Result<(), Unsettled> {
         let value = serde_json::to_vec(record).expect("enriched records serialize");
+        // A forgotten person's own record is not produced: the event is done.
+        let Some(value) = crate::screened(self.erasures.as_deref(), value) else {
+            return Ok(());
+        };
         let outgoing = Outgoing {
             topic: &self.config.enriched_topic,
             key: job.message.key(),

@@ -44,6 +44,12 @@ pub enum EnricherError {
     /// Consuming raw events failed for good.
     #[error(transparent)]
     Consumption(#[from] consumption::ConsumptionError),
+    /// The lake of ERASURE_LEDGER cannot be opened.
+    #[error("ERASURE_LEDGER: {0}")]
+    LedgerLake(#[from] lake::LakeError),
+    /// The erasure ledger cannot be read.
+    #[error(transparent)]
+    Ledger(#[from] lake::LedgerError),
 }
 
 impl runtime::Hint for EnricherError {
@@ -108,6 +114,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         config.max_in_flight.max(1),
         config.drain_timeout,
     );
+    let erasures = erasures(&config).await?;
     let enricher = Arc::new(enrichment::Enricher::new(
         accounts,
         producer.clone(),
@@ -115,6 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         readiness,
         done_tx,
         stop.clone(),
+        erasures,
     ));
     let consumption = consumption::Consumption {
         consumer,
@@ -138,6 +146,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
     Ok(())
 }
 
+/// The erasure ledger, read and kept fresh, when `ERASURE_LEDGER` names a
+/// lake.
+async fn erasures(config: &Config) -> Result<Option<Arc<lake::Erasures>>, EnricherError> {
+    let Some(location) = &config.erasure_ledger else {
+        return Ok(None);
+    };
+    let lake = lake::Lake::open(location)?;
+    let erasures = lake::Erasures::load(&lake, config.erasure_key.as_ref()).await?;
+    erasures
+        .clone()
+        .keep_fresh(lake, config.erasure_key.clone());
+    Ok(Some(erasures))
+}
+
+/// The enriched record `value` as the ledger lets it be produced: None for
+/// a forgotten person's own User record.
+pub(crate) fn screened(erasures: Option<&lake::Erasures>, value: Vec<u8>) -> Option<Vec<u8>> {
+    let Some(erasures) = erasures else {
+        return Some(value);
+    };
+    match erasures.current().0.screen(&value) {
+        lake::Screened::Clean => Some(value),
+        lake::Screened::Dropped => {
+            telemetry::erased_record("dropped");
+            None
+        }
+        lake::Screened::Erased(erased) => {
+            telemetry::erased_record("erased");
+            Some(erased)
+        }
+    }
+}
+
 /// Runs a one-off command to its end.
 async fn run_command(
     config: &Config,
@@ -158,7 +199,9 @@ async fn run_command(
             let account = accounts::account(config, &settings)?;
             let client = account.client.with_rate_limit(Arc::new(args.rate_share()));
             let producer = enriched_producer(config)?;
+            let erasures = erasures(config).await?;
             let target = backfill::Target {
+                erasures: erasures.as_deref(),
                 account: &args.account,
                 kafka: &config.kafka,
                 enriched_topic: &config.enriched_topic,

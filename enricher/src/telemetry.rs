@@ -18,6 +18,7 @@ const CONSUMPTION_PAUSED: &str = "enricher_consumption_paused";
 const BACKFILL_OBJECTS: &str = "enricher_backfill_objects_total";
 const BACKFILL_SKIPPED: &str = "enricher_backfill_skipped_total";
 const FINISHED_EARLIER: &str = "enricher_finished_earlier_total";
+const ERASED_RECORDS: &str = "enricher_erased_records_total";
 
 /// Every metric the enricher serves, with the runtime's readiness and lag
 /// gauges.
@@ -37,6 +38,7 @@ pub fn metric_names() -> Vec<String> {
         BACKFILL_OBJECTS,
         BACKFILL_SKIPPED,
         FINISHED_EARLIER,
+        ERASED_RECORDS,
     ]
     .iter()
     .map(|name| name.to_string())
@@ -116,4 +118,10 @@ pub(crate) fn backfill_skipped(resource: schemas::Resource) {
 /// position said it had finished: it was not enriched again.
 pub(crate) fn finished_earlier() {
     metrics::counter!(FINISHED_EARLIER).increment(1);
+}
+
+/// A record about to be produced named a forgotten person: `outcome`
+/// "dropped" (their own User record) or "erased".
+pub(crate) fn erased_record(outcome: &'static str) {
+    metrics::counter!(ERASED_RECORDS, "outcome" => outcome).increment(1);
 }

@@ -38,8 +38,8 @@ pub use delta::vacuum::{vacuum, VacuumReport, VacuumSettings, Vacuumed};
 pub use encoding::file_set::{EncodedFile, FileSet, Naming, Origin};
 pub use encoding::parquet_file::{Compression, EncodingError};
 pub use erasure::{
-    forget, found_again, Erasure, ErasureError, ErasureKey, ErasureReport, ErasureSettings, Ledger,
-    LedgerError, Screened, TableErased,
+    forget, found_again, Erasure, ErasureError, ErasureKey, ErasureReport, ErasureSettings,
+    Erasures, Ledger, LedgerError, Screened, TableErased,
 };
 pub use event_ids::{digest, EventIds, IdDigest};
 pub use offsets::OffsetRange;

@@ -36,6 +36,10 @@ DEFAULTS = {
         "MOBARO_API_MAX_BODY", "MOBARO_API_MAX_RETRY_AFTER", "MOBARO_API_PATH_TEMPLATE",
         "MOBARO_API_RATE_BURST", "MOBARO_API_RATE_LIMIT", "MOBARO_API_TIMEOUT",
         "MOBARO_API_URL", "RAW_TOPIC",
+        # The sink screens every write against the erasure ledger; the
+        # enricher consults it too only when given the lake and its
+        # credentials (an overlay's choice).
+        "ERASURE_LEDGER", "ERASURE_KEY",
     },
     "sink": {
         "DEAD_LETTER_TOPIC", "ENRICHED_TOPIC", "KAFKA_OPTIONS",

@@ -9,8 +9,8 @@ use std::collections::btree_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lake::Screened;
 use lake::{EncodingError, Tables, TablesError};
+use lake::{Erasures, Screened};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
@@ -26,7 +26,6 @@ use crate::batch::{Batch, Encoding};
 use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::deduplication::Deduplication;
-use crate::erasures::Erasures;
 use crate::flush::{Flushed, Flusher, STORE_RETRY};
 use crate::rotation::{FlushReason, Rotation};
 use crate::telemetry;

@@ -11,7 +11,6 @@ mod continuity;
 mod conversion;
 mod deduplication;
 mod doctor;
-mod erasures;
 mod flush;
 mod ownership;
 mod remedy;
@@ -110,8 +109,7 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         )
         .await?;
     }
-    let erasures =
-        erasures::Erasures::load(tables.lake(), config.erasure_key.as_ref(), &shutdown).await?;
+    let erasures = lake::Erasures::load(tables.lake(), config.erasure_key.as_ref()).await?;
     let (consumer, instance_id) = consumer(&config)?;
     let producer = config
         .kafka
@@ -128,11 +126,9 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         runtime::ops_router(readiness.clone()),
         ops_shutdown.clone(),
     ));
-    erasures.clone().keep_fresh(
-        tables.lake().clone(),
-        config.erasure_key.clone(),
-        ops_shutdown.clone(),
-    );
+    erasures
+        .clone()
+        .keep_fresh(tables.lake().clone(), config.erasure_key.clone());
     telemetry::start_counters();
     tracing::info!(lake = tables.lake().describe(), format = ?config.lake_format, topic = %config.enriched_topic, instance = instance_id.as_deref().unwrap_or("(dynamic)"), "sink starting");
     let consumer = Arc::new(consumer);

@@ -45,6 +45,8 @@ use scan::Scan;
 /// Where a backfill's records go and how it reaches Mobaro: the enricher's
 /// own settings, given by the caller.
 pub struct Target<'a> {
+    /// The erasure ledger, when the backfill consults it.
+    pub erasures: Option<&'a lake::Erasures>,
     /// The account loaded.
     pub account: &'a str,
     /// The broker.

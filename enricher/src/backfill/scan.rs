@@ -390,7 +390,7 @@ impl Scan<'_> {
         let count = items.len();
         let records: Vec<(EnrichedRecord, Vec<u8>)> = items
             .into_iter()
-            .map(|item| {
+            .filter_map(|item| {
                 let event = WebhookEvent {
                     resource: self.resource,
                     event: EventKind::Snapshot,
@@ -405,7 +405,9 @@ impl Scan<'_> {
                 )
                 .with_record(item.record, now);
                 let value = serde_json::to_vec(&record).expect("enriched records serialize");
-                (record, value)
+                // A forgotten person's own record is not produced.
+                let value = crate::screened(self.target.erasures, value)?;
+                Some((record, value))
             })
             .collect();
         let keys: Vec<String> = records

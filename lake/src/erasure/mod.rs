@@ -25,6 +25,7 @@
 mod audit;
 mod ledger;
 mod redaction;
+mod watch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -43,6 +44,7 @@ use schemas::{Resource, Table};
 
 pub use audit::found_again;
 pub use ledger::{Erasure, ErasureKey, Ledger, LedgerError, Screened, TableErased};
+pub use watch::Erasures;
 
 use crate::data_file::DataFile;
 use crate::delta::actions::{add_action, commit_properties, partition_values};
