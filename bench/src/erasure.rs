@@ -187,7 +187,9 @@ Ratio (DuckDB / sink forget): **{ratio:.2}**. Rows deleted {deleted}, redacted {
 those naming them; the reading is the cost that grows with the lake.\n\n",
         days = options.days,
         rows = options.rows,
-        person_days = options.person_days,
+        person_days = (0..options.days)
+            .filter(|d| d.is_multiple_of((options.days / options.person_days.max(1)).max(1)))
+            .count(),
         mib = bytes as f64 / (1 << 20) as f64,
         rewritten_mib = bytes_rewritten as f64 / (1 << 20) as f64,
     );
