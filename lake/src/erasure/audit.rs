@@ -33,7 +33,7 @@ pub async fn found_again(
         };
         let files: Vec<(Path, u64)> = active(&current, table)?
             .into_iter()
-            .map(|f| (lake.path(&format!("{}/{}", table.name(), f.path)), f.size))
+            .map(|f| f.located(lake, table))
             .collect();
         each_batch(lake, &files, &[column, "resource"], |_, batch| {
             let ids = batch.column_by_name(column).map(texts).unwrap_or_default();

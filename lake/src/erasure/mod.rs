@@ -153,6 +153,17 @@ struct Active {
     size: u64,
 }
 
+impl Active {
+    /// Where the file of `table` is in `lake`, with its size: what the
+    /// readers take.
+    fn located(&self, lake: &crate::Lake, table: Table) -> (Path, u64) {
+        (
+            lake.path(&format!("{}/{}", table.name(), self.path)),
+            self.size,
+        )
+    }
+}
+
 /// Forgets the person with User id `user_id` in every Delta table, hunting
 /// `values` (and the name, e-mail and username their User records hold)
 /// too. An id the lake does not hold is not an error: the report counts
@@ -235,7 +246,7 @@ async fn learn_from_users(tables: &DeltaTables, hunt: &mut Hunt) -> Result<(), E
     let lake = tables.lake();
     let files: Vec<(Path, u64)> = active(&current, table)?
         .into_iter()
-        .map(|f| (lake.path(&format!("{}/{}", table.name(), f.path)), f.size))
+        .map(|f| f.located(lake, table))
         .collect();
     let mut learned = Vec::new();
     each_batch(
@@ -373,7 +384,7 @@ async fn forget_in_table(
                 done.statistics_cleared += cleared;
                 let lake = tables.lake();
                 for file in &replaced {
-                    let location = lake.path(&format!("{}/{}", table.name(), file.path));
+                    let (location, _) = file.located(lake, table);
                     delete(lake, &location).await?;
                 }
                 if holders.is_empty() && tokio::time::Instant::now() >= settle_at {
@@ -430,10 +441,7 @@ async fn find(
     files: &[Active],
 ) -> Result<Vec<Found>, ErasureError> {
     let lake = tables.lake();
-    let located: Vec<(Path, u64)> = files
-        .iter()
-        .map(|f| (lake.path(&format!("{}/{}", table.name(), f.path)), f.size))
-        .collect();
+    let located: Vec<(Path, u64)> = files.iter().map(|f| f.located(lake, table)).collect();
     let mut found = vec![Found::default(); files.len()];
     let opened = in_order(lake, &located, None);
     futures::pin_mut!(opened);
@@ -485,10 +493,7 @@ async fn rewrite(
     let Some(original) = DataPath::parse_in_table(table, &file.path) else {
         return Err(failed("not in a dt= folder".into()));
     };
-    let located = [(
-        lake.path(&format!("{}/{}", table.name(), file.path)),
-        file.size,
-    )];
+    let located = [file.located(lake, table)];
     let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
     let mut rows = 0;
     let opened = in_order(lake, &located, None);
