@@ -29,7 +29,7 @@ pub use checkup::{
 pub use data_file::DataFile;
 pub use ddl::{create_table, Dialect, LakeFormat, TableSource};
 pub use delta::compaction::{
-    compact, CompactionError, CompactionReport, CompactionSettings, DayCompacted,
+    compact, merge_open_days, CompactionError, CompactionReport, CompactionSettings, DayCompacted,
 };
 pub use delta::conversion::{convert_to_delta, ConversionError, Converted};
 pub use delta::error::DeltaError;

@@ -55,6 +55,9 @@ impl DataPath {
 pub(crate) mod stems {
     /// Prefix of compaction's outputs.
     pub(crate) const COMPACTED_PREFIX: &str = "compacted-";
+    /// Prefix of the files an open day's small files are merged into; the
+    /// day is compacted again once closed.
+    pub(crate) const MERGED_PREFIX: &str = "merged-";
 
     /// `{partition}-{first}-{last}-{8 hex}`.
     pub(crate) fn batch(partition: i32, first: i64, last: i64) -> String {
@@ -64,6 +67,11 @@ pub(crate) mod stems {
     /// `compacted-{16 hex}`.
     pub(crate) fn compacted() -> String {
         format!("{COMPACTED_PREFIX}{:016x}", rand::random::<u64>())
+    }
+
+    /// `merged-{16 hex}`.
+    pub(crate) fn merged() -> String {
+        format!("{MERGED_PREFIX}{:016x}", rand::random::<u64>())
     }
 
     /// The topic, partition and last offset a plain Parquet file's stem
@@ -77,12 +85,15 @@ pub(crate) mod stems {
         Some((topic, partition, last))
     }
 
-    /// Whether `stem` has a shape of [`batch`] or [`compacted`].
+    /// Whether `stem` has a shape of [`batch`], [`compacted`] or [`merged`].
     pub(crate) fn written_by_sink(stem: &str) -> bool {
         let hex = |text: &str, len: usize| {
             text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit())
         };
-        if let Some(suffix) = stem.strip_prefix(COMPACTED_PREFIX) {
+        if let Some(suffix) = stem
+            .strip_prefix(COMPACTED_PREFIX)
+            .or_else(|| stem.strip_prefix(MERGED_PREFIX))
+        {
             return hex(suffix, 16);
         }
         let parts: Vec<&str> = stem.split('-').collect();
@@ -116,6 +127,7 @@ mod tests {
     fn the_sinks_own_files_are_told_from_others() {
         assert!(stems::written_by_sink(&stems::batch(2, 0, 9)));
         assert!(stems::written_by_sink(&stems::compacted()));
+        assert!(stems::written_by_sink(&stems::merged()));
         assert!(!stems::written_by_sink(
             "mobaro.enriched+2+00000000000000000000+00000000000000000009"
         ));

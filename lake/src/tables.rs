@@ -320,45 +320,85 @@ impl Tables {
         files: &[DataFile],
         last: i64,
     ) -> Result<Committed, TablesError> {
+        let mut outcomes = self.commit_together(&[(standing, files, last)]).await?;
+        Ok(outcomes.pop().expect("one outcome per batch"))
+    }
+
+    /// [`Tables::commit`] for the batches of several partitions, each as
+    /// (its standing, its written files, its last offset): Delta, one
+    /// commit per table holding every partition's files and transaction
+    /// (so a table receives one commit per flush whatever the partitions);
+    /// a partition not where its standing says is settled on its own. The
+    /// outcomes in the order of `batches`.
+    pub async fn commit_together(
+        &self,
+        batches: &[(&Standing, &[DataFile], i64)],
+    ) -> Result<Vec<Committed>, TablesError> {
         let Format::Delta { tables, topic } = &self.format else {
-            return Ok(Committed::All);
+            return Ok(vec![Committed::All; batches.len()]);
         };
-        let partition = standing.partition;
-        let id = app_id(topic, partition);
-        let mut by_table: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
-        for file in files {
-            by_table
-                .entry(file.path.table)
-                .or_default()
-                .push(file.clone());
+        let ids: Vec<String> = batches
+            .iter()
+            .map(|(standing, _, _)| app_id(topic, standing.partition))
+            .collect();
+        let mut by_table: BTreeMap<Table, Vec<(usize, Vec<DataFile>)>> = BTreeMap::new();
+        for (index, (_, files, _)) in batches.iter().enumerate() {
+            let mut own: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
+            for file in *files {
+                own.entry(file.path.table).or_default().push(file.clone());
+            }
+            for (table, files) in own {
+                by_table.entry(table).or_default().push((index, files));
+            }
         }
-        for (table, files) in by_table {
-            let expected = standing.version(table);
-            match tables.append(table, &files, &id, expected, last).await? {
-                Appended::Committed(version) => tracing::info!(
-                    table = table.name(),
-                    version,
-                    partition,
-                    last_offset = last,
-                    files = files.len(),
-                    "committed"
-                ),
-                Appended::AlreadyThere => tracing::info!(
-                    table = table.name(),
-                    partition,
-                    last_offset = last,
-                    "the table holds these records already"
-                ),
-                Appended::Superseded(found) => {
-                    return Ok(Committed::Superseded {
-                        table,
-                        expected,
-                        found,
-                    })
+        let mut outcomes = vec![Committed::All; batches.len()];
+        for (table, parts) in by_table {
+            let parts: Vec<(usize, Vec<DataFile>)> = parts
+                .into_iter()
+                .filter(|(index, _)| outcomes[*index] == Committed::All)
+                .collect();
+            let delta_batches: Vec<crate::delta::log::Batch<'_>> = parts
+                .iter()
+                .map(|(index, files)| {
+                    let (standing, _, last) = batches[*index];
+                    crate::delta::log::Batch {
+                        files,
+                        app_id: &ids[*index],
+                        expected: standing.version(table),
+                        version: last,
+                    }
+                })
+                .collect();
+            let appended = tables.append_together(table, &delta_batches).await?;
+            for ((index, files), appended) in parts.iter().zip(appended) {
+                let (standing, _, last) = batches[*index];
+                let partition = standing.partition;
+                match appended {
+                    Appended::Committed(version) => tracing::info!(
+                        table = table.name(),
+                        version,
+                        partition,
+                        last_offset = last,
+                        files = files.len(),
+                        "committed"
+                    ),
+                    Appended::AlreadyThere => tracing::info!(
+                        table = table.name(),
+                        partition,
+                        last_offset = last,
+                        "the table holds these records already"
+                    ),
+                    Appended::Superseded(found) => {
+                        outcomes[*index] = Committed::Superseded {
+                            table,
+                            expected: standing.version(table),
+                            found,
+                        }
+                    }
                 }
             }
         }
-        Ok(Committed::All)
+        Ok(outcomes)
     }
 
     /// Creates each Delta table that does not exist yet, empty: readers of

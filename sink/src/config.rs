@@ -76,9 +76,19 @@ pub struct Config {
     #[arg(long, env = "SINK_MULTIPART_PART_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
     pub multipart_part_size: usize,
 
-    /// Close a file once its oldest record has waited this long.
+    /// Close a file once its oldest record has waited this long, even while
+    /// records keep arriving (a backlog: files otherwise fill by rows and
+    /// bytes).
     #[arg(long, env = "SINK_MAX_FILE_AGE", default_value = "1m", value_parser = humantime::parse_duration)]
     pub max_file_age: Duration,
+
+    /// Once the sink has read every record the topic holds, it writes and
+    /// commits what it buffered when the oldest record has waited this long:
+    /// how fresh the tables are under light traffic. All partitions' files
+    /// go into one commit per table, so a table receives at most one such
+    /// commit per interval per sink instance.
+    #[arg(long, env = "SINK_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub commit_interval: Duration,
 
     /// Parquet compression: zstd, snappy or none.
     #[arg(long, env = "SINK_COMPRESSION", default_value = "zstd")]
@@ -158,6 +168,18 @@ pub struct UpkeepArgs {
     #[arg(long, env = "SINK_COMPACT_GRACE", default_value = "2d", value_parser = humantime::parse_duration)]
     pub compact_grace: Duration,
 
+    /// An open day (today, or inside the grace) whose table holds more than
+    /// this many small files (below half SINK_COMPACT_TARGET_SIZE) has them
+    /// merged into one, checked every SINK_MERGE_EVERY: queries over today
+    /// then read a bounded number of files however often the sink commits.
+    #[arg(long, env = "SINK_OPEN_DAY_FILES", default_value_t = 32)]
+    pub open_day_files: usize,
+
+    /// How often open days are checked for small files to merge; `0s` turns
+    /// the merging off.
+    #[arg(long, env = "SINK_MERGE_EVERY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub merge_every: Duration,
+
     /// Size of the files compaction writes.
     #[arg(long, env = "SINK_COMPACT_TARGET_SIZE", default_value = "128MiB", value_parser = parse_bytes)]
     pub compact_target_size: usize,
@@ -167,8 +189,10 @@ pub struct UpkeepArgs {
     #[arg(long, env = "SINK_VACUUM_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub vacuum_retention: Duration,
 
-    /// Commits older than this leave the log once a checkpoint covers them.
-    #[arg(long, env = "SINK_LOG_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    /// Commits older than this leave the log once a checkpoint covers them
+    /// (time travel reaches back as far, and no further than the vacuum
+    /// retention for files since removed).
+    #[arg(long, env = "SINK_LOG_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub log_retention: Duration,
 }
 

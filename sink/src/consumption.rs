@@ -6,10 +6,11 @@
 //! tables before the partition's offset is committed.
 
 use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lake::{EncodingError, Tables, TablesError};
+use lake::{EncodingError, Standing, Tables, TablesError};
 use lake::{Erasures, Screened};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
@@ -131,6 +132,14 @@ impl From<EncodingError> for Halt {
     }
 }
 
+/// Sleeps until `at`; for ever without it.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a message holds.
 #[must_use]
 enum Decoded<'m> {
@@ -159,7 +168,12 @@ impl Consumption {
         };
         let halted = loop {
             self.drop_revoked(&mut buffer);
+            let idle_flush = self.idle_flush_at(&buffer);
+            // In this order: a message waiting to be read comes before the
+            // idle flush, which therefore runs only when the sink has read
+            // what the topic holds; under a backlog files fill by size.
             let step = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => Err(Halt::Stopped),
                 _ = tick.tick() => {
                     self.screen_again(&mut buffer, &mut screened_by).await;
@@ -175,6 +189,10 @@ impl Consumption {
                         }
                     },
                 },
+                () = sleep_until(idle_flush) => {
+                    let partitions = buffer.free().map(|b| b.partition).collect();
+                    self.flush_together(&mut buffer, partitions, FlushReason::Idle, &shutdown).await
+                }
             };
             if let Err(halt) = step {
                 break halt;
@@ -192,17 +210,22 @@ impl Consumption {
             expire.cancel();
         });
         let partitions: Vec<i32> = buffer.free().map(|b| b.partition).collect();
-        for partition in partitions {
-            match self
-                .flush(&mut buffer, partition, FlushReason::Shutdown, &deadline)
-                .await
-            {
-                Ok(_) => {}
-                Err(Halt::Stopped) => break,
-                Err(Halt::Failed(error)) => return Err(error),
-            }
+        match self
+            .flush_together(&mut buffer, partitions, FlushReason::Shutdown, &deadline)
+            .await
+        {
+            Ok(()) | Err(Halt::Stopped) => Ok(()),
+            Err(Halt::Failed(error)) => Err(error),
         }
-        Ok(())
+    }
+
+    /// When the open batches are flushed if no message is waiting: the
+    /// commit interval after the oldest opened; never without one.
+    fn idle_flush_at(&self, buffer: &Buffer) -> Option<tokio::time::Instant> {
+        let oldest = buffer.free().map(|b| b.opened_at).min()?;
+        Some(tokio::time::Instant::from_std(
+            oldest + self.config.commit_interval,
+        ))
     }
 
     /// When the erasure ledger changed since the batches were screened
@@ -532,38 +555,85 @@ impl Consumption {
         reason: FlushReason,
         shutdown: &CancellationToken,
     ) -> Result<Flushed, Halt> {
-        let Some(mut batch) = buffer.batches.remove(&partition) else {
-            return Ok(Flushed::Done);
-        };
-        let ids = batch.take_ids();
-        let standing = buffer
-            .standings
-            .get_mut(&partition)
-            .expect("a partition with a batch has a standing");
+        let mut flushed = self
+            .flushed_together(buffer, vec![partition], reason, shutdown)
+            .await?;
+        Ok(flushed.pop().unwrap_or(Flushed::Done))
+    }
+
+    /// Flushes the batches of `partitions` together (one commit per table
+    /// for all of them).
+    async fn flush_together(
+        &self,
+        buffer: &mut Buffer,
+        partitions: Vec<i32>,
+        reason: FlushReason,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Halt> {
+        self.flushed_together(buffer, partitions, reason, shutdown)
+            .await
+            .map(drop)
+    }
+
+    /// [`Consumption::flush_together`], with each batch's outcome.
+    async fn flushed_together(
+        &self,
+        buffer: &mut Buffer,
+        partitions: Vec<i32>,
+        reason: FlushReason,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<Flushed>, Halt> {
+        let (mut order, mut batches, mut standings) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ids = BTreeMap::new();
+        for partition in partitions {
+            let Some(mut batch) = buffer.batches.remove(&partition) else {
+                continue;
+            };
+            ids.insert(partition, batch.take_ids());
+            let standing = buffer
+                .standings
+                .remove(&partition)
+                .expect("a partition with a batch has a standing");
+            order.push(partition);
+            batches.push(batch);
+            standings.push(standing);
+        }
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let together = batches.into_iter().zip(standings.iter_mut()).collect();
         let flushed = self
             .flusher
-            .flush(batch, standing, reason, shutdown)
+            .flush_together(together, reason, shutdown)
             .await?;
-        match flushed {
-            Flushed::Done => {
-                if let Some(dedup) = &mut buffer.dedup {
-                    dedup.committed(ids);
+        let mut standings: BTreeMap<i32, Standing> = order.into_iter().zip(standings).collect();
+        let mut outcomes = Vec::with_capacity(flushed.len());
+        for (partition, flushed) in flushed {
+            match flushed {
+                Flushed::Done => {
+                    if let Some(standing) = standings.remove(&partition) {
+                        buffer.standings.insert(partition, standing);
+                    }
+                    if let (Some(dedup), Some(ids)) = (&mut buffer.dedup, ids.remove(&partition)) {
+                        dedup.committed(ids);
+                    }
+                }
+                Flushed::Abandoned => {
+                    buffer.forget(partition);
+                }
+                Flushed::Superseded => {
+                    buffer.forget(partition);
+                    // Its commits hold events the ids known here lack: they
+                    // are read again before the next batch, so that a later
+                    // copy of one of them is left out.
+                    if let Some(dedup) = &mut buffer.dedup {
+                        dedup.forget();
+                    }
                 }
             }
-            Flushed::Abandoned => {
-                buffer.forget(partition);
-            }
-            Flushed::Superseded => {
-                buffer.forget(partition);
-                // Its commits hold events the ids known here lack: they are
-                // read again before the next batch, so that a later copy of
-                // one of them is left out.
-                if let Some(dedup) = &mut buffer.dedup {
-                    dedup.forget();
-                }
-            }
+            outcomes.push(flushed);
         }
-        Ok(flushed)
+        Ok(outcomes)
     }
 
     /// The enriched record in `message`, or the record dead-lettered when it

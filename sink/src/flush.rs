@@ -98,52 +98,112 @@ fn refused(what: String, source: impl Into<TablesError>) -> ConsumptionError {
 }
 
 impl Flusher {
-    /// Writes and commits `batch`, whose partition's standing is
-    /// `standing`. A batch whose partition was lost is dropped and the
-    /// partition rewound.
-    pub(crate) async fn flush(
+    /// Writes the batches of several partitions, each with its standing,
+    /// and commits them together: one commit per table for all of them
+    /// (see [`lake::Tables::commit_together`]), then their offsets. A batch
+    /// whose partition was lost, or that another member superseded, is
+    /// dropped and its partition rewound; the others go on. Outcomes per
+    /// partition, in the order of `batches`.
+    pub(crate) async fn flush_together(
         &self,
-        batch: Batch,
-        standing: &mut Standing,
+        batches: Vec<(Batch, &mut Standing)>,
         reason: FlushReason,
         shutdown: &CancellationToken,
-    ) -> Result<Flushed, Halt> {
-        let span = batch.span();
-        let files = batch.finish(self.tables.source(), self.tables.naming())?;
-        let lost = match self
-            .write_and_commit(standing, files, &span, reason, shutdown)
-            .await
-        {
-            Ok(()) => return Ok(Flushed::Done),
-            Err(Unflushed::Lost) => Flushed::Abandoned,
-            Err(Unflushed::Superseded) => Flushed::Superseded,
-            Err(Unflushed::Halted(halt)) => return Err(halt),
-        };
-        self.rewind(&span, "the partition belongs to another member")
-            .await;
-        Ok(lost)
+    ) -> Result<Vec<(i32, Flushed)>, Halt> {
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut announced = Vec::with_capacity(batches.len());
+        for (batch, standing) in batches {
+            let span = batch.span();
+            let files = batch.finish(self.tables.source(), self.tables.naming())?;
+            match self.announce(&span, shutdown).await {
+                Ok(()) => announced.push((span, standing, files)),
+                Err(unflushed) => {
+                    outcomes.push((span.partition, self.drop(&span, unflushed).await?))
+                }
+            }
+        }
+        // One proof for every partition: one request to the coordinator.
+        let firsts: Vec<(i32, i64)> = announced
+            .iter()
+            .map(|(span, _, _)| (span.partition, span.first_offset))
+            .collect();
+        if !firsts.is_empty() {
+            if let Err(unflushed) = self.prove_ownership(&firsts, shutdown).await {
+                if let Unflushed::Halted(halt) = unflushed {
+                    return Err(halt);
+                }
+                let superseded = matches!(unflushed, Unflushed::Superseded);
+                for (span, _, _) in announced {
+                    let unflushed = if superseded {
+                        Unflushed::Superseded
+                    } else {
+                        Unflushed::Lost
+                    };
+                    outcomes.push((span.partition, self.drop(&span, unflushed).await?));
+                }
+                return Ok(outcomes);
+            }
+        }
+        let mut written = Vec::with_capacity(announced.len());
+        for (span, standing, files) in announced {
+            match self.write(files, &span, reason, shutdown).await {
+                Ok(files) => written.push((span, standing, files)),
+                Err(unflushed) => {
+                    outcomes.push((span.partition, self.drop(&span, unflushed).await?))
+                }
+            }
+        }
+        if written.is_empty() {
+            return Ok(outcomes);
+        }
+        let committed = self.commit_tables(&written, shutdown).await?;
+        let mut offsets = Vec::with_capacity(written.len());
+        let closed_before = (chrono::Utc::now() - self.compact_grace).date_naive();
+        for ((span, standing, files), committed) in written.into_iter().zip(committed) {
+            if let Committed::Superseded {
+                table,
+                expected,
+                found,
+            } = committed
+            {
+                tracing::warn!(
+                    table = table.name(),
+                    partition = span.partition,
+                    ?expected,
+                    ?found,
+                    "another member committed this partition"
+                );
+                outcomes.push((
+                    span.partition,
+                    self.drop(&span, Unflushed::Superseded).await?,
+                ));
+                continue;
+            }
+            standing.committed(&files, span.range.last);
+            telemetry::committed(&files, closed_before);
+            // A replay batch never passes its announced end, so the range's
+            // end covers every offset consumed.
+            offsets.push((span.partition, span.range.next()));
+            outcomes.push((span.partition, Flushed::Done));
+        }
+        self.commit_offsets(&offsets).await;
+        for (partition, next) in offsets {
+            self.tables.settle(partition, next);
+        }
+        Ok(outcomes)
     }
 
-    async fn write_and_commit(
-        &self,
-        standing: &mut Standing,
-        files: Vec<EncodedFile>,
-        span: &Span,
-        reason: FlushReason,
-        shutdown: &CancellationToken,
-    ) -> Result<(), Unflushed> {
-        self.announce(span, shutdown).await?;
-        self.prove_ownership(span.partition, span.first_offset, shutdown)
-            .await?;
-        let written = self.write(files, span, reason, shutdown).await?;
-        self.commit_tables(standing, &written, span, shutdown)
-            .await?;
-        // A replay batch never passes its announced end, so the range's end
-        // covers every offset consumed.
-        let next = span.range.next();
-        self.commit_offset(span.partition, next).await;
-        self.tables.settle(span.partition, next);
-        Ok(())
+    /// How a batch that did not flush ends: dropped and its partition
+    /// rewound when the partition is another member's now.
+    async fn drop(&self, span: &Span, unflushed: Unflushed) -> Result<Flushed, Halt> {
+        let lost = match unflushed {
+            Unflushed::Lost => Flushed::Abandoned,
+            Unflushed::Superseded => Flushed::Superseded,
+            Unflushed::Halted(halt) => return Err(halt),
+        };
+        self.rewind(span, "the partition belongs to another member")
+            .await;
+        Ok(lost)
     }
 
     /// Tells the tables the range is about to be written.
@@ -222,7 +282,7 @@ impl Flusher {
     ) -> Result<Put, WriteError> {
         if attempt > 1 {
             match self
-                .prove_ownership(span.partition, span.first_offset, shutdown)
+                .prove_ownership(&[(span.partition, span.first_offset)], shutdown)
                 .await
             {
                 Err(Unflushed::Lost | Unflushed::Superseded) => return Err(WriteError::Lost),
@@ -265,77 +325,60 @@ impl Flusher {
             .map_err(|source| refused(what(), source))
     }
 
-    /// Commits the written files to their tables. A table whose partition
-    /// moved past what the batch was bounded by belongs to another member's
-    /// work: the batch is lost.
+    /// Commits the written files of the batches to their tables, retried
+    /// while the store fails in a way that may pass; each batch's outcome.
     async fn commit_tables(
         &self,
-        standing: &mut Standing,
-        written: &[DataFile],
-        span: &Span,
+        written: &[(Span, &mut Standing, Vec<DataFile>)],
         shutdown: &CancellationToken,
-    ) -> Result<(), Unflushed> {
-        let (partition, last) = (span.partition, span.range.last);
-        let held = &*standing;
+    ) -> Result<Vec<Committed>, Halt> {
+        let batches: Vec<(&Standing, &[DataFile], i64)> = written
+            .iter()
+            .map(|(span, standing, files)| (&**standing, files.as_slice(), span.range.last))
+            .collect();
         let committed = STORE_RETRY
             .run(
                 shutdown,
-                |_| self.tables.commit(held, written, last),
+                |_| self.tables.commit_together(&batches),
                 |error, attempt| self.judge_store(error, attempt, "committing to a table"),
             )
             .await
             .or_stopped()?
             .map_err(|source| {
-                refused(
-                    format!("committing partition {partition} up to offset {last}"),
-                    source,
-                )
+                let ranges: Vec<String> = written
+                    .iter()
+                    .map(|(span, _, _)| {
+                        format!(
+                            "partition {} up to offset {}",
+                            span.partition, span.range.last
+                        )
+                    })
+                    .collect();
+                Halt::Failed(refused(format!("committing {}", ranges.join(", ")), source))
             })?;
-        if let Committed::Superseded {
-            table,
-            expected,
-            found,
-        } = committed
-        {
-            tracing::warn!(
-                table = table.name(),
-                partition,
-                ?expected,
-                ?found,
-                "another member committed this partition"
-            );
-            return Err(Unflushed::Superseded);
-        }
-        standing.committed(written, last);
-        let closed_before = (chrono::Utc::now() - self.compact_grace).date_naive();
-        telemetry::committed(written, closed_before);
         self.readiness.set(checks::OBJECT_STORE, Ok(()));
-        Ok(())
+        Ok(committed)
     }
 
-    /// Commits the partition's offset to `next`. Commits are cumulative: if
-    /// this one fails, the next one covers it, and a restart before that
-    /// finds the tables holding the range.
-    async fn commit_offset(&self, partition: i32, next: i64) {
-        let committed = match self.offsets(partition, next) {
-            Ok(offsets) => runtime::commit(&self.consumer, Some(offsets), COMMIT_DEADLINE)
-                .await
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        if let Err(error) = committed {
-            tracing::warn!(%error, partition, "offset commit failed");
-        }
-    }
-
-    pub(crate) fn offsets(
-        &self,
-        partition: i32,
-        offset: i64,
-    ) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    /// Commits each partition's offset to its next one. Commits are
+    /// cumulative: if this one fails, the next one covers it, and a restart
+    /// before that finds the tables holding the ranges.
+    async fn commit_offsets(&self, offsets: &[(i32, i64)]) {
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
-        Ok(list)
+        for (partition, next) in offsets {
+            if let Err(error) =
+                list.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))
+            {
+                tracing::warn!(%error, partition, "offset commit failed");
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        if let Err(error) = runtime::commit(&self.consumer, Some(list), COMMIT_DEADLINE).await {
+            let partitions: Vec<i32> = offsets.iter().map(|(p, _)| *p).collect();
+            tracing::warn!(%error, ?partitions, "offset commit failed");
+        }
     }
 
     /// Drops a batch unwritten (its partition was lost, or its records

@@ -138,7 +138,15 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     tokio::spawn(upkeep::run_every(
         tables.clone(),
         config.clone(),
+        upkeep::Job::Upkeep,
         config.upkeep.compact_every,
+        ops_shutdown.clone(),
+    ));
+    tokio::spawn(upkeep::run_every(
+        tables.clone(),
+        config.clone(),
+        upkeep::Job::Merge,
+        config.upkeep.merge_every,
         ops_shutdown.clone(),
     ));
     let flusher = flush::Flusher {

@@ -13,42 +13,55 @@ use crate::flush::{Flusher, Unflushed, COMMIT_DEADLINE};
 const OWNERSHIP_RETRY: Retry = Retry::forever(Duration::from_millis(500), Duration::from_secs(10));
 
 impl Flusher {
-    /// Whether this member still owns `partition`: librdkafka has not lost
-    /// the assignment (a missed `max.poll.interval.ms` or session), the
-    /// partition is assigned, and the group coordinator accepts a commit of
-    /// the batch's first offset under the member's current generation (where
-    /// the broker checks generations, as Kafka does). The commit does not
-    /// move the offset: the batch starts at the committed offset.
+    /// Whether this member still owns each partition of `batches`
+    /// (partition, the batch's first offset): librdkafka has not lost the
+    /// assignment (a missed `max.poll.interval.ms` or session), each
+    /// partition is assigned, and the group coordinator accepts one commit
+    /// of every batch's first offset under the member's current generation
+    /// (where the broker checks generations, as Kafka does). The commit
+    /// does not move the offsets: each batch starts at its committed
+    /// offset.
     pub(crate) async fn prove_ownership(
         &self,
-        partition: i32,
-        first_offset: i64,
+        batches: &[(i32, i64)],
         shutdown: &CancellationToken,
     ) -> Result<(), Unflushed> {
-        let assigned = !self.consumer.assignment_lost()
-            && self.consumer.assignment().is_ok_and(|assignment| {
-                assignment.find_partition(&self.topic, partition).is_some()
-            });
-        if !assigned {
-            tracing::warn!(
-                partition,
-                "the partition is no longer assigned to this member"
-            );
-            return Err(Unflushed::Lost);
+        let lost = self.consumer.assignment_lost();
+        let assignment = self.consumer.assignment().ok();
+        for (partition, _) in batches {
+            let assigned = !lost
+                && assignment
+                    .as_ref()
+                    .is_some_and(|a| a.find_partition(&self.topic, *partition).is_some());
+            if !assigned {
+                tracing::warn!(
+                    partition,
+                    "the partition is no longer assigned to this member"
+                );
+                return Err(Unflushed::Lost);
+            }
         }
-        let offsets = self
-            .offsets(partition, first_offset)
-            .map_err(|_| Unflushed::Lost)?;
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        for (partition, first_offset) in batches {
+            offsets
+                .add_partition_offset(
+                    &self.topic,
+                    *partition,
+                    rdkafka::Offset::Offset(*first_offset),
+                )
+                .map_err(|_| Unflushed::Lost)?;
+        }
+        let partitions: Vec<i32> = batches.iter().map(|(p, _)| *p).collect();
         OWNERSHIP_RETRY
             .run(
                 shutdown,
                 |_| runtime::commit(&self.consumer, Some(offsets.clone()), COMMIT_DEADLINE),
                 |error, attempt| {
                     if lost_membership(error) {
-                        tracing::warn!(%error, partition, "the group coordinator says the partition is no longer this member's");
+                        tracing::warn!(%error, ?partitions, "the group coordinator says the partitions are no longer this member's");
                         Verdict::GiveUp
                     } else {
-                        tracing::warn!(%error, partition, attempt, "proving ownership failed; retrying");
+                        tracing::warn!(%error, ?partitions, attempt, "proving ownership failed; retrying");
                         Verdict::Retry
                     }
                 },

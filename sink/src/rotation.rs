@@ -10,6 +10,9 @@ pub(crate) enum FlushReason {
     Rows,
     Bytes,
     Age,
+    /// The sink had read what the topic holds and the commit interval had
+    /// passed since the oldest batch opened.
+    Idle,
     /// The memory budget was full and this was the largest batch.
     Memory,
     Shutdown,
@@ -23,6 +26,7 @@ impl FlushReason {
             FlushReason::Rows => "rows",
             FlushReason::Bytes => "bytes",
             FlushReason::Age => "age",
+            FlushReason::Idle => "idle",
             FlushReason::Memory => "memory",
             FlushReason::Shutdown => "shutdown",
             FlushReason::Replay => "replay",

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use lake::{compact, vacuum, CompactionReport, CompactionSettings, Lease, Tables, VacuumSettings};
+use lake::{
+    compact, merge_open_days, vacuum, CompactionReport, CompactionSettings, Lease, Tables,
+    VacuumSettings,
+};
 
 use crate::config::Config;
 use crate::telemetry;
@@ -18,6 +21,7 @@ pub(crate) fn compaction_settings(config: &Config) -> CompactionSettings {
         target_bytes: config.upkeep.compact_target_size,
         compression: config.compression,
         upload: config.upload(),
+        open_day_files: config.upkeep.open_day_files,
     }
 }
 
@@ -30,12 +34,32 @@ pub(crate) fn vacuum_settings(config: &Config, force: bool) -> VacuumSettings {
     }
 }
 
-/// Compacts, then vacuums, the Delta tables every `every` until `shutdown`
-/// (plain Parquet has no upkeep). Each run is supervised: a failure, or a
-/// panic, is logged and counted, and the next run tries again.
+/// What a scheduled run does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Job {
+    /// Compacts closed days, then vacuums.
+    Upkeep,
+    /// Merges open days' small files.
+    Merge,
+}
+
+impl Job {
+    /// The lease that lets one sink of the lake run the job per period.
+    fn lease(self) -> &'static str {
+        match self {
+            Job::Upkeep => "upkeep",
+            Job::Merge => "merge",
+        }
+    }
+}
+
+/// Runs `job` on the Delta tables every `every` until `shutdown` (plain
+/// Parquet has no upkeep). Each run is supervised: a failure, or a panic,
+/// is logged and counted, and the next run tries again.
 pub(crate) async fn run_every(
     tables: Arc<Tables>,
     config: Config,
+    job: Job,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -50,7 +74,7 @@ pub(crate) async fn run_every(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let run = tokio::spawn(run_once(tables.clone(), config.clone(), every));
+        let run = tokio::spawn(run_once(tables.clone(), config.clone(), job, every));
         let abort = run.abort_handle();
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -67,26 +91,41 @@ pub(crate) async fn run_every(
     }
 }
 
-/// One upkeep run: compaction, then vacuum; by one sink of the lake per
-/// period: the one that takes the upkeep's lease (for most of `every`).
-/// Two at once would only repeat each other's work (a rewrite that loses
-/// the race to a commit is left for the next run), outside the memory
-/// budget of both.
-async fn run_once(tables: Arc<Tables>, config: Config, every: Duration) {
+/// One run of `job`; by one sink of the lake per period: the one that
+/// takes the job's lease (for most of `every`). Two at once would only
+/// repeat each other's work (a rewrite that loses the race to a commit is
+/// left for the next run), outside the memory budget of both.
+async fn run_once(tables: Arc<Tables>, config: Config, job: Job, every: Duration) {
     let Some(delta) = tables.delta() else {
         return;
     };
-    match tables.lake().take_lease("upkeep", every.mul_f64(0.9)).await {
+    match tables
+        .lake()
+        .take_lease(job.lease(), every.mul_f64(0.9))
+        .await
+    {
         Ok(Lease::Taken) => {}
         Ok(Lease::Held) => {
-            tracing::debug!("another sink runs the upkeep this period");
+            tracing::debug!(job = job.lease(), "another sink runs this job this period");
             return;
         }
         Err(error) => {
-            tracing::warn!(%error, "the upkeep's lease could not be read; running the upkeep");
+            tracing::warn!(%error, job = job.lease(), "the job's lease could not be read; running it");
         }
     }
-    match compact(delta, &compaction_settings(&config), chrono::Utc::now()).await {
+    let settings = compaction_settings(&config);
+    if let Job::Merge = job {
+        match merge_open_days(delta, &settings, chrono::Utc::now()).await {
+            Ok(report) if report.compacted.is_empty() && report.failed.is_empty() => {}
+            Ok(report) => log(&report),
+            Err(error) => {
+                tracing::warn!(%error, "merging open days failed; the next run tries again");
+                telemetry::upkeep_failed();
+            }
+        }
+        return;
+    }
+    match compact(delta, &settings, chrono::Utc::now()).await {
         Ok(report) => log(&report),
         Err(error) => {
             tracing::warn!(%error, "compaction failed; the next run tries again");

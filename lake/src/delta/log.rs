@@ -61,6 +61,29 @@ impl Commit<'_> {
     }
 }
 
+/// One partition's batch in [`DeltaTables::append_together`]: its files
+/// for the table, and its transaction (`app_id`, `version`), provided the
+/// partition's transaction is `expected`.
+#[derive(Clone, Copy)]
+pub(crate) struct Batch<'a> {
+    pub(crate) files: &'a [DataFile],
+    pub(crate) app_id: &'a str,
+    pub(crate) expected: Option<i64>,
+    pub(crate) version: i64,
+}
+
+impl<'a> Batch<'a> {
+    fn commit(&self, table: Table) -> Commit<'a> {
+        Commit {
+            table,
+            files: self.files,
+            app_id: self.app_id,
+            expected: self.expected,
+            version: self.version,
+        }
+    }
+}
+
 /// How one attempt at an append ended.
 #[must_use]
 enum Attempt {
@@ -216,6 +239,125 @@ impl DeltaTables {
             Err(_) => *head = None,
         }
         appended
+    }
+
+    /// Appends the batches of several partitions to `table` in one commit:
+    /// every batch's files and every partition's transaction in one log
+    /// entry, so that the commits a table receives do not grow with the
+    /// partitions a sink owns. When a partition is not where its batch
+    /// expects it (its records are there already, or another member moved
+    /// it), or the entry lands below a checkpoint, each batch is appended
+    /// on its own instead, which settles each as [`DeltaTables::append`]
+    /// does. Outcomes in the order of `batches`.
+    pub(crate) async fn append_together(
+        &self,
+        table: Table,
+        batches: &[Batch<'_>],
+    ) -> Result<Vec<Appended>, DeltaError> {
+        if let [batch] = batches {
+            let appended = self
+                .append(
+                    table,
+                    batch.files,
+                    batch.app_id,
+                    batch.expected,
+                    batch.version,
+                )
+                .await?;
+            return Ok(vec![appended]);
+        }
+        let started = std::time::Instant::now();
+        let mut head = self.heads[&table].lock().await;
+        if !self.lake.proven_create_only() {
+            *head = None;
+        }
+        let commits: Vec<Commit<'_>> = batches.iter().map(|b| b.commit(table)).collect();
+        let together = self.together_on(&mut head, table, &commits).await;
+        let appended = match together {
+            Ok(Some(next)) => {
+                telemetry::delta_committed(table, started.elapsed());
+                return Ok(vec![Appended::Committed(next); commits.len()]);
+            }
+            Ok(None) => {
+                let mut appended = Vec::with_capacity(commits.len());
+                for commit in &commits {
+                    match self.append_on(&mut head, commit).await {
+                        Ok(one) => appended.push(one),
+                        Err(error) => {
+                            *head = None;
+                            return Err(error);
+                        }
+                    }
+                }
+                Ok(appended)
+            }
+            Err(error) => Err(error),
+        };
+        if appended.is_err() {
+            *head = None;
+        }
+        appended
+    }
+
+    /// Attempts at the one commit of [`DeltaTables::append_together`]: the
+    /// version it committed, or None when the batches must be appended one
+    /// by one.
+    async fn together_on(
+        &self,
+        head: &mut Option<Head>,
+        table: Table,
+        commits: &[Commit<'_>],
+    ) -> Result<Option<u64>, DeltaError> {
+        loop {
+            // A partition not where its batch expects it, or a head too
+            // stale to say: each batch is settled on its own.
+            for commit in commits {
+                if self.examine(head, commit).await?.is_some() {
+                    return Ok(None);
+                }
+            }
+            let known = head.as_mut().expect("examined with a head");
+            let actions: Vec<Action> = commits.iter().flat_map(Commit::actions).collect();
+            let first_add = match actions.first() {
+                Some(Action::Add(add)) => Some(add.clone()),
+                _ => None,
+            };
+            let entry = known.entry(table, actions).await?;
+            let next = known.version + 1;
+            let path = self.log_path(table, &format!("{next:020}.json"));
+            match self.lake.create(&path, entry).await {
+                Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
+                    *head = None;
+                    let first = &commits[0];
+                    return match self
+                        .below_checkpoint_settled(first, next, &path, first_add.as_ref())
+                        .await?
+                    {
+                        Attempt::Ended(Appended::Committed(next)) => Ok(Some(next)),
+                        _ => Ok(None),
+                    };
+                }
+                Ok(Put::Created) => {
+                    known.version = next;
+                    for commit in commits {
+                        known
+                            .transactions
+                            .insert(commit.app_id.to_string(), Some(commit.version));
+                    }
+                    if known.checkpoint_due(next) {
+                        self.checkpoint_later(table, next);
+                    }
+                    return Ok(Some(next));
+                }
+                Ok(Put::AlreadyExisted) => {
+                    telemetry::delta_conflict(table);
+                    if !self.catch_up(known, table, next).await? {
+                        *head = None;
+                    }
+                }
+                Err(error) => return Err(DeltaError::store(table, error)),
+            }
+        }
     }
 
     /// [`DeltaTables::append`] with what this process knows of the table:
@@ -618,6 +760,46 @@ mod tests {
                 None
             );
         }
+    }
+
+    /// Several partitions' batches become one commit; a partition not where
+    /// its batch expects it sends each batch its own way.
+    #[tokio::test]
+    async fn partitions_append_together_in_one_commit() {
+        let (one, two) = two_writers().await;
+        let table = Table::Events;
+        let (p0, p1) = (app_id("t", 0), app_id("t", 1));
+        let (a, b) = ([file("a")], [file("b")]);
+        let batch = |files, app_id, expected, version| Batch {
+            files,
+            app_id,
+            expected,
+            version,
+        };
+        let together = one
+            .append_together(table, &[batch(&a, &p0, None, 5), batch(&b, &p1, None, 7)])
+            .await
+            .expect("appends");
+        assert_eq!(
+            together,
+            vec![Appended::Committed(1), Appended::Committed(1)]
+        );
+        assert_eq!(two.version_of(table, &p0).await.expect("reads"), Some(5));
+        assert_eq!(two.version_of(table, &p1).await.expect("reads"), Some(7));
+        // `two` moves partition 1 on; `one`'s next pair finds it superseded
+        // and still commits partition 0.
+        let moved = two.append(table, &[file("c")], &p1, Some(7), 9).await;
+        assert!(matches!(moved, Ok(Appended::Committed(2))), "{moved:?}");
+        let (d, e) = ([file("d")], [file("e")]);
+        let split = one
+            .append_together(
+                table,
+                &[batch(&d, &p0, Some(5), 6), batch(&e, &p1, Some(7), 8)],
+            )
+            .await
+            .expect("appends");
+        assert_eq!(split, vec![Appended::Committed(3), Appended::AlreadyThere]);
+        assert_eq!(active_files(one.lake(), table).await, 4);
     }
 
     /// Two processes' tables on one proven create-only lake.

@@ -4,6 +4,12 @@
 //! files are all compaction's own is done: it is rewritten again only when
 //! new files arrive.
 //!
+//! Open days (today, and those inside the grace) receive a small file per
+//! commit; once one holds more small files than a bound, they are merged
+//! ([`merge_open_days`]) into `merged-` files, in one commit that removes
+//! exactly the files read and lets every append in between through. The
+//! day is compacted whole once closed.
+//!
 //! Memory: the day's events (about 48 bytes each, see `selection.rs`), one
 //! input row group and one output file up to the target size.
 
@@ -80,6 +86,62 @@ pub struct CompactionSettings {
     pub compression: Compression,
     /// How the output files are uploaded.
     pub upload: Upload,
+    /// An open day's small files (below half the target size) are merged
+    /// once it holds more than this many.
+    pub open_day_files: usize,
+}
+
+/// Which days a run rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Closed days, whole.
+    Closed,
+    /// Open days' small files.
+    Open,
+}
+
+impl Pass {
+    /// A name for an output file.
+    pub(crate) fn stem(self) -> String {
+        match self {
+            Pass::Closed => stems::compacted(),
+            Pass::Open => stems::merged(),
+        }
+    }
+
+    /// The files of `date`'s `files` this pass rewrites, if the day is due.
+    fn due(
+        self,
+        date: NaiveDate,
+        files: BTreeSet<Active>,
+        closed_before: NaiveDate,
+        settings: &CompactionSettings,
+    ) -> Option<BTreeSet<Active>> {
+        match self {
+            // Compaction's own files only: the day is done.
+            Pass::Closed => {
+                (date < closed_before && !files.iter().all(Active::is_compacted)).then_some(files)
+            }
+            Pass::Open => {
+                let small: BTreeSet<Active> = files
+                    .into_iter()
+                    .filter(|f| !f.is_compacted() && f.size < (settings.target_bytes / 2) as u64)
+                    .collect();
+                (date >= closed_before && small.len() > settings.open_day_files).then_some(small)
+            }
+        }
+    }
+
+    /// Whether a rewrite of `read` still fits the day's `active` files: a
+    /// closed day's must be exactly what was read; an open day's must
+    /// still hold every file read (appends in between are let through).
+    fn fits(self, read: &BTreeSet<Active>, active: Option<&BTreeSet<Active>>) -> bool {
+        match (self, active) {
+            (Pass::Closed, Some(active)) => active == read,
+            (Pass::Open, Some(active)) => read.is_subset(active),
+            (_, None) => false,
+        }
+    }
 }
 
 /// One day of one table, compacted.
@@ -146,6 +208,28 @@ pub async fn compact(
     settings: &CompactionSettings,
     now: DateTime<Utc>,
 ) -> Result<CompactionReport, CompactionError> {
+    run(tables, settings, now, Pass::Closed).await
+}
+
+/// Merges the small files of every open day that holds more than
+/// `settings.open_day_files` of them, so that reading today stays about
+/// as fast as reading a compacted day. Appends to the day go on
+/// meanwhile; a rewrite whose files another writer removed in between
+/// (a compaction, an erasure) is left for the next run.
+pub async fn merge_open_days(
+    tables: &DeltaTables,
+    settings: &CompactionSettings,
+    now: DateTime<Utc>,
+) -> Result<CompactionReport, CompactionError> {
+    run(tables, settings, now, Pass::Open).await
+}
+
+async fn run(
+    tables: &DeltaTables,
+    settings: &CompactionSettings,
+    now: DateTime<Utc>,
+    pass: Pass,
+) -> Result<CompactionReport, CompactionError> {
     let closed_before = (now - settings.grace).date_naive();
     let mut report = CompactionReport::default();
     for table in Table::all() {
@@ -155,13 +239,11 @@ pub async fn compact(
         let columns = rewrite::columns(&current, table)?;
         let mut prepared = Vec::new();
         for (date, files) in days(&current, table)? {
-            // Compaction's own files only: the day is done.
-            let due = date < closed_before && !files.iter().all(Active::is_compacted);
-            if !due {
+            let Some(files) = pass.due(date, files, closed_before, settings) else {
                 continue;
-            }
+            };
             let rewritten = std::panic::AssertUnwindSafe(rewrite_day(
-                tables, table, &columns, date, files, settings,
+                tables, table, &columns, date, files, settings, pass,
             ))
             .catch_unwind()
             .await
@@ -227,6 +309,7 @@ struct Prepared {
     date: NaiveDate,
     /// The files read: the commit removes exactly these.
     read: BTreeSet<Active>,
+    pass: Pass,
     written: Vec<DataFile>,
     done: DayCompacted,
 }
@@ -239,6 +322,7 @@ async fn rewrite_day(
     date: NaiveDate,
     files: BTreeSet<Active>,
     settings: &CompactionSettings,
+    pass: Pass,
 ) -> Result<Prepared, String> {
     if files.iter().any(|f| f.has_deletion_vector) {
         return Err("a file has a deletion vector (rows deleted by another engine), which this compaction does not apply: left as it is so that no deleted row comes back".into());
@@ -251,7 +335,8 @@ async fn rewrite_day(
     let selection = selection::select(lake, &located)
         .await
         .map_err(|error| error.to_string())?;
-    let written = rewrite::rewrite(lake, table, columns, date, &located, &selection, settings)
+    let destination = rewrite::Destination { table, date, pass };
+    let written = rewrite::rewrite(lake, destination, columns, &located, &selection, settings)
         .await
         .map_err(|error| error.to_string())?;
     let done = DayCompacted {
@@ -267,6 +352,7 @@ async fn rewrite_day(
     Ok(Prepared {
         date,
         read: files,
+        pass,
         written,
         done,
     })
@@ -274,8 +360,9 @@ async fn rewrite_day(
 
 /// Commits the rewrites of `days` of `table` in one commit that removes
 /// exactly the files each read and adds those it wrote. Commits to other
-/// days that come first are let through; a day whose files a commit in
-/// between added or removed is dropped from the commit (its new files
+/// days that come first are let through; a day that no longer fits the
+/// rewrite ([`Pass::fits`]: a closed day's files added or removed, an open
+/// day's files read removed) is dropped from the commit (its new files
 /// deleted) and left for the next run.
 async fn commit(
     tables: &DeltaTables,
@@ -295,7 +382,7 @@ async fn commit(
         };
         let (unchanged, changed): (Vec<Prepared>, Vec<Prepared>) = days_left
             .into_iter()
-            .partition(|day| active.get(&day.date) == Some(&day.read));
+            .partition(|day| day.pass.fits(&day.read, active.get(&day.date)));
         for day in changed {
             drop_rewrite(tables, day, report).await;
         }
@@ -417,6 +504,7 @@ mod tests {
             grace: Duration::from_secs(3600),
             target_bytes: 1 << 20,
             compression: Compression::Zstd,
+            open_day_files: 4,
             upload: Upload {
                 multipart_threshold: 1 << 30,
                 part_size: 16 << 20,
@@ -613,5 +701,142 @@ mod tests {
         // Done: a second run rewrites nothing of day 1.
         let again = compact(&tables, &settings(), now).await.expect("runs");
         assert!(again.compacted.is_empty(), "{again:?}");
+    }
+
+    /// An open day's small files are merged once more than the bound; an
+    /// append in between stays, a rewrite whose files another commit
+    /// removed is dropped; once closed, the day is compacted whole.
+    #[tokio::test]
+    async fn an_open_day_merges_its_small_files_and_lets_appends_through() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        let tables = DeltaTables::new(lake.clone());
+        let early = "2025-03-01T09:00:00Z";
+        let id = crate::delta::actions::app_id("t", 0);
+        let mut offset = 0;
+        let mut append = |files: Vec<DataFile>| {
+            offset += 10;
+            let tables = &tables;
+            let id = id.clone();
+            let (expected, version) = ((offset > 10).then_some(offset - 10), offset);
+            async move {
+                let appended = tables
+                    .append(Table::Events, &files, &id, expected, version)
+                    .await
+                    .expect("appends");
+                assert!(matches!(
+                    appended,
+                    crate::delta::log::Appended::Committed(_)
+                ));
+            }
+        };
+        for n in 0..4 {
+            append(vec![
+                sink_file(&lake, &[record(n, 1, "found", early)]).await,
+            ])
+            .await;
+        }
+        let open = "2025-03-01T12:00:00Z".parse().expect("a time");
+        let few = merge_open_days(&tables, &settings(), open)
+            .await
+            .expect("runs");
+        assert!(
+            few.compacted.is_empty(),
+            "four files are within the bound: {few:?}"
+        );
+        append(vec![
+            sink_file(&lake, &[record(4, 1, "found", early)]).await,
+        ])
+        .await;
+        let merged = merge_open_days(&tables, &settings(), open)
+            .await
+            .expect("runs");
+        assert_eq!(merged.compacted.len(), 1, "{merged:?}");
+        assert_eq!(merged.compacted[0].files_in, 5);
+        let files = |current: &DeltaTable| -> Vec<String> {
+            days(current, Table::Events)
+                .expect("days")
+                .into_values()
+                .flatten()
+                .map(|f| f.path.stem)
+                .collect()
+        };
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let stems = files(&current);
+        assert_eq!(stems.len(), 1);
+        assert!(stems[0].starts_with(stems::MERGED_PREFIX), "{stems:?}");
+
+        // A rewrite prepared, then an append to the day: the append stays,
+        // the merge commits.
+        for n in 5..10 {
+            append(vec![
+                sink_file(&lake, &[record(n, 1, "found", early)]).await,
+            ])
+            .await;
+        }
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let date = NaiveDate::from_ymd_opt(2025, 3, 1).expect("a date");
+        let day_files = days(&current, Table::Events)
+            .expect("days")
+            .remove(&date)
+            .expect("the day");
+        let columns = rewrite::columns(&current, Table::Events).expect("columns");
+        let due = Pass::Open
+            .due(date, day_files, date, &settings())
+            .expect("due");
+        let prepared = rewrite_day(
+            &tables,
+            Table::Events,
+            &columns,
+            date,
+            due,
+            &settings(),
+            Pass::Open,
+        )
+        .await
+        .expect("rewrites");
+        append(vec![
+            sink_file(&lake, &[record(10, 1, "found", early)]).await,
+        ])
+        .await;
+        let mut report = CompactionReport::default();
+        commit(
+            &tables,
+            Table::Events,
+            vec![prepared],
+            &settings(),
+            &mut report,
+        )
+        .await
+        .expect("commits");
+        assert_eq!(
+            (report.compacted.len(), report.conflicts.len()),
+            (1, 0),
+            "{report:?}"
+        );
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        // The merged file (the first one merged again with five more), and
+        // the file appended meanwhile.
+        assert_eq!(files(&current).len(), 2, "{:?}", files(&current));
+
+        // Closed: compacted whole into one file of the 11 events.
+        let closed = "2025-03-10T00:00:00Z".parse().expect("a time");
+        let report = compact(&tables, &settings(), closed).await.expect("runs");
+        assert_eq!(report.compacted.len(), 1, "{report:?}");
+        assert_eq!(
+            (report.compacted[0].rows_out, report.compacted[0].files_out),
+            (11, 1)
+        );
     }
 }

@@ -23,11 +23,11 @@ use parquet::arrow::ArrowWriter;
 use schemas::Table;
 
 use super::selection::Selection;
-use super::{CompactionError, CompactionSettings};
+use super::{CompactionError, CompactionSettings, Pass};
 use crate::data_file::DataFile;
 use crate::delta::error::DeltaError;
 use crate::encoding::parquet_file::{properties, EncodingError};
-use crate::path::{stems, DataPath, PARTITION_COLUMN};
+use crate::path::{DataPath, PARTITION_COLUMN};
 use crate::reading::in_order;
 use crate::store::{Lake, Put};
 
@@ -50,25 +50,33 @@ pub(super) fn columns(current: &DeltaTable, table: Table) -> Result<SchemaRef, D
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// Where a rewrite's files go: a table's day, named after the pass.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Destination {
+    pub(super) table: Table,
+    pub(super) date: NaiveDate,
+    pub(super) pass: Pass,
+}
+
 /// Writes the rows `selection` keeps of `files` (location, size) into new
-/// files of `table`'s `date` with `columns` (see [`columns`]), uploaded;
+/// files of the destination with `columns` (see [`columns`]), uploaded;
 /// returns them.
 pub(super) async fn rewrite(
     lake: &Lake,
-    table: Table,
+    destination: Destination,
     columns: &SchemaRef,
-    date: NaiveDate,
     files: &[(object_store::path::Path, u64)],
     selection: &Selection,
     settings: &CompactionSettings,
 ) -> Result<Vec<DataFile>, CompactionError> {
+    let Destination { table, date, pass } = destination;
     let failed = |reason: String| CompactionError::Unreadable {
         table: table.name(),
         date,
         reason,
     };
     let schema = columns.clone();
-    let mut output = Output::new(table, date, settings);
+    let mut output = Output::new(table, date, settings, pass);
     let opened = in_order(lake, files, None);
     futures::pin_mut!(opened);
     let mut index = 0;
@@ -127,17 +135,19 @@ struct Output<'s> {
     table: Table,
     date: NaiveDate,
     settings: &'s CompactionSettings,
+    pass: Pass,
     writer: Option<ArrowWriter<Vec<u8>>>,
     rows: usize,
     written: Vec<DataFile>,
 }
 
 impl<'s> Output<'s> {
-    fn new(table: Table, date: NaiveDate, settings: &'s CompactionSettings) -> Self {
+    fn new(table: Table, date: NaiveDate, settings: &'s CompactionSettings, pass: Pass) -> Self {
         Output {
             table,
             date,
             settings,
+            pass,
             writer: None,
             rows: 0,
             written: Vec::new(),
@@ -213,7 +223,7 @@ impl<'s> Output<'s> {
             let path = DataPath {
                 table,
                 date,
-                stem: stems::compacted(),
+                stem: self.pass.stem(),
             };
             let put = lake
                 .put(
