@@ -1502,8 +1502,8 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
         let commits = metric(&ops, "sink_delta_commit_seconds_count").await - count;
         let mean = (metric(&ops, "sink_delta_commit_seconds_sum").await - sum) / commits.max(1.0);
         let lists = (metric(&ops, LISTS).await - lists) / commits.max(1.0);
-        let requests =
-            (metric(&ops, "sink_store_requests_total").await - requests) / commits.max(1.0);
+        let day_requests = metric(&ops, "sink_store_requests_total").await - requests;
+        let requests = day_requests / commits.max(1.0);
         end_to_end::run_binary("sink", &["compact"], &upkeep_env)?;
         end_to_end::run_binary("sink", &["vacuum", "--force"], &upkeep_env)?;
         let log: Vec<_> = store
@@ -1536,11 +1536,11 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
         let p50 = metric(&ops, &quantile("0.5")).await * 1000.0;
         let p99 = metric(&ops, &quantile("0.99")).await * 1000.0;
         eprintln!(
-            "year: day {:>3}: {commits} commits, mean {:.1} ms (last minute: p50 {p50:.1} ms, p99 {p99:.1} ms); store requests per commit {requests:.1} ({lists:.1} lists); log {log_files} files, checkpoint {checkpoint_bytes} B; sink peak RSS {rss:.0} MiB",
+            "year: day {:>3}: {commits} commits, mean {:.1} ms (last minute: p50 {p50:.1} ms, p99 {p99:.1} ms); store requests {day_requests:.0}, per commit {requests:.1} ({lists:.1} lists); log {log_files} files, checkpoint {checkpoint_bytes} B; sink peak RSS {rss:.0} MiB",
             day + 1,
             mean * 1000.0
         );
-        figures.push((mean, log_files, rss, requests));
+        figures.push((mean, log_files, rss, day_requests));
     }
     let events =
         end_to_end::deltalake(&setup.services.python, &format!("{lake_url}/events"), None)?;
@@ -1569,12 +1569,14 @@ async fn a_compressed_year_costs_the_same_on_its_last_day_as_on_its_first() -> a
         "the log's oldest entry was written {oldest_entry:?} ago; its retention is {LOG_RETENTION:?}"
     );
     ensure!(last.2 <= 512.0 + 100.0, "peak RSS {:.0} MiB", last.2);
-    // Store requests per commit do not grow with the table's age (day 1
-    // also creates the tables).
+    // The store requests of a day (the same events every day) do not grow
+    // with the table's age (day 1 also creates the tables). Per day, not
+    // per commit: how many commits a day's burst makes depends on when
+    // the sink catches up.
     let second = figures[1.min(days - 1)];
     ensure!(
-        last.3 <= second.3 + 2.0,
-        "{:.1} store requests per commit on day 2, {:.1} on day {days}",
+        last.3 <= second.3 * 1.1 + 5.0,
+        "{:.0} store requests on day 2, {:.0} on day {days}",
         second.3,
         last.3
     );

@@ -84,6 +84,15 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// An entry written after the version a process knew: the version, its
+/// path, its first add (to recognise it later), and how the put went.
+struct Next {
+    next: u64,
+    path: object_store::path::Path,
+    first_add: Option<Add>,
+    put: Result<Put, crate::store::LakeError>,
+}
+
 /// How one attempt at an append ended.
 #[must_use]
 enum Attempt {
@@ -318,14 +327,13 @@ impl DeltaTables {
             }
             let known = head.as_mut().expect("examined with a head");
             let actions: Vec<Action> = commits.iter().flat_map(Commit::actions).collect();
-            let first_add = match actions.first() {
-                Some(Action::Add(add)) => Some(add.clone()),
-                _ => None,
-            };
-            let entry = known.entry(table, actions).await?;
-            let next = known.version + 1;
-            let path = self.log_path(table, &format!("{next:020}.json"));
-            match self.lake.create(&path, entry).await {
+            let Next {
+                next,
+                path,
+                first_add,
+                put,
+            } = self.write_next(known, table, actions).await?;
+            match put {
                 Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
                     *head = None;
                     let first = &commits[0];
@@ -393,15 +401,13 @@ impl DeltaTables {
             version,
             ..
         } = *batch;
-        let actions = batch.actions();
-        let first_add = match actions.first() {
-            Some(Action::Add(add)) => Some(add.clone()),
-            _ => None,
-        };
-        let entry = known.entry(table, actions).await?;
-        let next = known.version + 1;
-        let path = self.log_path(table, &format!("{next:020}.json"));
-        match self.lake.create(&path, entry).await {
+        let Next {
+            next,
+            path,
+            first_add,
+            put,
+        } = self.write_next(known, table, batch.actions()).await?;
+        match put {
             Ok(Put::Created) if self.below_checkpoint(table, next).await? => {
                 *head = None;
                 self.below_checkpoint_settled(batch, next, &path, first_add.as_ref())
@@ -430,6 +436,30 @@ impl DeltaTables {
             }
             Err(error) => Err(DeltaError::store(table, error)),
         }
+    }
+
+    /// Writes `actions` as the entry after the version `known` knows, with
+    /// a create-only put.
+    async fn write_next(
+        &self,
+        known: &Head,
+        table: Table,
+        actions: Vec<Action>,
+    ) -> Result<Next, DeltaError> {
+        let first_add = match actions.first() {
+            Some(Action::Add(add)) => Some(add.clone()),
+            _ => None,
+        };
+        let entry = known.entry(table, actions).await?;
+        let next = known.version + 1;
+        let path = self.log_path(table, &format!("{next:020}.json"));
+        let put = self.lake.create(&path, entry).await;
+        Ok(Next {
+            next,
+            path,
+            first_add,
+            put,
+        })
     }
 
     /// Where the batch's partition stands in what this process knows of
