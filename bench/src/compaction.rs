@@ -124,7 +124,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
 
 /// The enriched record of event `i`, fetched at `fetched` seconds into the
 /// day.
-fn enriched(day: NaiveDate, i: usize, fetched: i64) -> anyhow::Result<String> {
+pub(crate) fn enriched(day: NaiveDate, i: usize, fetched: i64) -> anyhow::Result<String> {
     let start = day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc();
     let at = |s: i64| (start + Span::seconds(s)).to_rfc3339_opts(SecondsFormat::Millis, true);
     let id = format!("results/{i}-A");
@@ -206,6 +206,11 @@ impl Writer {
             standing,
             next_offset: 0,
         })
+    }
+
+    /// The Delta tables written.
+    pub(crate) fn tables(&self) -> &lake::DeltaTables {
+        self.tables.delta().expect("Delta tables")
     }
 
     pub(crate) async fn commit(&mut self, records: &[String]) -> anyhow::Result<()> {
