@@ -102,8 +102,9 @@ impl Flusher {
     /// and commits them together: one commit per table for all of them
     /// (see [`lake::Tables::commit_together`]), then their offsets. A batch
     /// whose partition was lost, or that another member superseded, is
-    /// dropped and its partition rewound; the others go on. Outcomes per
-    /// partition, in the order of `batches`.
+    /// dropped and its partition rewound; the others go on. Each batch's
+    /// outcome with its partition (dropped batches first, not in the order
+    /// of `batches`).
     pub(crate) async fn flush_together(
         &self,
         batches: Vec<(Batch, &mut Standing)>,
