@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::checks;
 use runtime::{produce, with_headers, Failure, Outgoing, Readiness, Retry, Verdict};
@@ -108,7 +107,7 @@ fn status(event: &WebhookEvent, fetched: Option<&FetchOutcome>) -> FetchStatus {
 pub(crate) struct Enricher {
     /// The accounts, each with its API client and fetches at once.
     pub accounts: Arc<Registry>,
-    pub producer: FutureProducer,
+    pub producer: runtime::Producer,
     pub config: Config,
     pub readiness: Readiness,
     pub user_cache: Option<RecordCache>,
@@ -124,7 +123,7 @@ pub(crate) struct Enricher {
 impl Enricher {
     pub(crate) fn new(
         accounts: Arc<Registry>,
-        producer: FutureProducer,
+        producer: runtime::Producer,
         config: Config,
         readiness: Readiness,
         done: mpsc::UnboundedSender<(i32, i64)>,

@@ -15,7 +15,7 @@ mod telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use runtime::TokenBucket;
 use tokio_util::sync::CancellationToken;
 
@@ -92,13 +92,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enri
         )
         .await?;
     }
-    let (consumer, instance_id) = consumer(&config)?;
-    let producer = enriched_producer(&config)?;
-    runtime::watch_broker(
-        config.kafka.client_config(&[])?,
-        readiness.clone(),
-        shutdown.clone(),
-    );
+    let (consumer, instance_id) = consumer(&config).await?;
+    let producer = enriched_producer(&config).await?;
+    runtime::watch_broker(&config.kafka, readiness.clone(), shutdown.clone());
     let ops = tokio::spawn(runtime::serve(
         config.ops_listen,
         runtime::ops_router(readiness.clone()),
@@ -198,7 +194,7 @@ async fn run_command(
             let settings = accounts::settings_of(config, &args.account)?;
             let account = accounts::account(config, &settings)?;
             let client = account.client.with_rate_limit(Arc::new(args.rate_share()));
-            let producer = enriched_producer(config)?;
+            let producer = enriched_producer(config).await?;
             let erasures = erasures(config).await?;
             let target = backfill::Target {
                 erasures: erasures.as_deref(),
@@ -225,7 +221,7 @@ async fn run_command(
 
 /// The raw-topic consumer: offsets stored by hand once an event is done,
 /// committed in the background; its static-membership id, if any.
-fn consumer(
+async fn consumer(
     config: &Config,
 ) -> Result<(consumption::EnricherConsumer, Option<String>), EnricherError> {
     let (consumer_config, instance_id) = config.membership.consumer_config(
@@ -240,21 +236,25 @@ fn consumer(
             ("auto.commit.interval.ms", "1000"),
         ],
     )?;
-    let consumer = consumer_config.create_with_context(runtime::RebalanceContext::default())?;
+    let consumer = consumer_config.create_with_context(runtime::RebalanceContext::new(
+        config.kafka.context().await?,
+    ))?;
     Ok((consumer, instance_id))
 }
 
 /// The producer of enriched records: acknowledged by every replica,
 /// idempotent.
-pub(crate) fn enriched_producer(config: &Config) -> Result<FutureProducer, runtime::KafkaError> {
-    Ok(config
+pub(crate) async fn enriched_producer(
+    config: &Config,
+) -> Result<runtime::Producer, runtime::KafkaError> {
+    config
         .kafka
-        .client_config(&[
+        .producer(&[
             ("acks", "all"),
             ("enable.idempotence", "true"),
             ("linger.ms", "5"),
-        ])?
-        .create()?)
+        ])
+        .await
 }
 
 /// The API client of `base` and `key` with the configured retries,

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::{with_headers, Outgoing};
 use schemas::{headers, DeadLetter, Stage};
@@ -60,15 +59,17 @@ pub(crate) async fn replay(
     config: &Config,
     args: &ReplayArgs,
 ) -> Result<BTreeMap<ReplayOutcome, u64>, EnricherError> {
+    let context = config.kafka.context().await?;
     let kafka = config.kafka.clone();
     let topic = config.dead_letter_topic.clone();
-    let records = tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, &topic))
-        .await
-        .expect("the reader does not panic")?;
-    let producer: FutureProducer = config
+    let records =
+        tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, context, &topic))
+            .await
+            .expect("the reader does not panic")?;
+    let producer = config
         .kafka
-        .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
-        .create()?;
+        .producer(&[("acks", "all"), ("enable.idempotence", "true")])
+        .await?;
     let mut outcomes = BTreeMap::new();
     for message in &records {
         let outcome = match DeadLetter::from_headers(|name| header(message, name)) {
@@ -92,7 +93,7 @@ pub(crate) async fn replay(
 /// headers (event_id, received_at, ...), not the dead-letter ones.
 async fn put_back(
     config: &Config,
-    producer: &FutureProducer,
+    producer: &runtime::Producer,
     message: &OwnedMessage,
 ) -> ReplayOutcome {
     let never = CancellationToken::new();

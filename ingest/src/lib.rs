@@ -112,7 +112,7 @@ fn forwardable(config: &Config) -> Result<Vec<axum::http::HeaderName>, IngestErr
 
 /// Builds the application from its configuration: verification, the producer,
 /// quarantine and the request limits.
-pub fn app(
+pub async fn app(
     config: &Config,
     readiness: &runtime::Readiness,
     shutdown: &CancellationToken,
@@ -128,8 +128,8 @@ pub fn app(
     let quarantine = quarantine::Quarantine {
         producer: config
             .kafka
-            .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
-            .create()?,
+            .producer(&[("acks", "all"), ("enable.idempotence", "true")])
+            .await?,
         topic: config.quarantine_topic.clone(),
         limit: runtime::TokenBucket::new(config.quarantine_rate, config.quarantine_burst),
         body_limit: config.quarantine_body_bytes,
@@ -141,7 +141,12 @@ pub fn app(
         token,
         forward_headers: forwardable(config)?,
         max_body_bytes: config.max_body_bytes,
-        publisher: Publisher::new(&config.kafka, &config.raw_topic, config.ack_timeout)?,
+        publisher: Publisher::new(
+            &config.kafka,
+            config.kafka.context().await?,
+            &config.raw_topic,
+            config.ack_timeout,
+        )?,
         quarantine: Some(quarantine),
         rejection_log: router::RejectionLog::default(),
     });
@@ -218,12 +223,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Inge
         )
         .await?;
     }
-    let (app, state) = app(&config, &readiness, &shutdown)?;
-    runtime::watch_broker(
-        config.kafka.client_config(&[])?,
-        readiness.clone(),
-        shutdown.clone(),
-    );
+    let (app, state) = app(&config, &readiness, &shutdown).await?;
+    runtime::watch_broker(&config.kafka, readiness.clone(), shutdown.clone());
     tracing::info!(listen = %config.listen, topic = %config.raw_topic, tls = config.tls_cert.is_some(), "ingest starting");
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     match (&config.tls_cert, &config.tls_key) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use runtime::KafkaArgs;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,14 +31,19 @@ pub struct RawRecord<'a> {
 #[derive(Clone)]
 /// Produces raw records and waits for their acknowledgement.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: runtime::Producer,
     topic: String,
     ack_timeout: Duration,
 }
 
 impl Publisher {
     /// A producer for `topic` with `acks=all`, idempotence and the linger chosen for acknowledged webhooks.
-    pub fn new(kafka: &KafkaArgs, topic: &str, ack_timeout: Duration) -> Result<Self, KafkaError> {
+    pub fn new(
+        kafka: &KafkaArgs,
+        context: runtime::KafkaContext,
+        topic: &str,
+        ack_timeout: Duration,
+    ) -> Result<Self, KafkaError> {
         // Every request waits for its own acknowledgement, so a connection
         // sends at most 1 / (linger + ack latency) webhooks per second and
         // linger is paid on every one. Under load, records batch anyway while
@@ -53,7 +58,7 @@ impl Publisher {
                 ("message.timeout.ms", "30000"),
             ])
             .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
-            .create()?;
+            .create_with_context(context)?;
         Ok(Publisher {
             producer,
             topic: topic.to_string(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 
 use schemas::QuarantineReason;
@@ -111,7 +111,7 @@ fn default_account() -> String {
 }
 
 pub struct Quarantine {
-    pub producer: FutureProducer,
+    pub producer: runtime::Producer,
     pub topic: String,
     pub limit: runtime::TokenBucket,
     pub body_limit: usize,

@@ -71,12 +71,19 @@ impl std::fmt::Display for ReplayOutcome {
 /// Replays the quarantine topic from its start to its end as of now.
 pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<ReplayReport, IngestError> {
     let verifiers = verifiers(config)?;
-    let publisher = Publisher::new(&config.kafka, &config.raw_topic, Duration::from_secs(30))?;
+    let publisher = Publisher::new(
+        &config.kafka,
+        config.kafka.context().await?,
+        &config.raw_topic,
+        Duration::from_secs(30),
+    )?;
+    let context = config.kafka.context().await?;
     let kafka = config.kafka.clone();
     let topic = config.quarantine_topic.clone();
-    let records = tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, &topic))
-        .await
-        .expect("the reader does not panic")?;
+    let records =
+        tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, context, &topic))
+            .await
+            .expect("the reader does not panic")?;
     let mut report = ReplayReport::default();
     let mut tally = |outcome: ReplayOutcome| *report.outcomes.entry(outcome).or_default() += 1;
     let mut replayed = 0;

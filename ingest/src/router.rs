@@ -425,8 +425,15 @@ mod tests {
             options_file: None,
             topic_partitions: 1,
             topic_replication: 1,
+            msk_iam_region: None,
         };
-        Publisher::new(&kafka, "raw", Duration::from_millis(300)).expect("producer")
+        Publisher::new(
+            &kafka,
+            runtime::KafkaContext::default(),
+            "raw",
+            Duration::from_millis(300),
+        )
+        .expect("producer")
     }
 
     fn app_with_token(token: Option<SharedToken>) -> Router {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
@@ -77,7 +79,7 @@ pub fn is_refused_access(error: &KafkaError) -> bool {
 /// once when the broker refuses access too (see [`is_refused_access`]), so
 /// that the command ends with the error instead of waiting for an operator.
 pub async fn produce_within(
-    producer: &FutureProducer,
+    producer: &Producer,
     record: &Outgoing<'_>,
     budget: Duration,
 ) -> Result<(), Failure<KafkaError>> {
@@ -97,7 +99,7 @@ pub async fn produce_within(
 /// good (see [`is_permanent`]), [`Failure::Stopped`] when `shutdown` came
 /// first: either way the record is not delivered.
 pub async fn produce(
-    producer: &FutureProducer,
+    producer: &Producer,
     record: &Outgoing<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(), Failure<KafkaError>> {
@@ -108,7 +110,7 @@ pub async fn produce(
 /// says an error is, or until shutdown.
 async fn send_until(
     policy: Retry,
-    producer: &FutureProducer,
+    producer: &Producer,
     record: &Outgoing<'_>,
     shutdown: &CancellationToken,
     permanent: impl Fn(&KafkaError) -> bool,

@@ -10,6 +10,7 @@ mod kafka;
 mod lag;
 mod launch;
 mod membership;
+pub mod msk_iam;
 mod offsets;
 mod ops;
 mod rate_limit;
@@ -23,7 +24,9 @@ mod topic_reader;
 pub use delivery::{
     is_permanent, is_refused_access, produce, produce_within, with_headers, Outgoing,
 };
-pub use kafka::{ensure_compacted_topic, ensure_topics, KafkaArgs, KafkaError};
+pub use kafka::{
+    ensure_compacted_topic, ensure_topics, KafkaArgs, KafkaContext, KafkaError, Producer,
+};
 pub use lag::report_lag;
 pub use launch::{launch, Hint};
 pub use membership::MembershipArgs;

@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::Producer as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::prometheus;
+use crate::KafkaArgs;
 
 /// Each condition's name and state: `Err` holds why it does not hold.
 type Conditions = Vec<(String, Result<(), String>)>;
@@ -126,20 +126,23 @@ pub async fn serve(
 
 /// Keeps the `broker` readiness condition up to date by asking for cluster
 /// metadata every few seconds.
-pub fn watch_broker(config: ClientConfig, readiness: Readiness, shutdown: CancellationToken) {
+pub fn watch_broker(kafka: &KafkaArgs, readiness: Readiness, shutdown: CancellationToken) {
+    let kafka = kafka.clone();
     tokio::spawn(async move {
-        let consumer: BaseConsumer = match config.create() {
-            Ok(c) => c,
+        // A producer: its own thread answers librdkafka's requests for an
+        // MSK IAM token while the probe waits.
+        let producer = match kafka.producer(&[]).await {
+            Ok(producer) => producer,
             Err(e) => {
                 readiness.set(crate::checks::BROKER, Err(e.to_string()));
                 return;
             }
         };
-        let consumer = Arc::new(consumer);
         loop {
-            let probe = consumer.clone();
+            let probe = producer.clone();
             let state = tokio::task::spawn_blocking(move || {
                 probe
+                    .client()
                     .fetch_metadata(None, Duration::from_secs(3))
                     .map(|_| ())
                     .map_err(|e| format!("broker unreachable: {e}"))

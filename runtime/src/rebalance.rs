@@ -6,9 +6,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
+
+use crate::KafkaContext;
 
 /// The consumer failed for good (librdkafka's fatal error): typically a
 /// second live instance under the same `group.instance.id` fenced this one.
@@ -33,6 +36,7 @@ pub fn fatal_error(consumer: &StreamConsumer<RebalanceContext>) -> Option<Consum
 pub struct RebalanceContext {
     revoked: Arc<Mutex<Revoked>>,
     assigned: Arc<AtomicBool>,
+    kafka: KafkaContext,
 }
 
 /// Partitions taken away since the loop last looked.
@@ -48,7 +52,16 @@ pub enum Revoked {
     All,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.kafka.generate_oauth_token(config)
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -88,6 +101,14 @@ impl ConsumerContext for RebalanceContext {
 }
 
 impl RebalanceContext {
+    /// A context whose client signs in as `kafka`'s do.
+    pub fn new(kafka: KafkaContext) -> Self {
+        Self {
+            kafka,
+            ..Self::default()
+        }
+    }
+
     /// The partitions revoked since the last call.
     pub fn take_revoked(&self) -> Revoked {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))

@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::{KafkaArgs, KafkaError};
+use crate::{KafkaArgs, KafkaContext, KafkaError};
 
 const POLL: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_secs(2);
@@ -21,13 +21,23 @@ const MAX_IDLE_POLLS: u32 = 3;
 /// 0.6) report a watermark one short. A partition whose position is still
 /// short of its watermark then (the broker stopped answering) fails the
 /// read: a caller must not take part of a topic for all of it.
-pub fn read_topic_to_end(kafka: &KafkaArgs, topic: &str) -> Result<Vec<OwnedMessage>, KafkaError> {
-    let consumer: BaseConsumer = kafka
+///
+/// Blocking: run it where blocking is allowed. `context` signs in as the
+/// stage's other clients do ([`KafkaArgs::context`]).
+pub fn read_topic_to_end(
+    kafka: &KafkaArgs,
+    context: KafkaContext,
+    topic: &str,
+) -> Result<Vec<OwnedMessage>, KafkaError> {
+    let consumer: BaseConsumer<KafkaContext> = kafka
         .client_config(&[
             ("group.id", "mobaro-lake-topic-reader"),
             ("enable.auto.commit", "false"),
         ])?
-        .create()?;
+        .create_with_context(context)?;
+    // Serves librdkafka's first request for a token (MSK IAM), which it
+    // makes when the client is created, before anything waits on a broker.
+    let _ = consumer.poll(Duration::ZERO);
     let metadata = consumer.fetch_metadata(Some(topic), POLL)?;
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();

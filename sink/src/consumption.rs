@@ -14,7 +14,6 @@ use lake::{EncodingError, Standing, Tables, TablesError};
 use lake::{Erasures, Screened};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
-use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::checks;
 use runtime::{
@@ -92,7 +91,7 @@ pub(crate) type SinkConsumer = StreamConsumer<RebalanceContext>;
 
 pub(crate) struct Consumption {
     pub(crate) consumer: Arc<SinkConsumer>,
-    pub(crate) producer: FutureProducer,
+    pub(crate) producer: runtime::Producer,
     /// Writes and commits the batches.
     pub(crate) flusher: Flusher,
     /// The tables, in the format chosen at start-up.

@@ -110,16 +110,12 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
         .await?;
     }
     let erasures = lake::Erasures::load(tables.lake(), config.erasure_key.as_ref()).await?;
-    let (consumer, instance_id) = consumer(&config)?;
+    let (consumer, instance_id) = consumer(&config).await?;
     let producer = config
         .kafka
-        .client_config(&[("acks", "all"), ("enable.idempotence", "true")])?
-        .create()?;
-    runtime::watch_broker(
-        config.kafka.client_config(&[])?,
-        readiness.clone(),
-        shutdown.clone(),
-    );
+        .producer(&[("acks", "all"), ("enable.idempotence", "true")])
+        .await?;
+    runtime::watch_broker(&config.kafka, readiness.clone(), shutdown.clone());
     let ops_shutdown = CancellationToken::new();
     let ops = tokio::spawn(runtime::serve(
         config.ops_listen,
@@ -178,7 +174,9 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
 
 /// The group's consumer, committing offsets only by hand, and its static
 /// member name when it has one.
-fn consumer(config: &Config) -> Result<(consumption::SinkConsumer, Option<String>), SinkError> {
+async fn consumer(
+    config: &Config,
+) -> Result<(consumption::SinkConsumer, Option<String>), SinkError> {
     let (consumer_config, instance_id) = config.membership.consumer_config(
         &config.kafka,
         "sink",
@@ -193,6 +191,8 @@ fn consumer(config: &Config) -> Result<(consumption::SinkConsumer, Option<String
             ("queued.max.messages.kbytes", "16384"),
         ],
     )?;
-    let consumer = consumer_config.create_with_context(runtime::RebalanceContext::default())?;
+    let consumer = consumer_config.create_with_context(runtime::RebalanceContext::new(
+        config.kafka.context().await?,
+    ))?;
     Ok((consumer, instance_id))
 }

@@ -28,7 +28,6 @@ mod progress;
 mod scan;
 
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use runtime::KafkaArgs;
 use schemas::Resource;
@@ -61,7 +60,7 @@ pub struct Target<'a> {
     /// ([`BackfillArgs::rate_share`]).
     pub client: &'a MobaroClient,
     /// The producer of enriched records and checkpoints.
-    pub producer: &'a FutureProducer,
+    pub producer: &'a runtime::Producer,
 }
 
 /// Runs the backfill for every requested resource in turn.
@@ -129,9 +128,10 @@ async fn stored_checkpoints(
     kafka: &KafkaArgs,
     topic: &str,
 ) -> Result<Vec<Checkpoint>, BackfillError> {
+    let context = kafka.context().await?;
     let (kafka, topic) = (kafka.clone(), topic.to_string());
     let messages: Vec<OwnedMessage> =
-        tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, &topic))
+        tokio::task::spawn_blocking(move || runtime::read_topic_to_end(&kafka, context, &topic))
             .await
             .expect("the reader does not panic")?;
     Ok(messages
