@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake_core::kernel::{Action, Add, Transaction};
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
-use deltalake_core::protocol::checkpoints::create_checkpoint;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError};
 use schemas::Table;
 
 use crate::data_file::DataFile;
 use crate::delta::actions::{add_action, commit_properties, transactions_of};
+use crate::delta::checkpoint;
 use crate::delta::error::DeltaError;
 use crate::delta::schema::{conform_schema, create_table, Conformed};
 use crate::delta::state::{transaction_version, Head};
@@ -613,7 +613,8 @@ impl DeltaTables {
     /// readers replay no commit before it.
     pub(crate) async fn checkpoint(&self, table: Table) -> Result<(), DeltaError> {
         if let Some(current) = self.latest(table).await? {
-            create_checkpoint(&current, None)
+            let version = current.version().unwrap_or_default();
+            checkpoint::write(&current.log_store(), version)
                 .await
                 .map_err(DeltaError::of(table))?;
         }
@@ -679,20 +680,22 @@ impl DeltaTables {
         Ok(holds)
     }
 
-    /// Writes a checkpoint of `table` at `version` in the background, as
-    /// the library would after the commit (every `checkpointInterval`
-    /// commits): readers and restarts then replay at most that many commits.
-    /// Its failure does not undo the commit; the upkeep writes one again.
+    /// Writes a checkpoint of `table` at `version` in the background, every
+    /// [`CHECKPOINT_EVERY`](crate::delta::state::CHECKPOINT_EVERY) commits: readers and restarts then replay at
+    /// most that many commits. Its failure does not undo the commit; the
+    /// upkeep writes one again.
     fn checkpoint_later(&self, table: Table, version: u64) {
         let log_store = self.log_store(table);
         tokio::spawn(async move {
-            let mut at = DeltaTable::new(log_store);
-            let written = match at.load_version(version).await {
-                Ok(()) => create_checkpoint(&at, None).await,
-                Err(error) => Err(error),
-            };
-            match written {
-                Ok(()) => tracing::debug!(table = table.name(), version, "checkpoint written"),
+            match checkpoint::write(&log_store, version).await {
+                Ok(written) => tracing::debug!(
+                    table = table.name(),
+                    version,
+                    actions = written.actions,
+                    files = written.files,
+                    short_lived = written.short_lived,
+                    "checkpoint written"
+                ),
                 Err(error) => tracing::warn!(
                     table = table.name(),
                     version,

@@ -6,6 +6,7 @@
 //! vacuum.
 
 pub(crate) mod actions;
+pub(crate) mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod conversion;
 pub(crate) mod error;

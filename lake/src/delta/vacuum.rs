@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use deltalake_core::operations::vacuum::VacuumMode;
-use deltalake_core::protocol::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
+use deltalake_core::protocol::checkpoints::cleanup_expired_logs_for;
 use deltalake_core::DeltaTable;
 use futures::TryStreamExt;
 use schemas::Table;
 
 use crate::delta::actions::commit_properties;
+use crate::delta::checkpoint;
 use crate::delta::error::DeltaError;
 use crate::delta::log::DeltaTables;
 use crate::delta::state::referenced_paths;
@@ -122,7 +123,7 @@ async fn vacuum_table(
         .map_err(DeltaError::of(table))?;
     let orphans = delete_orphans(tables, table, &current, settings.retention).await?;
     let checkpoint = current.version().unwrap_or_default();
-    create_checkpoint(&current, None)
+    crate::delta::checkpoint::write(&current.log_store(), checkpoint)
         .await
         .map_err(DeltaError::of(table))?;
     let log_retention =
@@ -238,8 +239,13 @@ async fn delete_orphans(
         .try_collect()
         .await
         .map_err(store_error)?;
-    let cutoff =
-        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    // A file removed soon after its addition has no tombstone in the
+    // checkpoints (see `checkpoint`): judged by its age, it is kept that
+    // much longer, so no file leaves sooner than the retention after its
+    // removal.
+    let cutoff = Utc::now()
+        - chrono::Duration::from_std(retention + checkpoint::SHORT_LIVED)
+            .unwrap_or(chrono::Duration::MAX);
     let mut deleted = 0;
     for object in listed {
         let Some(path) = lake.data_path(table, &object.location) else {
@@ -434,5 +440,105 @@ mod tests {
             "the sink's own upload that no commit added"
         );
         assert!(exists(&foreign), "another writer's file");
+    }
+
+    /// A file removed within the hour of its addition gets no tombstone in
+    /// the checkpoint; judged by its age, it still outlives its removal by
+    /// the retention, and leaves once that passed. A file removed long after
+    /// its addition keeps its tombstone.
+    #[tokio::test]
+    async fn short_lived_files_have_no_tombstones_and_still_outlive_their_removal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables =
+            DeltaTables::new(Lake::open(dir.path().to_str().expect("utf8")).expect("opens"));
+        let minutes = |n: u64| Duration::from_secs(60 * n);
+        let brief = data_file("0-0-9-0a0b0c0d");
+        let stale = data_file("0-10-19-0a0b0c0e");
+        let long = data_file("0-20-29-0a0b0c0f");
+        // Written, then removed half an hour later: six days 23 h 50 min
+        // ago, and seven days 1 h 30 min ago. The third, three days ago,
+        // removed now.
+        let written = [
+            (&brief, 7 * DAY + minutes(20), minutes(30)),
+            (&stale, 7 * DAY + minutes(120), minutes(30)),
+            (&long, 3 * DAY, 3 * DAY),
+        ];
+        for (file, age, _) in written {
+            place(dir.path(), file, age);
+        }
+        appended(&tables, &[brief.clone(), stale.clone(), long.clone()], 29).await;
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let now = Utc::now().timestamp_millis();
+        let removes = written
+            .iter()
+            .map(|(file, age, lived)| {
+                let added = now - age.as_millis() as i64;
+                Action::Remove(Remove {
+                    path: file.path.in_table(),
+                    data_change: true,
+                    deletion_timestamp: Some(added + lived.as_millis() as i64),
+                    extended_file_metadata: Some(true),
+                    partition_values: Some(partition_values(file.path.date)),
+                    size: Some(1),
+                    tags: Some(
+                        [(
+                            checkpoint::ADDED_TAG.to_string(),
+                            Some(added.to_string()),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    ),
+                    deletion_vector: None,
+                    base_row_id: None,
+                    default_row_commit_version: None,
+                })
+            })
+            .collect();
+        let version = CommitBuilder::from(commit_properties(0))
+            .with_actions(removes)
+            .build(
+                Some(current.snapshot().expect("a snapshot")),
+                current.log_store(),
+                DeltaOperation::Delete { predicate: None },
+            )
+            .await
+            .expect("commits")
+            .version();
+        let written = checkpoint::write(&current.log_store(), version)
+            .await
+            .expect("checkpoints");
+        // The two half-hour files' tombstones are left out (the stale one
+        // has expired anyway); the long-lived one's stays.
+        assert_eq!(written.files, 0);
+        assert!(written.short_lived >= 1, "{written:?}");
+        let reread = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let tombstones: Vec<String> = reread
+            .snapshot()
+            .expect("a snapshot")
+            .all_tombstones(reread.log_store().as_ref())
+            .map_ok(|tombstone| tombstone.path().to_string())
+            .try_collect()
+            .await
+            .expect("tombstones");
+        assert_eq!(tombstones, vec![long.path.in_table()]);
+        let settings = VacuumSettings {
+            retention: 7 * DAY,
+            log_retention: 30 * DAY,
+            force: false,
+        };
+        let report = vacuum(&tables, &settings).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let exists = |file: &DataFile| dir.path().join(file.path.in_lake()).exists();
+        assert!(exists(&brief), "removed less than the retention ago");
+        assert!(!exists(&stale), "removed more than the retention ago");
+        assert!(exists(&long), "removed now");
     }
 }

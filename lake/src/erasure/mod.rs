@@ -33,7 +33,7 @@ use std::time::Duration;
 use chrono::Utc;
 use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake_core::kernel::{Action, Add, Remove};
-use deltalake_core::protocol::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
+use deltalake_core::protocol::checkpoints::cleanup_expired_logs_for;
 use deltalake_core::protocol::DeltaOperation;
 use deltalake_core::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
@@ -717,7 +717,7 @@ async fn sweep(
 async fn purge_log(tables: &DeltaTables, table: Table) -> Result<usize, ErasureError> {
     let current = tables.latest(table).await?.expect("read before");
     let version = current.version().unwrap_or_default();
-    create_checkpoint(&current, None)
+    crate::delta::checkpoint::write(&current.log_store(), version)
         .await
         .map_err(DeltaError::of(table))?;
     // Every entry below the checkpoint, however recent.

@@ -30,6 +30,7 @@ use schemas::Table;
 
 use crate::data_file::DataFile;
 use crate::delta::actions::{add_action, commit_properties, partition_values};
+use crate::delta::checkpoint::ADDED_TAG;
 use crate::delta::error::DeltaError;
 use crate::delta::log::DeltaTables;
 use crate::encoding::parquet_file::{Compression, EncodingError};
@@ -185,6 +186,8 @@ struct Active {
     size: u64,
     /// Another engine deleted rows of it through a deletion vector.
     has_deletion_vector: bool,
+    /// When it was added (its `modificationTime`).
+    added_at: i64,
 }
 
 impl Active {
@@ -299,6 +302,7 @@ fn days(
             path,
             size: file.size().max(0) as u64,
             has_deletion_vector: file.deletion_vector_descriptor().is_some(),
+            added_at: file.modification_time(),
         });
     }
     Ok(days)
@@ -462,7 +466,13 @@ fn actions(days: &[Prepared]) -> Vec<Action> {
                 extended_file_metadata: Some(true),
                 partition_values: Some(partition_values(day.date)),
                 size: Some(file.size as i64),
-                tags: None,
+                // When the file came: its tombstone can be left out of
+                // the checkpoints if it lived briefly (see `checkpoint`).
+                tags: Some(
+                    [(ADDED_TAG.to_string(), Some(file.added_at.to_string()))]
+                        .into_iter()
+                        .collect(),
+                ),
                 deletion_vector: None,
                 base_row_id: None,
                 default_row_commit_version: None,
@@ -494,6 +504,7 @@ mod tests {
             path: DataPath::parse_in_table(Table::Events, path).expect("a data path"),
             size: 1,
             has_deletion_vector: false,
+            added_at: 0,
         };
         assert!(active("dt=2025-03-01/compacted-0a0b0c0d.parquet").is_compacted());
         assert!(!active("dt=2025-03-01/2-0-9-0a0b0c0d.parquet").is_compacted());
