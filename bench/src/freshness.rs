@@ -177,8 +177,9 @@ async fn log_growth(options: &Options) -> anyhow::Result<String> {
 (one every 2 s: {:.1} hours of them), open days merged every 15 commits, written in {:.0} s. \
 A reader opening `results` (median of 5, in one process) as the log grows:\n\n\
 | commits | log objects | last checkpoint | active files | Python `deltalake` load | DuckDB `delta_scan` count |\n|---|---|---|---|---|---|\n{}\n\n\
-Each merge leaves a tombstone per file it removed, which checkpoints keep for the vacuum retention \
-(7 days): the checkpoint grows with the day's commits and stops growing after a week.\n",
+A checkpoint every 10 commits, without the tombstones of the merged small files: it holds the active \
+files and stays the same size however many commits came before. The log objects are what a reader \
+lists on a local folder; on S3 it lists from its last checkpoint on.\n",
         options.log_commits,
         options.log_commits as f64 * 2.0 / 3600.0,
         started.elapsed().as_secs_f64(),

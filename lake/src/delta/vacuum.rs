@@ -485,12 +485,9 @@ mod tests {
                     partition_values: Some(partition_values(file.path.date)),
                     size: Some(1),
                     tags: Some(
-                        [(
-                            checkpoint::ADDED_TAG.to_string(),
-                            Some(added.to_string()),
-                        )]
-                        .into_iter()
-                        .collect(),
+                        [(checkpoint::ADDED_TAG.to_string(), Some(added.to_string()))]
+                            .into_iter()
+                            .collect(),
                     ),
                     deletion_vector: None,
                     base_row_id: None,

@@ -124,11 +124,30 @@ impl Pass {
                 (date < closed_before && !files.iter().all(Active::is_compacted)).then_some(files)
             }
             Pass::Open => {
-                let small: BTreeSet<Active> = files
+                let mut small: Vec<Active> = files
                     .into_iter()
                     .filter(|f| !f.is_compacted() && f.size < (settings.target_bytes / 2) as u64)
                     .collect();
-                (date >= closed_before && small.len() > settings.open_day_files).then_some(small)
+                if date < closed_before || small.len() <= settings.open_day_files {
+                    return None;
+                }
+                // The smallest files, each at most twice those before it
+                // together: a merged file is merged again only once the
+                // newer files add up to half its size, so each byte is
+                // rewritten a few times per doubling of the merged file
+                // (log of half the target over a commit's file), not once
+                // per merge.
+                small.sort_by_key(|f| f.size);
+                let mut chosen = BTreeSet::new();
+                let mut together = 0;
+                for file in small {
+                    if !chosen.is_empty() && file.size > 2 * together {
+                        break;
+                    }
+                    together += file.size;
+                    chosen.insert(file);
+                }
+                (chosen.len() > 1).then_some(chosen)
             }
         }
     }
@@ -712,6 +731,67 @@ mod tests {
         // Done: a second run rewrites nothing of day 1.
         let again = compact(&tables, &settings(), now).await.expect("runs");
         assert!(again.compacted.is_empty(), "{again:?}");
+    }
+
+    /// Merging an open day after every commit rewrites each row a few
+    /// times (about once per doubling of the merged file), not once per
+    /// merge, and keeps the day's files near the bound.
+    #[tokio::test]
+    async fn open_day_merges_rewrite_each_row_a_few_times() {
+        let lake = Lake::open("memory:///lake").expect("opens");
+        let tables = DeltaTables::new(lake.clone());
+        let id = crate::delta::actions::app_id("t", 0);
+        let open = "2025-03-01T12:00:00Z".parse().expect("a time");
+        const COMMITS: u64 = 96;
+        let mut rewritten = 0;
+        for n in 0..COMMITS {
+            // Rows of a few KiB, so that a file's size follows its rows.
+            let bulk: String = (0..256u64)
+                .map(|i| {
+                    format!(
+                        "{:016x}",
+                        (n * 7919 + i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    )
+                })
+                .collect();
+            let text = record(n as u32, 1, "found", "2025-03-01T09:00:00Z")
+                .replace(&format!("users/{}-A", n), &format!("users/{n}-{bulk}"));
+            let file = sink_file(&lake, &[text]).await;
+            let expected = (n > 0).then(|| (n as i64 - 1) * 10);
+            let appended = tables
+                .append(Table::Events, &[file], &id, expected, n as i64 * 10)
+                .await
+                .expect("appends");
+            assert!(matches!(
+                appended,
+                crate::delta::log::Appended::Committed(_)
+            ));
+            let merged = merge_open_days(&tables, &settings(), open)
+                .await
+                .expect("merges");
+            rewritten += merged.compacted.iter().map(|d| d.rows_in).sum::<u64>();
+        }
+        let current = tables
+            .latest(Table::Events)
+            .await
+            .expect("reads")
+            .expect("a table");
+        let files = days(&current, Table::Events)
+            .expect("days")
+            .into_values()
+            .flatten()
+            .count();
+        // Merging everything every time past the bound would rewrite about
+        // COMMITS² / (2 × bound) = 1,152 rows.
+        let log2 = u64::from(COMMITS.ilog2()) + 1;
+        assert!(
+            rewritten <= COMMITS * log2,
+            "{rewritten} rows rewritten for {COMMITS} written"
+        );
+        assert!(
+            files <= settings().open_day_files + log2 as usize,
+            "{files} files"
+        );
     }
 
     /// An open day's small files are merged once more than the bound; an
