@@ -118,6 +118,45 @@ pub(crate) async fn write(log_store: &LogStoreRef, version: u64) -> DeltaResult<
     Ok(counts)
 }
 
+/// The paths the commits from `latest` back to the first one older than
+/// `since` (milliseconds since the epoch, by the commit's own timestamp)
+/// removed: the tombstones a checkpoint may have left out, for files
+/// added after `since`. One GET per commit read; a log cleaned below stops
+/// the walk.
+pub(crate) async fn removed_since(
+    log_store: &LogStoreRef,
+    latest: u64,
+    since: i64,
+) -> DeltaResult<std::collections::HashSet<String>> {
+    let store = log_store.object_store(None);
+    let log = log_store.log_path();
+    let mut removed = std::collections::HashSet::new();
+    for version in (0..=latest).rev() {
+        let entry = log.clone().join(format!("{version:020}.json"));
+        let bytes = match store.get(&entry).await {
+            Ok(found) => found.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => break,
+            Err(error) => return Err(error.into()),
+        };
+        let mut older = false;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let Some(path) = action["remove"]["path"].as_str() {
+                removed.insert(path.to_string());
+            }
+            if let Some(at) = action["commitInfo"]["timestamp"].as_i64() {
+                older = at < since;
+            }
+        }
+        if older {
+            break;
+        }
+    }
+    Ok(removed)
+}
+
 /// A batch of checkpoint actions with the short-lived tombstones left out.
 struct Kept {
     data: Box<dyn delta_kernel::EngineData>,

@@ -30,7 +30,7 @@ mod watch;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deltalake_core::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake_core::kernel::{Action, Add, Remove};
 use deltalake_core::protocol::checkpoints::cleanup_expired_logs_for;
@@ -48,6 +48,7 @@ pub use watch::Erasures;
 
 use crate::data_file::DataFile;
 use crate::delta::actions::{add_action, commit_properties, partition_values};
+use crate::delta::checkpoint;
 use crate::delta::error::DeltaError;
 use crate::delta::log::DeltaTables;
 use crate::delta::state::referenced_paths;
@@ -675,6 +676,7 @@ async fn sweep(
         .await
         .map_err(LakeError::from)?;
     let mut out: BTreeMap<String, (Path, u64, bool)> = BTreeMap::new();
+    let mut oldest_unsettled: Option<DateTime<Utc>> = None;
     let cutoff = Utc::now() - chrono::Duration::from_std(IN_FLIGHT).expect("an hour");
     for object in listed {
         let Some(path) = lake.data_path(table, &object.location) else {
@@ -685,6 +687,11 @@ async fn sweep(
             continue;
         }
         let settled = tombstoned.contains(&relative) || object.last_modified < cutoff;
+        if !settled {
+            oldest_unsettled = oldest_unsettled
+                .min(Some(object.last_modified))
+                .or(Some(object.last_modified));
+        }
         out.insert(relative, (object.location, object.size, settled));
     }
     let files: Vec<Active> = out
@@ -695,12 +702,31 @@ async fn sweep(
         })
         .collect();
     let found = find(tables, table, hunt, &files).await?;
+    // A recent file may be one a merge removed soon after its commit, whose
+    // tombstone the checkpoints leave out: the commits since say so.
+    let naming_unsettled = out
+        .values()
+        .zip(&found)
+        .any(|((_, _, settled), found)| !settled && found.names_person());
+    let removed = match (naming_unsettled, oldest_unsettled) {
+        (true, Some(oldest)) => {
+            let since = (oldest - chrono::Duration::minutes(5)).timestamp_millis();
+            checkpoint::removed_since(
+                &current.log_store(),
+                current.version().unwrap_or_default(),
+                since,
+            )
+            .await
+            .map_err(DeltaError::of(table))?
+        }
+        _ => HashSet::new(),
+    };
     let (mut deleted, mut in_flight) = (0, 0);
-    for ((_, (location, _, settled)), found) in out.iter().zip(found) {
+    for ((relative, (location, _, settled)), found) in out.iter().zip(found) {
         if !found.names_person() {
             continue;
         }
-        if !settled {
+        if !settled && !removed.contains(relative) {
             in_flight += 1;
         } else if !dry_run {
             delete(lake, location).await?;

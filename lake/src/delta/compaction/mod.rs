@@ -485,13 +485,14 @@ fn actions(days: &[Prepared]) -> Vec<Action> {
                 extended_file_metadata: Some(true),
                 partition_values: Some(partition_values(day.date)),
                 size: Some(file.size as i64),
-                // When the file came: its tombstone can be left out of
-                // the checkpoints if it lived briefly (see `checkpoint`).
-                tags: Some(
+                // When a file of the sink's came: its tombstone can be left
+                // out of the checkpoints if it lived briefly (see
+                // `checkpoint`); the vacuum judges such files by their age.
+                tags: stems::written_by_sink(&file.path.stem).then(|| {
                     [(ADDED_TAG.to_string(), Some(file.added_at.to_string()))]
                         .into_iter()
-                        .collect(),
-                ),
+                        .collect()
+                }),
                 deletion_vector: None,
                 base_row_id: None,
                 default_row_commit_version: None,
