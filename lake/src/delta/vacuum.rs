@@ -303,6 +303,17 @@ mod tests {
         }
     }
 
+    /// Vacuums every table with a week's retention, expecting no failure.
+    async fn vacuum_a_week(tables: &DeltaTables) {
+        let settings = VacuumSettings {
+            retention: 7 * DAY,
+            log_retention: 30 * DAY,
+            force: false,
+        };
+        let report = vacuum(tables, &settings).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+    }
+
     /// Writes the file and dates it `age` back.
     fn place(root: &std::path::Path, file: &DataFile, age: Duration) {
         let path = root.join(file.path.in_lake());
@@ -425,13 +436,7 @@ mod tests {
             )
             .await
             .expect("commits");
-        let settings = VacuumSettings {
-            retention: 7 * DAY,
-            log_retention: 30 * DAY,
-            force: false,
-        };
-        let report = vacuum(&tables, &settings).await;
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        vacuum_a_week(&tables).await;
         let exists = |file: &DataFile| dir.path().join(file.path.in_lake()).exists();
         assert!(exists(&removed), "removed now: kept for the retention");
         assert!(exists(&kept), "active");
@@ -526,13 +531,7 @@ mod tests {
             .await
             .expect("tombstones");
         assert_eq!(tombstones, vec![long.path.in_table()]);
-        let settings = VacuumSettings {
-            retention: 7 * DAY,
-            log_retention: 30 * DAY,
-            force: false,
-        };
-        let report = vacuum(&tables, &settings).await;
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        vacuum_a_week(&tables).await;
         let exists = |file: &DataFile| dir.path().join(file.path.in_lake()).exists();
         assert!(exists(&brief), "removed less than the retention ago");
         assert!(!exists(&stale), "removed more than the retention ago");
