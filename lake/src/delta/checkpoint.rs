@@ -42,6 +42,19 @@ pub(crate) const ADDED_TAG: &str = "mobaro.addedAt";
 /// checkpoints; the vacuum keeps untagged files this much longer.
 pub(crate) const SHORT_LIVED: Duration = Duration::from_secs(3600);
 
+/// `_last_checkpoint`: the latest checkpoint, and what it holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LastCheckpoint {
+    pub(crate) version: u64,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    size_in_bytes: u64,
+    #[serde(default)]
+    num_of_add_files: i64,
+}
+
 /// What a checkpoint holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Written {
@@ -99,20 +112,19 @@ pub(crate) async fn write(log_store: &LogStoreRef, version: u64) -> DeltaResult<
     let size = store.head(&checkpoint).await?.size;
     let hint = log.clone().join("_last_checkpoint");
     let newer = match store.get(&hint).await {
-        Ok(found) => serde_json::from_slice::<serde_json::Value>(&found.bytes().await?)
-            .ok()
-            .and_then(|last| last["version"].as_u64())
-            .is_some_and(|last| last > version),
+        // One that does not parse is replaced.
+        Ok(found) => serde_json::from_slice::<LastCheckpoint>(&found.bytes().await?)
+            .is_ok_and(|last| last.version > version),
         Err(object_store::Error::NotFound { .. }) => false,
         Err(error) => return Err(error.into()),
     };
     if !newer {
-        let last = serde_json::json!({
-            "version": version,
-            "size": counts.actions,
-            "sizeInBytes": size,
-            "numOfAddFiles": counts.files,
-        });
+        let last = LastCheckpoint {
+            version,
+            size: counts.actions,
+            size_in_bytes: size,
+            num_of_add_files: counts.files,
+        };
         store.put(&hint, serde_json::to_vec(&last)?.into()).await?;
     }
     Ok(counts)

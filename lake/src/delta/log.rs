@@ -281,31 +281,32 @@ impl DeltaTables {
             *head = None;
         }
         let commits: Vec<Commit<'_>> = batches.iter().map(|b| b.commit(table)).collect();
-        let together = self.together_on(&mut head, table, &commits).await;
-        let appended = match together {
+        let appended = match self.together_on(&mut head, table, &commits).await {
             Ok(Some(next)) => {
                 telemetry::delta_committed(table, started.elapsed());
-                return Ok(vec![Appended::Committed(next); commits.len()]);
+                Ok(vec![Appended::Committed(next); commits.len()])
             }
-            Ok(None) => {
-                let mut appended = Vec::with_capacity(commits.len());
-                for commit in &commits {
-                    match self.append_on(&mut head, commit).await {
-                        Ok(one) => appended.push(one),
-                        Err(error) => {
-                            *head = None;
-                            return Err(error);
-                        }
-                    }
-                }
-                Ok(appended)
-            }
+            Ok(None) => self.each_on(&mut head, &commits).await,
             Err(error) => Err(error),
         };
+        // Whatever failed, the retry starts from the log as it is.
         if appended.is_err() {
             *head = None;
         }
         appended
+    }
+
+    /// Each of `commits` appended on its own, in order.
+    async fn each_on(
+        &self,
+        head: &mut Option<Head>,
+        commits: &[Commit<'_>],
+    ) -> Result<Vec<Appended>, DeltaError> {
+        let mut appended = Vec::with_capacity(commits.len());
+        for commit in commits {
+            appended.push(self.append_on(head, commit).await?);
+        }
+        Ok(appended)
     }
 
     /// Attempts at the one commit of [`DeltaTables::append_together`]: the
@@ -599,13 +600,14 @@ impl DeltaTables {
         };
         // A `_last_checkpoint` that does not parse is a log this sink cannot
         // use: reading it again cannot help, so the error is permanent.
-        let last: LastCheckpoint = serde_json::from_slice(&bytes).map_err(|json_err| {
-            DeltaError::of(table)(DeltaTableError::InvalidJsonLog {
-                json_err,
-                line: String::from_utf8_lossy(&bytes).into_owned(),
-                version,
-            })
-        })?;
+        let last: checkpoint::LastCheckpoint =
+            serde_json::from_slice(&bytes).map_err(|json_err| {
+                DeltaError::of(table)(DeltaTableError::InvalidJsonLog {
+                    json_err,
+                    line: String::from_utf8_lossy(&bytes).into_owned(),
+                    version,
+                })
+            })?;
         Ok(last.version >= version)
     }
 
@@ -717,12 +719,6 @@ fn not_a_table(error: &DeltaTableError) -> bool {
         }
         _ => false,
     }
-}
-
-/// What the sink reads of `_last_checkpoint`.
-#[derive(serde::Deserialize)]
-struct LastCheckpoint {
-    version: u64,
 }
 
 /// The directory of a table's log.

@@ -675,8 +675,7 @@ async fn sweep(
         .try_collect()
         .await
         .map_err(LakeError::from)?;
-    let mut out: BTreeMap<String, (Path, u64, bool)> = BTreeMap::new();
-    let mut oldest_unsettled: Option<DateTime<Utc>> = None;
+    let mut out: BTreeMap<String, (Path, u64, bool, DateTime<Utc>)> = BTreeMap::new();
     let cutoff = Utc::now() - chrono::Duration::from_std(IN_FLIGHT).expect("an hour");
     for object in listed {
         let Some(path) = lake.data_path(table, &object.location) else {
@@ -687,16 +686,14 @@ async fn sweep(
             continue;
         }
         let settled = tombstoned.contains(&relative) || object.last_modified < cutoff;
-        if !settled {
-            oldest_unsettled = oldest_unsettled
-                .min(Some(object.last_modified))
-                .or(Some(object.last_modified));
-        }
-        out.insert(relative, (object.location, object.size, settled));
+        out.insert(
+            relative,
+            (object.location, object.size, settled, object.last_modified),
+        );
     }
     let files: Vec<Active> = out
         .iter()
-        .map(|(path, (_, size, _))| Active {
+        .map(|(path, (_, size, _, _))| Active {
             path: path.clone(),
             size: *size,
         })
@@ -704,12 +701,14 @@ async fn sweep(
     let found = find(tables, table, hunt, &files).await?;
     // A recent file may be one a merge removed soon after its commit, whose
     // tombstone the checkpoints leave out: the commits since say so.
-    let naming_unsettled = out
+    let oldest_unsettled = out
         .values()
         .zip(&found)
-        .any(|((_, _, settled), found)| !settled && found.names_person());
-    let removed = match (naming_unsettled, oldest_unsettled) {
-        (true, Some(oldest)) => {
+        .filter(|((_, _, settled, _), found)| !settled && found.names_person())
+        .map(|((_, _, _, modified), _)| *modified)
+        .min();
+    let removed = match oldest_unsettled {
+        Some(oldest) => {
             let since = (oldest - chrono::Duration::minutes(5)).timestamp_millis();
             checkpoint::removed_since(
                 &current.log_store(),
@@ -719,10 +718,10 @@ async fn sweep(
             .await
             .map_err(DeltaError::of(table))?
         }
-        _ => HashSet::new(),
+        None => HashSet::new(),
     };
     let (mut deleted, mut in_flight) = (0, 0);
-    for ((relative, (location, _, settled)), found) in out.iter().zip(found) {
+    for ((relative, (location, _, settled, _)), found) in out.iter().zip(found) {
         if !found.names_person() {
             continue;
         }
@@ -743,7 +742,7 @@ async fn sweep(
 async fn purge_log(tables: &DeltaTables, table: Table) -> Result<usize, ErasureError> {
     let current = tables.latest(table).await?.expect("read before");
     let version = current.version().unwrap_or_default();
-    crate::delta::checkpoint::write(&current.log_store(), version)
+    checkpoint::write(&current.log_store(), version)
         .await
         .map_err(DeltaError::of(table))?;
     // Every entry below the checkpoint, however recent.
