@@ -209,9 +209,7 @@ impl KafkaArgs {
         }
         Ok(config)
     }
-}
 
-impl KafkaArgs {
     /// The context of this process's clients: signing MSK IAM tokens when
     /// `KAFKA_MSK_IAM_REGION` is set (the first call reads the credentials).
     pub async fn context(&self) -> Result<KafkaContext, KafkaError> {

@@ -187,11 +187,7 @@ impl MskSigner {
             .credentials()
             .clone();
         let first = read(&provider).await?;
-        let signer = Arc::new(Self {
-            region: region.to_string(),
-            credentials: RwLock::new(first),
-            signed: AtomicU64::new(0),
-        });
+        let signer = Arc::new(Self::with_credentials(region, first));
         let weak = Arc::downgrade(&signer);
         tokio::spawn(async move {
             loop {

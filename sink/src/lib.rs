@@ -131,20 +131,18 @@ async fn consume(config: Config, shutdown: CancellationToken) -> Result<(), Sink
     runtime::report_lag(consumer.clone(), "sink", ops_shutdown.clone());
     // One loaded state per table, shared by the commits and the scheduled
     // upkeep.
-    tokio::spawn(upkeep::run_every(
-        tables.clone(),
-        config.clone(),
-        upkeep::Job::Upkeep,
-        config.upkeep.compact_every,
-        ops_shutdown.clone(),
-    ));
-    tokio::spawn(upkeep::run_every(
-        tables.clone(),
-        config.clone(),
-        upkeep::Job::Merge,
-        config.upkeep.merge_every,
-        ops_shutdown.clone(),
-    ));
+    for (job, every) in [
+        (upkeep::Job::Upkeep, config.upkeep.compact_every),
+        (upkeep::Job::Merge, config.upkeep.merge_every),
+    ] {
+        tokio::spawn(upkeep::run_every(
+            tables.clone(),
+            config.clone(),
+            job,
+            every,
+            ops_shutdown.clone(),
+        ));
+    }
     let flusher = flush::Flusher {
         consumer: consumer.clone(),
         tables: tables.clone(),
