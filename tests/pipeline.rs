@@ -282,25 +282,17 @@ async fn a_webhook_is_queryable_within_seconds_on_the_defaults() -> anyhow::Resu
     let client = reqwest::Client::new();
     let mut latencies = Vec::new();
     for n in 0..4 {
-        let body = format!(
-            r#"{{"resource":"Results","event":"Updated","objectId":"results/{n}-A","timestamp":"{}"}}"#,
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
-        let answer: Value = client
-            .post(&pipeline.webhook_url)
-            .header("X-Webhook-Signature", end_to_end::sign(SECRET, &body))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let id = end_to_end::post_result_update(
+            &client,
+            &pipeline.webhook_url,
+            SECRET,
+            &format!("results/{n}-A"),
+        )
+        .await?;
         let accepted = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs_f64();
-        let id = answer["event_id"].as_str().context("an event id")?;
-        let found = found_at(&services.python, &events, id)?
+        let found = found_at(&services.python, &events, &id)?
             .with_context(|| format!("event {n} was not queryable within a minute"))?;
         // The first one also waits for the enricher's and the sink's first
         // fetch and for the tables' creation: only the later ones count.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context};
-use end_to_end::{free_port, log_dir, sign, start_simulator, wait_until_ready, Process};
+use end_to_end::{free_port, log_dir, start_simulator, wait_until_ready, Process};
 
 use crate::latency::percentile;
 use crate::report;
@@ -511,25 +511,9 @@ async fn send(listen: &str, rate: f64, duration: Duration) -> anyhow::Result<Vec
     let mut accepted = Vec::with_capacity(count);
     for i in 0..count {
         tick.tick().await;
-        let body = format!(
-            r#"{{"resource":"Results","event":"Updated","objectId":"results/{}-A","timestamp":"{}"}}"#,
-            i % 5000,
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
-        let response = client
-            .post(&url)
-            .header("X-Webhook-Signature", sign(SECRET, &body))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?
-            .error_for_status()?;
-        let at = now_seconds();
-        let answer: serde_json::Value = response.json().await?;
-        let id = answer["event_id"]
-            .as_str()
-            .context("no event_id in the 202")?;
-        accepted.push((id.to_string(), at));
+        let object = format!("results/{}-A", i % 5000);
+        let id = end_to_end::post_result_update(&client, &url, SECRET, &object).await?;
+        accepted.push((id, now_seconds()));
     }
     Ok(accepted)
 }

@@ -236,6 +236,35 @@ pub fn sign(secret: &str, body: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Posts a signed `Results` `Updated` webhook for `object_id`, stamped now,
+/// to ingest at `url`; the `event_id` of its 202.
+pub async fn post_result_update(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    object_id: &str,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let body = format!(
+        r#"{{"resource":"Results","event":"Updated","objectId":"{object_id}","timestamp":"{}"}}"#,
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    let answer: serde_json::Value = client
+        .post(url)
+        .header("X-Webhook-Signature", sign(secret, &body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = answer["event_id"]
+        .as_str()
+        .context("no event_id in the 202")?;
+    Ok(id.to_string())
+}
+
 /// A child process, killed when dropped; its output goes to a log file.
 pub struct Process {
     /// Its name in logs.
