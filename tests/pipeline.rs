@@ -315,7 +315,7 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
     let logs = log_dir("e2e-logs-")?;
     let pipeline = start_pipeline(&services, &run, &logs).await?;
 
-    let bodies = send_webhooks(&pipeline.webhook_url, 30, "Results,Users,Locations")?;
+    let bodies = send_webhooks(&pipeline.webhook_url, 30, "Results,Users,Locations,Notes")?;
     let lake = tempfile::tempdir()?;
     let distinct = distinct_events(&bodies);
     wait_for_lake(&services, &pipeline.prefix, lake.path(), &bodies).await?;
@@ -373,9 +373,11 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
         .collect();
     assert_eq!(sent, stored);
 
-    // Results and Users carry the simulator's full records; Locations pass through.
+    // Results, Users and Locations carry the simulator's full records;
+    // Notes pass through.
     let mut checked = 0;
     for (collection, typed_column, pointer) in [
+        ("locations", "name", "/name"),
         ("results", "checklist_name", "/checklist/name"),
         ("users", "email", "/email"),
     ] {
@@ -404,15 +406,16 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
         }
     }
     assert!(checked >= 2, "too few enriched records checked: {checked}");
-    let locations = duckdb(
+    // Notes are not fetched by default.
+    let notes = duckdb(
         &services.python,
         &format!(
             "SELECT status, record_json FROM {}",
-            table(lake.path(), "locations")
+            table(lake.path(), "notes")
         ),
     )?;
-    assert!(!locations.is_empty());
-    for row in locations {
+    assert!(!notes.is_empty());
+    for row in notes {
         assert!(
             row["status"] == "not_fetched" || row["status"] == "deleted",
             "{row:?}"

@@ -79,12 +79,14 @@ pub struct Config {
     )]
     pub path_template: String,
 
-    /// Resources whose full record is fetched; the others pass through as events.
+    /// Resources whose full record is fetched; the others pass through as
+    /// events. The marts need Locations (time zone, opening hours),
+    /// Downtimes (category, times) and Assignments (due, resolved).
     #[arg(
         long = "enrich",
         env = "ENRICH_RESOURCES",
         value_delimiter = ',',
-        default_value = "Results,Users"
+        default_value = "Results,Users,Locations,Downtimes,Assignments"
     )]
     pub enrich: Vec<Resource>,
 

@@ -38,6 +38,31 @@ pub struct ApiArgs {
     /// webhook sender makes them: `users/1000-A`, `users/1001-B`, ...).
     #[arg(long, env = "MOBARO_SIM_OBJECTS", default_value_t = 1000)]
     pub objects: u32,
+    /// The end of the park's history: `now` (a park operating today), or
+    /// an ISO-8601 instant. By default a history across 2025.
+    #[arg(long, env = "MOBARO_SIM_ANCHOR", value_parser = parse_anchor)]
+    pub anchor: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many days the park's history reaches back from the anchor.
+    #[arg(long, env = "MOBARO_SIM_HISTORY_DAYS", default_value_t = 300)]
+    pub history_days: u32,
+}
+
+fn parse_anchor(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if text.eq_ignore_ascii_case("now") {
+        return Ok(chrono::Utc::now());
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is neither `now` nor an ISO-8601 instant"))
+}
+
+impl ApiArgs {
+    /// The park the records describe.
+    pub fn park(&self) -> records::Park {
+        records::Park {
+            anchor: self.anchor.unwrap_or(records::Park::default().anchor),
+            history_days: self.history_days,
+        }
+    }
 }
 
 /// Faults the API injects, set at run time with `POST /sim/faults`.
@@ -115,7 +140,7 @@ struct ApiState {
 /// The simulated API's routes.
 pub fn router(args: ApiArgs) -> Router {
     let state = Arc::new(ApiState {
-        catalogue: Catalogue::new(args.objects),
+        catalogue: Catalogue::new(args.objects, args.park()),
         args,
         requests: AtomicU64::new(0),
         list_requests: AtomicU64::new(0),

@@ -65,6 +65,7 @@ struct Listed<'a> {
 /// The records of every collection, with the edits made since start.
 pub struct Catalogue {
     objects: u32,
+    park: records::Park,
     entries: Mutex<HashMap<String, Vec<Entry>>>,
     /// Edits: id → (new `updated`, revision).
     edits: Mutex<HashMap<String, (DateTime<Utc>, u64)>>,
@@ -84,10 +85,11 @@ fn timestamp(record: &Value, field: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Catalogue {
-    /// A catalogue of `objects` records per collection.
-    pub fn new(objects: u32) -> Self {
+    /// A catalogue of `objects` records per collection of `park`.
+    pub fn new(objects: u32, park: records::Park) -> Self {
         Catalogue {
             objects,
+            park,
             entries: Mutex::new(HashMap::new()),
             edits: Mutex::new(HashMap::new()),
             generated: Mutex::new(HashMap::new()),
@@ -166,7 +168,7 @@ impl Catalogue {
         if let Some(record) = generated.get(id) {
             return Some(record.clone());
         }
-        let record = records::record(collection, id)?;
+        let record = self.park.record(collection, id)?;
         let record = Arc::new(Generated {
             record,
             text: OnceLock::new(),
@@ -322,7 +324,7 @@ mod tests {
 
     #[test]
     fn pages_cover_the_catalogue_in_update_order_and_edits_move_to_the_end() {
-        let catalogue = Catalogue::new(50);
+        let catalogue = Catalogue::new(50, records::Park::default());
         let mut seen = vec![];
         for offset in (0..50).step_by(20) {
             let page = catalogue
