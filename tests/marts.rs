@@ -1,20 +1,26 @@
-//! The dbt package's numbers: simulator records go through the sink into a
-//! Delta lake, `scripts/dbt build` builds and tests the marts over it, and
-//! each mart is compared row by row with the same figures computed here,
-//! from the records themselves, by code that shares nothing with the SQL.
+//! The dbt package's numbers: the simulator's park (opening hours, two time
+//! zones, a DST change, planned closures, downtimes across midnight and
+//! after hours, downtimes edited after they closed, Calendar, Ad Hoc and
+//! Continuous schedules) goes through the sink into a Delta lake, as
+//! webhooks and as a backfill's snapshots; `scripts/dbt build` builds and
+//! tests the marts; each mart is compared row by row with the same figures
+//! computed by `marts_expected.py`, plain Python over the records that
+//! shares nothing with the SQL.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use end_to_end::{duckdb, free_port, log_dir, unique, wait_until_ready, Process, Services};
+use mobaro_sim::listing::object_id;
+use mobaro_sim::records::Park;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 
-/// The moment the marts judge "open" and "overdue" at.
-const AS_OF: &str = "2026-01-01T00:00:00Z";
+/// The end of the park's history, and the moment the marts judge at.
+const AS_OF: &str = "2025-11-05T12:00:00Z";
 
 /// One enriched record as the enricher produces it.
 struct Event {
@@ -40,6 +46,16 @@ impl Event {
         })
         .to_string()
     }
+
+    fn of(resource: &'static str, kind: &'static str, at: DateTime<Utc>, record: Value) -> Self {
+        Event {
+            resource,
+            kind,
+            object_id: record["id"].as_str().unwrap_or_default().to_string(),
+            at,
+            record: Some(record),
+        }
+    }
 }
 
 fn time(value: &Value) -> Option<DateTime<Utc>> {
@@ -49,38 +65,45 @@ fn time(value: &Value) -> Option<DateTime<Utc>> {
         .map(|at| at.with_timezone(&Utc))
 }
 
-fn record(collection: &str, number: usize) -> anyhow::Result<Value> {
-    mobaro_sim::records::record(collection, &format!("{collection}/{}-A", 1000 + number))
-        .context("the simulator serves the collection")
+fn park() -> anyhow::Result<Park> {
+    Ok(Park {
+        anchor: DateTime::parse_from_rfc3339(AS_OF)?.with_timezone(&Utc),
+        history_days: 42,
+    })
 }
 
-/// 120 Results (every tenth updated once: the later state counts; the last
-/// one deleted), 40 Downtimes and 40 Assignments of the simulator.
-fn fixture() -> anyhow::Result<Vec<Event>> {
+/// Six weeks of the park: its 8 Locations as a backfill's snapshots (the
+/// first renamed since: two versions), 8 Users, 400 Results (every tenth
+/// first failed, the last deleted), 160 Downtimes (those edited after they
+/// closed first with another end and category) and 100 Assignments (first
+/// open, then as now).
+fn fixture(park: &Park) -> anyhow::Result<Vec<Event>> {
+    let record = |collection: &str, n: u32| {
+        park.record(collection, &object_id(collection, n))
+            .context("the simulator serves the collection")
+    };
+    let start = park.anchor - chrono::Duration::days(43);
     let mut events = Vec::new();
-    for i in 0..120 {
-        let current = record("results", i)?;
+    for n in 0..8 {
+        let location = record("locations", n)?;
+        if n == 0 {
+            let mut earlier = location.clone();
+            earlier["name"] = json!("Dragon Coaster (old)");
+            events.push(Event::of("Locations", "Snapshot", start - chrono::Duration::days(7), earlier));
+        }
+        events.push(Event::of("Locations", "Snapshot", start, location));
+        events.push(Event::of("Users", "Updated", start, record("users", n)?));
+    }
+    for n in 0..400 {
+        let current = record("results", n)?;
         let at = time(&current["updated"]).context("updated")?;
-        if i % 10 == 0 {
+        if n % 10 == 0 {
             let mut earlier = current.clone();
             earlier["status"] = json!("Failed");
-            earlier["location"]["id"] = json!("locations/earlier-A");
-            events.push(Event {
-                resource: "Results",
-                kind: "Created",
-                object_id: current["id"].as_str().unwrap_or_default().to_string(),
-                at: at - chrono::Duration::hours(1),
-                record: Some(earlier),
-            });
+            events.push(Event::of("Results", "Created", at - chrono::Duration::hours(1), earlier));
         }
-        events.push(Event {
-            resource: "Results",
-            kind: "Updated",
-            object_id: current["id"].as_str().unwrap_or_default().to_string(),
-            at,
-            record: Some(current.clone()),
-        });
-        if i == 119 {
+        events.push(Event::of("Results", "Updated", at, current.clone()));
+        if n == 399 {
             events.push(Event {
                 resource: "Results",
                 kind: "Deleted",
@@ -90,16 +113,30 @@ fn fixture() -> anyhow::Result<Vec<Event>> {
             });
         }
     }
-    for (collection, resource) in [("downtimes", "Downtimes"), ("assignments", "Assignments")] {
-        for i in 0..40 {
-            let current = record(collection, i)?;
-            events.push(Event {
-                resource,
-                kind: "Updated",
-                object_id: current["id"].as_str().unwrap_or_default().to_string(),
-                at: time(&current["updated"]).context("updated")?,
-                record: Some(current),
-            });
+    for n in 0..160 {
+        let current = record("downtimes", n)?;
+        let at = time(&current["updated"]).context("updated")?;
+        if current.get("revision").is_some() {
+            let mut earlier = current.clone();
+            let end = time(&current["end"]).context("end")? - chrono::Duration::minutes(30);
+            earlier["end"] = json!(end.to_rfc3339());
+            earlier["category"] = json!({"id": "downtimecategories/999-A", "name": "Reported"});
+            events.push(Event::of("Downtimes", "Updated", at - chrono::Duration::days(1), earlier));
+        }
+        events.push(Event::of("Downtimes", "Updated", at, current));
+    }
+    for n in 0..100 {
+        let current = record("assignments", n)?;
+        let created = time(&current["created"]).context("created")?;
+        let mut earlier = current.clone();
+        earlier["status"] = json!("Open");
+        if let Some(fields) = earlier.as_object_mut() {
+            fields.remove("resolved");
+        }
+        events.push(Event::of("Assignments", "Created", created, earlier));
+        let updated = time(&current["updated"]).context("updated")?;
+        if updated > created {
+            events.push(Event::of("Assignments", "Updated", updated, current));
         }
     }
     Ok(events)
@@ -120,157 +157,67 @@ fn current(events: &[Event], resource: &str) -> Vec<Value> {
         .collect()
 }
 
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or_default().to_string()
-}
-
-fn round(value: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
-    (value * scale).round() / scale
-}
-
-/// A row of mart_result_pass_rate_daily: (day, location, checklist) →
-/// (results, passed, failed, missed, invalidated, pass rate).
-type PassRates = BTreeMap<(String, String, String), (i64, i64, i64, i64, i64, Option<f64>)>;
-
-/// An assignment's creation, due and finish times.
-type AssignmentTimes = (DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
-/// mart_result_pass_rate_daily, from the current Results.
-fn expected_pass_rates(results: &[Value]) -> PassRates {
-    let mut counts: BTreeMap<(String, String, String), [i64; 5]> = BTreeMap::new();
-    for result in results {
-        let day = time(&result["started"])
-            .map(|at| at.date_naive().to_string())
-            .unwrap_or_default();
-        let key = (
-            day,
-            text(&result["location"]["id"]),
-            text(&result["checklist"]["id"]),
-        );
-        let status = result["status"].as_str().unwrap_or_default();
-        let row = counts.entry(key).or_default();
-        row[0] += 1;
-        match status {
-            "Passed" | "Passed with remarks" => row[1] += 1,
-            "Failed" => row[2] += 1,
-            "Missed" => row[3] += 1,
-            "Invalidated" => row[4] += 1,
-            _ => {}
-        }
+/// Whether two values of a mart's column agree: numbers to a hundredth
+/// (both sides round differently), the rest exactly.
+fn same(found: &Value, expected: &Value) -> bool {
+    match (found.as_f64(), expected.as_f64()) {
+        (Some(f), Some(e)) => (f - e).abs() < 0.011,
+        _ => found == expected,
     }
-    counts
-        .into_iter()
-        .map(|(key, [results, passed, failed, missed, invalidated])| {
-            let judged = passed + failed;
-            let rate = (judged > 0).then(|| round(passed as f64 / judged as f64, 4));
-            (key, (results, passed, failed, missed, invalidated, rate))
-        })
-        .collect()
 }
 
-/// mart_downtime_daily: (day, location) → (downtimes, minutes, blocking minutes).
-fn expected_downtime(
-    downtimes: &[Value],
-    as_of: DateTime<Utc>,
-) -> BTreeMap<(String, String), (i64, f64, f64)> {
-    let mut days: BTreeMap<(String, String), (Vec<String>, f64, f64)> = BTreeMap::new();
-    for downtime in downtimes {
-        let Some(start) = time(&downtime["start"]) else {
-            continue;
-        };
-        let status = downtime["status"].as_str().unwrap_or_default();
-        let end = time(&downtime["end"]).unwrap_or(as_of);
-        let blocking = status == "Blocking";
-        let mut day = start.date_naive();
-        while end > start && day <= end.date_naive() {
-            let day_start = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"));
-            let day_end = day_start + chrono::Duration::days(1);
-            let minutes = (end.min(day_end) - start.max(day_start)).num_seconds() as f64 / 60.0;
-            let entry = days
-                .entry((day.to_string(), text(&downtime["location"]["id"])))
-                .or_default();
-            entry.0.push(text(&downtime["id"]));
-            entry.1 += minutes;
-            if blocking {
-                entry.2 += minutes;
-            }
-            day = day + Days::new(1);
-        }
-    }
-    days.into_iter()
-        .map(|(key, (ids, minutes, blocking))| {
-            (
-                key,
-                (ids.len() as i64, round(minutes, 2), round(blocking, 2)),
-            )
-        })
-        .collect()
-}
-
-/// mart_assignments_daily: day → (open, overdue), from the first creation
-/// to `as_of`'s day.
-fn expected_assignments(
-    assignments: &[Value],
-    as_of: DateTime<Utc>,
-) -> BTreeMap<String, (i64, i64)> {
-    let rows: Vec<AssignmentTimes> = assignments
-        .iter()
-        .filter_map(|a| {
-            let created = time(&a["created"])?;
-            let finished = matches!(a["status"].as_str(), Some("Finished" | "Done"))
-                .then(|| time(&a["updated"]))
-                .flatten();
-            Some((created, time(&a["due"]), finished))
-        })
-        .collect();
-    let Some(first) = rows.iter().map(|r| r.0.date_naive()).min() else {
-        return BTreeMap::new();
+/// Compares a mart with the rows `marts_expected.py` computed: the same
+/// keys, and each column of `columns` equal.
+fn compare(
+    name: &str,
+    found: &[BTreeMap<String, Value>],
+    expected: &[Value],
+    keys: &[&str],
+    columns: &[&str],
+) -> anyhow::Result<()> {
+    let key = |row: &dyn Fn(&str) -> Value| -> String {
+        keys.iter()
+            .map(|k| match row(k) {
+                Value::String(text) => text,
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
     };
-    let mut out = BTreeMap::new();
-    let mut day: NaiveDate = first;
-    while day <= as_of.date_naive() {
-        let end =
-            Utc.from_utc_datetime(&(day + Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight"));
-        let open: Vec<_> = rows
-            .iter()
-            .filter(|(created, _, finished)| *created < end && finished.is_none_or(|f| f >= end))
-            .collect();
-        let overdue = open
-            .iter()
-            .filter(|(_, due, _)| due.is_some_and(|d| d < end))
-            .count();
-        out.insert(day.to_string(), (open.len() as i64, overdue as i64));
-        day = day + Days::new(1);
+    let found: BTreeMap<String, &BTreeMap<String, Value>> = found
+        .iter()
+        .map(|row| (key(&|c| row.get(c).cloned().unwrap_or(Value::Null)), row))
+        .collect();
+    let expected: BTreeMap<String, &Value> = expected
+        .iter()
+        .map(|row| (key(&|c| row[c].clone()), row))
+        .collect();
+    let missing: Vec<_> = expected.keys().filter(|k| !found.contains_key(*k)).take(5).collect();
+    let extra: Vec<_> = found.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
+    ensure!(
+        missing.is_empty() && extra.is_empty(),
+        "{name}: {} rows, {} expected; missing {missing:?}, unexpected {extra:?}",
+        found.len(),
+        expected.len()
+    );
+    let mut differences = vec![];
+    for (k, want) in &expected {
+        let got = found[k];
+        for column in columns {
+            let value = got.get(*column).cloned().unwrap_or(Value::Null);
+            if !same(&value, &want[*column]) {
+                differences.push(format!("{k} {column}: {value} found, {} expected", want[*column]));
+            }
+        }
     }
-    out
-}
-
-/// mart_events_daily: (day, resource, kind) → events.
-fn expected_events(events: &[Event]) -> BTreeMap<(String, String, String), i64> {
-    let mut counts = BTreeMap::new();
-    for event in events {
-        *counts
-            .entry((
-                event.at.date_naive().to_string(),
-                event.resource.to_string(),
-                event.kind.to_string(),
-            ))
-            .or_insert(0) += 1;
-    }
-    counts
-}
-
-fn int(row: &BTreeMap<String, Value>, column: &str) -> i64 {
-    row[column].as_i64().unwrap_or(-1)
-}
-
-fn float(row: &BTreeMap<String, Value>, column: &str) -> Option<f64> {
-    row[column].as_f64()
-}
-
-fn string(row: &BTreeMap<String, Value>, column: &str) -> String {
-    text(&row[column])
+    ensure!(
+        differences.is_empty(),
+        "{name}: {} differences, first: {:#?}",
+        differences.len(),
+        &differences[..differences.len().min(8)]
+    );
+    eprintln!("{name}: {} rows equal", expected.len());
+    Ok(())
 }
 
 /// Runs the sink on `topic` into the folder `lake` until every table of
@@ -343,17 +290,19 @@ async fn write_lake(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_marts_hold_the_numbers_computed_from_the_records() -> anyhow::Result<()> {
+async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::Result<()> {
     let services = Services::from_env();
-    let events = fixture()?;
+    let park = park()?;
+    let events = fixture(&park)?;
     let dir = tempfile::tempdir()?;
     let lake = dir.path().join("lake");
     write_lake(&services, &unique("marts.enriched"), &lake, &events).await?;
+    eprintln!("DEVLAKE {}", dir.path().display()); let dir = Box::leak(Box::new(dir));
 
     let database = dir.path().join("marts.duckdb");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dbt");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let started = Instant::now();
-    let built = std::process::Command::new(&script)
+    let built = std::process::Command::new(root.join("scripts/dbt"))
         .args(["build", "--vars", &format!("{{mobaro_as_of: '{AS_OF}'}}")])
         .env("MOBARO_LAKE_URL", &lake)
         .env("MOBARO_DBT_DATABASE", &database)
@@ -368,130 +317,156 @@ async fn the_marts_hold_the_numbers_computed_from_the_records() -> anyhow::Resul
         "dbt build (models and tests): {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let mart = |name: &str, order: &str| {
+    let mart = |name: &str| {
         duckdb(
             &services.python,
             &format!(
-                "ATTACH '{}' AS marts (READ_ONLY); SELECT * FROM marts.main.{name} ORDER BY {order}",
+                "ATTACH '{}' AS marts (READ_ONLY); SELECT * FROM marts.main.{name}",
                 database.display()
             ),
         )
     };
-    let as_of = DateTime::parse_from_rfc3339(AS_OF)?.with_timezone(&Utc);
 
-    let results = current(&events, "Results");
-    ensure!(results.len() == 119, "{} current results", results.len());
-    let expected = expected_pass_rates(&results);
-    let found: BTreeMap<_, _> = mart("mart_result_pass_rate_daily", "1, 2, 3")?
-        .iter()
-        .map(|row| {
-            (
-                (
-                    string(row, "result_date"),
-                    string(row, "location_id"),
-                    string(row, "checklist_id"),
-                ),
-                (
-                    int(row, "results"),
-                    int(row, "passed"),
-                    int(row, "failed"),
-                    int(row, "missed"),
-                    int(row, "invalidated"),
-                    float(row, "pass_rate"),
-                ),
-            )
-        })
-        .collect();
+    // The ground truth: the records as Mobaro holds them now.
+    let truth = json!({
+        "as_of": AS_OF,
+        "grace_hours": 48,
+        "locations": current(&events, "Locations"),
+        "downtimes": current(&events, "Downtimes"),
+        "results": current(&events, "Results"),
+        "assignments": current(&events, "Assignments"),
+    });
+    let truth_file = dir.path().join("records.json");
+    std::fs::write(&truth_file, truth.to_string())?;
+    let computed = std::process::Command::new(&services.python)
+        .arg(root.join("tests/marts_expected.py"))
+        .arg(&truth_file)
+        .output()?;
     ensure!(
-        found == expected,
-        "pass rates:\nfound    {found:?}\nexpected {expected:?}"
+        computed.status.success(),
+        "marts_expected.py failed: {}",
+        String::from_utf8_lossy(&computed.stderr)
     );
+    let expected: Value = serde_json::from_slice(&computed.stdout)?;
+    let rows = |name: &str| expected[name].as_array().cloned().unwrap_or_default();
 
-    let downtimes = current(&events, "Downtimes");
-    let expected = expected_downtime(&downtimes, as_of);
-    let found: BTreeMap<_, _> = mart("mart_downtime_daily", "1, 2")?
-        .iter()
-        .map(|row| {
-            (
-                (string(row, "downtime_date"), string(row, "location_id")),
-                (
-                    int(row, "downtimes"),
-                    float(row, "downtime_minutes").unwrap_or(-1.0),
-                    float(row, "blocking_minutes").unwrap_or(-1.0),
-                ),
-            )
-        })
-        .collect();
-    ensure!(
-        found.len() == expected.len(),
-        "downtime days: {} found, {} expected",
-        found.len(),
-        expected.len()
-    );
-    for (key, want) in &expected {
-        let got = found
-            .get(key)
-            .with_context(|| format!("no downtime row {key:?}"))?;
-        ensure!(
-            got.0 == want.0 && (got.1 - want.1).abs() < 0.011 && (got.2 - want.2).abs() < 0.011,
-            "downtime {key:?}: found {got:?}, expected {want:?}"
-        );
-    }
-
-    let assignments = current(&events, "Assignments");
-    let expected = expected_assignments(&assignments, as_of);
-    let found: BTreeMap<_, _> = mart("mart_assignments_daily", "1")?
-        .iter()
-        .map(|row| {
-            (
-                string(row, "snapshot_date"),
-                (
-                    int(row, "open_assignments"),
-                    int(row, "overdue_assignments"),
-                ),
-            )
-        })
-        .collect();
-    ensure!(
-        found == expected,
-        "assignments per day differ: {} rows found, {} expected; first differences: {:?}",
-        found.len(),
-        expected.len(),
-        expected
-            .iter()
-            .filter(|(k, v)| found.get(*k) != Some(v))
-            .take(5)
-            .collect::<Vec<_>>()
-    );
-
-    let expected = expected_events(&events);
-    let found: BTreeMap<_, _> = mart("mart_events_daily", "1, 2, 3")?
-        .iter()
-        .map(|row| {
-            (
-                (
-                    string(row, "event_date"),
-                    string(row, "resource"),
-                    string(row, "event_kind"),
-                ),
-                int(row, "events"),
-            )
-        })
-        .collect();
-    ensure!(
-        found == expected,
-        "events per day:\nfound    {found:?}\nexpected {expected:?}"
-    );
-
-    for (name, order) in [
-        ("mart_result_pass_rate_daily", "1"),
-        ("mart_missed_checks_daily", "1"),
-        ("mart_downtime_daily", "1"),
-        ("mart_assignments_daily", "1"),
-        ("mart_events_daily", "1"),
+    for (name, least) in [
+        ("mart_location_availability_daily", 300),
+        ("mart_downtime_category_daily", 100),
+        ("mart_inspection_compliance_daily", 300),
+        ("mart_opening_readiness_daily", 50),
+        ("mart_assignment_backlog_daily", 500),
     ] {
-        eprintln!("{name}: {} rows", mart(name, order)?.len());
+        ensure!(rows(name).len() >= least, "{name}: only {} rows expected", rows(name).len());
     }
+    let availability = mart("mart_location_availability_daily")?;
+    compare(
+        "mart_location_availability_daily",
+        &availability,
+        &rows("mart_location_availability_daily"),
+        &["location_id", "local_date"],
+        &[
+            "opening_minutes",
+            "downtime_minutes",
+            "operational_minutes",
+            "uptime_pct",
+            "downtime_pct",
+            "downtimes",
+            "mttr_minutes",
+            "mtbf_hours",
+            "is_provisional",
+            "is_final",
+        ],
+    )?;
+    compare(
+        "mart_downtime_category_daily",
+        &mart("mart_downtime_category_daily")?,
+        &rows("mart_downtime_category_daily"),
+        &["location_id", "local_date", "category"],
+        &["downtimes", "downtime_minutes"],
+    )?;
+    compare(
+        "mart_inspection_compliance_daily",
+        &mart("mart_inspection_compliance_daily")?,
+        &rows("mart_inspection_compliance_daily"),
+        &["location_id", "result_date", "checklist_id", "schedule_kind"],
+        &[
+            "slots",
+            "completed",
+            "missed",
+            "missed_approved",
+            "missed_rescheduled",
+            "compliance_pct",
+            "mean_score",
+        ],
+    )?;
+    compare(
+        "mart_opening_readiness_daily",
+        &mart("mart_opening_readiness_daily")?,
+        &rows("mart_opening_readiness_daily"),
+        &["location_id", "local_date"],
+        &["critical_checks", "passed_before_opening", "is_ready_before_opening"],
+    )?;
+    compare(
+        "mart_assignment_backlog_daily",
+        &mart("mart_assignment_backlog_daily")?,
+        &rows("mart_assignment_backlog_daily"),
+        &["location_id", "local_date", "priority", "is_critical"],
+        &["created", "resolved", "open_at_end", "overdue_at_end", "median_open_age_days"],
+    )?;
+
+    // The data holds the cases the definitions differ on.
+    let day = |location: u32, date: &str| {
+        availability
+            .iter()
+            .find(|row| row["location_id"] == object_id("locations", location) && row["local_date"] == date)
+            .cloned()
+            .with_context(|| format!("no availability row for location {location} on {date}"))
+    };
+    // Copenhagen's DST change: 25 hours at the location open around the clock.
+    ensure!(day(6, "2025-10-26")?["opening_minutes"].as_f64() == Some(1500.0));
+    ensure!(day(7, "2025-11-02")?["time_zone"] == "America/New_York");
+    let closed = availability
+        .iter()
+        .filter(|row| row["is_closure"] == true && row["opening_minutes"].as_f64() == Some(0.0))
+        .count();
+    ensure!(closed >= 7, "{closed} planned closures");
+    let downtimes = current(&events, "Downtimes");
+    ensure!(downtimes.iter().any(|d| d.get("revision").is_some()), "no edited downtime");
+    let spans_midnight = downtimes.iter().any(|d| {
+        match (time(&d["start"]), time(&d["end"])) {
+            (Some(s), Some(e)) => (e - s).num_hours() >= 9,
+            _ => false,
+        }
+    });
+    ensure!(spans_midnight, "no downtime across midnight");
+    let ignored = duckdb(
+        &services.python,
+        &format!(
+            "ATTACH '{}' AS marts (READ_ONLY); SELECT count(*) AS n FROM marts.main.fct_downtime \
+             WHERE downtime_id NOT IN (SELECT downtime_id FROM marts.main.int_downtime_in_hours)",
+            database.display()
+        ),
+    )?;
+    ensure!(ignored[0]["n"].as_u64().unwrap_or(0) > 0, "no downtime outside opening hours");
+    // Nothing beyond what is physically possible.
+    let impossible = availability
+        .iter()
+        .filter(|row| {
+            row["downtime_minutes"].as_f64().unwrap_or(0.0)
+                > row["opening_minutes"].as_f64().unwrap_or(0.0) + 0.01
+        })
+        .count();
+    ensure!(impossible == 0, "{impossible} location-days down longer than open");
+    let history = mart("dim_location_history")?;
+    ensure!(
+        history
+            .iter()
+            .filter(|row| row["location_id"] == object_id("locations", 0))
+            .count()
+            == 2,
+        "the renamed location's versions: {history:?}"
+    );
 
     dashboard_shows_the_marts(&services, &lake, &database, dir.path()).await
 }

@@ -97,3 +97,54 @@ left join latest_record
     group by 1, 2
     having count(*) > 1
 {% endtest %}
+
+{#- Fails for every combination of `combination_of_columns` that more than
+    one row holds: a model's grain. -#}
+{% test unique_combination_of_columns(model, combination_of_columns) %}
+    select {{ combination_of_columns | join(', ') }}, count(*) as copies
+    from {{ model }}
+    group by all
+    having count(*) > 1
+{% endtest %}
+
+{#- One row per version of each object of a lake table, from its immutable
+    event log: a version starts with an event whose fetched record differs
+    from the one before (or with a deletion) and lasts until the next one
+    (valid_to null: the current version). Rebuilt whole on every run, so it
+    has no incremental drift and follows erasures. -#}
+{% macro mobaro_history(table_name) %}
+with events as (
+    select *
+    from ({{ mobaro_one_row_per_event(source('mobaro', table_name)) }}) as events
+    where status = 'found' or event = 'Deleted' or status in ('deleted', 'not_found')
+),
+
+ordered as (
+    select
+        *,
+        status <> 'found' as is_deletion,
+        lag(record_json) over (
+            partition by account, object_id order by event_timestamp, fetched_at nulls first, event_id
+        ) as previous_record_json,
+        lag(status) over (
+            partition by account, object_id order by event_timestamp, fetched_at nulls first, event_id
+        ) as previous_status
+    from events
+),
+
+versions as (
+    select *
+    from ordered
+    where previous_status is null
+        or (is_deletion and previous_status = 'found')
+        or (not is_deletion and (previous_status <> 'found' or record_json is distinct from previous_record_json))
+)
+
+select
+    * exclude (previous_record_json, previous_status),
+    event_timestamp as valid_from,
+    lead(event_timestamp) over (
+        partition by account, object_id order by event_timestamp, fetched_at nulls first, event_id
+    ) as valid_to
+from versions
+{% endmacro %}

@@ -7,7 +7,7 @@
 //! clock, planned closures), and Downtimes, Results and Assignments at those
 //! locations over the park's history, which ends at its anchor.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -87,6 +87,16 @@ impl Default for Park {
     }
 }
 
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
 /// Opening and closing time of one weekday, local.
 type Hours = (NaiveTime, NaiveTime);
 
@@ -158,9 +168,8 @@ impl Site {
                 .enumerate()
                 .filter_map(|(day, hours)| {
                     let (open, close) = (*hours)?;
-                    let weekday = Weekday::try_from(day as u8).ok()?;
                     Some(json!({
-                        "weekday": format!("{weekday:?}"),
+                        "weekday": WEEKDAYS[day],
                         "opens": open.format("%H:%M").to_string(),
                         "closes": close.format("%H:%M").to_string(),
                     }))

@@ -1,4 +1,6 @@
--- One row per Assignment that is not deleted: its state, priority and due date.
+-- One row per Assignment that is not deleted: its state, priority, due
+-- time and when it was resolved (the record's resolution time, else its
+-- last update once finished).
 select
     account,
     assignment_id,
@@ -13,14 +15,13 @@ select
         and due_at < {{ mobaro_as_of() }} as is_overdue,
     created_at,
     updated_at,
-    -- Mobaro's finish time is not known: the last update of a finished one.
     case
         when {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }}
-        then updated_at
+        then coalesce(resolved_at, updated_at)
     end as finished_at,
     case
         when {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }}
-        then {{ dbt.datediff('created_at', 'updated_at', 'second') }} / 3600.0
+        then {{ dbt.datediff('created_at', 'coalesce(resolved_at, updated_at)', 'second') }} / 3600.0
     end as hours_to_finish
 from {{ ref('stg_mobaro__assignments') }}
 where not is_deleted

@@ -15,6 +15,7 @@ select
     {{ mobaro_json_text('record_json', 'mobaro_assignment_priority_path') }} as priority,
     coalesce(try_cast({{ mobaro_json_text('record_json', 'mobaro_assignment_critical_path') }} as boolean), false) as is_critical,
     due_at,
+    try_cast({{ mobaro_json_text('record_json', 'mobaro_assignment_resolved_path') }} as timestamp with time zone) as resolved_at,
     created_at,
     updated_at
 from current_state

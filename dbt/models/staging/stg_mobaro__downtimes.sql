@@ -11,6 +11,7 @@ select
     location_id,
     {{ mobaro_json_text('record_json', 'mobaro_location_name_path') }} as location_name,
     reason,
+    {{ mobaro_json_text('record_json', 'mobaro_downtime_category_path') }} as category,
     {{ mobaro_json_text('record_json', 'mobaro_downtime_status_path') }} as downtime_status,
     started_at,
     ended_at,

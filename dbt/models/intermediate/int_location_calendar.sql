@@ -1,0 +1,13 @@
+-- One row per location: its time zone and opening-hours calendar, from
+-- its Location record (the default zone, around the clock, without one).
+select
+    dim.account,
+    dim.location_id,
+    coalesce(locations.time_zone, '{{ var("mobaro_default_time_zone") }}') as time_zone,
+    locations.weekly_hours is not null as has_calendar,
+    locations.weekly_hours,
+    coalesce(locations.closure_dates, []) as closure_dates
+from {{ ref('dim_location') }} as dim
+left join {{ ref('stg_mobaro__locations') }} as locations
+    on locations.account = dim.account
+    and locations.location_id = dim.location_id

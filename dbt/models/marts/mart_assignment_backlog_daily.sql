@@ -1,0 +1,66 @@
+-- Per location, local day, priority and criticality: Assignments created
+-- and resolved that day, open and overdue at the day's end, and the median
+-- age (days) of those open, from the first creation to mobaro_as_of.
+with assignments as (
+    select
+        assignments.*,
+        coalesce(assignments.priority, 'None') as priority_name,
+        coalesce(calendar.time_zone, '{{ var("mobaro_default_time_zone") }}') as time_zone
+    from {{ ref('fct_assignment') }} as assignments
+    left join {{ ref('int_location_calendar') }} as calendar
+        on calendar.account = assignments.account
+        and calendar.location_id = assignments.location_id
+),
+
+groups as (
+    select
+        account,
+        location_id,
+        time_zone,
+        priority_name,
+        is_critical,
+        min(cast(timezone(time_zone, created_at) as date)) as first_date
+    from assignments
+    group by 1, 2, 3, 4, 5
+),
+
+days as (
+    select
+        groups.*,
+        cast(series.day as date) as local_date,
+        timezone(groups.time_zone, cast(cast(series.day as date) + 1 as timestamp)) as day_ends_at
+    from groups,
+        generate_series(
+            cast(groups.first_date as timestamp),
+            cast(cast(timezone(groups.time_zone, {{ mobaro_as_of() }}) as date) as timestamp),
+            interval 1 day
+        ) as series(day)
+)
+
+select
+    days.account,
+    days.location_id,
+    days.local_date,
+    days.priority_name as priority,
+    days.is_critical,
+    count(*) filter (where cast(timezone(days.time_zone, a.created_at) as date) = days.local_date) as created,
+    count(*) filter (where cast(timezone(days.time_zone, a.finished_at) as date) = days.local_date) as resolved,
+    count(*) filter (
+        where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
+    ) as open_at_end,
+    count(*) filter (
+        where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
+            and a.due_at < days.day_ends_at
+    ) as overdue_at_end,
+    round(median(date_diff('second', a.created_at, days.day_ends_at) / 86400.0) filter (
+        where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
+    ), 2) as median_open_age_days,
+    days.day_ends_at + interval ({{ var('mobaro_final_grace_hours') }}) hour <= {{ mobaro_as_of() }} as is_final
+from days
+left join assignments as a
+    on a.account = days.account
+    and a.location_id is not distinct from days.location_id
+    and a.priority_name = days.priority_name
+    and a.is_critical = days.is_critical
+    and a.created_at < days.day_ends_at
+group by days.account, days.location_id, days.local_date, days.priority_name, days.is_critical, days.day_ends_at
