@@ -95,7 +95,13 @@ fn body(rng: &mut StdRng, args: &SendArgs) -> String {
         4 => "Deleted",
         _ => "Updated",
     };
-    let object = rng.random_range(0..args.objects.max(1));
+    // A park has few locations: Locations beyond the park's are never named.
+    let objects = if resource.eq_ignore_ascii_case("Locations") {
+        args.objects.min(crate::records::PARK_LOCATIONS)
+    } else {
+        args.objects
+    };
+    let object = rng.random_range(0..objects.max(1));
     let object_id = crate::listing::object_id(&collection(resource), object);
     let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     serde_json::json!({
