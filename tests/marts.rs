@@ -58,6 +58,10 @@ impl Event {
     }
 }
 
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_string()
+}
+
 fn time(value: &Value) -> Option<DateTime<Utc>> {
     value
         .as_str()
@@ -414,6 +418,40 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
         &["location_id", "local_date", "category"],
         &["downtimes", "downtime_minutes"],
     )?;
+    // The Pareto: the category rows summed over the history.
+    let mut pareto: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    for row in rows("mart_downtime_category_daily") {
+        let key = (text(&row["category"]), text(&row["location_id"]));
+        let entry = pareto.entry(key).or_default();
+        entry.0 += row["downtimes"].as_f64().unwrap_or(0.0);
+        entry.1 += row["downtime_minutes"].as_f64().unwrap_or(0.0);
+    }
+    let pareto: Vec<Value> = pareto
+        .into_iter()
+        .map(|((category, location), (downtimes, minutes))| {
+            json!({"category": category, "location_id": location, "downtimes": downtimes, "downtime_minutes": minutes})
+        })
+        .collect();
+    let found_pareto = mart("mart_downtime_pareto")?;
+    compare(
+        "mart_downtime_pareto",
+        &found_pareto,
+        &pareto,
+        &["category", "location_id"],
+        &["downtimes", "downtime_minutes"],
+    )?;
+    let mut ranked: Vec<_> = found_pareto.iter().collect();
+    ranked.sort_by_key(|row| row["pareto_rank"].as_i64());
+    ensure!(
+        ranked
+            .windows(2)
+            .all(|w| w[0]["downtime_minutes"].as_f64() >= w[1]["downtime_minutes"].as_f64())
+            && ranked
+                .last()
+                .and_then(|row| row["cumulative_share_pct"].as_f64())
+                == Some(100.0),
+        "the Pareto is not in decreasing order up to 100 %"
+    );
     compare(
         "mart_inspection_compliance_daily",
         &mart("mart_inspection_compliance_daily")?,
@@ -512,6 +550,23 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
     ensure!(
         impossible == 0,
         "{impossible} location-days down longer than open"
+    );
+    // One version per distinct record of an Assignment: created open, then
+    // as now once it changed.
+    let versions: usize = current(&events, "Assignments")
+        .iter()
+        .map(|a| 1 + usize::from(time(&a["updated"]) > time(&a["created"])))
+        .sum();
+    let history = mart("dim_assignment_history")?;
+    ensure!(
+        history.len() == versions
+            && history
+                .iter()
+                .filter(|row| row["is_current"] == true)
+                .count()
+                == 100,
+        "dim_assignment_history: {} versions, {versions} expected",
+        history.len()
     );
     let history = mart("dim_location_history")?;
     ensure!(

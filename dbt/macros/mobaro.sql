@@ -16,15 +16,15 @@
     where copy_rank = 1
 {% endmacro %}
 
-{#- The latest row of each object of `relation` (by event_timestamp, then
-    the latest fetch), among the rows `condition` keeps. -#}
-{% macro mobaro_latest_per_object(relation, condition='true') %}
+{#- The latest row of each object of a staging `relation` (by event_at,
+    then the latest fetch), among the rows `condition` keeps. -#}
+{% macro mobaro_latest_per_object(relation, id_column, condition='true') %}
     select * exclude (recency)
     from (
         select
             *,
             row_number() over (
-                partition by account, object_id order by event_timestamp desc, fetched_at desc nulls last
+                partition by account, {{ id_column }} order by event_at desc, fetched_at desc nulls last
             ) as recency
         from {{ relation }}
         where {{ condition }}
@@ -32,35 +32,32 @@
     where recency = 1
 {% endmacro %}
 
-{#- The current state of each object of a lake table: its latest event
-    decides whether it is deleted, its latest fetched record gives its
-    fields (a later event whose fetch failed does not blank it). -#}
-{% macro mobaro_current_state(table_name) %}
-with events as (
-    {{ mobaro_one_row_per_event(source('mobaro', table_name)) }}
-),
-
-latest_event as (
-    select account, object_id, event as last_event, status as last_status, event_timestamp as last_event_at
-    from ({{ mobaro_latest_per_object('events') }}) as latest
+{#- The current state of each object of a staging model (one row per
+    event): its latest event decides whether it is deleted, its latest
+    fetched record gives its fields (a later event whose fetch failed does
+    not blank it). -#}
+{% macro mobaro_current_state(relation, id_column) %}
+with latest_event as (
+    select account, {{ id_column }}, event_kind as last_event, fetch_status as last_status, event_at as last_event_at
+    from ({{ mobaro_latest_per_object(relation, id_column) }}) as latest
 ),
 
 latest_record as (
-    {{ mobaro_latest_per_object('events', "status = 'found'") }}
+    {{ mobaro_latest_per_object(relation, id_column, "fetch_status = 'found'") }}
 )
 
 select
     latest_event.account,
-    latest_event.object_id,
+    latest_event.{{ id_column }},
     latest_event.last_event,
     latest_event.last_event_at,
     latest_event.last_event = 'Deleted' or latest_event.last_status = 'not_found' as is_deleted,
     latest_record.fetched_at as record_fetched_at,
-    latest_record.* exclude (account, object_id, event_id, resource, event, event_timestamp, received_at, fetched_at, status, dt)
+    latest_record.* exclude (account, {{ id_column }}, event_id, event_kind, event_at, received_at, fetched_at, fetch_status)
 from latest_event
 left join latest_record
     on latest_record.account = latest_event.account
-    and latest_record.object_id = latest_event.object_id
+    and latest_record.{{ id_column }} = latest_event.{{ id_column }}
 {% endmacro %}
 
 {#- The moment "open", "overdue" and open downtimes are judged at. -#}
@@ -107,33 +104,25 @@ left join latest_record
     having count(*) > 1
 {% endtest %}
 
-{#- One row per version of each object of a lake table, from its immutable
-    event log: a version starts with an event whose fetched record differs
+{#- One row per version of each object of a staging model (one row per
+    event): a version starts with an event whose fetched record differs
     from the one before (or with a deletion) and lasts until the next one
     (valid_to null: the current version). Rebuilt whole on every run, so it
     has no incremental drift and follows erasures. -#}
-{% macro mobaro_history(table_name) %}
-with events as (
-    select *
-    from ({{ mobaro_one_row_per_event(source('mobaro', table_name)) }}) as events
-    where status = 'found' or event = 'Deleted' or status in ('deleted', 'not_found')
-),
-
-ordered as (
+{% macro mobaro_history(relation, id_column) %}
+with ordered as (
     select
         *,
-        status <> 'found' as is_deletion,
-        lag(record_json) over (
-            partition by account, object_id order by event_timestamp, fetched_at nulls first, event_id
-        ) as previous_record_json,
-        lag(status) over (
-            partition by account, object_id order by event_timestamp, fetched_at nulls first, event_id
-        ) as previous_status
-    from events
+        fetch_status <> 'found' as is_deletion,
+        lag(record_json) over versions as previous_record_json,
+        lag(fetch_status) over versions as previous_status
+    from {{ relation }}
+    where fetch_status = 'found' or event_kind = 'Deleted' or fetch_status in ('deleted', 'not_found')
+    window versions as (partition by account, {{ id_column }} order by event_at, fetched_at nulls first, event_id)
 ),
 
-versions as (
-    select *
+changes as (
+    select * exclude (previous_record_json, previous_status)
     from ordered
     where previous_status is null
         or (is_deletion and previous_status = 'found')
@@ -141,10 +130,13 @@ versions as (
 )
 
 select
-    * exclude (previous_record_json, previous_status),
-    event_timestamp as valid_from,
-    lead(event_timestamp) over (
-        partition by account, object_id order by event_timestamp, fetched_at nulls first, event_id
-    ) as valid_to
-from versions
+    *,
+    event_at as valid_from,
+    lead(event_at) over (
+        partition by account, {{ id_column }} order by event_at, fetched_at nulls first, event_id
+    ) as valid_to,
+    lead(event_at) over (
+        partition by account, {{ id_column }} order by event_at, fetched_at nulls first, event_id
+    ) is null as is_current
+from changes
 {% endmacro %}

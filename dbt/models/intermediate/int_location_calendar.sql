@@ -8,6 +8,6 @@ select
     locations.weekly_hours,
     coalesce(locations.closure_dates, []) as closure_dates
 from {{ ref('dim_location') }} as dim
-left join {{ ref('stg_mobaro__locations') }} as locations
+left join {{ ref('int_mobaro__locations_current') }} as locations
     on locations.account = dim.account
     and locations.location_id = dim.location_id

@@ -3,11 +3,11 @@
 -- where the local day starts and ends (23 or 25 hours across a DST change)
 -- and whether it is a planned closure.
 with firsts as (
-    select account, min(started_at) as first_at from {{ ref('stg_mobaro__downtimes') }} where not is_deleted group by 1
+    select account, min(started_at) as first_at from {{ ref('int_mobaro__downtimes_current') }} where not is_deleted group by 1
     union all
-    select account, min(coalesce(slot_at, started_at, created_at)) from {{ ref('stg_mobaro__results') }} where not is_deleted group by 1
+    select account, min(coalesce(slot_at, started_at, created_at)) from {{ ref('int_mobaro__results_current') }} where not is_deleted group by 1
     union all
-    select account, min(created_at) from {{ ref('stg_mobaro__assignments') }} where not is_deleted group by 1
+    select account, min(created_at) from {{ ref('int_mobaro__assignments_current') }} where not is_deleted group by 1
 ),
 
 bounds as (

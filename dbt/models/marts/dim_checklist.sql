@@ -10,7 +10,7 @@ from (
         checklist_id,
         checklist_name,
         row_number() over (partition by account, checklist_id order by last_event_at desc) as recency
-    from {{ ref('stg_mobaro__results') }}
+    from {{ ref('int_mobaro__results_current') }}
     where checklist_id is not null
 ) as named
 where recency = 1

@@ -2,26 +2,26 @@
 -- Assignment, with its latest known name.
 with named as (
     select account, location_id, location_name, last_event_at as seen_at
-    from {{ ref('stg_mobaro__locations') }}
+    from {{ ref('int_mobaro__locations_current') }}
     where location_name is not null
     union all
     select account, location_id, location_name, last_event_at
-    from {{ ref('stg_mobaro__results') }}
+    from {{ ref('int_mobaro__results_current') }}
     where location_id is not null
     union all
     select account, location_id, location_name, last_event_at
-    from {{ ref('stg_mobaro__downtimes') }}
+    from {{ ref('int_mobaro__downtimes_current') }}
     where location_id is not null
     union all
     select account, location_id, location_name, last_event_at
-    from {{ ref('stg_mobaro__assignments') }}
+    from {{ ref('int_mobaro__assignments_current') }}
     where location_id is not null
 ),
 
 ids as (
     select account, location_id from named
     union
-    select account, location_id from {{ ref('stg_mobaro__locations') }}
+    select account, location_id from {{ ref('int_mobaro__locations_current') }}
 )
 
 select

@@ -5,7 +5,7 @@ with from_results as (
         user_id,
         user_name,
         row_number() over (partition by account, user_id order by last_event_at desc) as recency
-    from {{ ref('stg_mobaro__results') }}
+    from {{ ref('int_mobaro__results_current') }}
     where user_id is not null
 )
 
@@ -18,7 +18,7 @@ select
     coalesce(users.is_archived, false) as is_archived,
     coalesce(users.is_deleted, false) as is_deleted,
     users.user_id is not null as has_record
-from {{ ref('stg_mobaro__users') }} as users
+from {{ ref('int_mobaro__users_current') }} as users
 full outer join (select * from from_results where recency = 1) as from_results
     on from_results.account = users.account
     and from_results.user_id = users.user_id

@@ -23,5 +23,5 @@ select
         when {{ mobaro_in('assignment_status', 'mobaro_assignment_finished_statuses') }}
         then {{ dbt.datediff('created_at', 'coalesce(resolved_at, updated_at)', 'second') }} / 3600.0
     end as hours_to_finish
-from {{ ref('stg_mobaro__assignments') }}
+from {{ ref('int_mobaro__assignments_current') }}
 where not is_deleted

@@ -13,5 +13,5 @@ select
     ended_at,
     coalesce(ended_at, greatest(started_at, {{ mobaro_as_of() }})) as ends_at,
     {{ dbt.datediff('started_at', 'coalesce(ended_at, greatest(started_at, ' ~ mobaro_as_of() ~ '))', 'second') }} / 60.0 as duration_minutes
-from {{ ref('stg_mobaro__downtimes') }}
+from {{ ref('int_mobaro__downtimes_current') }}
 where not is_deleted and started_at is not null

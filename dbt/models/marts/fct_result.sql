@@ -30,7 +30,7 @@ select
     coalesce(len(results.answer_values), 0) as answered_questions,
     results.updated_at,
     results.last_event_at
-from {{ ref('stg_mobaro__results') }} as results
+from {{ ref('int_mobaro__results_current') }} as results
 left join {{ ref('int_location_calendar') }} as calendar
     on calendar.account = results.account
     and calendar.location_id = results.location_id

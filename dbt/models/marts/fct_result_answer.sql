@@ -4,7 +4,7 @@ with answers as (
         account,
         result_id,
         unnest(answer_values) as answer
-    from {{ ref('stg_mobaro__results') }}
+    from {{ ref('int_mobaro__results_current') }}
     where not is_deleted
 )
 

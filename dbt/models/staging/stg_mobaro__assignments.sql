@@ -1,13 +1,18 @@
--- Each Assignment's current state (fields only when Assignments are fetched).
-with current_state as (
-    {{ mobaro_current_state('assignments') }}
+-- Each Assignment event once (fields only when Assignments are fetched).
+-- One row per source row (copies of one event_id once).
+with source as (
+    {{ mobaro_one_row_per_event(source('mobaro', 'assignments')) }}
 )
 
 select
     account,
+    event_id,
     object_id as assignment_id,
-    is_deleted,
-    last_event_at,
+    event as event_kind,
+    event_timestamp as event_at,
+    received_at,
+    fetched_at,
+    status as fetch_status,
     title,
     location_id,
     {{ mobaro_json_text('record_json', 'mobaro_location_name_path') }} as location_name,
@@ -17,5 +22,6 @@ select
     due_at,
     try_cast({{ mobaro_json_text('record_json', 'mobaro_assignment_resolved_path') }} as timestamp with time zone) as resolved_at,
     created_at,
-    updated_at
-from current_state
+    updated_at,
+    record_json
+from source

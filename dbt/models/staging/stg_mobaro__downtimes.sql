@@ -1,13 +1,18 @@
--- Each Downtime's current state (fields only when Downtimes are fetched).
-with current_state as (
-    {{ mobaro_current_state('downtimes') }}
+-- Each Downtime event once (fields only when Downtimes are fetched).
+-- One row per source row (copies of one event_id once).
+with source as (
+    {{ mobaro_one_row_per_event(source('mobaro', 'downtimes')) }}
 )
 
 select
     account,
+    event_id,
     object_id as downtime_id,
-    is_deleted,
-    last_event_at,
+    event as event_kind,
+    event_timestamp as event_at,
+    received_at,
+    fetched_at,
+    status as fetch_status,
     location_id,
     {{ mobaro_json_text('record_json', 'mobaro_location_name_path') }} as location_name,
     reason,
@@ -16,5 +21,6 @@ select
     started_at,
     ended_at,
     created_at,
-    updated_at
-from current_state
+    updated_at,
+    record_json
+from source

@@ -1,13 +1,18 @@
--- Each User's current state.
-with current_state as (
-    {{ mobaro_current_state('users') }}
+-- Each User event once, the fetched record typed.
+-- One row per source row (copies of one event_id once).
+with source as (
+    {{ mobaro_one_row_per_event(source('mobaro', 'users')) }}
 )
 
 select
     account,
+    event_id,
     object_id as user_id,
-    is_deleted,
-    last_event_at,
+    event as event_kind,
+    event_timestamp as event_at,
+    received_at,
+    fetched_at,
+    status as fetch_status,
     name as user_name,
     email,
     username,
@@ -18,4 +23,4 @@ select
     created_at,
     updated_at,
     record_json
-from current_state
+from source

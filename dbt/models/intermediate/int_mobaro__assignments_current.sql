@@ -1,0 +1,3 @@
+-- Each Assignment's current state: its latest event decides whether it
+-- is deleted, its latest fetched record gives its fields.
+{{ mobaro_current_state(ref('stg_mobaro__assignments'), 'assignment_id') }}
