@@ -48,6 +48,28 @@ impl Setup {
         })
     }
 
+    /// A sink writing this setup's enriched topic into the folder `lake`,
+    /// closing files after a second; the process and its ops address.
+    fn start_sink(&self, lake: &Path) -> anyhow::Result<(Process, String)> {
+        let ops = format!("127.0.0.1:{}", free_port());
+        let group = unique("backfill-sink");
+        let sink = Process::start(
+            "sink",
+            &[],
+            &[
+                ("KAFKA_BROKERS", self.services.brokers.as_str()),
+                ("ENRICHED_TOPIC", self.enriched.as_str()),
+                ("DEAD_LETTER_TOPIC", &format!("{group}.dead")),
+                ("SINK_GROUP_ID", group.as_str()),
+                ("SINK_OPS_LISTEN", ops.as_str()),
+                ("LAKE_URL", &lake.display().to_string()),
+                ("SINK_MAX_FILE_AGE", "1s"),
+            ],
+            &self.logs,
+        )?;
+        Ok((sink, ops))
+    }
+
     /// `enricher backfill` with `args`, its environment pointing at this setup.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(binary("enricher"));
@@ -374,22 +396,7 @@ async fn a_reconciliation_counts_what_the_lake_lacks_or_has_older() -> anyhow::R
         .into_keys()
         .collect();
     let lake = setup.logs.join("lake");
-    let ops = format!("127.0.0.1:{}", free_port());
-    let group = unique("backfill-sink");
-    let sink = Process::start(
-        "sink",
-        &[],
-        &[
-            ("KAFKA_BROKERS", setup.services.brokers.as_str()),
-            ("ENRICHED_TOPIC", setup.enriched.as_str()),
-            ("DEAD_LETTER_TOPIC", &format!("{group}.dead")),
-            ("SINK_GROUP_ID", group.as_str()),
-            ("SINK_OPS_LISTEN", ops.as_str()),
-            ("LAKE_URL", &lake.display().to_string()),
-            ("SINK_MAX_FILE_AGE", "1s"),
-        ],
-        &setup.logs,
-    )?;
+    let (sink, ops) = setup.start_sink(&lake)?;
     // Until the table holds every record: consumed is not yet committed.
     let deadline = Instant::now() + Duration::from_secs(60);
     let results = lake.join("results");
@@ -651,22 +658,7 @@ async fn the_marts_build_on_a_lake_fed_by_the_backfill() -> anyhow::Result<()> {
     // Every object of the six resources, once.
     let listed = 60 * 6;
     let lake = setup.logs.join("marts-lake");
-    let ops = format!("127.0.0.1:{}", free_port());
-    let group = unique("backfill-marts-sink");
-    let sink = Process::start(
-        "sink",
-        &[],
-        &[
-            ("KAFKA_BROKERS", setup.services.brokers.as_str()),
-            ("ENRICHED_TOPIC", setup.enriched.as_str()),
-            ("DEAD_LETTER_TOPIC", &format!("{group}.dead")),
-            ("SINK_GROUP_ID", group.as_str()),
-            ("SINK_OPS_LISTEN", ops.as_str()),
-            ("LAKE_URL", &lake.display().to_string()),
-            ("SINK_MAX_FILE_AGE", "1s"),
-        ],
-        &setup.logs,
-    )?;
+    let (sink, _) = setup.start_sink(&lake)?;
     let events = lake.join("events");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

@@ -140,3 +140,8 @@ select
     ) is null as is_current
 from changes
 {% endmacro %}
+
+{#- Minutes two overlapping intervals share (callers join on the overlap). -#}
+{% macro mobaro_overlap_minutes(start_a, end_a, start_b, end_b) -%}
+    date_diff('millisecond', greatest({{ start_a }}, {{ start_b }}), least({{ end_a }}, {{ end_b }})) / 60000.0
+{%- endmacro %}

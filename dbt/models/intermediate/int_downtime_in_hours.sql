@@ -10,11 +10,7 @@ with in_windows as (
         downtimes.is_open,
         windows.local_date,
         windows.opens_at,
-        date_diff(
-            'millisecond',
-            greatest(downtimes.started_at, windows.opens_at),
-            least(downtimes.ends_at, windows.closes_at)
-        ) / 60000.0 as in_hours_minutes
+        {{ mobaro_overlap_minutes('downtimes.started_at', 'downtimes.ends_at', 'windows.opens_at', 'windows.closes_at') }} as in_hours_minutes
     from {{ ref('fct_downtime') }} as downtimes
     join {{ ref('int_location_opening_windows') }} as windows
         on windows.account = downtimes.account

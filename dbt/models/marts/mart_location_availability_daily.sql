@@ -18,11 +18,7 @@ down as (
         windows.account,
         windows.location_id,
         windows.local_date,
-        sum(date_diff(
-            'millisecond',
-            greatest(sessions.session_starts_at, windows.opens_at),
-            least(sessions.session_ends_at, windows.closes_at)
-        )) / 60000.0 as downtime_minutes
+        sum({{ mobaro_overlap_minutes('sessions.session_starts_at', 'sessions.session_ends_at', 'windows.opens_at', 'windows.closes_at') }}) as downtime_minutes
     from {{ ref('int_location_opening_windows') }} as windows
     join {{ ref('int_downtime_sessions') }} as sessions
         on sessions.account = windows.account
