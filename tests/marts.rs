@@ -77,10 +77,10 @@ fn park() -> anyhow::Result<Park> {
 }
 
 /// Six weeks of the park: its 8 Locations as a backfill's snapshots (the
-/// first renamed since: two versions), 8 Users, 400 Results (every tenth
-/// first failed, the last deleted), 160 Downtimes (those edited after they
-/// closed first with another end and category) and 100 Assignments (first
-/// open, then as now).
+/// first renamed and its hours changed three weeks before the end), 8
+/// Users, 400 Results (every tenth first failed, the last deleted), 160
+/// Downtimes (those edited after they closed first with another end and
+/// category) and 100 Assignments (first open, then as now).
 fn fixture(park: &Park) -> anyhow::Result<Vec<Event>> {
     let record = |collection: &str, n: u32| {
         park.record(collection, &object_id(collection, n))
@@ -91,16 +91,28 @@ fn fixture(park: &Park) -> anyhow::Result<Vec<Event>> {
     for n in 0..8 {
         let location = record("locations", n)?;
         if n == 0 {
+            // Renamed, and its hours changed from 11-17 to the season's,
+            // three weeks before the end of the history.
             let mut earlier = location.clone();
             earlier["name"] = json!("Dragon Coaster (old)");
+            for day in earlier["openingHours"]["weekly"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                day["opens"] = json!("11:00");
+                day["closes"] = json!("17:00");
+            }
+            events.push(Event::of("Locations", "Snapshot", start, earlier));
             events.push(Event::of(
                 "Locations",
-                "Snapshot",
-                start - chrono::Duration::days(7),
-                earlier,
+                "Updated",
+                park.anchor - chrono::Duration::days(20),
+                location,
             ));
+        } else {
+            events.push(Event::of("Locations", "Snapshot", start, location));
         }
-        events.push(Event::of("Locations", "Snapshot", start, location));
         events.push(Event::of("Users", "Updated", start, record("users", n)?));
     }
     for n in 0..400 {
@@ -360,7 +372,11 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
     let truth = json!({
         "as_of": AS_OF,
         "grace_hours": 48,
-        "locations": current(&events, "Locations"),
+        "location_versions": events
+            .iter()
+            .filter(|e| e.resource == "Locations")
+            .filter_map(|e| e.record.as_ref().map(|record| json!({"at": e.at.to_rfc3339(), "record": record})))
+            .collect::<Vec<_>>(),
         "downtimes": current(&events, "Downtimes"),
         "results": current(&events, "Results"),
         "assignments": current(&events, "Assignments"),
@@ -510,6 +526,9 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
     // Copenhagen's DST change: 25 hours at the location open around the clock.
     ensure!(day(6, "2025-10-26")?["opening_minutes"].as_f64() == Some(1500.0));
     ensure!(day(7, "2025-11-02")?["time_zone"] == "America/New_York");
+    // The calendar in force that day: 11-17 before the change, 10-18 after.
+    ensure!(day(0, "2025-10-08")?["opening_minutes"].as_f64() == Some(360.0));
+    ensure!(day(0, "2025-10-22")?["opening_minutes"].as_f64() == Some(480.0));
     let closed = availability
         .iter()
         .filter(|row| row["is_closure"] == true && row["opening_minutes"].as_f64() == Some(0.0))

@@ -3,9 +3,10 @@ the dbt package: plain Python over the current records (what Mobaro would
 show), with the definitions of Mobaro's help centre.
 
 Usage: marts_expected.py RECORDS.json > EXPECTED.json
-RECORDS.json: {"as_of": ISO, "grace_hours": N, "locations": [...],
-"downtimes": [...], "results": [...], "assignments": [...]} (current,
-not deleted). Prints one list of rows per mart.
+RECORDS.json: {"as_of": ISO, "grace_hours": N, "location_versions":
+[{"at": ISO, "record": {...}}, ...] (every version of every Location, since
+when it held), "downtimes": [...], "results": [...], "assignments": [...]}
+(current, not deleted). Prints one list of rows per mart.
 """
 
 import json
@@ -40,10 +41,11 @@ def overlap(a_start, a_end, b_start, b_end):
     return max(0.0, minutes(max(a_start, b_start), min(a_end, b_end)))
 
 
-class Location:
+class Calendar:
+    """A Location record's opening hours: weekly hours (None: around the
+    clock) and planned closures."""
+
     def __init__(self, record):
-        self.id = record["id"]
-        self.zone = ZoneInfo(record.get("timeZone") or "UTC")
         hours = record.get("openingHours")
         self.weekly = None
         self.closures = set()
@@ -55,6 +57,26 @@ class Location:
                 self.weekly.setdefault(entry["weekday"].lower(), []).append((opens, closes))
             self.closures = {c["date"] for c in hours.get("closures") or []}
 
+
+class Location:
+    """A location and its calendars over time: `versions` are (since, record)
+    in time order; a day follows the calendar in force when it began (the
+    first one also before it), in the zone of the latest record."""
+
+    def __init__(self, versions):
+        versions = sorted(versions, key=lambda v: v[0])
+        self.id = versions[-1][1]["id"]
+        self.zone = ZoneInfo(versions[-1][1].get("timeZone") or "UTC")
+        self.calendars = [(since, Calendar(record)) for since, record in versions]
+
+    def calendar(self, day):
+        start = self.day_bounds(day)[0]
+        chosen = self.calendars[0][1]
+        for since, calendar in self.calendars:
+            if since <= start:
+                chosen = calendar
+        return chosen
+
     def local_date(self, moment):
         return moment.astimezone(self.zone).date()
 
@@ -62,12 +84,13 @@ class Location:
         return at_local(self.zone, day, time(0)), at_local(self.zone, day + timedelta(days=1), time(0))
 
     def windows(self, day):
-        if self.weekly is None:
+        calendar = self.calendar(day)
+        if calendar.weekly is None:
             return [self.day_bounds(day)]
-        if day.isoformat() in self.closures:
+        if day.isoformat() in calendar.closures:
             return []
         found = []
-        for opens, closes in self.weekly.get(day.strftime("%A").lower(), []):
+        for opens, closes in calendar.weekly.get(day.strftime("%A").lower(), []):
             end_day = day + timedelta(days=1) if closes <= opens else day
             found.append((at_local(self.zone, day, opens), at_local(self.zone, end_day, closes)))
         return found
@@ -84,7 +107,10 @@ def main():
     data = json.load(open(sys.argv[1]))
     as_of = instant(data["as_of"])
     grace = timedelta(hours=data["grace_hours"])
-    locations = {r["id"]: Location(r) for r in data["locations"]}
+    versions = {}
+    for version in data["location_versions"]:
+        versions.setdefault(version["record"]["id"], []).append((instant(version["at"]), version["record"]))
+    locations = {id: Location(v) for id, v in versions.items()}
 
     downtimes = []
     for record in data["downtimes"]:
@@ -159,7 +185,7 @@ def main():
                 "is_provisional": still_open > 0,
                 "is_final": still_open == 0 and day_end + grace <= as_of,
             })
-            if location.weekly is not None and windows:
+            if location.calendar(day).weekly is not None and windows:
                 first_open = min(o for o, _ in windows)
                 critical = [
                     r for r in results

@@ -447,13 +447,12 @@ async fn signed_webhooks_become_parquet_rows_with_full_records() -> anyhow::Resu
     }
 
     // The lake the webhooks fed builds with the dbt package, tests included.
-    let built = std::process::Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dbt"),
-    )
-    .arg("build")
-    .env("MOBARO_LAKE_URL", lake.path())
-    .env("MOBARO_DBT_DATABASE", lake.path().join("marts.duckdb"))
-    .output()?;
+    let built =
+        std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dbt"))
+            .arg("build")
+            .env("MOBARO_LAKE_URL", lake.path())
+            .env("MOBARO_DBT_DATABASE", lake.path().join("marts.duckdb"))
+            .output()?;
     assert!(
         built.status.success(),
         "dbt build on the webhook-fed lake failed:\n{}{}",

@@ -1,7 +1,7 @@
 -- One row per location and local day, from the day before the account's
 -- first downtime, result or assignment to the local day of mobaro_as_of:
 -- where the local day starts and ends (23 or 25 hours across a DST change)
--- and whether it is a planned closure.
+-- whether it is a planned closure, and the opening hours in force.
 with firsts as (
     select account, min(started_at) as first_at from {{ ref('int_mobaro__downtimes_current') }} where not is_deleted group by 1
     union all
@@ -19,8 +19,12 @@ bounds as (
 
 days as (
     select
-        calendar.*,
-        cast(series.day as date) as local_date
+        calendar.account,
+        calendar.location_id,
+        calendar.time_zone,
+        cast(series.day as date) as local_date,
+        timezone(calendar.time_zone, series.day) as day_starts_at,
+        timezone(calendar.time_zone, series.day + interval 1 day) as day_ends_at
     from {{ ref('int_location_calendar') }} as calendar
     join bounds on bounds.account = calendar.account,
         generate_series(
@@ -30,13 +34,20 @@ days as (
         ) as series(day)
 )
 
+-- The calendar version in force when the day began.
 select
-    account,
-    location_id,
-    local_date,
-    time_zone,
-    has_calendar,
-    list_contains(closure_dates, cast(local_date as varchar)) as is_closure,
-    timezone(time_zone, cast(local_date as timestamp)) as day_starts_at,
-    timezone(time_zone, cast(local_date + 1 as timestamp)) as day_ends_at
+    days.account,
+    days.location_id,
+    days.local_date,
+    days.time_zone,
+    coalesce(versions.has_calendar, false) as has_calendar,
+    coalesce(list_contains(versions.closure_dates, cast(days.local_date as varchar)), false) as is_closure,
+    versions.weekly_hours,
+    days.day_starts_at,
+    days.day_ends_at
 from days
+left join {{ ref('int_location_calendar_versions') }} as versions
+    on versions.account = days.account
+    and versions.location_id = days.location_id
+    and (versions.valid_from is null or versions.valid_from <= days.day_starts_at)
+    and (versions.valid_to is null or days.day_starts_at < versions.valid_to)

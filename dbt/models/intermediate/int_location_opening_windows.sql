@@ -1,18 +1,20 @@
 -- One row per opening window of a location's local day, in UTC: its
--- weekday's hours from the calendar (none on a planned closure), or the
+-- weekday's hours from the calendar in force that day (none on a planned
+-- closure), or the
 -- whole local day for a location without a calendar. Hours that close at
 -- or before they open run past midnight.
 with hours as (
     select
         account,
         location_id,
+        local_date,
         lower(json_extract_string(entry, '$.{{ var("mobaro_opening_weekday_field") }}')) as weekday,
         try_cast(json_extract_string(entry, '$.{{ var("mobaro_opening_opens_field") }}') as time) as opens,
         try_cast(json_extract_string(entry, '$.{{ var("mobaro_opening_closes_field") }}') as time) as closes
     from (
-        select account, location_id, unnest(json_extract(weekly_hours, '$[*]')) as entry
-        from {{ ref('int_location_calendar') }}
-        where has_calendar
+        select account, location_id, local_date, unnest(json_extract(weekly_hours, '$[*]')) as entry
+        from {{ ref('int_location_days') }}
+        where has_calendar and not is_closure
     ) as entries
 ),
 
@@ -30,8 +32,9 @@ windows as (
     join hours
         on hours.account = days.account
         and hours.location_id = days.location_id
+        and hours.local_date = days.local_date
         and hours.weekday = lower(dayname(days.local_date))
-    where days.has_calendar and not days.is_closure and hours.opens is not null and hours.closes is not null
+    where hours.opens is not null and hours.closes is not null
     union all
     select account, location_id, local_date, day_starts_at, day_ends_at
     from {{ ref('int_location_days') }}

@@ -5,8 +5,9 @@ with opening as (
     select account, location_id, local_date, min(opens_at) as first_opens_at
     from {{ ref('int_location_opening_windows') }} as windows
     where exists (
-        select 1 from {{ ref('int_location_calendar') }} as calendar
-        where calendar.account = windows.account and calendar.location_id = windows.location_id and calendar.has_calendar
+        select 1 from {{ ref('int_location_days') }} as days
+        where days.account = windows.account and days.location_id = windows.location_id
+            and days.local_date = windows.local_date and days.has_calendar
     )
     group by 1, 2, 3
 )
