@@ -534,8 +534,8 @@ impl Park {
     ) -> Value {
         let due = created + minutes(rng, 60 * 24..60 * 24 * 7);
         let resolved = rng
-            .random_bool(0.65)
-            .then(|| created + minutes(rng, 30..60 * 24 * 10))
+            .random_bool(0.85)
+            .then(|| created + minutes(rng, 30..60 * 24 * 6))
             .filter(|at| *at <= self.anchor);
         let site_name = location["name"].as_str().unwrap_or_default().to_string();
         let mut assignment = json!({
