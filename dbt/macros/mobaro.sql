@@ -37,13 +37,18 @@
     fetched record gives its fields (a later event whose fetch failed does
     not blank it). -#}
 {% macro mobaro_current_state(relation, id_column) %}
-with latest_event as (
+-- The staging view is read once (its scan and deduplication are the cost).
+with source_rows as materialized (
+    select * from {{ relation }}
+),
+
+latest_event as (
     select account, {{ id_column }}, event_kind as last_event, fetch_status as last_status, event_at as last_event_at
-    from ({{ mobaro_latest_per_object(relation, id_column) }}) as latest
+    from ({{ mobaro_latest_per_object('source_rows', id_column) }}) as latest
 ),
 
 latest_record as (
-    {{ mobaro_latest_per_object(relation, id_column, "fetch_status = 'found'") }}
+    {{ mobaro_latest_per_object('source_rows', id_column, "fetch_status = 'found'") }}
 )
 
 select
