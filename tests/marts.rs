@@ -422,6 +422,7 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
             "downtime_pct",
             "downtimes",
             "mttr_minutes",
+            "mttr_elapsed_minutes",
             "mtbf_hours",
             "is_provisional",
             "is_final",

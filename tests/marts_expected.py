@@ -168,6 +168,7 @@ def main():
             down = sum(overlap(s, e, o, c) for o, c in windows for s, e in sessions)
             starting = [d for d in own if in_hours[d["id"]] and min(in_hours[d["id"]]) == day]
             repair = sum(sum(in_hours[d["id"]].values()) for d in starting)
+            elapsed = sum(minutes(d["start"], d["end"]) for d in starting)
             day_start, day_end = location.day_bounds(day)
             still_open = sum(1 for d in own if d["open"] and d["start"] < day_end and day_start < d["end"])
             count = len(starting)
@@ -181,6 +182,7 @@ def main():
                 "downtime_pct": 100.0 * down / opening if opening else None,
                 "downtimes": count,
                 "mttr_minutes": repair / count if count else None,
+                "mttr_elapsed_minutes": elapsed / count if count else None,
                 "mtbf_hours": (opening - down) / 60.0 / count if count else None,
                 "is_provisional": still_open > 0,
                 "is_final": still_open == 0 and day_end + grace <= as_of,

@@ -8,6 +8,7 @@ with in_windows as (
         downtimes.location_id,
         downtimes.category,
         downtimes.is_open,
+        downtimes.duration_minutes as elapsed_minutes,
         windows.local_date,
         windows.opens_at,
         {{ mobaro_overlap_minutes('downtimes.started_at', 'downtimes.ends_at', 'windows.opens_at', 'windows.closes_at') }} as in_hours_minutes

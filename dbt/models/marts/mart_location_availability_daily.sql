@@ -29,9 +29,15 @@ down as (
 ),
 
 started as (
-    select account, location_id, first_in_hours_date as local_date, count(*) as downtimes, sum(total_in_hours_minutes) as repair_minutes
+    select
+        account,
+        location_id,
+        first_in_hours_date as local_date,
+        count(*) as downtimes,
+        sum(total_in_hours_minutes) as repair_minutes,
+        sum(elapsed_minutes) as elapsed_repair_minutes
     from (
-        select distinct account, downtime_id, location_id, first_in_hours_date, total_in_hours_minutes
+        select distinct account, downtime_id, location_id, first_in_hours_date, total_in_hours_minutes, elapsed_minutes
         from {{ ref('int_downtime_in_hours') }}
     ) as downtimes
     group by 1, 2, 3
@@ -63,6 +69,7 @@ figures as (
         coalesce(down.downtime_minutes, 0) as downtime_minutes,
         coalesce(started.downtimes, 0) as downtimes,
         coalesce(started.repair_minutes, 0) as repair_minutes,
+        coalesce(started.elapsed_repair_minutes, 0) as elapsed_repair_minutes,
         coalesce(open_downtimes.open_downtimes, 0) as open_downtimes
     from days
     left join opening using (account, location_id, local_date)
@@ -88,6 +95,9 @@ select
     downtimes,
     round(repair_minutes, 2) as repair_minutes,
     round(repair_minutes / nullif(downtimes, 0), 2) as mttr_minutes,
+    -- Mobaro's MTTR widget: from registration until back in operation.
+    round(elapsed_repair_minutes, 2) as elapsed_repair_minutes,
+    round(elapsed_repair_minutes / nullif(downtimes, 0), 2) as mttr_elapsed_minutes,
     round((opening_minutes - downtime_minutes) / 60.0 / nullif(downtimes, 0), 2) as mtbf_hours,
     open_downtimes,
     open_downtimes > 0 as is_provisional,
