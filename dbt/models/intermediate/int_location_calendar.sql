@@ -7,7 +7,7 @@ select
     locations.weekly_hours is not null as has_calendar,
     locations.weekly_hours,
     coalesce(locations.closure_dates, []) as closure_dates
-from {{ ref('dim_location') }} as dim
+from {{ ref('int_location_names') }} as dim
 left join {{ ref('int_mobaro__locations_current') }} as locations
     on locations.account = dim.account
     and locations.location_id = dim.location_id
