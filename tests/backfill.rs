@@ -649,7 +649,7 @@ async fn a_run_stopped_by_shutdown_fails_and_resumes() -> anyhow::Result<()> {
 
 /// A lake fed only by a backfill (every resource as `Snapshot` events)
 /// builds with the dbt package: models and tests pass, and the availability
-/// mart holds the park's days.
+/// mart holds the park's days, none final before a compaction closed them.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_marts_build_on_a_lake_fed_by_the_backfill() -> anyhow::Result<()> {
     let setup = Setup::start(60).await?;
@@ -703,14 +703,17 @@ async fn the_marts_build_on_a_lake_fed_by_the_backfill() -> anyhow::Result<()> {
             "ATTACH '{}' AS marts (READ_ONLY); SELECT \
              (SELECT count(*) FROM marts.main.stg_mobaro__events WHERE event_kind = 'Snapshot') AS snapshots, \
              (SELECT count(*) FROM marts.main.mart_location_availability_daily WHERE downtimes > 0) AS down_days, \
-             (SELECT count(*) FROM marts.main.mart_inspection_compliance_daily) AS compliance_rows",
+             (SELECT count(*) FROM marts.main.mart_inspection_compliance_daily) AS compliance_rows, \
+             (SELECT count(*) FILTER (WHERE is_final) FROM marts.main.mart_location_availability_daily) AS final_days",
             database.display()
         ),
     )?;
     ensure!(
         figures[0]["snapshots"].as_u64() == Some(listed)
             && figures[0]["down_days"].as_u64().unwrap_or(0) > 0
-            && figures[0]["compliance_rows"].as_u64().unwrap_or(0) > 0,
+            && figures[0]["compliance_rows"].as_u64().unwrap_or(0) > 0
+            // No compaction has run: no table publishes a closed day.
+            && figures[0]["final_days"].as_u64() == Some(0),
         "the backfilled lake's marts: {:?} ({listed} objects)",
         figures[0]
     );

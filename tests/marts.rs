@@ -339,6 +339,18 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
     let dir = tempfile::tempdir()?;
     let lake = dir.path().join("lake");
     write_lake(&services, &unique("marts.enriched"), &lake, &events).await?;
+    // Compaction closes the days and each table publishes its last closed day.
+    let compacted = std::process::Command::new(end_to_end::binary("sink"))
+        .arg("compact")
+        .env("LAKE_URL", &lake)
+        .output()?;
+    ensure!(
+        compacted.status.success(),
+        "sink compact failed: {}",
+        String::from_utf8_lossy(&compacted.stderr)
+    );
+    let published: Value =
+        serde_json::from_slice(&std::fs::read(lake.join("_lake_status/downtimes.json"))?)?;
 
     let database = dir.path().join("marts.duckdb");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -371,7 +383,8 @@ async fn the_marts_hold_mobaros_figures_computed_from_the_records() -> anyhow::R
     // The ground truth: the records as Mobaro holds them now.
     let truth = json!({
         "as_of": AS_OF,
-        "grace_hours": 48,
+        "grace_hours": published["compaction_grace_hours"],
+        "final_through": published["final_through"],
         "location_versions": events
             .iter()
             .filter(|e| e.resource == "Locations")

@@ -3,7 +3,8 @@ the dbt package: plain Python over the current records (what Mobaro would
 show), with the definitions of Mobaro's help centre.
 
 Usage: marts_expected.py RECORDS.json > EXPECTED.json
-RECORDS.json: {"as_of": ISO, "grace_hours": N, "location_versions":
+RECORDS.json: {"as_of": ISO, "grace_hours": N, "final_through": DATE (what
+the downtimes table publishes), "location_versions":
 [{"at": ISO, "record": {...}}, ...] (every version of every Location, since
 when it held), "downtimes": [...], "results": [...], "assignments": [...]}
 (current, not deleted). Prints one list of rows per mart.
@@ -107,6 +108,8 @@ def main():
     data = json.load(open(sys.argv[1]))
     as_of = instant(data["as_of"])
     grace = timedelta(hours=data["grace_hours"])
+    # The last UTC day the downtimes table's compaction has closed.
+    closed_until = datetime.combine(date.fromisoformat(data["final_through"]) + timedelta(days=1), time(0), tzinfo=UTC)
     versions = {}
     for version in data["location_versions"]:
         versions.setdefault(version["record"]["id"], []).append((instant(version["at"]), version["record"]))
@@ -185,7 +188,7 @@ def main():
                 "mttr_elapsed_minutes": elapsed / count if count else None,
                 "mtbf_hours": (opening - down) / 60.0 / count if count else None,
                 "is_provisional": still_open > 0,
-                "is_final": still_open == 0 and day_end + grace <= as_of,
+                "is_final": still_open == 0 and day_end + grace <= as_of and day_end <= closed_until,
             })
             if location.calendar(day).weekly is not None and windows:
                 first_open = min(o for o, _ in windows)

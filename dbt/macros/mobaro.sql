@@ -150,3 +150,16 @@ from changes
 {% macro mobaro_overlap_minutes(start_a, end_a, start_b, end_b) -%}
     date_diff('millisecond', greatest({{ start_a }}, {{ start_b }}), least({{ end_a }}, {{ end_b }})) / 60000.0
 {%- endmacro %}
+
+{#- Whether a local day ending at `day_ends_at` is final by what its
+    table publishes (`status`, a row of int_table_final_through joined on
+    the table's name): compaction has closed the UTC day the local day ends
+    in, and its grace has passed by mobaro_as_of. False while the table
+    publishes no closed day. -#}
+{% macro mobaro_is_final(day_ends_at, status) -%}
+    coalesce(
+        {{ day_ends_at }} <= cast({{ status }}.final_through + 1 as timestamp with time zone)
+        and {{ day_ends_at }} + to_milliseconds(cast({{ status }}.compaction_grace_hours * 3600000 as bigint)) <= {{ mobaro_as_of() }},
+        false
+    )
+{%- endmacro %}

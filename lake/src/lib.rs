@@ -12,6 +12,7 @@ mod delta;
 mod encoding;
 mod erasure;
 mod event_ids;
+mod final_through;
 mod offsets;
 mod parquet;
 mod path;
@@ -42,6 +43,7 @@ pub use erasure::{
     Erasures, Ledger, LedgerError, Screened, TableErased,
 };
 pub use event_ids::{digest, EventIds, IdDigest};
+pub use final_through::{read as read_final_through, FinalThrough};
 pub use offsets::OffsetRange;
 pub use path::{DataPath, PARTITION_COLUMN};
 pub use provenance::Provenance;

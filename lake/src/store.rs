@@ -311,6 +311,16 @@ impl Lake {
         }
     }
 
+    /// Writes an object, replacing what is there (for small documents one
+    /// writer at a time owns, never for data or log entries).
+    pub async fn replace(&self, path: &Path, bytes: bytes::Bytes) -> Result<(), LakeError> {
+        self.store
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+
     /// A create reported as refused counts as "already existed" only once a
     /// HEAD shows the object: S3 answers a conditional write that raced
     /// another with 409, which `object_store` reports as `AlreadyExists`

@@ -408,6 +408,8 @@ impl Tables {
         if let Format::Delta { tables, .. } = &self.format {
             for table in Table::all() {
                 tables.latest_or_created(table).await?;
+                // Readers of `_lake_status` find every table's, too.
+                crate::final_through::create_missing(tables.lake(), table).await?;
             }
         }
         Ok(())

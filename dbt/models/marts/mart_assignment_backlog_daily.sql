@@ -55,12 +55,15 @@ select
     round(median(date_diff('second', a.created_at, days.day_ends_at) / 86400.0) filter (
         where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
     ), 2) as median_open_age_days,
-    days.day_ends_at + interval ({{ var('mobaro_final_grace_hours') }}) hour <= {{ mobaro_as_of() }} as is_final
+    {{ mobaro_is_final('days.day_ends_at', 'status') }} as is_final
 from days
+left join {{ ref('int_table_final_through') }} as status
+    on status.table_name = 'assignments'
 left join assignments as a
     on a.account = days.account
     and a.location_id is not distinct from days.location_id
     and a.priority_name = days.priority_name
     and a.is_critical = days.is_critical
     and a.created_at < days.day_ends_at
-group by days.account, days.location_id, days.local_date, days.priority_name, days.is_critical, days.day_ends_at
+group by days.account, days.location_id, days.local_date, days.priority_name, days.is_critical, days.day_ends_at,
+    status.final_through, status.compaction_grace_hours

@@ -29,10 +29,12 @@ select
         )
     end as compliance_pct,
     round(avg(score) filter (where is_completed), 4) as mean_score,
-    coalesce(bool_and(days.day_ends_at + interval ({{ var('mobaro_final_grace_hours') }}) hour <= {{ mobaro_as_of() }}), false) as is_final
+    coalesce(bool_and({{ mobaro_is_final('days.day_ends_at', 'status') }}), false) as is_final
 from results
 left join {{ ref('int_location_days') }} as days
     on days.account = results.account
     and days.location_id = results.location_id
     and days.local_date = results.result_date
+left join {{ ref('int_table_final_through') }} as status
+    on status.table_name = 'results'
 group by 1, 2, 3, 4, 5

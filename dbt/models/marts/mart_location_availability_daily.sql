@@ -101,6 +101,7 @@ select
     round((opening_minutes - downtime_minutes) / 60.0 / nullif(downtimes, 0), 2) as mtbf_hours,
     open_downtimes,
     open_downtimes > 0 as is_provisional,
-    open_downtimes = 0
-        and day_ends_at + interval ({{ var('mobaro_final_grace_hours') }}) hour <= {{ mobaro_as_of() }} as is_final
+    open_downtimes = 0 and {{ mobaro_is_final('day_ends_at', 'status') }} as is_final
 from figures
+left join {{ ref('int_table_final_through') }} as status
+    on status.table_name = 'downtimes'

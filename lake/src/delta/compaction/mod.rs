@@ -297,6 +297,17 @@ async fn run(
             }
         }
         commit(tables, table, prepared, settings, &mut report).await?;
+        let closed_cleanly = !report.failed.iter().any(|(t, ..)| *t == table)
+            && !report.conflicts.iter().any(|(t, _)| *t == table);
+        if matches!(pass, Pass::Closed) && closed_cleanly {
+            let through = closed_before - chrono::Days::new(1);
+            if let Err(error) =
+                crate::final_through::publish(tables.lake(), table, through, settings.grace).await
+            {
+                // Readers see the previous day as final until the next run.
+                tracing::warn!(table = table.name(), %error, "could not publish the table's final day");
+            }
+        }
     }
     Ok(report)
 }
@@ -729,6 +740,9 @@ mod tests {
         }
         assert_eq!(statuses.len(), 4);
         assert_eq!(statuses[&format!("{:032x}", 2)], "found");
+        // A day left alone: the table publishes no final day.
+        let published = crate::final_through::read(&lake, Table::Events).await;
+        assert!(published.expect("reads").is_none());
         // Done: a second run rewrites nothing of day 1.
         let again = compact(&tables, &settings(), now).await.expect("runs");
         assert!(again.compacted.is_empty(), "{again:?}");
@@ -930,5 +944,12 @@ mod tests {
             (report.compacted[0].rows_out, report.compacted[0].files_out),
             (11, 1)
         );
+        // The table publishes the last day closed: an hour's grace before
+        // 2025-03-10 00:00 falls on 2025-03-09, so days through 03-08.
+        let published = crate::final_through::read(tables.lake(), Table::Events)
+            .await
+            .expect("reads")
+            .expect("published");
+        assert_eq!(published.final_through, NaiveDate::from_ymd_opt(2025, 3, 8));
     }
 }
