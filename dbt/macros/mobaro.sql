@@ -132,18 +132,19 @@ changes as (
     where previous_status is null
         or (is_deletion and previous_status = 'found')
         or (not is_deletion and (previous_status <> 'found' or record_json is distinct from previous_record_json))
+),
+
+spans as (
+    select
+        *,
+        event_at as valid_from,
+        lead(event_at) over versions as valid_to
+    from changes
+    window versions as (partition by account, {{ id_column }} order by event_at, fetched_at nulls first, event_id)
 )
 
-select
-    *,
-    event_at as valid_from,
-    lead(event_at) over (
-        partition by account, {{ id_column }} order by event_at, fetched_at nulls first, event_id
-    ) as valid_to,
-    lead(event_at) over (
-        partition by account, {{ id_column }} order by event_at, fetched_at nulls first, event_id
-    ) is null as is_current
-from changes
+select *, valid_to is null as is_current
+from spans
 {% endmacro %}
 
 {#- Minutes two overlapping intervals share (callers join on the overlap). -#}

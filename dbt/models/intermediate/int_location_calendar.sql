@@ -1,12 +1,11 @@
--- One row per location: its time zone and opening-hours calendar, from
--- its Location record (the default zone, around the clock, without one).
+-- One row per location: its time zone and whether it has an opening-hours
+-- calendar now, from its current Location record (the default zone, around
+-- the clock, without one). The hours of each day: int_location_days.
 select
     dim.account,
     dim.location_id,
     coalesce(locations.time_zone, '{{ var("mobaro_default_time_zone") }}') as time_zone,
-    locations.weekly_hours is not null as has_calendar,
-    locations.weekly_hours,
-    coalesce(locations.closure_dates, []) as closure_dates
+    locations.weekly_hours is not null as has_calendar
 from {{ ref('int_location_names') }} as dim
 left join {{ ref('int_mobaro__locations_current') }} as locations
     on locations.account = dim.account

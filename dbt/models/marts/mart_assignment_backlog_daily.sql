@@ -35,35 +35,41 @@ days as (
             cast(cast(timezone(groups.time_zone, {{ mobaro_as_of() }}) as date) as timestamp),
             interval 1 day
         ) as series(day)
+),
+
+-- Each day with the assignments created before its end.
+joined as (
+    select
+        days.*,
+        cast(timezone(days.time_zone, a.created_at) as date) = days.local_date as is_created,
+        cast(timezone(days.time_zone, a.finished_at) as date) = days.local_date as is_resolved,
+        a.assignment_id is not null
+            and (a.finished_at is null or a.finished_at >= days.day_ends_at) as is_open_at_end,
+        a.due_at < days.day_ends_at as is_due,
+        date_diff('second', a.created_at, days.day_ends_at) / 86400.0 as age_days
+    from days
+    left join assignments as a
+        on a.account = days.account
+        and a.location_id is not distinct from days.location_id
+        and a.priority_name = days.priority_name
+        and a.is_critical = days.is_critical
+        and a.created_at < days.day_ends_at
 )
 
 select
-    days.account,
-    days.location_id,
-    days.local_date,
-    days.priority_name as priority,
-    days.is_critical,
-    count(*) filter (where cast(timezone(days.time_zone, a.created_at) as date) = days.local_date) as created,
-    count(*) filter (where cast(timezone(days.time_zone, a.finished_at) as date) = days.local_date) as resolved,
-    count(*) filter (
-        where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
-    ) as open_at_end,
-    count(*) filter (
-        where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
-            and a.due_at < days.day_ends_at
-    ) as overdue_at_end,
-    round(median(date_diff('second', a.created_at, days.day_ends_at) / 86400.0) filter (
-        where a.created_at < days.day_ends_at and (a.finished_at is null or a.finished_at >= days.day_ends_at)
-    ), 2) as median_open_age_days,
-    {{ mobaro_is_final('days.day_ends_at', 'status') }} as is_final
-from days
+    joined.account,
+    joined.location_id,
+    joined.local_date,
+    joined.priority_name as priority,
+    joined.is_critical,
+    count(*) filter (where is_created) as created,
+    count(*) filter (where is_resolved) as resolved,
+    count(*) filter (where is_open_at_end) as open_at_end,
+    count(*) filter (where is_open_at_end and is_due) as overdue_at_end,
+    round(median(age_days) filter (where is_open_at_end), 2) as median_open_age_days,
+    {{ mobaro_is_final('joined.day_ends_at', 'status') }} as is_final
+from joined
 left join {{ ref('int_table_final_through') }} as status
     on status.table_name = 'assignments'
-left join assignments as a
-    on a.account = days.account
-    and a.location_id is not distinct from days.location_id
-    and a.priority_name = days.priority_name
-    and a.is_critical = days.is_critical
-    and a.created_at < days.day_ends_at
-group by days.account, days.location_id, days.local_date, days.priority_name, days.is_critical, days.day_ends_at,
-    status.final_through, status.compaction_grace_hours
+group by joined.account, joined.location_id, joined.local_date, joined.priority_name, joined.is_critical,
+    joined.day_ends_at, status.final_through, status.compaction_grace_hours
