@@ -37,8 +37,20 @@ fn location(lake: &Lake, table: Table) -> Path {
     lake.path(DIRECTORY).join(format!("{}.json", table.name()))
 }
 
-fn encode(status: &FinalThrough) -> bytes::Bytes {
-    bytes::Bytes::from(serde_json::to_vec(status).unwrap_or_default())
+/// The document `table` publishes: final through `through`, closed
+/// after `grace`; none yet before the first compaction.
+fn document(
+    table: Table,
+    through: Option<NaiveDate>,
+    grace: Option<std::time::Duration>,
+) -> bytes::Bytes {
+    let status = FinalThrough {
+        table: table.name().to_string(),
+        final_through: through,
+        compaction_grace_hours: grace.map(|g| g.as_secs_f64() / 3600.0),
+        published_at: Utc::now(),
+    };
+    bytes::Bytes::from(serde_json::to_vec(&status).unwrap_or_default())
 }
 
 /// Publishes that `table` is final through `through` (overwriting the
@@ -49,25 +61,15 @@ pub(crate) async fn publish(
     through: NaiveDate,
     grace: std::time::Duration,
 ) -> Result<(), LakeError> {
-    let status = FinalThrough {
-        table: table.name().to_string(),
-        final_through: Some(through),
-        compaction_grace_hours: Some(grace.as_secs_f64() / 3600.0),
-        published_at: Utc::now(),
-    };
-    lake.replace(&location(lake, table), encode(&status)).await
+    let document = document(table, Some(through), Some(grace));
+    lake.replace(&location(lake, table), document).await
 }
 
 /// Creates the publication of `table`, with no day final yet, unless one
 /// exists: readers find it before the first compaction.
 pub(crate) async fn create_missing(lake: &Lake, table: Table) -> Result<(), LakeError> {
-    let status = FinalThrough {
-        table: table.name().to_string(),
-        final_through: None,
-        compaction_grace_hours: None,
-        published_at: Utc::now(),
-    };
-    lake.create(&location(lake, table), encode(&status))
+    let document = document(table, None, None);
+    lake.create(&location(lake, table), document)
         .await
         .map(|_| ())
 }
